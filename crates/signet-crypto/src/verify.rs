@@ -1,0 +1,254 @@
+//! Verification of a signer's signature over SHA-256 of given bytes, with the key from its certificate.
+//!
+//! A signing device hands back a bare signature over the CMS SignedAttributes. Before anything is
+//! written into a document we check it against the signer's public key and learn two things the
+//! CMS SignerInfo needs: which signature algorithm was used (its `signatureAlgorithm` must say so)
+//! and the signature in the form CMS carries (ECDSA as a DER `SEQUENCE { r, s }`, also when the
+//! device produced the raw `r || s` concatenation). Only verification happens here; the `rsa`
+//! crate's known timing issue concerns private-key operations, which this module never performs.
+
+use const_oid::db::rfc5912::{ID_EC_PUBLIC_KEY, RSA_ENCRYPTION, SECP_256_R_1, SECP_384_R_1};
+use der::Decode;
+use rsa::pkcs8::DecodePublicKey;
+use sha2::{Digest, Sha256};
+use signature::hazmat::PrehashVerifier;
+use spki::SubjectPublicKeyInfoRef;
+
+/// ECDSA over a SHA-256 prehash, trying DER first and then the raw `r || s` form.
+///
+/// A macro rather than a generic function: the `ecdsa` crate's DER bounds are long and the two
+/// curves are all Signet accepts.
+macro_rules! verify_ecdsa {
+    ($curve:ident, $key:expr, $digest:expr, $signature:expr, $scalar_len:expr) => {{
+        let signature: &[u8] = $signature;
+        let mut candidates: Vec<$curve::ecdsa::Signature> = Vec::with_capacity(2);
+        if let Ok(parsed) = $curve::ecdsa::Signature::from_der(signature) {
+            candidates.push(parsed);
+        }
+        if signature.len() == 2 * $scalar_len {
+            if let Ok(parsed) = $curve::ecdsa::Signature::from_slice(signature) {
+                candidates.push(parsed);
+            }
+        }
+        if candidates.is_empty() {
+            Err(SignatureError::Malformed(format!(
+                "ECDSA signature is neither DER nor {}-byte r||s ({} bytes given)",
+                2 * $scalar_len,
+                signature.len()
+            )))
+        } else {
+            candidates
+                .into_iter()
+                .find(|candidate| $key.verify_prehash($digest, candidate).is_ok())
+                .map(|candidate| VerifiedSignature {
+                    algorithm: SignatureAlgorithm::EcdsaSha256,
+                    signature: candidate.to_der().as_bytes().to_vec(),
+                })
+                .ok_or(SignatureError::Mismatch)
+        }
+    }};
+}
+
+/// Why a signature was not accepted.
+#[derive(Debug, thiserror::Error)]
+pub enum SignatureError {
+    /// The signature or the key bytes could not be decoded.
+    #[error("malformed signature or key: {0}")]
+    Malformed(String),
+    /// The signature is well-formed but does not verify with this key over these bytes.
+    #[error("signature does not match the key and message")]
+    Mismatch,
+    /// The key type or curve is not one Signet accepts.
+    #[error("unsupported key: {0}")]
+    UnsupportedKey(String),
+}
+
+/// The signature algorithm a verified signature used; it decides the CMS `signatureAlgorithm`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum SignatureAlgorithm {
+    /// ECDSA over SHA-256 (`ecdsa-with-SHA256`), on P-256 or P-384.
+    EcdsaSha256,
+    /// RSA PKCS#1 v1.5 with SHA-256 (`sha256WithRSAEncryption`).
+    RsaPkcs1Sha256,
+    /// RSASSA-PSS with SHA-256, MGF1-SHA-256 and a 32-byte salt.
+    RsaPssSha256,
+}
+
+/// A signature that verified, with its algorithm and its bytes as CMS embeds them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VerifiedSignature {
+    /// The algorithm the signature was made with.
+    pub algorithm: SignatureAlgorithm,
+    /// The signature in CMS form: DER `SEQUENCE { r, s }` for ECDSA, unchanged for RSA.
+    pub signature: Vec<u8>,
+}
+
+/// Verifies `signature` over SHA-256 of `message` with the key in `spki_der`
+/// (a DER `SubjectPublicKeyInfo`).
+///
+/// Accepts ECDSA on P-256 and P-384 (DER `SEQUENCE { r, s }` or raw `r || s`), RSA PKCS#1 v1.5
+/// and RSA-PSS (SHA-256, MGF1-SHA-256, 32-byte salt). Returns the algorithm that matched and the
+/// signature normalised for CMS.
+pub fn verify_sha256_signature(
+    spki_der: &[u8],
+    message: &[u8],
+    signature: &[u8],
+) -> Result<VerifiedSignature, SignatureError> {
+    let spki = SubjectPublicKeyInfoRef::from_der(spki_der)
+        .map_err(|e| SignatureError::Malformed(format!("public key info: {e}")))?;
+    let digest: [u8; 32] = Sha256::digest(message).into();
+    let oid = spki.algorithm.oid;
+    if oid == ID_EC_PUBLIC_KEY {
+        let curve = spki
+            .algorithm
+            .parameters_oid()
+            .map_err(|e| SignatureError::Malformed(format!("EC curve parameter: {e}")))?;
+        if curve == SECP_256_R_1 {
+            let key = p256::ecdsa::VerifyingKey::from_public_key_der(spki_der)
+                .map_err(|e| SignatureError::Malformed(format!("P-256 key: {e}")))?;
+            verify_ecdsa!(p256, key, &digest, signature, 32)
+        } else if curve == SECP_384_R_1 {
+            let key = p384::ecdsa::VerifyingKey::from_public_key_der(spki_der)
+                .map_err(|e| SignatureError::Malformed(format!("P-384 key: {e}")))?;
+            verify_ecdsa!(p384, key, &digest, signature, 48)
+        } else {
+            Err(SignatureError::UnsupportedKey(format!("EC curve {curve}")))
+        }
+    } else if oid == RSA_ENCRYPTION {
+        let key = rsa::RsaPublicKey::from_public_key_der(spki_der)
+            .map_err(|e| SignatureError::Malformed(format!("RSA key: {e}")))?;
+        verify_rsa(&key, &digest, signature)
+    } else {
+        Err(SignatureError::UnsupportedKey(format!(
+            "key algorithm {oid}"
+        )))
+    }
+}
+
+/// Verifies `signature` over SHA-256 of `message` with the public key of a DER certificate.
+pub fn verify_with_certificate(
+    certificate_der: &[u8],
+    message: &[u8],
+    signature: &[u8],
+) -> Result<VerifiedSignature, SignatureError> {
+    let spki = certificate_spki_der(certificate_der)?;
+    verify_sha256_signature(&spki, message, signature)
+}
+
+/// The DER `SubjectPublicKeyInfo` of a DER certificate.
+pub fn certificate_spki_der(certificate_der: &[u8]) -> Result<Vec<u8>, SignatureError> {
+    use der::Encode;
+    let certificate = x509_cert::Certificate::from_der(certificate_der)
+        .map_err(|e| SignatureError::Malformed(format!("certificate: {e}")))?;
+    certificate
+        .tbs_certificate
+        .subject_public_key_info
+        .to_der()
+        .map_err(|e| SignatureError::Malformed(format!("public key info: {e}")))
+}
+
+/// RSA over a SHA-256 digest: PKCS#1 v1.5 first, then PSS.
+fn verify_rsa(
+    key: &rsa::RsaPublicKey,
+    digest: &[u8; 32],
+    signature: &[u8],
+) -> Result<VerifiedSignature, SignatureError> {
+    use rsa::traits::PublicKeyParts;
+    if signature.len() != key.size() {
+        return Err(SignatureError::Malformed(format!(
+            "RSA signature is {} bytes, the key's modulus {}",
+            signature.len(),
+            key.size()
+        )));
+    }
+    let algorithm = if key
+        .verify(rsa::Pkcs1v15Sign::new::<Sha256>(), digest, signature)
+        .is_ok()
+    {
+        SignatureAlgorithm::RsaPkcs1Sha256
+    } else if key
+        .verify(rsa::Pss::new_with_salt::<Sha256>(32), digest, signature)
+        .is_ok()
+    {
+        SignatureAlgorithm::RsaPssSha256
+    } else {
+        return Err(SignatureError::Mismatch);
+    };
+    Ok(VerifiedSignature {
+        algorithm,
+        signature: signature.to_vec(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use p256::pkcs8::EncodePublicKey;
+    use signature::Signer;
+
+    fn p256_pair() -> (p256::ecdsa::SigningKey, Vec<u8>) {
+        let key = p256::ecdsa::SigningKey::random(&mut rand::rngs::OsRng);
+        let spki = key
+            .verifying_key()
+            .to_public_key_der()
+            .unwrap()
+            .as_bytes()
+            .to_vec();
+        (key, spki)
+    }
+
+    #[test]
+    fn a_der_ecdsa_signature_verifies_and_stays_der() {
+        let (key, spki) = p256_pair();
+        let sig: p256::ecdsa::Signature = key.sign(b"hello");
+        let der = sig.to_der().as_bytes().to_vec();
+        let verified = verify_sha256_signature(&spki, b"hello", &der).unwrap();
+        assert_eq!(verified.algorithm, SignatureAlgorithm::EcdsaSha256);
+        assert_eq!(verified.signature, der);
+    }
+
+    #[test]
+    fn a_raw_ecdsa_signature_is_normalised_to_der() {
+        let (key, spki) = p256_pair();
+        let sig: p256::ecdsa::Signature = key.sign(b"hello");
+        let raw = sig.to_bytes().to_vec();
+        let verified = verify_sha256_signature(&spki, b"hello", &raw).unwrap();
+        assert_eq!(verified.signature, sig.to_der().as_bytes().to_vec());
+    }
+
+    #[test]
+    fn a_signature_over_other_bytes_is_a_mismatch() {
+        let (key, spki) = p256_pair();
+        let sig: p256::ecdsa::Signature = key.sign(b"hello");
+        let err = verify_sha256_signature(&spki, b"hellO", &sig.to_bytes()).unwrap_err();
+        assert!(matches!(err, SignatureError::Mismatch), "{err:?}");
+    }
+
+    #[test]
+    fn garbage_is_malformed_not_a_panic() {
+        let (_, spki) = p256_pair();
+        let err = verify_sha256_signature(&spki, b"x", &[1, 2, 3]).unwrap_err();
+        assert!(matches!(err, SignatureError::Malformed(_)), "{err:?}");
+        let err = verify_sha256_signature(b"not a key", b"x", &[1, 2, 3]).unwrap_err();
+        assert!(matches!(err, SignatureError::Malformed(_)), "{err:?}");
+    }
+
+    #[test]
+    fn p384_keys_sign_sha256_digests() {
+        let key = p384::ecdsa::SigningKey::random(&mut rand::rngs::OsRng);
+        let spki = key.verifying_key().to_public_key_der().unwrap();
+        let digest = Sha256::digest(b"doc");
+        let sig: p384::ecdsa::Signature =
+            signature::hazmat::PrehashSigner::sign_prehash(&key, &digest).unwrap();
+        let verified = verify_sha256_signature(spki.as_bytes(), b"doc", &sig.to_bytes()).unwrap();
+        assert_eq!(verified.algorithm, SignatureAlgorithm::EcdsaSha256);
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn random_signatures_never_panic(sig in proptest::collection::vec(proptest::num::u8::ANY, 0..200)) {
+            let (_, spki) = p256_pair();
+            let _ = verify_sha256_signature(&spki, b"m", &sig);
+        }
+    }
+}

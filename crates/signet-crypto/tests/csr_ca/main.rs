@@ -1,0 +1,8 @@
+//! CSR intake and the internal CA checked against the real `openssl` CLI: requests made by
+//! openssl are parsed (or refused) by Signet, and what Signet's CA issues is verified by openssl.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod ca;
+mod csr;
+mod support;

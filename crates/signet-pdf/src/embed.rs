@@ -1,0 +1,80 @@
+//! Finishing: splice the CMS into the placeholder of a prepared file, and recompute its digest.
+//!
+//! Only the placeholder's hex digits are overwritten, in place, so every byte covered by the
+//! byte range stays as it was when the digest was computed.
+
+use std::io::{Read, Seek, SeekFrom, Write};
+
+use sha2::{Digest, Sha256};
+
+use crate::{ByteRange, PdfError};
+
+/// Copy buffer size for hashing byte ranges.
+const CHUNK: usize = 64 * 1024;
+
+/// Writes `cms_der` as hex into the empty placeholder that `byte_range` brackets, padding with
+/// the zeros already there.
+///
+/// Refuses a CMS larger than the placeholder, a file whose length disagrees with the byte range,
+/// and a placeholder that is not `<` + zeros + `>` (already filled, or the wrong file).
+pub fn embed<F: Read + Write + Seek>(
+    file: &mut F,
+    byte_range: &ByteRange,
+    cms_der: &[u8],
+) -> Result<(), PdfError> {
+    let capacity = byte_range.capacity();
+    if cms_der.len() > capacity {
+        return Err(PdfError::PlaceholderTooSmall {
+            needed: cms_der.len(),
+            capacity,
+        });
+    }
+    let len = file.seek(SeekFrom::End(0))?;
+    if len != byte_range.file_len() || byte_range.0[0] != 0 {
+        return Err(PdfError::PlaceholderMismatch(format!(
+            "the file is {len} bytes, the byte range describes {}",
+            byte_range.file_len()
+        )));
+    }
+    let placeholder_len = usize::try_from(byte_range.placeholder_len())
+        .map_err(|_| PdfError::PlaceholderMismatch("placeholder too large".into()))?;
+    let mut placeholder = vec![0u8; placeholder_len];
+    file.seek(SeekFrom::Start(byte_range.placeholder_offset()))?;
+    file.read_exact(&mut placeholder)?;
+    let empty = placeholder.len() >= 2
+        && placeholder[0] == b'<'
+        && placeholder[placeholder.len() - 1] == b'>'
+        && placeholder[1..placeholder.len() - 1].iter().all(|b| *b == b'0');
+    if !empty {
+        return Err(PdfError::PlaceholderMismatch(
+            "the bytes there are not an empty `<00…>` placeholder (already signed?)".into(),
+        ));
+    }
+    file.seek(SeekFrom::Start(byte_range.placeholder_offset() + 1))?;
+    file.write_all(hex::encode_upper(cms_der).as_bytes())?;
+    file.flush()?;
+    Ok(())
+}
+
+/// SHA-256 over the two byte ranges of a prepared (or signed) file, read in chunks.
+pub fn byte_range_digest<R: Read + Seek>(
+    file: &mut R,
+    byte_range: &ByteRange,
+) -> Result<[u8; 32], PdfError> {
+    let mut hasher = Sha256::new();
+    let mut buffer = vec![0u8; CHUNK];
+    for (start, len) in [
+        (byte_range.0[0], byte_range.0[1]),
+        (byte_range.0[2], byte_range.0[3]),
+    ] {
+        file.seek(SeekFrom::Start(start))?;
+        let mut left = len;
+        while left > 0 {
+            let take = usize::try_from(left.min(CHUNK as u64)).unwrap_or(CHUNK);
+            file.read_exact(&mut buffer[..take])?;
+            hasher.update(&buffer[..take]);
+            left -= take as u64;
+        }
+    }
+    Ok(hasher.finalize().into())
+}

@@ -1,0 +1,389 @@
+//! Test support: a throw-away CA made with the `openssl` CLI, signing the way a device does
+//! (`openssl dgst -sign` over the SignedAttributes), and the oracles that judge the result:
+//! pyHanko, pdfsig, `openssl cms -verify` and `qpdf --check`.
+//!
+//! Oracles are required, not optional: a missing one fails the test with instructions.
+
+#![allow(dead_code)]
+
+use std::fs;
+use std::io::Cursor;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::OnceLock;
+
+use signet_crypto::cms;
+use signet_crypto::verify;
+use signet_pdf::{PrepareOptions, Prepared};
+
+/// The workspace root (two levels above this crate).
+pub fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+/// The Python virtualenv with pyHanko, reportlab and pypdf: `$SIGNET_ORACLE_VENV`, else
+/// `<workspace>/.venv`.
+pub fn venv() -> PathBuf {
+    let venv = std::env::var_os("SIGNET_ORACLE_VENV")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace_root().join(".venv"));
+    for tool in ["python", "pyhanko"] {
+        assert!(
+            venv.join("bin").join(tool).exists(),
+            "oracle missing: {}/bin/{tool}. Create the venv with \
+             `python3 -m venv .venv && .venv/bin/pip install pyhanko==0.38.0 pyhanko-cli==0.6.0 \
+             pyhanko-certvalidator reportlab pypdf` or point SIGNET_ORACLE_VENV at one.",
+            venv.display()
+        );
+    }
+    venv
+}
+
+/// Runs a command, failing the test with install advice when the program is missing.
+pub fn run(program: impl AsRef<std::ffi::OsStr>, args: &[&std::ffi::OsStr]) -> Output {
+    let program = program.as_ref();
+    Command::new(program).args(args).output().unwrap_or_else(|e| {
+        panic!(
+            "oracle `{}` cannot run ({e}); install it: \
+             apt-get install -y poppler-utils qpdf ghostscript librsvg2-bin openssl",
+            program.to_string_lossy()
+        )
+    })
+}
+
+/// Runs a command that must succeed and returns its stdout.
+pub fn run_ok(program: impl AsRef<std::ffi::OsStr>, args: &[&std::ffi::OsStr]) -> String {
+    let program = program.as_ref();
+    let out = run(program, args);
+    assert!(
+        out.status.success(),
+        "`{} {:?}` failed: {}\n{}",
+        program.to_string_lossy(),
+        args,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+macro_rules! os_args {
+    ($($a:expr),* $(,)?) => { &[$(std::ffi::OsStr::new($a)),*] };
+}
+pub(crate) use os_args;
+
+/// A signer: key and certificate files, as a device would hold them.
+pub struct Signer {
+    pub key_pem: PathBuf,
+    pub cert_der: Vec<u8>,
+    pub key_pkcs8_der: Vec<u8>,
+}
+
+/// A test CA with a P-256 and an RSA-2048 end entity, made once per test binary.
+pub struct Pki {
+    pub dir: PathBuf,
+    pub ca_pem: PathBuf,
+    pub ca_der: Vec<u8>,
+    pub p256: Signer,
+    pub rsa: Signer,
+    /// PKCS#12 of the P-256 signer (password `pw`), for signing with pyHanko itself.
+    pub p12: PathBuf,
+}
+
+pub fn pki() -> &'static Pki {
+    static PKI: OnceLock<Pki> = OnceLock::new();
+    PKI.get_or_init(make_pki)
+}
+
+/// A directory under the target dir that lives as long as the test binary's run.
+pub fn scratch_dir(name: &str) -> PathBuf {
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(name);
+    let _ = fs::remove_dir_all(&dir);
+    fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+fn make_pki() -> Pki {
+    let dir = scratch_dir("pki");
+    let p = |name: &str| dir.join(name);
+    let s = |path: &Path| path.to_str().unwrap().to_owned();
+    fs::write(
+        p("ca.cnf"),
+        "[req]\ndistinguished_name=dn\n[dn]\n\
+         [ca]\nbasicConstraints=critical,CA:TRUE\nkeyUsage=critical,keyCertSign,cRLSign\n\
+         subjectKeyIdentifier=hash\n\
+         [ee]\nbasicConstraints=critical,CA:FALSE\n\
+         keyUsage=critical,digitalSignature,nonRepudiation\n\
+         subjectKeyIdentifier=hash\nauthorityKeyIdentifier=keyid\n",
+    )
+    .unwrap();
+    run_ok("openssl", os_args!["ecparam", "-name", "prime256v1", "-genkey", "-noout", "-out", &s(&p("ca.key"))]);
+    run_ok(
+        "openssl",
+        os_args![
+            "req", "-x509", "-new", "-key", &s(&p("ca.key")), "-subj", "/CN=Signet Test CA",
+            "-days", "3650", "-config", &s(&p("ca.cnf")), "-extensions", "ca", "-out", &s(&p("ca.pem"))
+        ],
+    );
+    let issue = |name: &str, keygen: &[&str]| {
+        let key = p(&format!("{name}.key"));
+        let mut args: Vec<&std::ffi::OsStr> = keygen.iter().map(std::ffi::OsStr::new).collect();
+        let key_s = s(&key);
+        args.push(std::ffi::OsStr::new("-out"));
+        args.push(std::ffi::OsStr::new(&key_s));
+        run_ok("openssl", &args);
+        run_ok(
+            "openssl",
+            os_args![
+                "req", "-new", "-key", &key_s, "-subj", &format!("/CN=Signet Test {name}"),
+                "-config", &s(&p("ca.cnf")), "-out", &s(&p(&format!("{name}.csr")))
+            ],
+        );
+        run_ok(
+            "openssl",
+            os_args![
+                "x509", "-req", "-in", &s(&p(&format!("{name}.csr"))), "-CA", &s(&p("ca.pem")),
+                "-CAkey", &s(&p("ca.key")), "-CAcreateserial", "-days", "825", "-sha256",
+                "-extfile", &s(&p("ca.cnf")), "-extensions", "ee",
+                "-out", &s(&p(&format!("{name}.pem")))
+            ],
+        );
+        run_ok(
+            "openssl",
+            os_args![
+                "x509", "-in", &s(&p(&format!("{name}.pem"))), "-outform", "DER",
+                "-out", &s(&p(&format!("{name}.der")))
+            ],
+        );
+        run_ok(
+            "openssl",
+            os_args![
+                "pkcs8", "-topk8", "-nocrypt", "-in", &key_s, "-outform", "DER",
+                "-out", &s(&p(&format!("{name}.p8")))
+            ],
+        );
+        Signer {
+            key_pem: key,
+            cert_der: fs::read(p(&format!("{name}.der"))).unwrap(),
+            key_pkcs8_der: fs::read(p(&format!("{name}.p8"))).unwrap(),
+        }
+    };
+    let p256 = issue("p256", &["genpkey", "-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256"]);
+    let rsa = issue("rsa", &["genpkey", "-algorithm", "RSA", "-pkeyopt", "rsa_keygen_bits:2048"]);
+    run_ok(
+        "openssl",
+        os_args![
+            "pkcs12", "-export", "-inkey", &s(&p256.key_pem), "-in", &s(&p("p256.pem")),
+            "-certfile", &s(&p("ca.pem")), "-passout", "pass:pw", "-out", &s(&p("p256.p12"))
+        ],
+    );
+    run_ok("openssl", os_args!["x509", "-in", &s(&p("ca.pem")), "-outform", "DER", "-out", &s(&p("ca.der"))]);
+    Pki {
+        ca_pem: p("ca.pem"),
+        ca_der: fs::read(p("ca.der")).unwrap(),
+        p12: p("p256.p12"),
+        p256,
+        rsa,
+        dir,
+    }
+}
+
+/// Options at a fixed, recent signing time.
+pub fn options() -> PrepareOptions {
+    PrepareOptions::new(time::OffsetDateTime::now_utc())
+}
+
+/// Signs a prepared file the deferred way: SignedAttributes → `openssl dgst -sha256 -sign` →
+/// verify → SignedData → embed. Returns the CMS DER.
+pub fn sign_externally(path: &Path, prepared: &Prepared, signer: &Signer) -> Vec<u8> {
+    let attributes = cms::signed_attributes_der(&prepared.digest, &signer.cert_der).unwrap();
+    let dir = path.parent().unwrap();
+    let attrs_path = dir.join("attrs.der");
+    let sig_path = dir.join("device.sig");
+    fs::write(&attrs_path, &attributes).unwrap();
+    run_ok(
+        "openssl",
+        os_args![
+            "dgst", "-sha256", "-sign", signer.key_pem.to_str().unwrap(),
+            "-out", sig_path.to_str().unwrap(), attrs_path.to_str().unwrap()
+        ],
+    );
+    let device_signature = fs::read(&sig_path).unwrap();
+    let verified =
+        verify::verify_with_certificate(&signer.cert_der, &attributes, &device_signature).unwrap();
+    let cms_der = cms::signed_data_der(
+        &attributes,
+        &verified.signature,
+        verified.algorithm,
+        &signer.cert_der,
+        &[&pki().ca_der],
+    )
+    .unwrap();
+    let mut file = fs::OpenOptions::new().read(true).write(true).open(path).unwrap();
+    signet_pdf::embed(&mut file, &prepared.byte_range, &cms_der).unwrap();
+    cms_der
+}
+
+/// Prepares `input` into `output` and signs it with `signer`; returns the preparation and CMS.
+pub fn sign_file(input: &Path, output: &Path, signer: &Signer) -> (Prepared, Vec<u8>) {
+    let source = fs::File::open(input).unwrap();
+    let out = fs::File::create(output).unwrap();
+    let prepared = signet_pdf::prepare(source, out, &options())
+        .unwrap_or_else(|e| panic!("prepare {}: {e}", input.display()));
+    let cms_der = sign_externally(output, &prepared, signer);
+    (prepared, cms_der)
+}
+
+/// pyHanko's verdict lines for every signature in the file.
+pub fn pyhanko_validate(path: &Path, extra: &[&str]) -> String {
+    let venv = venv();
+    let mut args: Vec<&std::ffi::OsStr> = os_args!["sign", "validate", "--no-revocation-check", "--trust"].to_vec();
+    let ca = pki().ca_pem.to_str().unwrap().to_owned();
+    args.push(std::ffi::OsStr::new(&ca));
+    args.push(std::ffi::OsStr::new("--trust-replace"));
+    for e in extra {
+        args.push(std::ffi::OsStr::new(e));
+    }
+    let file = path.to_str().unwrap().to_owned();
+    args.push(std::ffi::OsStr::new(&file));
+    let out = run(venv.join("bin/pyhanko"), &args);
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+/// Asserts pyHanko finds `count` signatures, all intact, trusted and with only acceptable changes.
+pub fn assert_pyhanko_accepts(path: &Path, count: usize, extra: &[&str]) {
+    let report = pyhanko_validate(path, extra);
+    let verdicts: Vec<&str> = report.lines().filter(|l| l.contains("INTACT") || l.contains(":")).collect();
+    let good = report
+        .lines()
+        .filter(|l| {
+            l.contains("INTACT:TRUSTED")
+                && (l.contains("UNTOUCHED") || l.contains("ACCEPTABLE_MODIFICATIONS"))
+        })
+        .count();
+    assert_eq!(
+        good,
+        count,
+        "pyHanko did not accept all {count} signatures of {}:\n{report}\n{verdicts:?}",
+        path.display()
+    );
+}
+
+/// Asserts pdfsig says every one of `count` signatures is valid and the last covers the file.
+pub fn assert_pdfsig_accepts(path: &Path, count: usize) {
+    let out = run("pdfsig", os_args![path.to_str().unwrap()]);
+    let text = String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    assert_eq!(
+        text.matches("Signature Validation: Signature is Valid.").count(),
+        count,
+        "pdfsig on {}:\n{text}",
+        path.display()
+    );
+    let last = text.rsplit("Signature #").next().unwrap_or("");
+    assert!(
+        last.contains("Total document signed"),
+        "pdfsig: the last signature does not cover the whole file:\n{text}"
+    );
+}
+
+/// Asserts `openssl cms -verify` accepts the CMS over the file's byte ranges.
+pub fn assert_openssl_verifies(path: &Path, prepared: &Prepared, cms_der: &[u8]) {
+    let bytes = fs::read(path).unwrap();
+    let r = prepared.byte_range.0;
+    let content = [
+        &bytes[r[0] as usize..(r[0] + r[1]) as usize],
+        &bytes[r[2] as usize..(r[2] + r[3]) as usize],
+    ]
+    .concat();
+    let dir = path.parent().unwrap();
+    let content_path = dir.join("content.bin");
+    let cms_path = dir.join("sig.der");
+    fs::write(&content_path, content).unwrap();
+    fs::write(&cms_path, cms_der).unwrap();
+    let out = run(
+        "openssl",
+        os_args![
+            "cms", "-verify", "-binary", "-inform", "DER", "-in", cms_path.to_str().unwrap(),
+            "-content", content_path.to_str().unwrap(), "-CAfile", pki().ca_pem.to_str().unwrap(),
+            "-purpose", "any", "-out", "/dev/null"
+        ],
+    );
+    assert!(
+        out.status.success(),
+        "openssl cms -verify failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Asserts `qpdf --check` finds no errors (exit 0, or 3 = warnings only when `allow_warnings`).
+pub fn assert_qpdf_clean(path: &Path, allow_warnings: bool) {
+    let out = run("qpdf", os_args!["--check", path.to_str().unwrap()]);
+    let code = out.status.code().unwrap_or(-1);
+    assert!(
+        code == 0 || (allow_warnings && code == 3),
+        "qpdf --check {} exited {code}:\n{}\n{}",
+        path.display(),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// All four oracles on a file whose newest signature is `prepared`/`cms_der` and which has
+/// `count` signatures in all.
+pub fn assert_valid_everywhere(path: &Path, count: usize, prepared: &Prepared, cms_der: &[u8]) {
+    assert_pyhanko_accepts(path, count, &[]);
+    assert_pdfsig_accepts(path, count);
+    assert_openssl_verifies(path, prepared, cms_der);
+    assert_qpdf_clean(path, false);
+}
+
+/// A small valid PDF with a classic cross-reference table and `pages` pages of text.
+pub fn classic_pdf(pages: usize) -> Vec<u8> {
+    let mut objects: Vec<String> = Vec::new();
+    // 1: catalog, 2: pages, 3: font, then page/content pairs.
+    let kids: Vec<String> = (0..pages).map(|i| format!("{} 0 R", 4 + 2 * i)).collect();
+    objects.push("<< /Type /Catalog /Pages 2 0 R >>".into());
+    objects.push(format!(
+        "<< /Type /Pages /Kids [{}] /Count {} /MediaBox [0 0 595.303937007874 841.889763779528] >>",
+        kids.join(" "),
+        pages
+    ));
+    objects.push("<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>".into());
+    for i in 0..pages {
+        objects.push(format!(
+            "<< /Type /Page /Parent 2 0 R /Resources << /Font << /F1 3 0 R >> >> /Contents {} 0 R >>",
+            5 + 2 * i
+        ));
+        let text = format!("BT /F1 24 Tf 72 720 Td (Page {} of a Signet test) Tj ET", i + 1);
+        objects.push(format!("<< /Length {} >>\nstream\n{text}\nendstream", text.len()));
+    }
+    let mut pdf = b"%PDF-1.7\n%\xE2\xE3\xCF\xD3\n".to_vec();
+    let mut offsets = Vec::new();
+    for (i, object) in objects.iter().enumerate() {
+        offsets.push(pdf.len());
+        pdf.extend_from_slice(format!("{} 0 obj\n{object}\nendobj\n", i + 1).as_bytes());
+    }
+    let xref = pdf.len();
+    pdf.extend_from_slice(format!("xref\n0 {}\n0000000000 65535 f\r\n", objects.len() + 1).as_bytes());
+    for offset in offsets {
+        pdf.extend_from_slice(format!("{offset:010} 00000 n\r\n").as_bytes());
+    }
+    pdf.extend_from_slice(
+        format!(
+            "trailer\n<< /Size {} /Root 1 0 R /ID [<0123456789abcdef0123456789abcdef> <0123456789abcdef0123456789abcdef>] >>\nstartxref\n{xref}\n%%EOF\n",
+            objects.len() + 1
+        )
+        .as_bytes(),
+    );
+    pdf
+}
+
+/// Prepares `input` bytes in memory with default options.
+pub fn prepare_bytes(input: &[u8]) -> Result<(Vec<u8>, Prepared), signet_pdf::PdfError> {
+    let mut out = Vec::new();
+    let prepared = signet_pdf::prepare(Cursor::new(input), &mut out, &options())?;
+    Ok((out, prepared))
+}

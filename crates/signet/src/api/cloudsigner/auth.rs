@@ -1,0 +1,38 @@
+//! Bearer API-key authentication for the CloudSigner surface.
+
+use axum::extract::{Request, State};
+use axum::http::header::AUTHORIZATION;
+use axum::middleware::Next;
+use axum::response::Response;
+
+use super::error::ApiError;
+use crate::api_key::hash_api_key;
+use crate::state::AppState;
+
+/// Lets the request through only with `Authorization: Bearer <a known key>`.
+pub async fn require_api_key(
+    State(state): State<AppState>,
+    request: Request,
+    next: Next,
+) -> Result<Response, ApiError> {
+    let key = request
+        .headers()
+        .get(AUTHORIZATION)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| {
+            value
+                .strip_prefix("Bearer ")
+                .or_else(|| value.strip_prefix("bearer "))
+        })
+        .map(str::trim)
+        .filter(|key| !key.is_empty())
+        .ok_or_else(|| ApiError::unauthorized("send an API key as Authorization: Bearer <key>"))?;
+    let hash = hash_api_key(key);
+    if !state.api_keys.contains(&hash) {
+        if !state.store.api_key_hash_exists(&hash).await? {
+            return Err(ApiError::unauthorized("the API key is not valid"));
+        }
+        state.api_keys.remember(hash);
+    }
+    Ok(next.run(request).await)
+}

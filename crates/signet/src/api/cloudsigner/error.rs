@@ -1,0 +1,128 @@
+//! The CloudSigner error body and every way a request to this surface can fail.
+
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde_json::json;
+
+/// The documented error codes of the CloudSigner API.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorCode {
+    Generic,
+    Unauthorized,
+    ResourceNotFound,
+    RequestValidation,
+    IllegalOperation,
+    CsrInvalidSignature,
+    DocumentUpload,
+    DocumentInvalidSignature,
+}
+
+impl ErrorCode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorCode::Generic => "ERROR_GENERIC",
+            ErrorCode::Unauthorized => "ERROR_UNAUTHORIZED",
+            ErrorCode::ResourceNotFound => "ERROR_RESOURCE_NOT_FOUND",
+            ErrorCode::RequestValidation => "REQUEST_VALIDATION_ERROR",
+            ErrorCode::IllegalOperation => "ILLEGAL_OPERATION_ERROR",
+            ErrorCode::CsrInvalidSignature => "CSR_INVALID_SIGNATURE_ERROR",
+            ErrorCode::DocumentUpload => "DOCUMENT_UPLOAD_ERROR",
+            ErrorCode::DocumentInvalidSignature => "DOCUMENT_INVALID_SIGNATURE_ERROR",
+        }
+    }
+}
+
+/// A failed request on the CloudSigner surface: status, code and a message that says what to fix.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("{message}")]
+    Client {
+        status: StatusCode,
+        code: ErrorCode,
+        message: String,
+    },
+    /// Our fault, never the client's: logged with an id, answered without details.
+    #[error("internal error: {0:#}")]
+    Internal(anyhow::Error),
+}
+
+impl ApiError {
+    pub fn new(status: StatusCode, code: ErrorCode, message: impl Into<String>) -> Self {
+        ApiError::Client {
+            status,
+            code,
+            message: message.into(),
+        }
+    }
+
+    pub fn validation(message: impl Into<String>) -> Self {
+        Self::new(
+            StatusCode::BAD_REQUEST,
+            ErrorCode::RequestValidation,
+            message,
+        )
+    }
+
+    pub fn generic(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, ErrorCode::Generic, message)
+    }
+
+    pub fn illegal(message: impl Into<String>) -> Self {
+        Self::new(
+            StatusCode::BAD_REQUEST,
+            ErrorCode::IllegalOperation,
+            message,
+        )
+    }
+
+    pub fn not_found(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::NOT_FOUND, ErrorCode::ResourceNotFound, message)
+    }
+
+    pub fn unauthorized(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::UNAUTHORIZED, ErrorCode::Unauthorized, message)
+    }
+}
+
+impl From<crate::store::StoreError> for ApiError {
+    fn from(error: crate::store::StoreError) -> Self {
+        ApiError::Internal(error.into())
+    }
+}
+
+impl From<anyhow::Error> for ApiError {
+    fn from(error: anyhow::Error) -> Self {
+        ApiError::Internal(error)
+    }
+}
+
+/// The documented body for any status, code and message.
+pub fn error_response(status: StatusCode, code: ErrorCode, message: &str) -> Response {
+    let body = json!({
+        "status": "ERROR",
+        "responseObject": {"code": code.as_str(), "message": message}
+    });
+    (status, Json(body)).into_response()
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        match self {
+            ApiError::Client {
+                status,
+                code,
+                message,
+            } => error_response(status, code, &message),
+            ApiError::Internal(error) => {
+                let request_id = uuid::Uuid::new_v4();
+                tracing::error!(%request_id, error = format!("{error:#}"), "request failed");
+                error_response(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    ErrorCode::Generic,
+                    &format!("internal error (request id {request_id})"),
+                )
+            }
+        }
+    }
+}

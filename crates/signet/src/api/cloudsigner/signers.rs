@@ -1,0 +1,238 @@
+//! `/signers`: enrollment through the internal CA, status changes, details.
+
+use axum::extract::State;
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::{Deserialize, Serialize};
+use signet_crypto::ca::{certificate_pem_from_der, RevocationReason};
+use signet_crypto::csr::{CertificationRequest, CsrError};
+
+use super::error::{ApiError, ErrorCode};
+use super::extract::{ApiJson, ApiPath};
+use crate::domain::{SignerId, SignerStatus, UserId};
+use crate::state::AppState;
+use crate::store::{EnrollOutcome, Enrollment, StatusChange};
+use axum::http::StatusCode;
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/signers", post(enroll))
+        .route("/signers/{signer_id}", get(details).put(change_status))
+}
+
+/// `POST /signers` body. Fields are optional here so a missing one gets a message naming it.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct EnrollRequest {
+    #[serde(alias = "externalSignerId")]
+    signer_id: Option<String>,
+    user_id: Option<String>,
+    csr: Option<String>,
+}
+
+/// The source product's result envelope for signer operations.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ResultBody {
+    result: &'static str,
+    result_reason: Option<String>,
+}
+
+impl ResultBody {
+    fn ok() -> Json<Self> {
+        Json(ResultBody {
+            result: "OK",
+            result_reason: None,
+        })
+    }
+
+    fn fail(reason: String) -> Json<Self> {
+        Json(ResultBody {
+            result: "FAIL",
+            result_reason: Some(reason),
+        })
+    }
+}
+
+fn required<'a>(value: &'a Option<String>, field: &str) -> Result<&'a str, ApiError> {
+    match value.as_deref() {
+        Some(v) if !v.trim().is_empty() => Ok(v),
+        _ => Err(ApiError::validation(format!("field {field} is required"))),
+    }
+}
+
+fn parse_signer_id(raw: &str) -> Result<SignerId, ApiError> {
+    SignerId::parse(raw).map_err(|e| ApiError::validation(format!("field signerId {e}")))
+}
+
+#[tracing::instrument(skip_all, fields(signer.id))]
+async fn enroll(
+    State(state): State<AppState>,
+    ApiJson(request): ApiJson<EnrollRequest>,
+) -> Result<Json<ResultBody>, ApiError> {
+    let signer_id = parse_signer_id(required(&request.signer_id, "signerId")?)?;
+    tracing::Span::current().record("signer.id", tracing::field::display(&signer_id));
+    let user_id = UserId::parse(required(&request.user_id, "userId")?)
+        .map_err(|e| ApiError::validation(format!("field userId {e}")))?;
+    let csr_text = required(&request.csr, "csr")?;
+    let csr = match CertificationRequest::parse(csr_text) {
+        Ok(csr) => csr,
+        Err(CsrError::KeyRefused(reason)) => return Ok(ResultBody::fail(reason)),
+        Err(CsrError::Empty) => return Err(ApiError::validation("field csr is required")),
+        Err(other) => {
+            return Err(ApiError::new(
+                StatusCode::BAD_REQUEST,
+                ErrorCode::CsrInvalidSignature,
+                format!("field csr: {other}"),
+            ))
+        }
+    };
+    if csr.common_name().is_none_or(|cn| cn.trim().is_empty()) {
+        return Err(ApiError::validation(
+            "field csr: the CSR subject must contain a common name (CN)",
+        ));
+    }
+    let now = state.clock.now();
+    let certificate = state
+        .pki
+        .issue(csr.subject(), csr.public_key(), now)
+        .map_err(|e| ApiError::Internal(anyhow::anyhow!("issuing a certificate: {e}")))?;
+    let enrollment = Enrollment {
+        signer_id,
+        user_id,
+        csr_der: csr.der().to_vec(),
+        certificate,
+    };
+    match state.store.enroll(&enrollment, now).await? {
+        EnrollOutcome::Refused(status) => Ok(ResultBody::fail(format!(
+            "signer {} is {status} and cannot be enrolled again; use a new signerId",
+            enrollment.signer_id
+        ))),
+        EnrollOutcome::Created => Ok(ResultBody::ok()),
+        EnrollOutcome::Replaced { superseded } => {
+            if !superseded.is_empty() {
+                state.pki.refresh_crl(state.store.as_ref(), now).await?;
+            }
+            Ok(ResultBody::ok())
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct StatusRequest {
+    signer_status: Option<String>,
+    revocation_reason: Option<String>,
+}
+
+#[tracing::instrument(skip_all, fields(signer.id = %raw_id))]
+async fn change_status(
+    State(state): State<AppState>,
+    ApiPath(raw_id): ApiPath<String>,
+    ApiJson(request): ApiJson<StatusRequest>,
+) -> Result<Json<ResultBody>, ApiError> {
+    let signer_id = parse_signer_id(&raw_id)?;
+    let requested: SignerStatus = required(&request.signer_status, "signerStatus")?
+        .parse()
+        .map_err(|e| ApiError::validation(format!("field signerStatus: {e}")))?;
+    let reason = match request.revocation_reason.as_deref() {
+        None => RevocationReason::Unspecified,
+        Some(raw) => raw
+            .parse()
+            .map_err(|e: String| ApiError::validation(format!("field revocationReason: {e}")))?,
+    };
+    if request.revocation_reason.is_some() && requested != SignerStatus::Revoked {
+        return Err(ApiError::validation(
+            "field revocationReason is only allowed with signerStatus REVOKED",
+        ));
+    }
+    let now = state.clock.now();
+    match state
+        .store
+        .change_signer_status(&signer_id, requested, reason, now)
+        .await?
+    {
+        StatusChange::NotFound => Err(ApiError::not_found(format!("no signer {signer_id}"))),
+        StatusChange::Illegal(e) => Err(ApiError::illegal(format!("{e}"))),
+        StatusChange::Applied { revoked, .. } => {
+            if !revoked.is_empty() {
+                state.pki.refresh_crl(state.store.as_ref(), now).await?;
+            }
+            Ok(ResultBody::ok())
+        }
+    }
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SignerDetails {
+    signer_id: String,
+    user_id: String,
+    signer_status: &'static str,
+    certificate: Option<CertificateDetails>,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CertificateDetails {
+    serial_number: String,
+    #[serde(with = "time::serde::rfc3339")]
+    not_before: time::OffsetDateTime,
+    #[serde(with = "time::serde::rfc3339")]
+    not_after: time::OffsetDateTime,
+    pem: String,
+    /// Every certificate this signer has had, oldest first (additive to the source API).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    history: Vec<HistoricCertificate>,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct HistoricCertificate {
+    serial_number: String,
+    #[serde(with = "time::serde::rfc3339")]
+    not_before: time::OffsetDateTime,
+    #[serde(with = "time::serde::rfc3339")]
+    not_after: time::OffsetDateTime,
+    issued_for: &'static str,
+    revoked: bool,
+}
+
+#[tracing::instrument(skip_all, fields(signer.id = %raw_id))]
+async fn details(
+    State(state): State<AppState>,
+    ApiPath(raw_id): ApiPath<String>,
+) -> Result<Json<SignerDetails>, ApiError> {
+    let signer_id = parse_signer_id(&raw_id)?;
+    let signer = state
+        .store
+        .find_signer(&signer_id)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("no signer {signer_id}")))?;
+    let history = state.store.certificates_of(&signer_id).await?;
+    let certificate = history
+        .iter()
+        .find(|c| c.serial == signer.current_serial)
+        .map(|current| CertificateDetails {
+            serial_number: current.serial.to_string(),
+            not_before: current.not_before,
+            not_after: current.not_after,
+            pem: certificate_pem_from_der(&current.der),
+            history: history
+                .iter()
+                .map(|c| HistoricCertificate {
+                    serial_number: c.serial.to_string(),
+                    not_before: c.not_before,
+                    not_after: c.not_after,
+                    issued_for: c.issued_for.as_str(),
+                    revoked: c.revoked_at.is_some(),
+                })
+                .collect(),
+        });
+    Ok(Json(SignerDetails {
+        signer_id: signer.signer_id.to_string(),
+        user_id: signer.user_id.to_string(),
+        signer_status: signer.status.as_str(),
+        certificate,
+    }))
+}

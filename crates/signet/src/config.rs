@@ -1,0 +1,130 @@
+//! Typed settings, layered: built-in defaults, then the TOML file given by `--config`, then
+//! `SIGNET_*` environment variables, then command-line flags.
+
+use figment::providers::{Env, Format, Serialized, Toml};
+use figment::Figment;
+use serde::{Deserialize, Serialize};
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+/// Everything `signet serve` can be told.
+#[derive(Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Settings {
+    /// Directory for the SQLite file, document blobs, the CA key and the first API key.
+    pub data_dir: PathBuf,
+    /// Address of the main listener (CloudSigner API, CA endpoints).
+    pub listen: SocketAddr,
+    /// `sqlite:…` or `postgres://…`; default: `sqlite:<data_dir>/signet.db`.
+    pub database_url: Option<String>,
+    /// Base URL for links and `uri` fields; default: `http://<listen>`.
+    pub public_url: Option<String>,
+    /// Lifetime of issued end-entity certificates, in days.
+    pub certificate_validity_days: u32,
+    /// How often the background jobs (renewal, expiry, CRL refresh) run, in seconds.
+    pub job_interval_seconds: u64,
+    /// Largest JSON request body accepted, in bytes.
+    pub max_json_bytes: usize,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            data_dir: PathBuf::from("./signet-data"),
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            database_url: None,
+            public_url: None,
+            certificate_validity_days: 365,
+            job_interval_seconds: 60,
+            max_json_bytes: 256 * 1024,
+        }
+    }
+}
+
+impl Settings {
+    /// Layers defaults → `config_file` → `SIGNET_*` env → `overrides` (flags that were given).
+    pub fn load(config_file: Option<&Path>, overrides: impl Serialize) -> anyhow::Result<Self> {
+        let mut figment = Figment::from(Serialized::defaults(Settings::default()));
+        if let Some(path) = config_file {
+            anyhow::ensure!(
+                path.exists(),
+                "config file {} does not exist",
+                path.display()
+            );
+            figment = figment.merge(Toml::file(path));
+        }
+        figment = figment
+            .merge(Env::prefixed("SIGNET_"))
+            .merge(Serialized::defaults(overrides));
+        Ok(figment.extract()?)
+    }
+
+    /// The database URL in force.
+    pub fn database_url(&self) -> String {
+        self.database_url
+            .clone()
+            .unwrap_or_else(|| format!("sqlite:{}", self.data_dir.join("signet.db").display()))
+    }
+
+    /// The public base URL without a trailing slash, given the address actually bound.
+    pub fn public_url(&self, bound: SocketAddr) -> String {
+        match &self.public_url {
+            Some(url) => url.trim_end_matches('/').to_owned(),
+            None => format!("http://{bound}"),
+        }
+    }
+}
+
+/// Hides the password in a database URL.
+fn redact_url(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme_end), Some(at)) if at > scheme_end => {
+            let credentials = &url[scheme_end + 3..at];
+            match credentials.split_once(':') {
+                Some((user, _)) => format!("{}{user}:***{}", &url[..scheme_end + 3], &url[at..]),
+                None => url.to_owned(),
+            }
+        }
+        _ => url.to_owned(),
+    }
+}
+
+impl fmt::Debug for Settings {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Settings")
+            .field("data_dir", &self.data_dir)
+            .field("listen", &self.listen)
+            .field(
+                "database_url",
+                &self.database_url.as_deref().map(redact_url),
+            )
+            .field("public_url", &self.public_url)
+            .field("certificate_validity_days", &self.certificate_validity_days)
+            .field("job_interval_seconds", &self.job_interval_seconds)
+            .field("max_json_bytes", &self.max_json_bytes)
+            .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_output_hides_database_passwords() {
+        let settings = Settings {
+            database_url: Some("postgres://app:s3cret@db:5432/signet".into()),
+            ..Settings::default()
+        };
+        let shown = format!("{settings:?}");
+        assert!(!shown.contains("s3cret"), "{shown}");
+        assert!(shown.contains("app:***@db"), "{shown}");
+    }
+
+    #[test]
+    fn default_database_lives_in_the_data_dir() {
+        let settings = Settings::default();
+        assert_eq!(settings.database_url(), "sqlite:./signet-data/signet.db");
+    }
+}

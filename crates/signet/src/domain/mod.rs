@@ -1,0 +1,6 @@
+//! Signet's domain: identifiers, statuses and the state machines that say which changes are legal.
+//! Nothing here knows about HTTP or SQL; the API and the store translate to and from these types.
+
+pub mod signer;
+
+pub use signer::{IdentifierError, SignerId, SignerStatus, TransitionError, UserId};

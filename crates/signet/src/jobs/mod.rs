@@ -1,0 +1,89 @@
+//! Background jobs: certificate renewal, signer expiry and CRL refresh. Each pass is idempotent
+//! and safe when several Signet processes share one PostgreSQL database (rows are claimed with
+//! `FOR UPDATE SKIP LOCKED`), so every replica may run the loop.
+
+use anyhow::Context;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::clock::Clock;
+use crate::pki::{crl_needs_refresh, Pki};
+use crate::store::Store;
+
+/// How many signers one renewal transaction claims; small batches keep row locks short.
+const RENEWAL_BATCH: i64 = 100;
+
+/// What one pass did.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct JobReport {
+    pub renewed: usize,
+    pub expired: usize,
+    pub crl_refreshed: bool,
+}
+
+/// Runs the jobs against one store.
+#[derive(Clone)]
+pub struct JobRunner {
+    pub store: Arc<dyn Store>,
+    pub pki: Arc<Pki>,
+    pub clock: Arc<dyn Clock>,
+}
+
+impl JobRunner {
+    /// One pass of every job.
+    pub async fn run_once(&self) -> anyhow::Result<JobReport> {
+        let now = self.clock.now();
+        let mut report = JobReport::default();
+        loop {
+            let pki = &self.pki;
+            let renewed = self
+                .store
+                .renew_due(now, RENEWAL_BATCH, &|due| pki.renew(due, now))
+                .await
+                .context("renewing certificates")?;
+            report.renewed += renewed;
+            if renewed < RENEWAL_BATCH as usize {
+                break;
+            }
+        }
+        let expired = self
+            .store
+            .expire_due(now)
+            .await
+            .context("expiring signers")?;
+        for signer_id in &expired {
+            tracing::info!(signer.id = %signer_id, "signer expired: certificate ran out without renewal");
+        }
+        report.expired = expired.len();
+        let crl_due = match self.store.latest_crl().await? {
+            Some(crl) => crl_needs_refresh(&crl, now),
+            None => true,
+        };
+        if crl_due {
+            self.pki.refresh_crl(self.store.as_ref(), now).await?;
+            report.crl_refreshed = true;
+        }
+        if report.renewed > 0 {
+            tracing::info!(renewed = report.renewed, "renewed certificates");
+        }
+        Ok(report)
+    }
+
+    /// Runs a pass every `interval` until `shutdown` completes. A failed pass is logged and retried next time.
+    pub async fn run(self, interval: Duration, shutdown: impl Future<Output = ()>) {
+        tokio::pin!(shutdown);
+        let mut ticker = tokio::time::interval(interval);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                () = &mut shutdown => break,
+                _ = ticker.tick() => {
+                    if let Err(error) = self.run_once().await {
+                        tracing::error!(error = format!("{error:#}"), "background job pass failed");
+                    }
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,13 @@
+//! Signet, the document-signing server: the CloudSigner-compatible remote-signing API and (soon)
+//! signing workflows, over one PDF engine, one CA and one store. `main.rs` is a thin CLI over this.
+
+pub mod api;
+pub mod api_key;
+pub mod clock;
+pub mod config;
+pub mod domain;
+pub mod jobs;
+pub mod pki;
+pub mod startup;
+pub mod state;
+pub mod store;

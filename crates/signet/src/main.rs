@@ -1,0 +1,151 @@
+//! The `signet` command line: a thin layer that parses arguments and calls the library.
+
+use anyhow::Context;
+use clap::{Args, Parser, Subcommand};
+use serde::Serialize;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use signet::clock::{Clock, SystemClock};
+use signet::config::Settings;
+use signet::startup::{open_store, Application};
+
+#[derive(Parser)]
+#[command(name = "signet", version, about = "Signet document-signing server")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the server.
+    Serve(ServeArgs),
+    /// Manage API keys.
+    #[command(subcommand, name = "api-key")]
+    ApiKey(ApiKeyCommand),
+    /// Inspect the certificate authority.
+    #[command(subcommand)]
+    Ca(CaCommand),
+    /// Create or upgrade the database schema, then exit.
+    Migrate(StoreArgs),
+}
+
+#[derive(Subcommand)]
+enum ApiKeyCommand {
+    /// Create an API key and print it (only the key) on the last line of standard output.
+    Create(StoreArgs),
+}
+
+#[derive(Subcommand)]
+enum CaCommand {
+    /// Print the CA certificate (PEM), creating the CA if this data directory has none yet.
+    Show(StoreArgs),
+}
+
+/// Flags shared by every command that opens the data directory. Each is also `SIGNET_<NAME>`
+/// in the environment and a key in the `--config` TOML file.
+#[derive(Args, Serialize)]
+struct StoreArgs {
+    /// TOML configuration file.
+    #[arg(long)]
+    #[serde(skip)]
+    config: Option<PathBuf>,
+    /// Data directory (SQLite file, documents, CA key) [default: ./signet-data].
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    data_dir: Option<PathBuf>,
+    /// Database URL: sqlite:PATH or postgres://… [default: SQLite inside the data directory].
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    database_url: Option<String>,
+}
+
+#[derive(Args, Serialize)]
+struct ServeArgs {
+    #[command(flatten)]
+    #[serde(flatten)]
+    store: StoreArgs,
+    /// Listen address of the main API [default: 127.0.0.1:8080].
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    listen: Option<String>,
+    /// Public base URL used in links and `uri` fields [default: http://<listen>].
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    public_url: Option<String>,
+}
+
+fn init_tracing() {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_env("SIGNET_LOG")
+        .unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn,tower_http=info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    init_tracing();
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    match cli.command {
+        Command::Serve(args) => {
+            let settings = Settings::load(args.store.config.as_deref(), &args)?;
+            let app = Application::build(settings, clock).await?;
+            if let Some(path) = &app.initial_api_key_file {
+                eprintln!(
+                    "First start: an API key was created and written to {} (it is not shown again).",
+                    path.display()
+                );
+            }
+            app.run(shutdown_signal()).await
+        }
+        Command::ApiKey(ApiKeyCommand::Create(args)) => {
+            let settings = Settings::load(args.config.as_deref(), &args)?;
+            let store = open_store(&settings).await?;
+            let key = signet::api_key::create_api_key(store.as_ref(), clock.now()).await?;
+            println!("{key}");
+            Ok(())
+        }
+        Command::Ca(CaCommand::Show(args)) => {
+            let settings = Settings::load(args.config.as_deref(), &args)?;
+            std::fs::create_dir_all(&settings.data_dir)
+                .with_context(|| format!("creating {}", settings.data_dir.display()))?;
+            let ca = signet::pki::load_or_create_ca(&settings.data_dir, clock.now())?;
+            print!("{}", ca.certificate_pem());
+            Ok(())
+        }
+        Command::Migrate(args) => {
+            let settings = Settings::load(args.config.as_deref(), &args)?;
+            open_store(&settings).await?;
+            eprintln!("database schema is up to date");
+            Ok(())
+        }
+    }
+}
+
+/// Completes on Ctrl-C or SIGTERM, so in-flight requests finish before the process exits.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = terminate => {},
+    }
+    tracing::info!("shutting down");
+}

@@ -1,0 +1,125 @@
+//! Builds the application from [`Settings`] and runs it on a bound listener until a shutdown
+//! future completes (the mini-redis shape: tests bind port 0 and stop the server when done).
+
+use anyhow::Context;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::TcpListener;
+
+use crate::api;
+use crate::api_key::create_api_key;
+use crate::clock::Clock;
+use crate::config::Settings;
+use crate::jobs::JobRunner;
+use crate::pki::{load_or_create_ca, write_private, Pki};
+use crate::state::{ApiKeyCache, AppState};
+use crate::store::{self, Store};
+
+/// File in the data directory that receives the API key created on first start.
+pub const INITIAL_API_KEY_FILE: &str = "initial-api-key";
+
+/// A built, bound, not yet running Signet.
+pub struct Application {
+    listener: TcpListener,
+    state: AppState,
+    /// Where the first API key was written, when this start created it.
+    pub initial_api_key_file: Option<PathBuf>,
+}
+
+/// Opens the store and the CA for the configured data directory (used by `serve` and the CLI).
+pub async fn open_store(settings: &Settings) -> anyhow::Result<Arc<dyn Store>> {
+    std::fs::create_dir_all(&settings.data_dir)
+        .with_context(|| format!("creating data directory {}", settings.data_dir.display()))?;
+    store::connect(&settings.database_url()).await
+}
+
+impl Application {
+    pub async fn build(settings: Settings, clock: Arc<dyn Clock>) -> anyhow::Result<Self> {
+        let store = open_store(&settings).await?;
+        let listener = TcpListener::bind(settings.listen)
+            .await
+            .with_context(|| format!("binding {}", settings.listen))?;
+        let bound = listener.local_addr()?;
+        let public_url = settings.public_url(bound);
+        let ca = load_or_create_ca(&settings.data_dir, clock.now())?;
+        let validity = time::Duration::days(i64::from(settings.certificate_validity_days));
+        let pki = Arc::new(Pki::new(ca, validity, &public_url));
+        let initial_api_key_file =
+            ensure_first_api_key(store.as_ref(), &settings.data_dir, clock.as_ref()).await?;
+        let state = AppState {
+            store,
+            pki,
+            clock,
+            settings: Arc::new(settings),
+            public_url: public_url.into(),
+            api_keys: Arc::new(ApiKeyCache::default()),
+        };
+        Ok(Self {
+            listener,
+            state,
+            initial_api_key_file,
+        })
+    }
+
+    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.listener.local_addr()
+    }
+
+    pub fn state(&self) -> &AppState {
+        &self.state
+    }
+
+    /// The job runner over this application's store, CA and clock.
+    pub fn job_runner(&self) -> JobRunner {
+        JobRunner {
+            store: self.state.store.clone(),
+            pki: self.state.pki.clone(),
+            clock: self.state.clock.clone(),
+        }
+    }
+
+    /// Serves until `shutdown` completes; background jobs run every `job_interval_seconds` (0 = never).
+    pub async fn run(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
+        let (stop_jobs, jobs_stopped) = tokio::sync::watch::channel(false);
+        let interval = self.state.settings.job_interval_seconds;
+        let jobs = (interval > 0).then(|| {
+            let runner = self.job_runner();
+            let mut stopped = jobs_stopped.clone();
+            tokio::spawn(runner.run(Duration::from_secs(interval), async move {
+                let _ = stopped.wait_for(|stop| *stop).await;
+            }))
+        });
+        let app = api::main_router(self.state.clone());
+        tracing::info!(listen = %self.listener.local_addr()?, public_url = %self.state.public_url, "signet is listening");
+        axum::serve(self.listener, app)
+            .with_graceful_shutdown(shutdown)
+            .await
+            .context("serving HTTP")?;
+        let _ = stop_jobs.send(true);
+        if let Some(jobs) = jobs {
+            let _ = jobs.await;
+        }
+        Ok(())
+    }
+}
+
+/// On first start (no keys at all) creates an API key and writes it, once, to a 0600 file.
+async fn ensure_first_api_key(
+    store: &dyn Store,
+    data_dir: &Path,
+    clock: &dyn Clock,
+) -> anyhow::Result<Option<PathBuf>> {
+    if store.count_api_keys().await? > 0 {
+        return Ok(None);
+    }
+    let key = create_api_key(store, clock.now()).await?;
+    let path = data_dir.join(INITIAL_API_KEY_FILE);
+    write_private(&path, format!("{key}\n").as_bytes())?;
+    Ok(Some(path))
+}

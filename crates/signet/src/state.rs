@@ -1,0 +1,41 @@
+//! The shared state every request handler and job sees.
+
+use std::collections::HashSet;
+use std::sync::{Arc, RwLock};
+
+use crate::clock::Clock;
+use crate::config::Settings;
+use crate::pki::Pki;
+use crate::store::Store;
+
+/// Cheap to clone: everything inside is shared.
+#[derive(Clone)]
+pub struct AppState {
+    pub store: Arc<dyn Store>,
+    pub pki: Arc<Pki>,
+    pub clock: Arc<dyn Clock>,
+    pub settings: Arc<Settings>,
+    /// Base URL for absolute links, without a trailing slash.
+    pub public_url: Arc<str>,
+    pub api_keys: Arc<ApiKeyCache>,
+}
+
+/// Hashes of API keys already seen valid. Keys cannot be deleted through any interface yet, so
+/// a positive answer stays true; caching it spares a database read on every request.
+#[derive(Debug, Default)]
+pub struct ApiKeyCache(RwLock<HashSet<String>>);
+
+impl ApiKeyCache {
+    pub fn contains(&self, key_hash: &str) -> bool {
+        self.0
+            .read()
+            .map(|known| known.contains(key_hash))
+            .unwrap_or(false)
+    }
+
+    pub fn remember(&self, key_hash: String) {
+        if let Ok(mut known) = self.0.write() {
+            known.insert(key_hash);
+        }
+    }
+}

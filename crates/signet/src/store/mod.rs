@@ -1,0 +1,239 @@
+//! Persistence: one [`Store`] trait for everything Signet keeps in a database, one portable SQL
+//! implementation ([`sql::SqlStore`]) on SQLite or PostgreSQL, and the blob store for document bytes.
+//!
+//! Why one implementation: the SQL we need is portable (TEXT ids, BIGINT unix seconds, BLOB/BYTEA),
+//! so both databases run the same statements through sqlx's `Any` driver. What differs —
+//! connection set-up, how a transaction takes its write lock, how a job claims rows — lives in
+//! [`sqlite`] and [`postgres`] behind [`Dialect`]. The story test in `tests/api/store_story.rs`
+//! runs one scenario against both to keep them equal.
+
+pub mod postgres;
+pub mod sql;
+pub mod sqlite;
+
+use async_trait::async_trait;
+use signet_crypto::ca::{RevocationReason, SerialNumber};
+use std::sync::Arc;
+use time::OffsetDateTime;
+
+use crate::domain::{SignerId, SignerStatus, TransitionError, UserId};
+
+/// Which database a store talks to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dialect {
+    Sqlite,
+    Postgres,
+}
+
+/// Failures of the persistence layer. Client mistakes never surface as these: the domain and the
+/// API refuse them first, so every variant here is an operator-level problem (HTTP 500).
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("database error: {0}")]
+    Database(#[from] sqlx::Error),
+    #[error("database migration failed: {0}")]
+    Migration(#[from] sqlx::migrate::MigrateError),
+    #[error("stored data is inconsistent: {0}")]
+    Corrupt(String),
+    #[error("issuing a certificate inside a job failed: {0}")]
+    Issuing(String),
+}
+
+pub type StoreResult<T> = Result<T, StoreError>;
+
+/// A signer as stored.
+#[derive(Debug, Clone)]
+pub struct SignerRecord {
+    pub signer_id: SignerId,
+    pub user_id: UserId,
+    pub status: SignerStatus,
+    pub csr_der: Vec<u8>,
+    pub current_serial: SerialNumber,
+    pub not_after: OffsetDateTime,
+    pub renew_after: OffsetDateTime,
+}
+
+/// Why a certificate was issued.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IssuedFor {
+    /// From a CSR the device sent.
+    Enrollment,
+    /// The same public key re-certified by the renewal job.
+    Renewal,
+}
+
+impl IssuedFor {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            IssuedFor::Enrollment => "ENROLLMENT",
+            IssuedFor::Renewal => "RENEWAL",
+        }
+    }
+}
+
+/// One certificate in a signer's history.
+#[derive(Debug, Clone)]
+pub struct CertificateRecord {
+    pub serial: SerialNumber,
+    pub signer_id: SignerId,
+    pub der: Vec<u8>,
+    pub not_before: OffsetDateTime,
+    pub not_after: OffsetDateTime,
+    pub issued_at: OffsetDateTime,
+    pub issued_for: IssuedFor,
+    pub revoked_at: Option<OffsetDateTime>,
+    pub revocation_reason: Option<RevocationReason>,
+}
+
+/// A certificate that is ready to be stored: issued, not yet persisted.
+#[derive(Debug, Clone)]
+pub struct NewCertificate {
+    pub serial: SerialNumber,
+    pub der: Vec<u8>,
+    pub not_before: OffsetDateTime,
+    pub not_after: OffsetDateTime,
+    /// When the renewal job should re-certify this key.
+    pub renew_after: OffsetDateTime,
+}
+
+/// A request to enroll (or re-enroll) a signer with a freshly issued certificate.
+#[derive(Debug, Clone)]
+pub struct Enrollment {
+    pub signer_id: SignerId,
+    pub user_id: UserId,
+    pub csr_der: Vec<u8>,
+    pub certificate: NewCertificate,
+}
+
+/// What an enrollment did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EnrollOutcome {
+    /// A new signer was created.
+    Created,
+    /// An ACTIVE or BLOCKED signer got a new certificate; its earlier certificates were revoked
+    /// as superseded (their serials are returned so the CRL can be refreshed).
+    Replaced { superseded: Vec<SerialNumber> },
+    /// The signer exists in a state that refuses enrollment (REVOKED, REMOVED, EXPIRED).
+    Refused(SignerStatus),
+}
+
+/// What a client's status change did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StatusChange {
+    NotFound,
+    Illegal(TransitionError),
+    /// Applied; `revoked` lists certificates revoked by it (REVOKED and REMOVED revoke).
+    Applied {
+        from: SignerStatus,
+        to: SignerStatus,
+        revoked: Vec<SerialNumber>,
+    },
+}
+
+/// A revoked certificate, as the CRL needs it.
+#[derive(Debug, Clone)]
+pub struct RevokedRecord {
+    pub serial: SerialNumber,
+    pub revoked_at: OffsetDateTime,
+    pub reason: RevocationReason,
+}
+
+/// A signed CRL.
+#[derive(Debug, Clone)]
+pub struct CrlRecord {
+    pub number: u64,
+    pub der: Vec<u8>,
+    pub this_update: OffsetDateTime,
+    pub next_update: OffsetDateTime,
+}
+
+/// A signer whose certificate is due for renewal, handed to the renewal callback while its row is claimed.
+#[derive(Debug, Clone)]
+pub struct DueRenewal {
+    pub signer_id: SignerId,
+    pub csr_der: Vec<u8>,
+    pub current_serial: SerialNumber,
+}
+
+/// Issues the renewed certificate for a claimed signer. Runs inside the claiming transaction, so it
+/// must be quick and pure (no I/O): it is the CA signing a certificate.
+pub type RenewFn<'a> = dyn Fn(&DueRenewal) -> Result<NewCertificate, String> + Send + Sync + 'a;
+
+/// Everything Signet persists in its database.
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    fn dialect(&self) -> Dialect;
+
+    /// Stores the hash of a new API key.
+    async fn insert_api_key(
+        &self,
+        id: &str,
+        key_hash: &str,
+        now: OffsetDateTime,
+    ) -> StoreResult<()>;
+    async fn api_key_hash_exists(&self, key_hash: &str) -> StoreResult<bool>;
+    async fn count_api_keys(&self) -> StoreResult<i64>;
+
+    async fn find_signer(&self, signer_id: &SignerId) -> StoreResult<Option<SignerRecord>>;
+    /// The signer's certificates, oldest first.
+    async fn certificates_of(&self, signer_id: &SignerId) -> StoreResult<Vec<CertificateRecord>>;
+    async fn find_certificate(
+        &self,
+        serial: &SerialNumber,
+    ) -> StoreResult<Option<CertificateRecord>>;
+
+    /// Creates the signer or replaces its certificate, atomically with the status check.
+    async fn enroll(
+        &self,
+        enrollment: &Enrollment,
+        now: OffsetDateTime,
+    ) -> StoreResult<EnrollOutcome>;
+
+    /// Applies a client's status change through the state machine, revoking certificates when
+    /// the new status asks for it, in one transaction.
+    async fn change_signer_status(
+        &self,
+        signer_id: &SignerId,
+        requested: SignerStatus,
+        revocation_reason: RevocationReason,
+        now: OffsetDateTime,
+    ) -> StoreResult<StatusChange>;
+
+    async fn revoked_certificates(&self) -> StoreResult<Vec<RevokedRecord>>;
+    async fn latest_crl(&self) -> StoreResult<Option<CrlRecord>>;
+    /// Stores a CRL unless one with that number exists already (another replica won); returns whether it was stored.
+    async fn insert_crl(&self, crl: &CrlRecord) -> StoreResult<bool>;
+
+    /// Claims up to `limit` ACTIVE signers whose renewal time has come (rows another process holds
+    /// are skipped), re-certifies each with `renew`, and stores the results. Returns how many were renewed.
+    async fn renew_due(
+        &self,
+        now: OffsetDateTime,
+        limit: i64,
+        renew: &RenewFn<'_>,
+    ) -> StoreResult<usize>;
+
+    /// Moves ACTIVE/BLOCKED signers whose current certificate expired to EXPIRED; returns them.
+    async fn expire_due(&self, now: OffsetDateTime) -> StoreResult<Vec<SignerId>>;
+}
+
+/// Opens the database named by `url` (`sqlite:…` or `postgres://…`) and brings its schema up to date.
+pub async fn connect(url: &str) -> anyhow::Result<Arc<dyn Store>> {
+    use anyhow::Context;
+    let store: Arc<dyn Store> = if url.starts_with("postgres:") || url.starts_with("postgresql:") {
+        Arc::new(
+            postgres::connect(url)
+                .await
+                .context("connecting to PostgreSQL")?,
+        )
+    } else if url.starts_with("sqlite:") {
+        Arc::new(
+            sqlite::connect(url)
+                .await
+                .context("opening the SQLite database")?,
+        )
+    } else {
+        anyhow::bail!("unsupported database URL: expected sqlite:… or postgres://…");
+    };
+    Ok(store)
+}

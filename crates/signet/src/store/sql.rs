@@ -1,0 +1,549 @@
+//! The portable SQL implementation of [`Store`], shared by SQLite and PostgreSQL.
+//!
+//! Statements use `$N` placeholders, which both sqlx drivers bind by number. The only
+//! statements that differ per database are the row locks, chosen through [`Dialect`].
+
+use async_trait::async_trait;
+use signet_crypto::ca::{RevocationReason, SerialNumber};
+use sqlx::any::AnyRow;
+use sqlx::{Any, Pool, Row, Transaction};
+
+type AnyPool = Pool<Any>;
+use time::OffsetDateTime;
+
+use super::{
+    CertificateRecord, CrlRecord, Dialect, DueRenewal, EnrollOutcome, Enrollment, IssuedFor,
+    NewCertificate, RenewFn, RevokedRecord, SignerRecord, StatusChange, Store, StoreError,
+    StoreResult,
+};
+use crate::domain::{SignerId, SignerStatus, UserId};
+
+/// A database reached through sqlx's `Any` driver. SQLite gets a single-connection writer pool
+/// (one writer at a time is SQLite's rule anyway, and queuing in-process beats SQLITE_BUSY) and a
+/// separate reader pool; PostgreSQL uses one pool for both.
+#[derive(Debug, Clone)]
+pub struct SqlStore {
+    dialect: Dialect,
+    reader: AnyPool,
+    writer: AnyPool,
+}
+
+macro_rules! signer_columns {
+    () => {
+        "signer_id, user_id, status, csr_der, current_serial, not_after, renew_after"
+    };
+}
+macro_rules! select_signer {
+    () => {
+        concat!(
+            "SELECT ",
+            signer_columns!(),
+            " FROM signers WHERE signer_id = $1"
+        )
+    };
+}
+macro_rules! certificate_columns {
+    () => {
+        "serial, signer_id, der, not_before, not_after, issued_at, issued_for, revoked_at, revocation_reason"
+    };
+}
+macro_rules! select_due_renewals {
+    () => {
+        "SELECT signer_id, csr_der, current_serial FROM signers \
+         WHERE status = 'ACTIVE' AND renew_after <= $1 ORDER BY renew_after LIMIT $2"
+    };
+}
+
+pub(crate) fn to_unix(t: OffsetDateTime) -> i64 {
+    t.unix_timestamp()
+}
+
+pub(crate) fn from_unix(seconds: i64) -> StoreResult<OffsetDateTime> {
+    OffsetDateTime::from_unix_timestamp(seconds)
+        .map_err(|e| StoreError::Corrupt(format!("timestamp {seconds} out of range: {e}")))
+}
+
+fn parse_serial(raw: &str) -> StoreResult<SerialNumber> {
+    raw.parse()
+        .map_err(|_| StoreError::Corrupt(format!("bad certificate serial {raw:?}")))
+}
+
+fn parse_status(raw: &str) -> StoreResult<SignerStatus> {
+    raw.parse().map_err(|e| StoreError::Corrupt(format!("{e}")))
+}
+
+fn parse_reason(raw: &str) -> StoreResult<RevocationReason> {
+    raw.parse().map_err(|e: String| StoreError::Corrupt(e))
+}
+
+fn signer_from_row(row: &AnyRow) -> StoreResult<SignerRecord> {
+    let signer_id: String = row.try_get("signer_id")?;
+    let user_id: String = row.try_get("user_id")?;
+    let status: String = row.try_get("status")?;
+    let serial: String = row.try_get("current_serial")?;
+    Ok(SignerRecord {
+        signer_id: SignerId::parse(&signer_id)
+            .map_err(|e| StoreError::Corrupt(format!("signer id: {e}")))?,
+        user_id: UserId::parse(&user_id)
+            .map_err(|e| StoreError::Corrupt(format!("user id: {e}")))?,
+        status: parse_status(&status)?,
+        csr_der: row.try_get("csr_der")?,
+        current_serial: parse_serial(&serial)?,
+        not_after: from_unix(row.try_get("not_after")?)?,
+        renew_after: from_unix(row.try_get("renew_after")?)?,
+    })
+}
+
+fn certificate_from_row(row: &AnyRow) -> StoreResult<CertificateRecord> {
+    let serial: String = row.try_get("serial")?;
+    let signer_id: String = row.try_get("signer_id")?;
+    let issued_for: String = row.try_get("issued_for")?;
+    let revoked_at: Option<i64> = row.try_get("revoked_at")?;
+    let reason: Option<String> = row.try_get("revocation_reason")?;
+    Ok(CertificateRecord {
+        serial: parse_serial(&serial)?,
+        signer_id: SignerId::parse(&signer_id)
+            .map_err(|e| StoreError::Corrupt(format!("signer id: {e}")))?,
+        der: row.try_get("der")?,
+        not_before: from_unix(row.try_get("not_before")?)?,
+        not_after: from_unix(row.try_get("not_after")?)?,
+        issued_at: from_unix(row.try_get("issued_at")?)?,
+        issued_for: match issued_for.as_str() {
+            "RENEWAL" => IssuedFor::Renewal,
+            _ => IssuedFor::Enrollment,
+        },
+        revoked_at: revoked_at.map(from_unix).transpose()?,
+        revocation_reason: reason.as_deref().map(parse_reason).transpose()?,
+    })
+}
+
+impl SqlStore {
+    pub(crate) fn new(dialect: Dialect, reader: AnyPool, writer: AnyPool) -> Self {
+        Self {
+            dialect,
+            reader,
+            writer,
+        }
+    }
+
+    /// Starts a transaction that will write. SQLite must take its write lock up front
+    /// (`BEGIN IMMEDIATE`); a deferred transaction that reads first and upgrades later can fail
+    /// with SQLITE_BUSY when another process writes in between.
+    async fn begin_write(&self) -> StoreResult<Transaction<'static, Any>> {
+        Ok(match self.dialect {
+            Dialect::Sqlite => self.writer.begin_with("BEGIN IMMEDIATE").await?,
+            Dialect::Postgres => self.writer.begin().await?,
+        })
+    }
+
+    /// Reads a signer inside a write transaction, locking its row where the database can.
+    async fn signer_for_update(
+        &self,
+        tx: &mut Transaction<'static, Any>,
+        signer_id: &SignerId,
+    ) -> StoreResult<Option<SignerRecord>> {
+        let sql = match self.dialect {
+            Dialect::Sqlite => select_signer!(),
+            Dialect::Postgres => concat!(select_signer!(), " FOR UPDATE"),
+        };
+        let row = sqlx::query(sql)
+            .bind(signer_id.as_str())
+            .fetch_optional(&mut **tx)
+            .await?;
+        row.as_ref().map(signer_from_row).transpose()
+    }
+
+    async fn insert_certificate(
+        tx: &mut Transaction<'static, Any>,
+        signer_id: &SignerId,
+        certificate: &NewCertificate,
+        issued_for: IssuedFor,
+        now: OffsetDateTime,
+    ) -> StoreResult<()> {
+        sqlx::query(
+            "INSERT INTO certificates (serial, signer_id, der, not_before, not_after, issued_at, issued_for) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        )
+        .bind(certificate.serial.to_string())
+        .bind(signer_id.as_str())
+        .bind(certificate.der.clone())
+        .bind(to_unix(certificate.not_before))
+        .bind(to_unix(certificate.not_after))
+        .bind(to_unix(now))
+        .bind(issued_for.as_str())
+        .execute(&mut **tx)
+        .await?;
+        Ok(())
+    }
+
+    /// Revokes every unrevoked certificate of a signer; returns their serials.
+    async fn revoke_all_of(
+        tx: &mut Transaction<'static, Any>,
+        signer_id: &SignerId,
+        reason: RevocationReason,
+        now: OffsetDateTime,
+    ) -> StoreResult<Vec<SerialNumber>> {
+        let rows = sqlx::query(
+            "SELECT serial FROM certificates WHERE signer_id = $1 AND revoked_at IS NULL ORDER BY serial",
+        )
+        .bind(signer_id.as_str())
+        .fetch_all(&mut **tx)
+        .await?;
+        let serials = rows
+            .iter()
+            .map(|row| parse_serial(&row.try_get::<String, _>("serial")?))
+            .collect::<StoreResult<Vec<_>>>()?;
+        sqlx::query(
+            "UPDATE certificates SET revoked_at = $1, revocation_reason = $2 \
+             WHERE signer_id = $3 AND revoked_at IS NULL",
+        )
+        .bind(to_unix(now))
+        .bind(reason.as_str())
+        .bind(signer_id.as_str())
+        .execute(&mut **tx)
+        .await?;
+        Ok(serials)
+    }
+}
+
+#[async_trait]
+impl Store for SqlStore {
+    fn dialect(&self) -> Dialect {
+        self.dialect
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn insert_api_key(
+        &self,
+        id: &str,
+        key_hash: &str,
+        now: OffsetDateTime,
+    ) -> StoreResult<()> {
+        sqlx::query("INSERT INTO api_keys (id, key_hash, created_at) VALUES ($1, $2, $3)")
+            .bind(id)
+            .bind(key_hash)
+            .bind(to_unix(now))
+            .execute(&self.writer)
+            .await?;
+        Ok(())
+    }
+
+    async fn api_key_hash_exists(&self, key_hash: &str) -> StoreResult<bool> {
+        let row = sqlx::query("SELECT 1 AS found FROM api_keys WHERE key_hash = $1")
+            .bind(key_hash)
+            .fetch_optional(&self.reader)
+            .await?;
+        Ok(row.is_some())
+    }
+
+    async fn count_api_keys(&self) -> StoreResult<i64> {
+        let row = sqlx::query("SELECT COUNT(*) AS n FROM api_keys")
+            .fetch_one(&self.reader)
+            .await?;
+        Ok(row.try_get("n")?)
+    }
+
+    #[tracing::instrument(skip(self), fields(signer.id = %signer_id))]
+    async fn find_signer(&self, signer_id: &SignerId) -> StoreResult<Option<SignerRecord>> {
+        let row = sqlx::query(select_signer!())
+            .bind(signer_id.as_str())
+            .fetch_optional(&self.reader)
+            .await?;
+        row.as_ref().map(signer_from_row).transpose()
+    }
+
+    async fn certificates_of(&self, signer_id: &SignerId) -> StoreResult<Vec<CertificateRecord>> {
+        let rows = sqlx::query(concat!(
+            "SELECT ",
+            certificate_columns!(),
+            " FROM certificates WHERE signer_id = $1 ORDER BY issued_at, not_before, serial"
+        ))
+        .bind(signer_id.as_str())
+        .fetch_all(&self.reader)
+        .await?;
+        rows.iter().map(certificate_from_row).collect()
+    }
+
+    async fn find_certificate(
+        &self,
+        serial: &SerialNumber,
+    ) -> StoreResult<Option<CertificateRecord>> {
+        let row = sqlx::query(concat!(
+            "SELECT ",
+            certificate_columns!(),
+            " FROM certificates WHERE serial = $1"
+        ))
+        .bind(serial.to_string())
+        .fetch_optional(&self.reader)
+        .await?;
+        row.as_ref().map(certificate_from_row).transpose()
+    }
+
+    #[tracing::instrument(skip_all, fields(signer.id = %enrollment.signer_id))]
+    async fn enroll(
+        &self,
+        enrollment: &Enrollment,
+        now: OffsetDateTime,
+    ) -> StoreResult<EnrollOutcome> {
+        let mut tx = self.begin_write().await?;
+        let existing = self
+            .signer_for_update(&mut tx, &enrollment.signer_id)
+            .await?;
+        let certificate = &enrollment.certificate;
+        let outcome = match existing {
+            Some(signer) if !signer.status.accepts_enrollment() => {
+                return Ok(EnrollOutcome::Refused(signer.status));
+            }
+            Some(_) => {
+                // A new CSR replaces the device's key: the old certificates must stop being trusted.
+                let superseded = Self::revoke_all_of(
+                    &mut tx,
+                    &enrollment.signer_id,
+                    RevocationReason::Superseded,
+                    now,
+                )
+                .await?;
+                sqlx::query(
+                    "UPDATE signers SET user_id = $1, csr_der = $2, current_serial = $3, \
+                     not_after = $4, renew_after = $5, updated_at = $6 WHERE signer_id = $7",
+                )
+                .bind(enrollment.user_id.as_str())
+                .bind(enrollment.csr_der.clone())
+                .bind(certificate.serial.to_string())
+                .bind(to_unix(certificate.not_after))
+                .bind(to_unix(certificate.renew_after))
+                .bind(to_unix(now))
+                .bind(enrollment.signer_id.as_str())
+                .execute(&mut *tx)
+                .await?;
+                EnrollOutcome::Replaced { superseded }
+            }
+            None => {
+                sqlx::query(
+                    "INSERT INTO signers (signer_id, user_id, status, csr_der, current_serial, \
+                     not_after, renew_after, created_at, updated_at) \
+                     VALUES ($1, $2, 'ACTIVE', $3, $4, $5, $6, $7, $7)",
+                )
+                .bind(enrollment.signer_id.as_str())
+                .bind(enrollment.user_id.as_str())
+                .bind(enrollment.csr_der.clone())
+                .bind(certificate.serial.to_string())
+                .bind(to_unix(certificate.not_after))
+                .bind(to_unix(certificate.renew_after))
+                .bind(to_unix(now))
+                .execute(&mut *tx)
+                .await?;
+                EnrollOutcome::Created
+            }
+        };
+        Self::insert_certificate(
+            &mut tx,
+            &enrollment.signer_id,
+            certificate,
+            IssuedFor::Enrollment,
+            now,
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(outcome)
+    }
+
+    #[tracing::instrument(skip(self, now), fields(signer.id = %signer_id))]
+    async fn change_signer_status(
+        &self,
+        signer_id: &SignerId,
+        requested: SignerStatus,
+        revocation_reason: RevocationReason,
+        now: OffsetDateTime,
+    ) -> StoreResult<StatusChange> {
+        let mut tx = self.begin_write().await?;
+        let Some(signer) = self.signer_for_update(&mut tx, signer_id).await? else {
+            return Ok(StatusChange::NotFound);
+        };
+        let to = match signer.status.request(requested) {
+            Err(illegal) => return Ok(StatusChange::Illegal(illegal)),
+            Ok(None) => {
+                return Ok(StatusChange::Applied {
+                    from: signer.status,
+                    to: signer.status,
+                    revoked: Vec::new(),
+                })
+            }
+            Ok(Some(to)) => to,
+        };
+        let revoked = match to.revocation_reason_default() {
+            Some(default_reason) => {
+                let reason = if to == SignerStatus::Revoked {
+                    revocation_reason
+                } else {
+                    default_reason
+                };
+                Self::revoke_all_of(&mut tx, signer_id, reason, now).await?
+            }
+            None => Vec::new(),
+        };
+        sqlx::query("UPDATE signers SET status = $1, updated_at = $2 WHERE signer_id = $3")
+            .bind(to.as_str())
+            .bind(to_unix(now))
+            .bind(signer_id.as_str())
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(StatusChange::Applied {
+            from: signer.status,
+            to,
+            revoked,
+        })
+    }
+
+    async fn revoked_certificates(&self) -> StoreResult<Vec<RevokedRecord>> {
+        let rows = sqlx::query(
+            "SELECT serial, revoked_at, revocation_reason FROM certificates \
+             WHERE revoked_at IS NOT NULL ORDER BY revoked_at, serial",
+        )
+        .fetch_all(&self.reader)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                let serial: String = row.try_get("serial")?;
+                let reason: Option<String> = row.try_get("revocation_reason")?;
+                Ok(RevokedRecord {
+                    serial: parse_serial(&serial)?,
+                    revoked_at: from_unix(row.try_get("revoked_at")?)?,
+                    reason: reason
+                        .as_deref()
+                        .map(parse_reason)
+                        .transpose()?
+                        .unwrap_or(RevocationReason::Unspecified),
+                })
+            })
+            .collect()
+    }
+
+    async fn latest_crl(&self) -> StoreResult<Option<CrlRecord>> {
+        let row = sqlx::query(
+            "SELECT number, der, this_update, next_update FROM crls ORDER BY number DESC LIMIT 1",
+        )
+        .fetch_optional(&self.reader)
+        .await?;
+        row.map(|row| {
+            let number: i64 = row.try_get("number")?;
+            Ok(CrlRecord {
+                number: u64::try_from(number)
+                    .map_err(|_| StoreError::Corrupt(format!("negative CRL number {number}")))?,
+                der: row.try_get("der")?,
+                this_update: from_unix(row.try_get("this_update")?)?,
+                next_update: from_unix(row.try_get("next_update")?)?,
+            })
+        })
+        .transpose()
+    }
+
+    async fn insert_crl(&self, crl: &CrlRecord) -> StoreResult<bool> {
+        let number = i64::try_from(crl.number)
+            .map_err(|_| StoreError::Corrupt(format!("CRL number {} too large", crl.number)))?;
+        let result = sqlx::query(
+            "INSERT INTO crls (number, der, this_update, next_update) VALUES ($1, $2, $3, $4) \
+             ON CONFLICT (number) DO NOTHING",
+        )
+        .bind(number)
+        .bind(crl.der.clone())
+        .bind(to_unix(crl.this_update))
+        .bind(to_unix(crl.next_update))
+        .execute(&self.writer)
+        .await?;
+        Ok(result.rows_affected() == 1)
+    }
+
+    #[tracing::instrument(skip(self, renew))]
+    async fn renew_due(
+        &self,
+        now: OffsetDateTime,
+        limit: i64,
+        renew: &RenewFn<'_>,
+    ) -> StoreResult<usize> {
+        let mut tx = self.begin_write().await?;
+        // PostgreSQL: rows another replica is renewing right now are skipped, not waited for;
+        // once it commits, their renew_after lies in the future and they no longer match.
+        // SQLite: BEGIN IMMEDIATE already made this transaction the only writer.
+        let sql = match self.dialect {
+            Dialect::Sqlite => select_due_renewals!(),
+            Dialect::Postgres => concat!(select_due_renewals!(), " FOR UPDATE SKIP LOCKED"),
+        };
+        let rows = sqlx::query(sql)
+            .bind(to_unix(now))
+            .bind(limit)
+            .fetch_all(&mut *tx)
+            .await?;
+        let mut renewed = 0;
+        for row in &rows {
+            let signer_id: String = row.try_get("signer_id")?;
+            let serial: String = row.try_get("current_serial")?;
+            let due = DueRenewal {
+                signer_id: SignerId::parse(&signer_id)
+                    .map_err(|e| StoreError::Corrupt(format!("signer id: {e}")))?,
+                csr_der: row.try_get("csr_der")?,
+                current_serial: parse_serial(&serial)?,
+            };
+            let certificate = renew(&due).map_err(StoreError::Issuing)?;
+            Self::insert_certificate(
+                &mut tx,
+                &due.signer_id,
+                &certificate,
+                IssuedFor::Renewal,
+                now,
+            )
+            .await?;
+            sqlx::query(
+                "UPDATE signers SET current_serial = $1, not_after = $2, renew_after = $3, updated_at = $4 \
+                 WHERE signer_id = $5",
+            )
+            .bind(certificate.serial.to_string())
+            .bind(to_unix(certificate.not_after))
+            .bind(to_unix(certificate.renew_after))
+            .bind(to_unix(now))
+            .bind(due.signer_id.as_str())
+            .execute(&mut *tx)
+            .await?;
+            renewed += 1;
+        }
+        tx.commit().await?;
+        Ok(renewed)
+    }
+
+    #[tracing::instrument(skip(self))]
+    async fn expire_due(&self, now: OffsetDateTime) -> StoreResult<Vec<SignerId>> {
+        let mut tx = self.begin_write().await?;
+        let sql = match self.dialect {
+            Dialect::Sqlite => {
+                "SELECT signer_id, status FROM signers WHERE status IN ('ACTIVE', 'BLOCKED') AND not_after <= $1"
+            }
+            Dialect::Postgres => {
+                "SELECT signer_id, status FROM signers WHERE status IN ('ACTIVE', 'BLOCKED') AND not_after <= $1 \
+                 FOR UPDATE SKIP LOCKED"
+            }
+        };
+        let rows = sqlx::query(sql)
+            .bind(to_unix(now))
+            .fetch_all(&mut *tx)
+            .await?;
+        let mut expired = Vec::with_capacity(rows.len());
+        for row in &rows {
+            let signer_id: String = row.try_get("signer_id")?;
+            let status = parse_status(&row.try_get::<String, _>("status")?)?;
+            let Ok(to) = status.expire() else { continue };
+            sqlx::query("UPDATE signers SET status = $1, updated_at = $2 WHERE signer_id = $3")
+                .bind(to.as_str())
+                .bind(to_unix(now))
+                .bind(signer_id.as_str())
+                .execute(&mut *tx)
+                .await?;
+            expired.push(
+                SignerId::parse(&signer_id)
+                    .map_err(|e| StoreError::Corrupt(format!("signer id: {e}")))?,
+            );
+        }
+        tx.commit().await?;
+        Ok(expired)
+    }
+}

@@ -1,0 +1,50 @@
+//! SQLite, the embedded default: one file in the data directory, WAL mode, durable commits.
+
+use sqlx::any::AnyPoolOptions;
+use sqlx::migrate::Migrator;
+use sqlx::Executor;
+use std::time::Duration;
+
+use super::sql::SqlStore;
+use super::{Dialect, StoreResult};
+
+static MIGRATOR: Migrator = sqlx::migrate!("../../migrations/sqlite");
+
+/// Opens (creating if missing) the SQLite database at `url` and migrates it.
+pub async fn connect(url: &str) -> StoreResult<SqlStore> {
+    sqlx::any::install_default_drivers();
+    let url = with_create_mode(url);
+    // Every connection gets the same pragmas. synchronous=FULL makes each commit reach the disk
+    // before we answer the client: an acknowledged write survives a crash or power loss.
+    let options = || {
+        AnyPoolOptions::new()
+            .acquire_timeout(Duration::from_secs(30))
+            .after_connect(|conn, _meta| {
+                Box::pin(async move {
+                    conn.execute(
+                        "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; \
+                         PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 10000;",
+                    )
+                    .await?;
+                    Ok(())
+                })
+            })
+    };
+    // The writer pool has a single connection: SQLite admits one writer at a time, and
+    // queueing writes in-process is cheaper and fairer than retrying on SQLITE_BUSY.
+    let writer = options().max_connections(1).connect(&url).await?;
+    MIGRATOR.run(&writer).await?;
+    let reader = options().max_connections(8).connect(&url).await?;
+    Ok(SqlStore::new(Dialect::Sqlite, reader, writer))
+}
+
+/// `sqlite:path` opens read-write but refuses a missing file; the embedded default must create it.
+fn with_create_mode(url: &str) -> String {
+    if url.contains("mode=") || url.contains(":memory:") {
+        url.to_owned()
+    } else if url.contains('?') {
+        format!("{url}&mode=rwc")
+    } else {
+        format!("{url}?mode=rwc")
+    }
+}

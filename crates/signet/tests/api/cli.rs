@@ -1,0 +1,115 @@
+//! The `signet` binary itself: first start on the embedded default, api-key create, ca show.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+const SIGNET: &str = env!("CARGO_BIN_EXE_signet");
+
+fn signet(args: &[&str], data_dir: &std::path::Path) -> std::process::Output {
+    Command::new(SIGNET)
+        .args(args)
+        .arg("--data-dir")
+        .arg(data_dir)
+        .env_remove("SIGNET_DATABASE_URL")
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn api_key_create_prints_only_the_key_on_its_last_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = signet(&["api-key", "create"], dir.path());
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let stdout = String::from_utf8(output.stdout).unwrap();
+    let key = stdout.lines().last().unwrap();
+    assert!(key.starts_with("sgn_") && key.len() > 40, "{stdout}");
+    // Only the hash is stored: the key itself is nowhere in the database file.
+    let db = std::fs::read(dir.path().join("signet.db")).unwrap_or_default();
+    let wal = std::fs::read(dir.path().join("signet.db-wal")).unwrap_or_default();
+    let needle = key.as_bytes();
+    for bytes in [db, wal] {
+        assert!(!bytes.windows(needle.len()).any(|w| w == needle));
+    }
+}
+
+#[test]
+fn ca_show_prints_the_same_certificate_every_time() {
+    let dir = tempfile::tempdir().unwrap();
+    let first = signet(&["ca", "show"], dir.path());
+    assert!(
+        first.status.success(),
+        "{}",
+        String::from_utf8_lossy(&first.stderr)
+    );
+    let second = signet(&["ca", "show"], dir.path());
+    let pem = String::from_utf8(first.stdout).unwrap();
+    assert!(pem.starts_with("-----BEGIN CERTIFICATE-----"));
+    assert_eq!(pem, String::from_utf8(second.stdout).unwrap());
+}
+
+#[test]
+fn serve_with_no_configuration_creates_a_key_file_and_answers_with_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.local_addr().unwrap().port()
+    };
+    let mut child = Command::new(SIGNET)
+        .arg("serve")
+        .current_dir(dir.path())
+        .env("SIGNET_LISTEN", format!("127.0.0.1:{port}"))
+        .env_remove("SIGNET_DATABASE_URL")
+        .env_remove("SIGNET_DATA_DIR")
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let mut key_file = None;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    for line in BufReader::new(stderr).lines() {
+        let line = line.unwrap();
+        if let Some(rest) = line.split("written to ").nth(1) {
+            key_file = Some(rest.split(" (").next().unwrap().to_owned());
+        }
+        if line.contains("signet is listening") || Instant::now() > deadline {
+            break;
+        }
+    }
+    let key_file = key_file.expect("first start must say where the API key is");
+    let key_path = dir.path().join(key_file.trim_start_matches("./"));
+    let key = std::fs::read_to_string(&key_path)
+        .unwrap()
+        .trim()
+        .to_owned();
+    assert!(key_path.starts_with(dir.path().join("signet-data")));
+
+    let response = reqwest::blocking_get(&format!("http://127.0.0.1:{port}/signers/x"), &key);
+    let _ = child.kill();
+    let _ = child.wait();
+    assert_eq!(
+        response, 404,
+        "a valid key reaches the API (unknown signer)"
+    );
+}
+
+/// A tiny blocking GET without pulling reqwest's blocking feature.
+mod reqwest {
+    pub fn blocking_get(url: &str, key: &str) -> u16 {
+        let runtime = tokio::runtime::Runtime::new().unwrap();
+        runtime.block_on(async {
+            ::reqwest::Client::new()
+                .get(url)
+                .bearer_auth(key)
+                .send()
+                .await
+                .unwrap()
+                .status()
+                .as_u16()
+        })
+    }
+}

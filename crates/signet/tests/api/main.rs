@@ -1,0 +1,12 @@
+//! Black-box tests of the signet server: each test starts the real server on port 0 with its own
+//! data directory (and, for PostgreSQL, its own schema) and talks to it over HTTP.
+#![allow(clippy::unwrap_used)]
+
+mod ca;
+mod cli;
+mod errors;
+mod helpers;
+mod jobs;
+mod openssl;
+mod signers;
+mod store_story;

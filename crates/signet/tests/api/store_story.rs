@@ -1,0 +1,181 @@
+//! One story, told to both store implementations: whatever SQLite does, PostgreSQL must do alike.
+
+use signet::domain::{SignerId, SignerStatus, UserId};
+use signet::store::{EnrollOutcome, Enrollment, NewCertificate, StatusChange, Store};
+use signet_crypto::ca::{RevocationReason, SerialNumber};
+use time::{Duration, OffsetDateTime};
+
+use crate::helpers::{database_url_for, Db};
+
+fn certificate(now: OffsetDateTime) -> NewCertificate {
+    NewCertificate {
+        serial: SerialNumber::random(),
+        der: vec![0x30, 0x03, 0x02, 0x01, 0x01],
+        not_before: now,
+        not_after: now + Duration::days(365),
+        renew_after: now + Duration::days(243),
+    }
+}
+
+async fn story(store: &dyn Store) {
+    let now = OffsetDateTime::from_unix_timestamp(1_800_000_000).unwrap();
+    let alice = SignerId::parse("alice").unwrap();
+
+    // API keys are found by hash only.
+    store.insert_api_key("k1", "hash-1", now).await.unwrap();
+    assert!(store.api_key_hash_exists("hash-1").await.unwrap());
+    assert!(!store.api_key_hash_exists("hash-2").await.unwrap());
+
+    // Enrollment creates, re-enrollment replaces and supersedes.
+    let enrollment = Enrollment {
+        signer_id: alice.clone(),
+        user_id: UserId::parse("user-a").unwrap(),
+        csr_der: vec![1, 2, 3],
+        certificate: certificate(now),
+    };
+    assert_eq!(
+        store.enroll(&enrollment, now).await.unwrap(),
+        EnrollOutcome::Created
+    );
+    let first_serial = enrollment.certificate.serial;
+    let again = Enrollment {
+        certificate: certificate(now),
+        ..enrollment.clone()
+    };
+    assert_eq!(
+        store.enroll(&again, now).await.unwrap(),
+        EnrollOutcome::Replaced {
+            superseded: vec![first_serial]
+        }
+    );
+    let signer = store.find_signer(&alice).await.unwrap().unwrap();
+    assert_eq!(signer.status, SignerStatus::Active);
+    assert_eq!(signer.current_serial, again.certificate.serial);
+    assert_eq!(signer.csr_der, vec![1, 2, 3]);
+    assert_eq!(store.certificates_of(&alice).await.unwrap().len(), 2);
+    let revoked = store.revoked_certificates().await.unwrap();
+    assert_eq!(revoked.len(), 1);
+    assert_eq!(revoked[0].reason, RevocationReason::Superseded);
+
+    // The status machine runs inside the store's transaction.
+    let change = store
+        .change_signer_status(
+            &alice,
+            SignerStatus::Expired,
+            RevocationReason::Unspecified,
+            now,
+        )
+        .await
+        .unwrap();
+    assert!(matches!(change, StatusChange::Illegal(_)));
+    let change = store
+        .change_signer_status(
+            &alice,
+            SignerStatus::Blocked,
+            RevocationReason::Unspecified,
+            now,
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        change,
+        StatusChange::Applied {
+            from: SignerStatus::Active,
+            to: SignerStatus::Blocked,
+            revoked: vec![]
+        }
+    );
+    let nobody = SignerId::parse("nobody").unwrap();
+    assert_eq!(
+        store
+            .change_signer_status(
+                &nobody,
+                SignerStatus::Blocked,
+                RevocationReason::Unspecified,
+                now
+            )
+            .await
+            .unwrap(),
+        StatusChange::NotFound
+    );
+
+    // Renewal claims only ACTIVE signers that are due.
+    let renew = |_: &signet::store::DueRenewal| Ok(certificate(now + Duration::days(250)));
+    assert_eq!(
+        store
+            .renew_due(now + Duration::days(250), 10, &renew)
+            .await
+            .unwrap(),
+        0
+    );
+    store
+        .change_signer_status(
+            &alice,
+            SignerStatus::Active,
+            RevocationReason::Unspecified,
+            now,
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        store
+            .renew_due(now + Duration::days(250), 10, &renew)
+            .await
+            .unwrap(),
+        1
+    );
+    assert_eq!(
+        store
+            .renew_due(now + Duration::days(250), 10, &renew)
+            .await
+            .unwrap(),
+        0
+    );
+    assert_eq!(store.certificates_of(&alice).await.unwrap().len(), 3);
+
+    // Expiry, then revocation refused for the terminal state.
+    let expired = store.expire_due(now + Duration::days(2000)).await.unwrap();
+    assert_eq!(expired, vec![alice.clone()]);
+    assert!(store
+        .expire_due(now + Duration::days(2000))
+        .await
+        .unwrap()
+        .is_empty());
+    let refused = store.enroll(&enrollment, now).await.unwrap();
+    assert_eq!(refused, EnrollOutcome::Refused(SignerStatus::Expired));
+
+    // CRLs: numbers are unique; the newest is served.
+    assert!(store.latest_crl().await.unwrap().is_none());
+    let crl = signet::store::CrlRecord {
+        number: 1,
+        der: vec![9],
+        this_update: now,
+        next_update: now + Duration::days(7),
+    };
+    assert!(store.insert_crl(&crl).await.unwrap());
+    assert!(
+        !store.insert_crl(&crl).await.unwrap(),
+        "a second CRL with the same number is not stored"
+    );
+    let crl2 = signet::store::CrlRecord { number: 2, ..crl };
+    store.insert_crl(&crl2).await.unwrap();
+    assert_eq!(store.latest_crl().await.unwrap().unwrap().number, 2);
+}
+
+#[tokio::test]
+async fn the_story_on_sqlite() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = database_url_for(Db::Sqlite, dir.path()).await.unwrap();
+    let store = signet::store::connect(&url).await.unwrap();
+    story(store.as_ref()).await;
+}
+
+#[tokio::test]
+async fn the_story_on_postgres() {
+    let dir = tempfile::tempdir().unwrap();
+    let Some(url) = database_url_for(Db::Postgres, dir.path()).await else {
+        return;
+    };
+    let store = signet::store::connect(&url).await.unwrap();
+    story(store.as_ref()).await;
+}
