@@ -607,12 +607,11 @@ fn decode_value(tag: Tag, data: &[u8]) -> Option<AttributeValue> {
         // Teletex is treated as Latin-1, as most software does.
         Tag::T61String => AttributeValue::Teletex(data.iter().map(|&b| char::from(b)).collect()),
         Tag::BmpString => {
-            if data.len() % 2 != 0 {
+            let pairs = data.chunks_exact(2);
+            if !pairs.remainder().is_empty() {
                 return None;
             }
-            let units = data
-                .chunks_exact(2)
-                .map(|pair| u16::from_be_bytes([pair[0], pair[1]]));
+            let units = pairs.map(|pair| u16::from_be_bytes([pair[0], pair[1]]));
             AttributeValue::Bmp(
                 char::decode_utf16(units)
                     .collect::<Result<String, _>>()
@@ -620,11 +619,11 @@ fn decode_value(tag: Tag, data: &[u8]) -> Option<AttributeValue> {
             )
         }
         Tag::UniversalString => {
-            if data.len() % 4 != 0 {
+            let quads = data.chunks_exact(4);
+            if !quads.remainder().is_empty() {
                 return None;
             }
-            let text = data
-                .chunks_exact(4)
+            let text = quads
                 .map(|quad| {
                     char::from_u32(u32::from_be_bytes([quad[0], quad[1], quad[2], quad[3]]))
                 })

@@ -25,6 +25,14 @@ macro_rules! verify_ecdsa {
         if let Ok(parsed) = $curve::ecdsa::Signature::from_der(signature) {
             candidates.push(parsed);
         }
+        if candidates.is_empty() {
+            // Lenient DER: non-minimal integers from a sloppy encoder, normalised below.
+            if let Some(raw) = loose_der_components(signature, $scalar_len) {
+                if let Ok(parsed) = $curve::ecdsa::Signature::from_slice(&raw) {
+                    candidates.push(parsed);
+                }
+            }
+        }
         if signature.len() == 2 * $scalar_len {
             if let Ok(parsed) = $curve::ecdsa::Signature::from_slice(signature) {
                 candidates.push(parsed);
@@ -47,6 +55,46 @@ macro_rules! verify_ecdsa {
                 .ok_or(SignatureError::Mismatch)
         }
     }};
+}
+
+/// `r || s` from a `SEQUENCE { INTEGER r, INTEGER s }` whose integers may carry redundant
+/// leading zero bytes (strict DER forbids them; some devices emit them anyway).
+fn loose_der_components(signature: &[u8], scalar_len: usize) -> Option<Vec<u8>> {
+    fn header(bytes: &[u8], tag: u8) -> Option<(usize, &[u8])> {
+        if *bytes.first()? != tag {
+            return None;
+        }
+        let first = *bytes.get(1)? as usize;
+        let (len, skip) = if first < 0x80 {
+            (first, 2)
+        } else if first == 0x81 {
+            (*bytes.get(2)? as usize, 3)
+        } else {
+            return None;
+        };
+        let body = bytes.get(skip..skip + len)?;
+        Some((skip + len, body))
+    }
+    let (total, body) = header(signature, 0x30)?;
+    if total != signature.len() {
+        return None;
+    }
+    let mut out = Vec::with_capacity(2 * scalar_len);
+    let mut rest = body;
+    for _ in 0..2 {
+        let (used, integer) = header(rest, 0x02)?;
+        let digits = integer
+            .iter()
+            .position(|b| *b != 0)
+            .map_or(&[][..], |i| &integer[i..]);
+        if digits.len() > scalar_len || integer.first().is_some_and(|b| *b & 0x80 != 0) {
+            return None;
+        }
+        out.resize(out.len() + scalar_len - digits.len(), 0);
+        out.extend_from_slice(digits);
+        rest = &rest[used..];
+    }
+    rest.is_empty().then_some(out)
 }
 
 /// Why a signature was not accepted.
@@ -181,6 +229,7 @@ fn verify_rsa(
 }
 
 #[cfg(test)]
+#[expect(clippy::unwrap_used, reason = "a failed unwrap is a failed test")]
 mod tests {
     use super::*;
     use p256::pkcs8::EncodePublicKey;
@@ -213,6 +262,19 @@ mod tests {
         let sig: p256::ecdsa::Signature = key.sign(b"hello");
         let raw = sig.to_bytes().to_vec();
         let verified = verify_sha256_signature(&spki, b"hello", &raw).unwrap();
+        assert_eq!(verified.signature, sig.to_der().as_bytes().to_vec());
+    }
+
+    #[test]
+    fn a_der_signature_with_redundant_leading_zeros_is_normalised() {
+        let (key, spki) = p256_pair();
+        let sig: p256::ecdsa::Signature = key.sign(b"hello");
+        let raw = sig.to_bytes();
+        let integer = |half: &[u8]| [&[0x02, 34, 0, 0][..], half].concat();
+        let body = [integer(&raw[..32]), integer(&raw[32..])].concat();
+        let sloppy = [&[0x30, body.len() as u8][..], &body].concat();
+        assert!(p256::ecdsa::Signature::from_der(&sloppy).is_err());
+        let verified = verify_sha256_signature(&spki, b"hello", &sloppy).unwrap();
         assert_eq!(verified.signature, sig.to_der().as_bytes().to_vec());
     }
 

@@ -44,7 +44,9 @@ pub fn embed<F: Read + Write + Seek>(
     let empty = placeholder.len() >= 2
         && placeholder[0] == b'<'
         && placeholder[placeholder.len() - 1] == b'>'
-        && placeholder[1..placeholder.len() - 1].iter().all(|b| *b == b'0');
+        && placeholder[1..placeholder.len() - 1]
+            .iter()
+            .all(|b| *b == b'0');
     if !empty {
         return Err(PdfError::PlaceholderMismatch(
             "the bytes there are not an empty `<00…>` placeholder (already signed?)".into(),

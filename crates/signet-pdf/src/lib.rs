@@ -43,6 +43,12 @@ pub enum PdfError {
     /// The document's structure is broken in a way that an incremental update cannot build on.
     #[error("the PDF is damaged: {0}")]
     Damaged(String),
+    /// The document carries a certification signature that allows no changes (DocMDP `/P 1`),
+    /// so any further signature would break it.
+    #[error(
+        "the PDF is certified with no changes allowed; a further signature would invalidate it"
+    )]
+    Certified,
     /// A well-formed document that uses something this engine does not handle.
     #[error("unsupported PDF: {0}")]
     Unsupported(String),
@@ -95,7 +101,7 @@ pub struct ByteRange(pub [u64; 4]);
 impl ByteRange {
     /// Offset of the placeholder's `<`.
     pub fn placeholder_offset(&self) -> u64 {
-        self.0[0] + self.0[1]
+        self.0[0].saturating_add(self.0[1])
     }
 
     /// Length of the placeholder including `<` and `>`.
@@ -110,7 +116,7 @@ impl ByteRange {
 
     /// Total length of the file the byte range describes.
     pub fn file_len(&self) -> u64 {
-        self.0[2] + self.0[3]
+        self.0[2].saturating_add(self.0[3])
     }
 }
 

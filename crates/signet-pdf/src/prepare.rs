@@ -113,7 +113,9 @@ impl Edits<'_, '_> {
         item: &[u8],
     ) -> Result<Vec<u8>, PdfError> {
         match entry_value(dict, key)? {
-            Some(value) if value.starts_with(b"[") => dict_set(dict, key, &array_push(&value, item)?),
+            Some(value) if value.starts_with(b"[") => {
+                dict_set(dict, key, &array_push(&value, item)?)
+            }
             Some(value) => match parse_reference(&value) {
                 Some(id) if matches!(self.source.get(id), Some(Object::Array(_))) => {
                     self.push_to_array_object(id.0, item)?;
@@ -150,6 +152,7 @@ fn build_revision(
         Some(Object::Dictionary(dict)) => dict,
         _ => return Err(PdfError::Damaged("the catalog is not a dictionary".into())),
     };
+    refuse_if_certified_without_changes(source, catalog)?;
     let page_id = doc
         .page_iter()
         .next()
@@ -215,8 +218,11 @@ fn build_revision(
                 number,
                 [b"<</Fields [".as_slice(), &widget_ref, b"] /SigFlags 3>>"].concat(),
             ));
-            let catalog_text =
-                dict_set(&catalog_text, b"AcroForm", format!("{number} 0 R").as_bytes())?;
+            let catalog_text = dict_set(
+                &catalog_text,
+                b"AcroForm",
+                format!("{number} 0 R").as_bytes(),
+            )?;
             edits.set(catalog_id.0, catalog_generation, catalog_text);
         }
     }
@@ -257,7 +263,14 @@ fn build_revision(
         "<</Type /Annot /Subtype /Widget /FT /Sig /T ({field_name}) /V {sig_number} 0 R \
          /F 132 /Rect [0 0 0 0] /P {page_number} {page_gen} R>>"
     );
-    write_object(&mut out, &mut offsets, base, widget_number, 0, widget.as_bytes());
+    write_object(
+        &mut out,
+        &mut offsets,
+        base,
+        widget_number,
+        0,
+        widget.as_bytes(),
+    );
     if let Some((number, text)) = &new_acroform {
         write_object(&mut out, &mut offsets, base, *number, 0, text);
     }
@@ -473,6 +486,49 @@ fn field_names(
     names
 }
 
+/// Refuses a document whose certification signature (catalog `/Perms /DocMDP`) allows no
+/// changes: `/TransformParams /P 1`. `/P` 2 and 3 allow further signatures.
+fn refuse_if_certified_without_changes(
+    source: &Source<'_>,
+    catalog: &lopdf::Dictionary,
+) -> Result<(), PdfError> {
+    fn dict<'a>(
+        source: &'a Source<'_>,
+        object: Option<&'a Object>,
+    ) -> Option<&'a lopdf::Dictionary> {
+        object
+            .and_then(|o| source.resolve(o))
+            .and_then(|o| o.as_dict().ok())
+    }
+    let dict = |object| dict(source, object);
+    let signature =
+        dict(catalog.get(b"Perms").ok()).and_then(|perms| dict(perms.get(b"DocMDP").ok()));
+    let references = signature
+        .and_then(|sig| sig.get(b"Reference").ok())
+        .and_then(|o| source.resolve(o))
+        .and_then(|o| o.as_array().ok());
+    for reference in references.into_iter().flatten() {
+        let Some(reference) = dict(Some(reference)) else {
+            continue;
+        };
+        if reference
+            .get(b"TransformMethod")
+            .and_then(Object::as_name)
+            .ok()
+            != Some(b"DocMDP")
+        {
+            continue;
+        }
+        let permission = dict(reference.get(b"TransformParams").ok())
+            .and_then(|params| params.get(b"P").and_then(Object::as_i64).ok())
+            .unwrap_or(2);
+        if permission == 1 {
+            return Err(PdfError::Certified);
+        }
+    }
+    Ok(())
+}
+
 /// `Signature1`, `Signature2`, … : the first that `taken` does not hold.
 fn unused_field_name(taken: &BTreeSet<Vec<u8>>) -> String {
     (1u64..)
@@ -533,7 +589,10 @@ mod tests {
     fn consecutive_numbers_share_a_subsection() {
         let mut offsets = vec![(7, 0, 70), (5, 0, 50), (6, 1, 60), (9, 0, 90)];
         let runs = subsections(&mut offsets);
-        assert_eq!(runs, vec![(5, vec![(0, 50), (1, 60), (0, 70)]), (9, vec![(0, 90)])]);
+        assert_eq!(
+            runs,
+            vec![(5, vec![(0, 50), (1, 60), (0, 70)]), (9, vec![(0, 90)])]
+        );
     }
 
     #[test]

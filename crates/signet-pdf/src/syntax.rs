@@ -97,25 +97,35 @@ pub(crate) fn array_push(array: &[u8], item: &[u8]) -> Result<Vec<u8>, PdfError>
 /// Reads the `N G obj` header at `pos`; returns the numbers and where the object's value starts.
 pub(crate) fn object_header(text: &[u8], pos: usize) -> Result<(u32, u16, usize), PdfError> {
     let pos = skip_whitespace(text, pos);
-    let (number, pos) = unsigned(text, pos).ok_or_else(|| syntax_error("expected an object number", pos))?;
+    let (number, pos) =
+        unsigned(text, pos).ok_or_else(|| syntax_error("expected an object number", pos))?;
     let pos = skip_whitespace(text, pos);
-    let (generation, pos) = unsigned(text, pos).ok_or_else(|| syntax_error("expected a generation number", pos))?;
+    let (generation, pos) =
+        unsigned(text, pos).ok_or_else(|| syntax_error("expected a generation number", pos))?;
     let pos = skip_whitespace(text, pos);
     if !text[pos..].starts_with(b"obj") {
         return Err(syntax_error("expected `obj`", pos));
     }
     let number = u32::try_from(number).map_err(|_| syntax_error("object number too large", pos))?;
-    let generation = u16::try_from(generation).map_err(|_| syntax_error("generation too large", pos))?;
+    let generation =
+        u16::try_from(generation).map_err(|_| syntax_error("generation too large", pos))?;
     Ok((number, generation, skip_whitespace(text, pos + 3)))
 }
 
 /// Parses an unsigned decimal integer at `pos`.
 pub(crate) fn unsigned(text: &[u8], pos: usize) -> Option<(u64, usize)> {
-    let digits = text.get(pos..)?.iter().take_while(|b| b.is_ascii_digit()).count();
+    let digits = text
+        .get(pos..)?
+        .iter()
+        .take_while(|b| b.is_ascii_digit())
+        .count();
     if digits == 0 || digits > 19 {
         return None;
     }
-    let value = std::str::from_utf8(&text[pos..pos + digits]).ok()?.parse().ok()?;
+    let value = std::str::from_utf8(&text[pos..pos + digits])
+        .ok()?
+        .parse()
+        .ok()?;
     Some((value, pos + digits))
 }
 
@@ -275,7 +285,10 @@ pub(crate) fn is_whitespace(byte: u8) -> bool {
 }
 
 fn is_delimiter(byte: u8) -> bool {
-    matches!(byte, b'(' | b')' | b'<' | b'>' | b'[' | b']' | b'{' | b'}' | b'/' | b'%')
+    matches!(
+        byte,
+        b'(' | b')' | b'<' | b'>' | b'[' | b']' | b'{' | b'}' | b'/' | b'%'
+    )
 }
 
 fn syntax_error(what: &str, pos: usize) -> PdfError {
@@ -283,6 +296,7 @@ fn syntax_error(what: &str, pos: usize) -> PdfError {
 }
 
 #[cfg(test)]
+#[expect(clippy::unwrap_used, reason = "a failed unwrap is a failed test")]
 mod tests {
     use super::*;
 
@@ -307,8 +321,21 @@ mod tests {
         let dict = b"<</A (str (nested) \\) ) /B <0aFF> /C [1 2.5 -3 /N true null] /D << /E 1 0 R >> /F 12 0 R /G 5>>";
         let (entries, close) = dict_entries(dict, 0).unwrap();
         let keys: Vec<_> = entries.iter().map(|e| e.key.clone()).collect();
-        assert_eq!(keys, [b"A".to_vec(), b"B".to_vec(), b"C".to_vec(), b"D".to_vec(), b"F".to_vec(), b"G".to_vec()]);
-        assert_eq!(&dict[entries[4].value_start..entries[4].value_end], b"12 0 R");
+        assert_eq!(
+            keys,
+            [
+                b"A".to_vec(),
+                b"B".to_vec(),
+                b"C".to_vec(),
+                b"D".to_vec(),
+                b"F".to_vec(),
+                b"G".to_vec()
+            ]
+        );
+        assert_eq!(
+            &dict[entries[4].value_start..entries[4].value_end],
+            b"12 0 R"
+        );
         assert_eq!(&dict[entries[5].value_start..entries[5].value_end], b"5");
         assert_eq!(close, dict.len() - 2);
     }
@@ -321,7 +348,10 @@ mod tests {
 
     #[test]
     fn an_item_is_appended_to_an_array() {
-        assert_eq!(array_push(b"[ 1 0 R ]", b"2 0 R").unwrap(), b"[ 1 0 R  2 0 R]");
+        assert_eq!(
+            array_push(b"[ 1 0 R ]", b"2 0 R").unwrap(),
+            b"[ 1 0 R  2 0 R]"
+        );
         assert_eq!(array_push(b"[]", b"2 0 R").unwrap(), b"[ 2 0 R]");
     }
 
