@@ -1,0 +1,159 @@
+//! `signet-loadgen`: drives a running Signet with concurrent requests and reports throughput and
+//! latency percentiles. Inputs (fresh key pairs and CSRs) are made before the clock starts, so
+//! the figures measure the server, not the generator.
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+#[derive(Parser)]
+struct Cli {
+    /// Base URL of the server.
+    #[arg(long, default_value = "http://127.0.0.1:8080")]
+    url: String,
+    /// API key (Bearer).
+    #[arg(long, env = "SIGNET_API_KEY")]
+    api_key: String,
+    /// Concurrent connections.
+    #[arg(long, default_value_t = 64)]
+    concurrency: usize,
+    #[command(subcommand)]
+    scenario: Scenario,
+}
+
+#[derive(Subcommand)]
+enum Scenario {
+    /// POST /signers, each with a fresh P-256 key and CSR.
+    Enroll {
+        /// Number of enrollments.
+        #[arg(long, default_value_t = 20_000)]
+        requests: usize,
+    },
+}
+
+/// Latency summary of one run.
+struct Report {
+    completed: usize,
+    failed: usize,
+    elapsed: Duration,
+    latencies: Vec<Duration>,
+}
+
+impl Report {
+    fn print(&mut self, what: &str) {
+        self.latencies.sort_unstable();
+        let pick = |q: f64| {
+            let index = ((self.latencies.len() as f64 - 1.0) * q).round() as usize;
+            self.latencies.get(index).copied().unwrap_or_default()
+        };
+        println!(
+            "{what}: {} ok, {} failed in {:.2}s -> {:.0} req/s; latency p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms",
+            self.completed,
+            self.failed,
+            self.elapsed.as_secs_f64(),
+            self.completed as f64 / self.elapsed.as_secs_f64(),
+            pick(0.50).as_secs_f64() * 1e3,
+            pick(0.99).as_secs_f64() * 1e3,
+            pick(1.0).as_secs_f64() * 1e3,
+        );
+    }
+}
+
+fn fresh_csrs(count: usize) -> anyhow::Result<Vec<String>> {
+    (0..count)
+        .map(|i| {
+            let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)?;
+            let params = rcgen::CertificateParams::new(Vec::<String>::new())?;
+            let mut params = params;
+            params
+                .distinguished_name
+                .push(rcgen::DnType::CommonName, format!("bench device {i}"));
+            Ok(params.serialize_request(&key)?.pem()?)
+        })
+        .collect()
+}
+
+/// Sends `bodies` as POSTs to `path` over `concurrency` workers; records each latency.
+async fn drive(cli: &Cli, path: &str, bodies: Vec<serde_json::Value>) -> anyhow::Result<Report> {
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(cli.concurrency)
+        .build()?;
+    let bodies = Arc::new(bodies);
+    let next = Arc::new(AtomicUsize::new(0));
+    let url = format!("{}{path}", cli.url);
+    let start = Instant::now();
+    let workers = (0..cli.concurrency).map(|_| {
+        let (client, bodies, next, url, key) = (
+            client.clone(),
+            bodies.clone(),
+            next.clone(),
+            url.clone(),
+            cli.api_key.clone(),
+        );
+        tokio::spawn(async move {
+            let mut latencies = Vec::new();
+            let mut failed = 0;
+            loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                let Some(body) = bodies.get(i) else { break };
+                let sent = Instant::now();
+                let ok = match client.post(&url).bearer_auth(&key).json(body).send().await {
+                    Ok(response) => {
+                        let status = response.status();
+                        let text = response.text().await.unwrap_or_default();
+                        status.is_success() && text.contains("\"OK\"")
+                    }
+                    Err(_) => false,
+                };
+                if ok {
+                    latencies.push(sent.elapsed());
+                } else {
+                    failed += 1;
+                }
+            }
+            (latencies, failed)
+        })
+    });
+    let mut report = Report {
+        completed: 0,
+        failed: 0,
+        elapsed: Duration::ZERO,
+        latencies: Vec::new(),
+    };
+    for worker in futures::future::join_all(workers).await {
+        let (latencies, failed) = worker.context("worker panicked")?;
+        report.completed += latencies.len();
+        report.failed += failed;
+        report.latencies.extend(latencies);
+    }
+    report.elapsed = start.elapsed();
+    Ok(report)
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    match cli.scenario {
+        Scenario::Enroll { requests } => {
+            eprintln!("generating {requests} P-256 keys and CSRs...");
+            let run_id = std::process::id();
+            let bodies = fresh_csrs(requests)?
+                .into_iter()
+                .enumerate()
+                .map(|(i, csr)| {
+                    serde_json::json!({
+                        "signerId": format!("bench-{run_id}-{i}"),
+                        "userId": format!("user-{i}"),
+                        "csr": csr,
+                    })
+                })
+                .collect();
+            let mut report = drive(&cli, "/signers", bodies).await?;
+            report.print("POST /signers (fresh P-256 CSRs)");
+            anyhow::ensure!(report.failed == 0, "{} enrollments failed", report.failed);
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,50 @@
+#!/usr/bin/env bash
+# Runs every Signet test. Installs what the tests need first, so it works on a fresh machine:
+#   - Debian packages: openssl, poppler-utils (pdfsig), qpdf, ghostscript, librsvg2-bin (PDF corpus),
+#     postgresql-client (pg_isready);
+#   - a Python venv with the signature oracles (pyHanko) and PDF producers (reportlab, pypdf).
+# PostgreSQL tests run against $SIGNET_TEST_POSTGRES_URL; outside CI they skip with a notice when it
+# is unset. With CI set, an unreachable PostgreSQL fails the run.
+set -euo pipefail
+repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$repo"
+
+apt_packages=(openssl poppler-utils qpdf ghostscript librsvg2-bin postgresql-client python3-venv)
+missing=()
+for pkg in "${apt_packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
+done
+if ((${#missing[@]})); then
+  echo "== installing Debian packages: ${missing[*]}"
+  sudo_cmd=""
+  [ "$(id -u)" -eq 0 ] || sudo_cmd="sudo"
+  $sudo_cmd env DEBIAN_FRONTEND=noninteractive apt-get update -qq
+  $sudo_cmd env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+
+venv="${SIGNET_ORACLE_VENV:-$repo/.venv}"
+requirements="$repo/scripts/oracle-requirements.txt"
+stamp="$venv/.signet-requirements"
+if [ ! -x "$venv/bin/pyhanko" ] || ! cmp -s "$requirements" "$stamp"; then
+  echo "== preparing the oracle venv at $venv"
+  python3 -m venv "$venv"
+  "$venv/bin/pip" install -q --disable-pip-version-check -r "$requirements"
+  cp "$requirements" "$stamp"
+fi
+export SIGNET_ORACLE_VENV="$venv"
+
+if [ -n "${CI:-}" ]; then
+  export SIGNET_TEST_POSTGRES_URL="${SIGNET_TEST_POSTGRES_URL:-postgres://postgres@127.0.0.1:5432/test}"
+fi
+if [ -n "${SIGNET_TEST_POSTGRES_URL:-}" ]; then
+  if ! psql "$SIGNET_TEST_POSTGRES_URL" -qAtc 'SELECT 1' >/dev/null 2>&1; then
+    echo "PostgreSQL at $SIGNET_TEST_POSTGRES_URL is unreachable; the PostgreSQL tests cannot run." >&2
+    exit 1
+  fi
+  echo "== PostgreSQL tests run against $SIGNET_TEST_POSTGRES_URL"
+else
+  echo "== notice: SIGNET_TEST_POSTGRES_URL is not set; PostgreSQL variants will skip"
+fi
+
+echo "== cargo test"
+cargo test --workspace --locked "$@"
