@@ -1,6 +1,8 @@
 //! Signet's domain: identifiers, statuses and the state machines that say which changes are legal.
 //! Nothing here knows about HTTP or SQL; the API and the store translate to and from these types.
 
+pub mod document;
 pub mod signer;
 
+pub use document::{DocumentId, DocumentStatus, DocumentTransitionError, Sha256Digest};
 pub use signer::{IdentifierError, SignerId, SignerStatus, TransitionError, UserId};

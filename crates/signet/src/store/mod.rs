@@ -7,6 +7,7 @@
 //! [`sqlite`] and [`postgres`] behind [`Dialect`]. The story test in `tests/api/store_story.rs`
 //! runs one scenario against both to keep them equal.
 
+pub mod blobs;
 pub mod postgres;
 pub mod sql;
 pub mod sqlite;
@@ -16,7 +17,10 @@ use signet_crypto::ca::{RevocationReason, SerialNumber};
 use std::sync::Arc;
 use time::OffsetDateTime;
 
-use crate::domain::{SignerId, SignerStatus, TransitionError, UserId};
+use crate::domain::{
+    DocumentId, DocumentStatus, Sha256Digest, SignerId, SignerStatus, TransitionError, UserId,
+};
+use blobs::BlobKey;
 
 /// Which database a store talks to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -159,6 +163,41 @@ pub struct DueRenewal {
 /// must be quick and pure (no I/O): it is the CA signing a certificate.
 pub type RenewFn<'a> = dyn Fn(&DueRenewal) -> Result<NewCertificate, String> + Send + Sync + 'a;
 
+/// A CloudSigner document as stored: the upload's facts, the prepared signature revision and
+/// where its bytes are.
+#[derive(Debug, Clone)]
+pub struct DocumentRecord {
+    pub document_id: DocumentId,
+    pub signer_id: SignerId,
+    pub external_id: Option<String>,
+    pub name: Option<String>,
+    pub file_name: String,
+    /// Size of the upload, in bytes.
+    pub size: u64,
+    /// SHA-256 of the upload.
+    pub sha256: Sha256Digest,
+    pub status: DocumentStatus,
+    /// The DER SignedAttributes the device signs (the API's `hash`), verbatim.
+    pub signed_attributes: Vec<u8>,
+    /// The prepared revision's `/ByteRange`.
+    pub byte_range: [u64; 4],
+    /// The certificate the SignedAttributes reference; the signature is verified against it.
+    pub certificate_serial: SerialNumber,
+    /// The prepared PDF while the document waits; `None` once signed or deleted.
+    pub prepared_blob: Option<BlobKey>,
+    /// The signed PDF once signed.
+    pub signed_blob: Option<BlobKey>,
+    pub signed_size: Option<u64>,
+    pub created_at: OffsetDateTime,
+}
+
+/// The file a successful signature produced, recorded with the WAITING → SIGNED change.
+#[derive(Debug, Clone)]
+pub struct SignedFile {
+    pub blob: BlobKey,
+    pub size: u64,
+}
+
 /// Everything Signet persists in its database.
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
@@ -215,6 +254,20 @@ pub trait Store: Send + Sync + 'static {
 
     /// Moves ACTIVE/BLOCKED signers whose current certificate expired to EXPIRED; returns them.
     async fn expire_due(&self, now: OffsetDateTime) -> StoreResult<Vec<SignerId>>;
+
+    async fn insert_document(&self, document: &DocumentRecord) -> StoreResult<()>;
+    async fn find_document(&self, document_id: &DocumentId) -> StoreResult<Option<DocumentRecord>>;
+    /// Changes a document's status only if it is still `from` (compare-and-set): of two racing
+    /// changes exactly one returns `true`. SIGNED records `signed` and forgets the prepared blob;
+    /// DELETED forgets both blobs.
+    async fn change_document_status(
+        &self,
+        document_id: &DocumentId,
+        from: DocumentStatus,
+        to: DocumentStatus,
+        signed: Option<&SignedFile>,
+        now: OffsetDateTime,
+    ) -> StoreResult<bool>;
 }
 
 /// Opens the database named by `url` (`sqlite:…` or `postgres://…`) and brings its schema up to date.

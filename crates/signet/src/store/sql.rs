@@ -11,12 +11,13 @@ use sqlx::{Any, Pool, Row, Transaction};
 type AnyPool = Pool<Any>;
 use time::OffsetDateTime;
 
+use super::blobs::BlobKey;
 use super::{
-    CertificateRecord, CrlRecord, Dialect, DueRenewal, EnrollOutcome, Enrollment, IssuedFor,
-    NewCertificate, RenewFn, RevokedRecord, SignerRecord, StatusChange, Store, StoreError,
-    StoreResult,
+    CertificateRecord, CrlRecord, Dialect, DocumentRecord, DueRenewal, EnrollOutcome, Enrollment,
+    IssuedFor, NewCertificate, RenewFn, RevokedRecord, SignedFile, SignerRecord, StatusChange,
+    Store, StoreError, StoreResult,
 };
-use crate::domain::{SignerId, SignerStatus, UserId};
+use crate::domain::{DocumentId, DocumentStatus, SignerId, SignerStatus, UserId};
 
 /// A database reached through sqlx's `Any` driver. SQLite gets a single-connection writer pool
 /// (one writer at a time is SQLite's rule anyway, and queuing in-process beats SQLITE_BUSY) and a
@@ -114,6 +115,74 @@ fn certificate_from_row(row: &AnyRow) -> StoreResult<CertificateRecord> {
         },
         revoked_at: revoked_at.map(from_unix).transpose()?,
         revocation_reason: reason.as_deref().map(parse_reason).transpose()?,
+    })
+}
+
+macro_rules! document_columns {
+    () => {
+        "document_id, signer_id, external_id, name, file_name, size, sha256, status, \
+         signed_attributes, byte_range, certificate_serial, prepared_blob, signed_blob, \
+         signed_size, created_at"
+    };
+}
+
+fn corrupt(what: &str) -> impl Fn(String) -> StoreError + '_ {
+    move |e| StoreError::Corrupt(format!("{what}: {e}"))
+}
+
+fn to_count(value: u64) -> StoreResult<i64> {
+    i64::try_from(value).map_err(|_| StoreError::Corrupt(format!("{value} does not fit BIGINT")))
+}
+
+fn from_count(value: i64) -> StoreResult<u64> {
+    u64::try_from(value).map_err(|_| StoreError::Corrupt(format!("negative size {value}")))
+}
+
+fn byte_range_text(range: &[u64; 4]) -> String {
+    format!("{} {} {} {}", range[0], range[1], range[2], range[3])
+}
+
+fn parse_byte_range(raw: &str) -> StoreResult<[u64; 4]> {
+    let numbers = raw
+        .split(' ')
+        .map(str::parse::<u64>)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| StoreError::Corrupt(format!("byte range {raw:?}: {e}")))?;
+    numbers
+        .try_into()
+        .map_err(|_| StoreError::Corrupt(format!("byte range {raw:?} has not 4 numbers")))
+}
+
+fn parse_blob(raw: Option<String>) -> StoreResult<Option<BlobKey>> {
+    raw.map(|key| BlobKey::parse(&key).map_err(corrupt("blob key")))
+        .transpose()
+}
+
+fn document_from_row(row: &AnyRow) -> StoreResult<DocumentRecord> {
+    let document_id: String = row.try_get("document_id")?;
+    let signer_id: String = row.try_get("signer_id")?;
+    let sha256: String = row.try_get("sha256")?;
+    let status: String = row.try_get("status")?;
+    let byte_range: String = row.try_get("byte_range")?;
+    let serial: String = row.try_get("certificate_serial")?;
+    let signed_size: Option<i64> = row.try_get("signed_size")?;
+    Ok(DocumentRecord {
+        document_id: DocumentId::parse(&document_id).map_err(corrupt("document id"))?,
+        signer_id: SignerId::parse(&signer_id)
+            .map_err(|e| StoreError::Corrupt(format!("signer id: {e}")))?,
+        external_id: row.try_get("external_id")?,
+        name: row.try_get("name")?,
+        file_name: row.try_get("file_name")?,
+        size: from_count(row.try_get("size")?)?,
+        sha256: sha256.parse().map_err(corrupt("sha256"))?,
+        status: status.parse().map_err(corrupt("document status"))?,
+        signed_attributes: row.try_get("signed_attributes")?,
+        byte_range: parse_byte_range(&byte_range)?,
+        certificate_serial: parse_serial(&serial)?,
+        prepared_blob: parse_blob(row.try_get("prepared_blob")?)?,
+        signed_blob: parse_blob(row.try_get("signed_blob")?)?,
+        signed_size: signed_size.map(from_count).transpose()?,
+        created_at: from_unix(row.try_get("created_at")?)?,
     })
 }
 
@@ -545,5 +614,101 @@ impl Store for SqlStore {
         }
         tx.commit().await?;
         Ok(expired)
+    }
+
+    #[tracing::instrument(skip_all, fields(document.id = %document.document_id))]
+    async fn insert_document(&self, document: &DocumentRecord) -> StoreResult<()> {
+        sqlx::query(concat!(
+            "INSERT INTO documents (",
+            document_columns!(),
+            ", updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $15)"
+        ))
+        .bind(document.document_id.to_string())
+        .bind(document.signer_id.as_str())
+        .bind(document.external_id.clone())
+        .bind(document.name.clone())
+        .bind(document.file_name.clone())
+        .bind(to_count(document.size)?)
+        .bind(document.sha256.to_string())
+        .bind(document.status.as_str())
+        .bind(document.signed_attributes.clone())
+        .bind(byte_range_text(&document.byte_range))
+        .bind(document.certificate_serial.to_string())
+        .bind(document.prepared_blob.as_ref().map(|b| b.as_str().to_owned()))
+        .bind(document.signed_blob.as_ref().map(|b| b.as_str().to_owned()))
+        .bind(document.signed_size.map(to_count).transpose()?)
+        .bind(to_unix(document.created_at))
+        .execute(&self.writer)
+        .await?;
+        Ok(())
+    }
+
+    #[tracing::instrument(skip(self), fields(document.id = %document_id))]
+    async fn find_document(&self, document_id: &DocumentId) -> StoreResult<Option<DocumentRecord>> {
+        let row = sqlx::query(concat!(
+            "SELECT ",
+            document_columns!(),
+            " FROM documents WHERE document_id = $1"
+        ))
+        .bind(document_id.to_string())
+        .fetch_optional(&self.reader)
+        .await?;
+        row.as_ref().map(document_from_row).transpose()
+    }
+
+    #[tracing::instrument(skip(self, signed, now), fields(document.id = %document_id))]
+    async fn change_document_status(
+        &self,
+        document_id: &DocumentId,
+        from: DocumentStatus,
+        to: DocumentStatus,
+        signed: Option<&SignedFile>,
+        now: OffsetDateTime,
+    ) -> StoreResult<bool> {
+        let result =
+            match (to, signed) {
+                (DocumentStatus::Signed, Some(file)) => {
+                    sqlx::query(
+                        "UPDATE documents SET status = $1, signed_blob = $2, signed_size = $3, \
+                     prepared_blob = NULL, updated_at = $4 WHERE document_id = $5 AND status = $6",
+                    )
+                    .bind(to.as_str())
+                    .bind(file.blob.as_str())
+                    .bind(to_count(file.size)?)
+                    .bind(to_unix(now))
+                    .bind(document_id.to_string())
+                    .bind(from.as_str())
+                    .execute(&self.writer)
+                    .await?
+                }
+                (DocumentStatus::Signed, None) => {
+                    return Err(StoreError::Corrupt(
+                        "a document cannot become SIGNED without its signed file".into(),
+                    ))
+                }
+                (DocumentStatus::Deleted, _) => sqlx::query(
+                    "UPDATE documents SET status = $1, prepared_blob = NULL, signed_blob = NULL, \
+                     updated_at = $2 WHERE document_id = $3 AND status = $4",
+                )
+                .bind(to.as_str())
+                .bind(to_unix(now))
+                .bind(document_id.to_string())
+                .bind(from.as_str())
+                .execute(&self.writer)
+                .await?,
+                _ => {
+                    sqlx::query(
+                        "UPDATE documents SET status = $1, updated_at = $2 \
+                     WHERE document_id = $3 AND status = $4",
+                    )
+                    .bind(to.as_str())
+                    .bind(to_unix(now))
+                    .bind(document_id.to_string())
+                    .bind(from.as_str())
+                    .execute(&self.writer)
+                    .await?
+                }
+            };
+        Ok(result.rows_affected() == 1)
     }
 }

@@ -1,0 +1,207 @@
+//! Document bytes on disk, never in database rows. A blob is written under `tmp/`, flushed to
+//! the disk, and only then renamed into place (and the directory synced), so a crash leaves
+//! either the whole file or none of it; a file in place is never rewritten. The database row
+//! that names a blob is committed after the blob is durable, so an acknowledged document always
+//! has its bytes; a crash in between leaves at most an orphan under `tmp/`, swept at start-up.
+
+use std::fs::{self, File, OpenOptions};
+use std::io;
+use std::path::{Path, PathBuf};
+
+use crate::domain::DocumentId;
+
+/// Which blob of a document: the prepared PDF (waiting for a signature) or one signed version.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BlobKey(String);
+
+impl BlobKey {
+    /// The PDF as prepared for signing: the upload plus Signet's signature revision.
+    pub fn prepared(document: DocumentId) -> Self {
+        BlobKey(format!("documents/{document}/prepared.pdf"))
+    }
+
+    /// A signed PDF. Each signing attempt writes its own file, so a losing concurrent attempt
+    /// never touches the winner's bytes.
+    pub fn signed(document: DocumentId, attempt: uuid::Uuid) -> Self {
+        BlobKey(format!(
+            "documents/{document}/signed-{}.pdf",
+            attempt.simple()
+        ))
+    }
+
+    /// The key as stored in the database.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// Accepts only keys of the shapes above, so a stored key can never name a path outside
+    /// the blob directory.
+    pub fn parse(raw: &str) -> Result<Self, String> {
+        let mut parts = raw.split('/');
+        let well_formed = parts.next() == Some("documents")
+            && parts.next().is_some_and(|id| DocumentId::parse(id).is_ok())
+            && parts.next().is_some_and(|name| {
+                name == "prepared.pdf"
+                    || name
+                        .strip_prefix("signed-")
+                        .and_then(|rest| rest.strip_suffix(".pdf"))
+                        .is_some_and(|hex| {
+                            hex.len() == 32 && hex.bytes().all(|b| b.is_ascii_hexdigit())
+                        })
+            })
+            && parts.next().is_none();
+        if well_formed {
+            Ok(BlobKey(raw.to_owned()))
+        } else {
+            Err(format!("{raw:?} is not a blob key"))
+        }
+    }
+
+    /// The document directory this blob lives in.
+    fn directory(&self) -> &str {
+        self.0.rsplit_once('/').map_or("", |(dir, _)| dir)
+    }
+}
+
+/// The blob store rooted in the data directory.
+#[derive(Debug, Clone)]
+pub struct BlobStore {
+    root: PathBuf,
+}
+
+/// A file being written under `tmp/`; removed on drop unless persisted.
+#[derive(Debug)]
+pub struct TempBlob {
+    path: PathBuf,
+    persisted: bool,
+}
+
+impl TempBlob {
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+impl Drop for TempBlob {
+    fn drop(&mut self) {
+        if !self.persisted {
+            let _ = fs::remove_file(&self.path);
+        }
+    }
+}
+
+impl BlobStore {
+    /// Opens (creating) the store under `data_dir/blobs`, and removes temporary files that a
+    /// crash may have left behind.
+    pub fn open(data_dir: &Path) -> io::Result<Self> {
+        let root = data_dir.join("blobs");
+        let store = BlobStore { root };
+        fs::create_dir_all(store.tmp_dir())?;
+        fs::create_dir_all(store.root.join("documents"))?;
+        for entry in fs::read_dir(store.tmp_dir())? {
+            let _ = fs::remove_file(entry?.path());
+        }
+        Ok(store)
+    }
+
+    fn tmp_dir(&self) -> PathBuf {
+        self.root.join("tmp")
+    }
+
+    /// Where `key` lives on disk.
+    pub fn path(&self, key: &BlobKey) -> PathBuf {
+        self.root.join(key.as_str())
+    }
+
+    /// A new empty temporary file, open for reading and writing.
+    pub fn create_temp(&self) -> io::Result<(TempBlob, File)> {
+        let path = self
+            .tmp_dir()
+            .join(format!("{}.part", uuid::Uuid::new_v4().simple()));
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create_new(true)
+            .open(&path)?;
+        Ok((
+            TempBlob {
+                path,
+                persisted: false,
+            },
+            file,
+        ))
+    }
+
+    /// Makes `temp` durable and moves it to `key`. `file` must be the temporary file's handle.
+    pub fn persist(&self, mut temp: TempBlob, file: &File, key: &BlobKey) -> io::Result<()> {
+        file.sync_all()?;
+        let directory = self.root.join(key.directory());
+        fs::create_dir_all(&directory)?;
+        fs::rename(&temp.path, self.path(key))?;
+        temp.persisted = true;
+        File::open(&directory)?.sync_all()?;
+        Ok(())
+    }
+
+    /// Copies the blob `from` into a new temporary file and returns it for further writing.
+    pub fn copy_to_temp(&self, from: &BlobKey) -> io::Result<(TempBlob, File)> {
+        let (temp, mut file) = self.create_temp()?;
+        let mut source = File::open(self.path(from))?;
+        io::copy(&mut source, &mut file)?;
+        Ok((temp, file))
+    }
+
+    /// Opens a blob for reading.
+    pub fn open_read(&self, key: &BlobKey) -> io::Result<File> {
+        File::open(self.path(key))
+    }
+
+    /// Removes every blob of a document. Missing files are not an error: deleting is idempotent.
+    pub fn remove_document(&self, document: DocumentId) -> io::Result<()> {
+        match fs::remove_dir_all(self.root.join(format!("documents/{document}"))) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
+            _ => Ok(()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    #[test]
+    fn only_well_formed_keys_parse() {
+        let id = DocumentId::new_random();
+        let attempt = uuid::Uuid::new_v4();
+        for key in [BlobKey::prepared(id), BlobKey::signed(id, attempt)] {
+            assert_eq!(BlobKey::parse(key.as_str()), Ok(key.clone()));
+        }
+        for bad in [
+            "../etc/passwd",
+            "documents/../../x",
+            &format!("documents/{id}/../prepared.pdf"),
+            &format!("documents/{id}/signed-zz.pdf"),
+            &format!("documents/{id}/prepared.pdf/x"),
+            "",
+        ] {
+            assert!(BlobKey::parse(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn a_persisted_blob_is_in_place_and_an_abandoned_one_is_gone() {
+        let dir = tempfile::tempdir().unwrap();
+        let blobs = BlobStore::open(dir.path()).unwrap();
+        let key = BlobKey::prepared(DocumentId::new_random());
+        let (temp, mut file) = blobs.create_temp().unwrap();
+        file.write_all(b"%PDF-1.7").unwrap();
+        blobs.persist(temp, &file, &key).unwrap();
+        assert_eq!(fs::read(blobs.path(&key)).unwrap(), b"%PDF-1.7");
+
+        let (abandoned, _file) = blobs.create_temp().unwrap();
+        let abandoned_path = abandoned.path().to_path_buf();
+        drop(abandoned);
+        assert!(!abandoned_path.exists());
+    }
+}
