@@ -250,7 +250,6 @@ fn tlv(tag: u8, content: &[u8]) -> Vec<u8> {
 }
 
 #[cfg(test)]
-#[expect(clippy::unwrap_used, reason = "a failed unwrap is a failed test")]
 mod tests {
     use super::*;
 

@@ -229,7 +229,6 @@ fn verify_rsa(
 }
 
 #[cfg(test)]
-#[expect(clippy::unwrap_used, reason = "a failed unwrap is a failed test")]
 mod tests {
     use super::*;
     use p256::pkcs8::EncodePublicKey;

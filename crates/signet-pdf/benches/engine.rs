@@ -14,8 +14,7 @@ use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Through
 use sha2::{Digest, Sha256};
 use signet_pdf::{embed, prepare, PrepareOptions};
 
-#[path = "../tests/common/minimal_pdf.rs"]
-mod minimal_pdf;
+use signet_testkit::pdfs as minimal_pdf;
 
 fn options() -> PrepareOptions {
     PrepareOptions::new(time::OffsetDateTime::UNIX_EPOCH)

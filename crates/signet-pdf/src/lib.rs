@@ -16,7 +16,7 @@ mod source;
 mod syntax;
 
 pub use embed::{byte_range_digest, embed};
-pub use prepare::prepare;
+pub use prepare::{prepare, prepare_appending};
 
 use std::io::{Read, Seek, Write};
 use time::OffsetDateTime;

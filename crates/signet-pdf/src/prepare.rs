@@ -11,7 +11,7 @@
 //! the byte range is known up front and the output is written in one pass while it is hashed.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::{Read, Write};
+use std::io::{Read, Seek, SeekFrom, Write};
 
 use lopdf::{Object, ObjectId};
 use sha2::{Digest, Sha256};
@@ -39,31 +39,55 @@ pub fn prepare<R: Read, W: Write>(
 ) -> Result<Prepared, PdfError> {
     let mut bytes = Vec::new();
     input.read_to_end(&mut bytes)?;
+    let (revision, prepared) = plan_revision(&bytes, options)?;
+    output.write_all(&bytes)?;
+    output.write_all(&revision)?;
+    output.flush()?;
+    Ok(prepared)
+}
+
+/// Like [`prepare`], but appends the revision to `file` itself instead of copying the document
+/// to a new output: the server's upload becomes the prepared file without writing it twice.
+/// `file` is read from its start; nothing is written unless preparation succeeds.
+pub fn prepare_appending<F: Read + Write + Seek>(
+    file: &mut F,
+    options: &PrepareOptions,
+) -> Result<Prepared, PdfError> {
+    file.seek(SeekFrom::Start(0))?;
+    let mut bytes = Vec::new();
+    file.read_to_end(&mut bytes)?;
+    let (revision, prepared) = plan_revision(&bytes, options)?;
+    drop(bytes);
+    file.seek(SeekFrom::End(0))?;
+    file.write_all(&revision)?;
+    file.flush()?;
+    Ok(prepared)
+}
+
+/// Builds the revision for `bytes` and hashes the byte ranges of `bytes` + revision.
+fn plan_revision(bytes: &[u8], options: &PrepareOptions) -> Result<(Vec<u8>, Prepared), PdfError> {
     let signing_time = options
         .signing_time
         .to_offset(time::UtcOffset::UTC)
         .replace_nanosecond(0)
         .map_err(|e| PdfError::Unsupported(format!("signing time: {e}")))?;
     let revision = {
-        let source = Source::load(&bytes)?;
+        let source = Source::load(bytes)?;
         build_revision(&source, options, signing_time)?
     };
 
     let mut hasher = Sha256::new();
-    hasher.update(&bytes);
+    hasher.update(bytes);
     hasher.update(&revision.bytes[..revision.contents_start]);
     hasher.update(&revision.bytes[revision.contents_end..]);
-    output.write_all(&bytes)?;
-    output.write_all(&revision.bytes)?;
-    output.flush()?;
-
-    Ok(Prepared {
+    let prepared = Prepared {
         digest: hasher.finalize().into(),
         byte_range: revision.byte_range,
         field_name: revision.field_name,
         signing_time,
         output_len: revision.byte_range.file_len(),
-    })
+    };
+    Ok((revision.bytes, prepared))
 }
 
 /// The appended bytes and where their placeholder sits.

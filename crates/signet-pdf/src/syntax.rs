@@ -296,7 +296,6 @@ fn syntax_error(what: &str, pos: usize) -> PdfError {
 }
 
 #[cfg(test)]
-#[expect(clippy::unwrap_used, reason = "a failed unwrap is a failed test")]
 mod tests {
     use super::*;
 

@@ -167,3 +167,28 @@ fn a_smaller_placeholder_can_be_asked_for() {
     assert_eq!(prepared.byte_range.capacity(), 4_000);
     assert_eq!(prepared.byte_range.placeholder_len(), 8_002);
 }
+
+#[test]
+fn preparing_in_place_appends_the_same_revision_that_prepare_writes() {
+    let original = classic_pdf(1);
+    let options = options();
+    let mut copied = Vec::new();
+    let by_copy = signet_pdf::prepare(&original[..], &mut copied, &options).unwrap();
+    let mut in_place = std::io::Cursor::new(original.clone());
+
+    let appended = signet_pdf::prepare_appending(&mut in_place, &options).unwrap();
+
+    assert_eq!(appended, by_copy);
+    assert_eq!(in_place.into_inner(), copied);
+}
+
+#[test]
+fn preparing_a_broken_file_in_place_leaves_it_untouched() {
+    let mut truncated = classic_pdf(1);
+    truncated.truncate(truncated.len() / 2);
+    let mut file = std::io::Cursor::new(truncated.clone());
+
+    assert!(signet_pdf::prepare_appending(&mut file, &options()).is_err());
+
+    assert_eq!(file.into_inner(), truncated);
+}

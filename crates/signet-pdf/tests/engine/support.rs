@@ -9,65 +9,14 @@
 use std::fs;
 use std::io::Cursor;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+
 use std::sync::OnceLock;
 
 use signet_crypto::cms;
 use signet_crypto::verify;
 use signet_pdf::{PrepareOptions, Prepared};
 
-/// The workspace root (two levels above this crate).
-pub fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
-/// The Python virtualenv with pyHanko, reportlab and pypdf: `$SIGNET_ORACLE_VENV`, else
-/// `<workspace>/.venv`.
-pub fn venv() -> PathBuf {
-    let venv = std::env::var_os("SIGNET_ORACLE_VENV")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| workspace_root().join(".venv"));
-    for tool in ["python", "pyhanko"] {
-        assert!(
-            venv.join("bin").join(tool).exists(),
-            "oracle missing: {}/bin/{tool}. Create the venv with \
-             `python3 -m venv .venv && .venv/bin/pip install pyhanko==0.38.0 pyhanko-cli==0.6.0 \
-             pyhanko-certvalidator reportlab pypdf` or point SIGNET_ORACLE_VENV at one.",
-            venv.display()
-        );
-    }
-    venv
-}
-
-/// Runs a command, failing the test with install advice when the program is missing.
-pub fn run(program: impl AsRef<std::ffi::OsStr>, args: &[&std::ffi::OsStr]) -> Output {
-    let program = program.as_ref();
-    Command::new(program)
-        .args(args)
-        .output()
-        .unwrap_or_else(|e| {
-            panic!(
-                "oracle `{}` cannot run ({e}); install it: \
-             apt-get install -y poppler-utils qpdf ghostscript librsvg2-bin openssl",
-                program.to_string_lossy()
-            )
-        })
-}
-
-/// Runs a command that must succeed and returns its stdout.
-pub fn run_ok(program: impl AsRef<std::ffi::OsStr>, args: &[&std::ffi::OsStr]) -> String {
-    let program = program.as_ref();
-    let out = run(program, args);
-    assert!(
-        out.status.success(),
-        "`{} {:?}` failed: {}\n{}",
-        program.to_string_lossy(),
-        args,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
+pub use signet_testkit::{run_ok, venv};
 
 macro_rules! os_args {
     ($($a:expr),* $(,)?) => { &[$(std::ffi::OsStr::new($a)),*] };
@@ -349,116 +298,21 @@ pub fn sign_file(input: &Path, output: &Path, signer: &Signer) -> (Prepared, Vec
     (prepared, cms_der)
 }
 
-/// pyHanko's verdict lines for every signature in the file.
+/// pyHanko's verdict lines for every signature in the file, trusting the test CA.
 pub fn pyhanko_validate(path: &Path, extra: &[&str]) -> String {
-    let venv = venv();
-    let mut args: Vec<&std::ffi::OsStr> =
-        os_args!["sign", "validate", "--no-revocation-check", "--trust"].to_vec();
-    let ca = pki().ca_pem.to_str().unwrap().to_owned();
-    args.push(std::ffi::OsStr::new(&ca));
-    args.push(std::ffi::OsStr::new("--trust-replace"));
-    for e in extra {
-        args.push(std::ffi::OsStr::new(e));
-    }
-    let file = path.to_str().unwrap().to_owned();
-    args.push(std::ffi::OsStr::new(&file));
-    let out = run(venv.join("bin/pyhanko"), &args);
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
+    signet_testkit::pyhanko_validate(path, &pki().ca_pem, extra)
 }
 
 /// Asserts pyHanko finds `count` signatures, all intact, trusted and with only acceptable changes.
 pub fn assert_pyhanko_accepts(path: &Path, count: usize, extra: &[&str]) {
-    let report = pyhanko_validate(path, extra);
-    let good = report
-        .lines()
-        .filter(|l| {
-            l.contains("INTACT:TRUSTED")
-                && (l.contains("UNTOUCHED") || l.contains("ACCEPTABLE_MODIFICATIONS"))
-        })
-        .count();
-    assert_eq!(
-        good,
-        count,
-        "pyHanko did not accept all {count} signatures of {}:\n{report}",
-        path.display()
-    );
+    signet_testkit::assert_pyhanko_accepts(path, &pki().ca_pem, count, extra);
 }
 
-/// Asserts pdfsig says every one of `count` signatures is valid and the last covers the file.
-pub fn assert_pdfsig_accepts(path: &Path, count: usize) {
-    let out = run("pdfsig", os_args![path.to_str().unwrap()]);
-    let text =
-        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
-    assert_eq!(
-        text.matches("Signature Validation: Signature is Valid.")
-            .count(),
-        count,
-        "pdfsig on {}:\n{text}",
-        path.display()
-    );
-    let last = text.rsplit("Signature #").next().unwrap_or("");
-    assert!(
-        last.contains("Total document signed"),
-        "pdfsig: the last signature does not cover the whole file:\n{text}"
-    );
-}
+pub use signet_testkit::{assert_pdfsig_accepts, assert_qpdf_clean};
 
 /// Asserts `openssl cms -verify` accepts the CMS over the file's byte ranges.
 pub fn assert_openssl_verifies(path: &Path, prepared: &Prepared, cms_der: &[u8]) {
-    let bytes = fs::read(path).unwrap();
-    let r = prepared.byte_range.0;
-    let content = [
-        &bytes[r[0] as usize..(r[0] + r[1]) as usize],
-        &bytes[r[2] as usize..(r[2] + r[3]) as usize],
-    ]
-    .concat();
-    let dir = path.parent().unwrap();
-    let content_path = dir.join("content.bin");
-    let cms_path = dir.join("sig.der");
-    fs::write(&content_path, content).unwrap();
-    fs::write(&cms_path, cms_der).unwrap();
-    let out = run(
-        "openssl",
-        os_args![
-            "cms",
-            "-verify",
-            "-binary",
-            "-inform",
-            "DER",
-            "-in",
-            cms_path.to_str().unwrap(),
-            "-content",
-            content_path.to_str().unwrap(),
-            "-CAfile",
-            pki().ca_pem.to_str().unwrap(),
-            "-purpose",
-            "any",
-            "-out",
-            "/dev/null"
-        ],
-    );
-    assert!(
-        out.status.success(),
-        "openssl cms -verify failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-/// Asserts `qpdf --check` finds no errors (exit 0, or 3 = warnings only when `allow_warnings`).
-pub fn assert_qpdf_clean(path: &Path, allow_warnings: bool) {
-    let out = run("qpdf", os_args!["--check", path.to_str().unwrap()]);
-    let code = out.status.code().unwrap_or(-1);
-    assert!(
-        code == 0 || (allow_warnings && code == 3),
-        "qpdf --check {} exited {code}:\n{}\n{}",
-        path.display(),
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    signet_testkit::assert_openssl_verifies(path, &pki().ca_pem, prepared.byte_range.0, cms_der);
 }
 
 /// All four oracles on a file whose newest signature is `prepared`/`cms_der` and which has
@@ -470,9 +324,7 @@ pub fn assert_valid_everywhere(path: &Path, count: usize, prepared: &Prepared, c
     assert_qpdf_clean(path, false);
 }
 
-#[path = "../common/minimal_pdf.rs"]
-mod minimal_pdf;
-pub use minimal_pdf::classic_pdf;
+pub use signet_testkit::pdfs::classic_pdf;
 
 /// Prepares `input` bytes in memory with default options.
 pub fn prepare_bytes(input: &[u8]) -> Result<(Vec<u8>, Prepared), signet_pdf::PdfError> {

@@ -1,7 +1,5 @@
-//! Hand-built PDFs with a classic cross-reference table, shared by the tests and the bench so
+//! Hand-built PDFs with a classic cross-reference table, shared by the tests and the benches so
 //! neither needs Python to get a document.
-
-#![allow(dead_code)]
 
 /// A small valid PDF with `pages` pages of text.
 pub fn classic_pdf(pages: usize) -> Vec<u8> {
