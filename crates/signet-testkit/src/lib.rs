@@ -261,6 +261,16 @@ pub fn assert_valid_everywhere(pdf: &Path, ca_pem: &Path, count: usize) {
     assert_qpdf_clean(pdf, false);
 }
 
+/// Writes `forged`: `signed` plus an incremental update (made by pyHanko) that replaces page 1's
+/// content, which no signature allows. Validators must flag it.
+pub fn forge_later_revision(signed: &Path, forged: &Path) {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("forge.py");
+    run_ok(
+        venv().join("bin/python"),
+        &[script.as_os_str(), signed.as_os_str(), forged.as_os_str()],
+    );
+}
+
 /// A private scratch directory beside `file`, so parallel tests never share files.
 fn tempdir_near(file: &Path) -> PathBuf {
     let parent = file.parent().unwrap_or(Path::new("."));

@@ -26,6 +26,8 @@ pub struct Settings {
     pub job_interval_seconds: u64,
     /// Largest JSON request body accepted, in bytes.
     pub max_json_bytes: usize,
+    /// Largest document accepted for upload, in bytes (the file itself, not the multipart framing).
+    pub max_upload_bytes: u64,
 }
 
 impl Default for Settings {
@@ -38,6 +40,7 @@ impl Default for Settings {
             certificate_validity_days: 365,
             job_interval_seconds: 60,
             max_json_bytes: 256 * 1024,
+            max_upload_bytes: 50 * 1024 * 1024,
         }
     }
 }
@@ -103,6 +106,7 @@ impl fmt::Debug for Settings {
             .field("certificate_validity_days", &self.certificate_validity_days)
             .field("job_interval_seconds", &self.job_interval_seconds)
             .field("max_json_bytes", &self.max_json_bytes)
+            .field("max_upload_bytes", &self.max_upload_bytes)
             .finish()
     }
 }

@@ -16,6 +16,7 @@ use crate::config::Settings;
 use crate::jobs::JobRunner;
 use crate::pki::{load_or_create_ca, write_private, Pki};
 use crate::state::{ApiKeyCache, AppState};
+use crate::store::blobs::BlobStore;
 use crate::store::{self, Store};
 
 /// File in the data directory that receives the API key created on first start.
@@ -49,8 +50,15 @@ impl Application {
         let pki = Arc::new(Pki::new(ca, validity, &public_url));
         let initial_api_key_file =
             ensure_first_api_key(store.as_ref(), &settings.data_dir, clock.as_ref()).await?;
+        let blobs = BlobStore::open(&settings.data_dir).with_context(|| {
+            format!(
+                "opening the document store in {}",
+                settings.data_dir.display()
+            )
+        })?;
         let state = AppState {
             store,
+            blobs: Arc::new(blobs),
             pki,
             clock,
             settings: Arc::new(settings),

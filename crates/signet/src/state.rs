@@ -6,12 +6,15 @@ use std::sync::{Arc, RwLock};
 use crate::clock::Clock;
 use crate::config::Settings;
 use crate::pki::Pki;
+use crate::store::blobs::BlobStore;
 use crate::store::Store;
 
 /// Cheap to clone: everything inside is shared.
 #[derive(Clone)]
 pub struct AppState {
     pub store: Arc<dyn Store>,
+    /// Document bytes on disk.
+    pub blobs: Arc<BlobStore>,
     pub pki: Arc<Pki>,
     pub clock: Arc<dyn Clock>,
     pub settings: Arc<Settings>,

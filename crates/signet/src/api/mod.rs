@@ -2,6 +2,7 @@
 //! listener and adds the cross-cutting layers (tracing, request ids, panic safety, body limits).
 
 pub mod cloudsigner;
+pub mod ranged;
 
 use axum::extract::DefaultBodyLimit;
 use axum::http::{HeaderName, StatusCode};

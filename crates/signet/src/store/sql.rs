@@ -230,8 +230,9 @@ impl SqlStore {
         now: OffsetDateTime,
     ) -> StoreResult<()> {
         sqlx::query(
-            "INSERT INTO certificates (serial, signer_id, der, not_before, not_after, issued_at, issued_for) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7)",
+            "INSERT INTO certificates (serial, signer_id, der, not_before, not_after, issued_at, issued_for, issue_order) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, \
+             (SELECT COALESCE(MAX(issue_order), 0) + 1 FROM certificates WHERE signer_id = $2))",
         )
         .bind(certificate.serial.to_string())
         .bind(signer_id.as_str())
@@ -325,7 +326,7 @@ impl Store for SqlStore {
         let rows = sqlx::query(concat!(
             "SELECT ",
             certificate_columns!(),
-            " FROM certificates WHERE signer_id = $1 ORDER BY issued_at, not_before, serial"
+            " FROM certificates WHERE signer_id = $1 ORDER BY issue_order, issued_at, serial"
         ))
         .bind(signer_id.as_str())
         .fetch_all(&self.reader)

@@ -4,6 +4,7 @@
 
 mod ca;
 mod cli;
+mod documents;
 mod errors;
 mod helpers;
 mod jobs;

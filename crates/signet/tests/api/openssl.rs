@@ -14,10 +14,6 @@ pub enum KeyKind {
 }
 
 /// A key pair and CSR made by openssl in a temporary directory.
-#[expect(
-    dead_code,
-    reason = "document-signing tests will sign with the device key"
-)]
 pub struct DeviceKey {
     pub dir: tempfile::TempDir,
     pub key: PathBuf,

@@ -1,7 +1,10 @@
 //! One story, told to both store implementations: whatever SQLite does, PostgreSQL must do alike.
 
-use signet::domain::{SignerId, SignerStatus, UserId};
-use signet::store::{EnrollOutcome, Enrollment, NewCertificate, StatusChange, Store};
+use signet::domain::{DocumentId, DocumentStatus, Sha256Digest, SignerId, SignerStatus, UserId};
+use signet::store::blobs::BlobKey;
+use signet::store::{
+    DocumentRecord, EnrollOutcome, Enrollment, NewCertificate, SignedFile, StatusChange, Store,
+};
 use signet_crypto::ca::{RevocationReason, SerialNumber};
 use time::{Duration, OffsetDateTime};
 
@@ -160,6 +163,85 @@ async fn story(store: &dyn Store) {
     let crl2 = signet::store::CrlRecord { number: 2, ..crl };
     store.insert_crl(&crl2).await.unwrap();
     assert_eq!(store.latest_crl().await.unwrap().unwrap().number, 2);
+
+    documents_chapter(store, &alice, again.certificate.serial, now).await;
+}
+
+/// Documents: stored as given, status changes are compare-and-set.
+async fn documents_chapter(
+    store: &dyn Store,
+    signer: &SignerId,
+    serial: SerialNumber,
+    now: OffsetDateTime,
+) {
+    let id = DocumentId::new_random();
+    let document = DocumentRecord {
+        document_id: id,
+        signer_id: signer.clone(),
+        external_id: Some("ext".into()),
+        name: None,
+        file_name: "a.pdf".into(),
+        size: 1234,
+        sha256: Sha256Digest::from_bytes([7; 32]),
+        status: DocumentStatus::Waiting,
+        signed_attributes: vec![0x31, 0x00],
+        byte_range: [0, 100, 32868, 500],
+        certificate_serial: serial,
+        prepared_blob: Some(BlobKey::prepared(id)),
+        signed_blob: None,
+        signed_size: None,
+        created_at: now,
+    };
+    store.insert_document(&document).await.unwrap();
+    let found = store.find_document(&id).await.unwrap().unwrap();
+    assert_eq!(found.sha256, document.sha256);
+    assert_eq!(found.byte_range, document.byte_range);
+    assert_eq!(found.prepared_blob, document.prepared_blob);
+    assert_eq!(found.external_id.as_deref(), Some("ext"));
+    assert!(found.name.is_none());
+
+    let signed = SignedFile {
+        blob: BlobKey::signed(id, uuid::Uuid::new_v4()),
+        size: 40_000,
+    };
+    let sign = || {
+        store.change_document_status(
+            &id,
+            DocumentStatus::Waiting,
+            DocumentStatus::Signed,
+            Some(&signed),
+            now,
+        )
+    };
+    assert!(sign().await.unwrap());
+    assert!(
+        !sign().await.unwrap(),
+        "only the first change from WAITING wins"
+    );
+    let found = store.find_document(&id).await.unwrap().unwrap();
+    assert_eq!(found.status, DocumentStatus::Signed);
+    assert_eq!(found.signed_blob, Some(signed.blob.clone()));
+    assert_eq!(found.signed_size, Some(40_000));
+    assert!(found.prepared_blob.is_none());
+
+    assert!(store
+        .change_document_status(
+            &id,
+            DocumentStatus::Signed,
+            DocumentStatus::Deleted,
+            None,
+            now
+        )
+        .await
+        .unwrap());
+    let found = store.find_document(&id).await.unwrap().unwrap();
+    assert_eq!(found.status, DocumentStatus::Deleted);
+    assert!(found.signed_blob.is_none());
+    assert!(store
+        .find_document(&DocumentId::new_random())
+        .await
+        .unwrap()
+        .is_none());
 }
 
 #[tokio::test]

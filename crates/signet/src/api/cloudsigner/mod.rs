@@ -3,6 +3,7 @@
 
 pub mod auth;
 pub mod ca;
+pub mod documents;
 pub mod error;
 pub mod extract;
 pub mod signers;
@@ -16,8 +17,9 @@ use error::{error_response, ErrorCode};
 
 /// The CloudSigner surface: authenticated resources plus the public CA endpoints.
 pub fn router(state: AppState) -> Router<AppState> {
-    let authenticated =
-        signers::router().route_layer(middleware::from_fn_with_state(state, auth::require_api_key));
+    let authenticated = signers::router()
+        .merge(documents::router())
+        .route_layer(middleware::from_fn_with_state(state, auth::require_api_key));
     Router::new().merge(authenticated).merge(ca::router())
 }
 

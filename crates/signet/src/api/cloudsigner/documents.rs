@@ -1,0 +1,671 @@
+//! `/documents`: upload a PDF for a signer (Signet prepares the signature revision and returns
+//! the data to be signed), reject, delete, post the device's signature (verified, then embedded
+//! as a PAdES signature), and download the signed PDF with range requests.
+
+use axum::extract::State;
+use axum::http::header::CONTENT_LENGTH;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post, put};
+use axum::{Json, Router};
+use base64::engine::general_purpose::STANDARD as BASE64;
+use base64::Engine;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use signet_pdf::{ByteRange, PdfError, PrepareOptions};
+use tokio::io::AsyncWriteExt;
+
+use super::error::{ApiError, ErrorCode};
+use super::extract::{ApiJson, ApiMultipart, ApiPath};
+use crate::api::ranged::{self, StoredFile};
+use crate::domain::{DocumentId, DocumentStatus, Sha256Digest, SignerId};
+use crate::state::AppState;
+use crate::store::blobs::{BlobKey, TempBlob};
+use crate::store::{DocumentRecord, SignedFile};
+
+/// Multipart framing and the small text parts may add this much to the declared length before
+/// the upload is refused outright from `Content-Length`.
+const MULTIPART_OVERHEAD: u64 = 64 * 1024;
+/// Longest accepted text part (`signerId`, `externalId`, `name`).
+const MAX_TEXT_PART: usize = 1024;
+
+pub fn router() -> Router<AppState> {
+    // Uploads set their own limit (counted while streaming); the router-wide JSON limit would
+    // cut them off with a bare connection reset.
+    let upload_route = || post(upload).layer(axum::extract::DefaultBodyLimit::disable());
+    Router::new()
+        .route("/documents", upload_route())
+        .route("/documents/upload", upload_route())
+        .route("/documents/{document_id}", put(reject).delete(delete))
+        .route("/documents/{document_id}/signature", post(sign))
+        .route("/documents/{document_id}/file", get(download))
+}
+
+/// What `POST /documents` answers.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct UploadResponse {
+    document_id: String,
+    signer_id: String,
+    external_id: Option<String>,
+    name: Option<String>,
+    file_name: String,
+    size: u64,
+    /// Base64 DER SignedAttributes: the data the device signs.
+    hash: String,
+    /// Hex SHA-256 of the file as uploaded.
+    document_sha256: String,
+}
+
+/// What `PUT /documents/{id}` answers.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct DocumentSummary {
+    document_id: String,
+    name: Option<String>,
+    file_name: String,
+    size: u64,
+    hash: String,
+}
+
+impl From<&DocumentRecord> for DocumentSummary {
+    fn from(document: &DocumentRecord) -> Self {
+        DocumentSummary {
+            document_id: document.document_id.to_string(),
+            name: document.name.clone(),
+            file_name: document.file_name.clone(),
+            size: document.size,
+            hash: BASE64.encode(&document.signed_attributes),
+        }
+    }
+}
+
+fn upload_error(message: impl Into<String>) -> ApiError {
+    ApiError::new(StatusCode::BAD_REQUEST, ErrorCode::DocumentUpload, message)
+}
+
+fn too_large(limit: u64) -> ApiError {
+    ApiError::new(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        ErrorCode::DocumentUpload,
+        format!("the document is larger than the limit of {limit} bytes"),
+    )
+}
+
+/// A PDF the engine refused is the client's problem, said in the engine's words; anything else
+/// the engine reports is ours.
+fn pdf_error(error: PdfError) -> ApiError {
+    match error {
+        PdfError::NotPdf(_)
+        | PdfError::Encrypted
+        | PdfError::Unparseable(_)
+        | PdfError::Damaged(_)
+        | PdfError::Certified
+        | PdfError::Unsupported(_) => upload_error(error.to_string()),
+        other => ApiError::Internal(anyhow::Error::new(other).context("preparing the PDF")),
+    }
+}
+
+/// Runs blocking work (file I/O, parsing, hashing) off the async executor, in the caller's span.
+async fn blocking<T: Send + 'static>(
+    work: impl FnOnce() -> Result<T, ApiError> + Send + 'static,
+) -> Result<T, ApiError> {
+    let span = tracing::Span::current();
+    tokio::task::spawn_blocking(move || span.in_scope(work))
+        .await
+        .map_err(|e| ApiError::Internal(anyhow::Error::new(e).context("blocking task failed")))?
+}
+
+fn io_error(context: &'static str) -> impl Fn(std::io::Error) -> ApiError {
+    move |e| ApiError::Internal(anyhow::Error::new(e).context(context))
+}
+
+/// The parts of an upload, as received.
+#[derive(Default)]
+struct UploadParts {
+    signer_id: Option<String>,
+    external_id: Option<String>,
+    name: Option<String>,
+    file: Option<ReceivedFile>,
+}
+
+/// The `file` part, streamed into a temporary blob.
+struct ReceivedFile {
+    temp: TempBlob,
+    handle: std::fs::File,
+    file_name: String,
+    size: u64,
+    sha256: Sha256Digest,
+}
+
+/// Reads the rest of an over-long request body and drops it, so the client (which is still
+/// sending) reads our 413 instead of a connection reset. Bounded: past `cap` we stop reading.
+async fn drain(mut multipart: axum::extract::Multipart, cap: u64) {
+    let mut seen = 0u64;
+    while let Ok(Some(mut field)) = multipart.next_field().await {
+        while let Ok(Some(chunk)) = field.chunk().await {
+            seen += chunk.len() as u64;
+            if seen > cap {
+                return;
+            }
+        }
+    }
+}
+
+async fn text_part(field: axum::extract::multipart::Field<'_>) -> Result<String, ApiError> {
+    let name = field.name().unwrap_or_default().to_owned();
+    let text = field
+        .text()
+        .await
+        .map_err(|e| ApiError::generic(format!("malformed multipart body: {}", e.body_text())))?;
+    if text.len() > MAX_TEXT_PART {
+        return Err(ApiError::validation(format!(
+            "field {name} is longer than {MAX_TEXT_PART} bytes"
+        )));
+    }
+    Ok(text.trim().to_owned())
+}
+
+/// Streams the `file` part into a temporary blob, hashing and counting as it goes.
+async fn receive_file(
+    state: &AppState,
+    field: &mut axum::extract::multipart::Field<'_>,
+    limit: u64,
+) -> Result<Result<ReceivedFile, ApiError>, ApiError> {
+    let declared_type = field
+        .content_type()
+        .unwrap_or_default()
+        .to_ascii_lowercase();
+    let declared_type = declared_type.split(';').next().unwrap_or_default().trim();
+    if declared_type != "application/pdf" {
+        return Ok(Err(upload_error(format!(
+            "the file part must be declared Content-Type: application/pdf, not {:?}",
+            declared_type
+        ))));
+    }
+    let file_name = field
+        .file_name()
+        .map(|name| name.rsplit(['/', '\\']).next().unwrap_or(name).trim())
+        .filter(|name| !name.is_empty())
+        .unwrap_or("document.pdf")
+        .chars()
+        .take(255)
+        .collect::<String>();
+    let blobs = state.blobs.clone();
+    let (temp, handle) =
+        blocking(move || blobs.create_temp().map_err(io_error("temp file"))).await?;
+    let mut writer =
+        tokio::io::BufWriter::with_capacity(256 * 1024, tokio::fs::File::from_std(handle));
+    let mut hasher = Sha256::new();
+    let mut size = 0u64;
+    loop {
+        let chunk = field.chunk().await.map_err(|e| {
+            ApiError::generic(format!("malformed multipart body: {}", e.body_text()))
+        })?;
+        let Some(chunk) = chunk else { break };
+        size += chunk.len() as u64;
+        if size > limit {
+            return Ok(Err(too_large(limit)));
+        }
+        hasher.update(&chunk);
+        writer
+            .write_all(&chunk)
+            .await
+            .map_err(io_error("writing the upload"))?;
+    }
+    writer
+        .flush()
+        .await
+        .map_err(io_error("writing the upload"))?;
+    let handle = writer.into_inner().into_std().await;
+    Ok(Ok(ReceivedFile {
+        temp,
+        handle,
+        file_name,
+        size,
+        sha256: Sha256Digest::from_bytes(hasher.finalize().into()),
+    }))
+}
+
+/// Reads every part; the file is streamed to disk, never held in memory.
+async fn read_parts(
+    state: &AppState,
+    mut multipart: axum::extract::Multipart,
+    limit: u64,
+) -> Result<UploadParts, ApiError> {
+    let mut parts = UploadParts::default();
+    loop {
+        let next = multipart.next_field().await.map_err(|e| {
+            ApiError::generic(format!("malformed multipart body: {}", e.body_text()))
+        })?;
+        let Some(mut field) = next else { break };
+        match field.name().unwrap_or_default() {
+            "signerId" | "externalSignerId" => parts.signer_id = Some(text_part(field).await?),
+            "externalId" => parts.external_id = Some(text_part(field).await?),
+            "name" => parts.name = Some(text_part(field).await?),
+            "file" => {
+                if parts.file.is_some() {
+                    return Err(ApiError::validation("only one file part is accepted"));
+                }
+                match receive_file(state, &mut field, limit).await? {
+                    Ok(file) => parts.file = Some(file),
+                    Err(refusal) => {
+                        drop(field);
+                        drain(multipart, limit.saturating_mul(2)).await;
+                        return Err(refusal);
+                    }
+                }
+            }
+            // Unknown parts are read and ignored, as the source's clients may send extras.
+            _ => {
+                let _ = text_part(field).await;
+            }
+        }
+    }
+    Ok(parts)
+}
+
+#[tracing::instrument(skip_all, fields(document.id, signer.id))]
+async fn upload(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    ApiMultipart(multipart): ApiMultipart,
+) -> Result<Response, ApiError> {
+    let limit = state.settings.max_upload_bytes;
+    let declared = headers
+        .get(CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|length| length > limit.saturating_add(MULTIPART_OVERHEAD)) {
+        drain(multipart, limit.saturating_mul(2)).await;
+        return Err(too_large(limit));
+    }
+    let parts = read_parts(&state, multipart, limit).await?;
+
+    let signer_id = match parts.signer_id.as_deref() {
+        Some(raw) if !raw.is_empty() => {
+            SignerId::parse(raw).map_err(|e| ApiError::validation(format!("field signerId {e}")))?
+        }
+        _ => return Err(ApiError::validation("field signerId is required")),
+    };
+    tracing::Span::current().record("signer.id", tracing::field::display(&signer_id));
+    let file = parts
+        .file
+        .ok_or_else(|| ApiError::validation("field file (the PDF) is required"))?;
+    if file.size == 0 {
+        return Err(upload_error("the file is empty"));
+    }
+    let signer = state
+        .store
+        .find_signer(&signer_id)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("no signer {signer_id}")))?;
+    if !signer.status.can_sign() {
+        return Err(ApiError::illegal(format!(
+            "signer {signer_id} is {} and cannot sign; only an ACTIVE signer can",
+            signer.status
+        )));
+    }
+    let certificate = state
+        .store
+        .find_certificate(&signer.current_serial)
+        .await?
+        .ok_or_else(|| {
+            ApiError::Internal(anyhow::anyhow!(
+                "signer {signer_id} has no current certificate"
+            ))
+        })?;
+
+    let document_id = DocumentId::new_random();
+    tracing::Span::current().record("document.id", tracing::field::display(&document_id));
+    let options = PrepareOptions::new(state.clock.now());
+    let blobs = state.blobs.clone();
+    let certificate_der = certificate.der.clone();
+    let ReceivedFile {
+        temp,
+        mut handle,
+        file_name,
+        size,
+        sha256,
+    } = file;
+    let (prepared, signed_attributes, prepared_blob) = blocking(move || {
+        use std::io::{Read, Seek, SeekFrom};
+        let mut magic = [0u8; 5];
+        handle
+            .seek(SeekFrom::Start(0))
+            .map_err(io_error("reading the upload"))?;
+        let magic_len = handle
+            .read(&mut magic)
+            .map_err(io_error("reading the upload"))?;
+        if &magic[..magic_len] != b"%PDF-" {
+            return Err(upload_error(
+                "the file is not a PDF: it does not start with %PDF-",
+            ));
+        }
+        let prepared = signet_pdf::prepare_appending(&mut handle, &options).map_err(pdf_error)?;
+        let signed_attributes =
+            signet_crypto::cms::signed_attributes_der(&prepared.digest, &certificate_der).map_err(
+                |e| ApiError::Internal(anyhow::Error::new(e).context("SignedAttributes")),
+            )?;
+        let key = BlobKey::prepared(document_id);
+        blobs
+            .persist(temp, &handle, &key)
+            .map_err(io_error("storing the prepared PDF"))?;
+        Ok((prepared, signed_attributes, key))
+    })
+    .await?;
+
+    let record = DocumentRecord {
+        document_id,
+        signer_id: signer_id.clone(),
+        external_id: parts.external_id.filter(|v| !v.is_empty()),
+        name: parts.name.filter(|v| !v.is_empty()),
+        file_name,
+        size,
+        sha256,
+        status: DocumentStatus::Waiting,
+        signed_attributes,
+        byte_range: prepared.byte_range.0,
+        certificate_serial: certificate.serial,
+        prepared_blob: Some(prepared_blob),
+        signed_blob: None,
+        signed_size: None,
+        created_at: state.clock.now(),
+    };
+    if let Err(error) = state.store.insert_document(&record).await {
+        let _ = state.blobs.remove_document(document_id);
+        return Err(error.into());
+    }
+    tracing::info!(size, "document prepared");
+    Ok(Json(UploadResponse {
+        document_id: document_id.to_string(),
+        signer_id: signer_id.to_string(),
+        external_id: record.external_id,
+        name: record.name,
+        file_name: record.file_name,
+        size,
+        hash: BASE64.encode(&record.signed_attributes),
+        document_sha256: sha256.to_string(),
+    })
+    .into_response())
+}
+
+/// A document the client may still see: unknown ids and deleted documents are both 404.
+async fn live_document(state: &AppState, raw_id: &str) -> Result<DocumentRecord, ApiError> {
+    let not_found = || ApiError::not_found(format!("no document {raw_id}"));
+    let document_id = DocumentId::parse(raw_id).map_err(|_| not_found())?;
+    match state.store.find_document(&document_id).await? {
+        Some(document) if document.status != DocumentStatus::Deleted => Ok(document),
+        _ => Err(not_found()),
+    }
+}
+
+/// `PUT /documents/{id}` body.
+#[derive(Debug, Deserialize)]
+struct RejectRequest {
+    status: Option<String>,
+}
+
+#[tracing::instrument(skip_all, fields(document.id = %raw_id))]
+async fn reject(
+    State(state): State<AppState>,
+    ApiPath(raw_id): ApiPath<String>,
+    ApiJson(request): ApiJson<RejectRequest>,
+) -> Result<Json<DocumentSummary>, ApiError> {
+    match request.status.as_deref() {
+        Some("REJECTED") => {}
+        Some(other) => {
+            return Err(ApiError::validation(format!(
+                "field status must be REJECTED, not {other:?}"
+            )))
+        }
+        None => return Err(ApiError::validation("field status is required")),
+    }
+    let document = live_document(&state, &raw_id).await?;
+    let to = document
+        .status
+        .transition(DocumentStatus::Rejected)
+        .map_err(|e| ApiError::illegal(e.to_string()))?;
+    let changed = state
+        .store
+        .change_document_status(
+            &document.document_id,
+            document.status,
+            to,
+            None,
+            state.clock.now(),
+        )
+        .await?;
+    if !changed {
+        return Err(ApiError::illegal(
+            "the document changed while it was being rejected; read it and try again",
+        ));
+    }
+    Ok(Json(DocumentSummary::from(&document)))
+}
+
+#[tracing::instrument(skip_all, fields(document.id = %raw_id))]
+async fn delete(
+    State(state): State<AppState>,
+    ApiPath(raw_id): ApiPath<String>,
+) -> Result<StatusCode, ApiError> {
+    let document = live_document(&state, &raw_id).await?;
+    let to = document
+        .status
+        .transition(DocumentStatus::Deleted)
+        .map_err(|e| ApiError::illegal(e.to_string()))?;
+    let changed = state
+        .store
+        .change_document_status(
+            &document.document_id,
+            document.status,
+            to,
+            None,
+            state.clock.now(),
+        )
+        .await?;
+    if !changed {
+        // Another request changed it first; if that was a delete, this one is a 404.
+        live_document(&state, &raw_id).await?;
+        return Err(ApiError::illegal(
+            "the document changed while it was being deleted; try again",
+        ));
+    }
+    let blobs = state.blobs.clone();
+    let document_id = document.document_id;
+    blocking(move || {
+        blobs
+            .remove_document(document_id)
+            .map_err(io_error("removing the document's files"))
+    })
+    .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// `POST /documents/{id}/signature` body.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct SignRequest {
+    signature: Option<String>,
+    signature_level: Option<String>,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct SignResponse {
+    document_id: String,
+    uri: String,
+}
+
+fn invalid_signature(message: impl Into<String>) -> ApiError {
+    ApiError::new(
+        StatusCode::BAD_REQUEST,
+        ErrorCode::DocumentInvalidSignature,
+        message,
+    )
+}
+
+#[tracing::instrument(skip_all, fields(document.id = %raw_id))]
+async fn sign(
+    State(state): State<AppState>,
+    ApiPath(raw_id): ApiPath<String>,
+    ApiJson(request): ApiJson<SignRequest>,
+) -> Result<Json<SignResponse>, ApiError> {
+    match request.signature_level.as_deref() {
+        None | Some("PADES_B_B") => {}
+        Some("PADES_B_T") => {
+            return Err(ApiError::validation(
+                "signatureLevel PADES_B_T needs a timestamp authority, and none is configured",
+            ))
+        }
+        Some(other) => {
+            return Err(ApiError::validation(format!(
+                "field signatureLevel must be PADES_B_B or PADES_B_T, not {other:?}"
+            )))
+        }
+    }
+    let encoded = request
+        .signature
+        .as_deref()
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .ok_or_else(|| ApiError::validation("field signature is required"))?;
+    let device_signature = BASE64
+        .decode(encoded)
+        .map_err(|e| ApiError::validation(format!("field signature is not base64: {e}")))?;
+
+    let document = live_document(&state, &raw_id).await?;
+    document
+        .status
+        .transition(DocumentStatus::Signed)
+        .map_err(|e| ApiError::illegal(e.to_string()))?;
+    let signer = state
+        .store
+        .find_signer(&document.signer_id)
+        .await?
+        .ok_or_else(|| ApiError::Internal(anyhow::anyhow!("document without its signer")))?;
+    if !signer.status.can_sign() {
+        return Err(ApiError::illegal(format!(
+            "signer {} is {} and cannot sign",
+            signer.signer_id, signer.status
+        )));
+    }
+    let certificate = state
+        .store
+        .find_certificate(&document.certificate_serial)
+        .await?
+        .ok_or_else(|| ApiError::Internal(anyhow::anyhow!("document without its certificate")))?;
+    if certificate.revoked_at.is_some() {
+        return Err(ApiError::illegal(
+            "the certificate this document was prepared for has been revoked (the signer \
+             enrolled a new key); upload the document again",
+        ));
+    }
+
+    let document_id = document.document_id;
+    let prepared_blob = document
+        .prepared_blob
+        .clone()
+        .ok_or_else(|| ApiError::Internal(anyhow::anyhow!("waiting document without its file")))?;
+    let ca_der = state.pki.ca().certificate_der().to_vec();
+    let blobs = state.blobs.clone();
+    let attempt = uuid::Uuid::new_v4();
+    let signed = blocking(move || {
+        let verified = signet_crypto::verify::verify_with_certificate(
+            &certificate.der,
+            &document.signed_attributes,
+            &device_signature,
+        )
+        .map_err(|e| {
+            invalid_signature(format!(
+                "the signature does not verify against the signer's certificate over the \
+                 data to be signed (hash): {e}"
+            ))
+        })?;
+        let cms = signet_crypto::cms::signed_data_der(
+            &document.signed_attributes,
+            &verified.signature,
+            verified.algorithm,
+            &certificate.der,
+            &[&ca_der],
+        )
+        .map_err(|e| ApiError::Internal(anyhow::Error::new(e).context("building SignedData")))?;
+        let (temp, mut handle) = blobs.copy_to_temp(&prepared_blob).map_err(|e| {
+            if e.kind() == std::io::ErrorKind::NotFound {
+                // A racing request finished (and cleaned up) this document first.
+                ApiError::illegal("the document was signed or deleted by another request meanwhile")
+            } else {
+                io_error("copying the prepared PDF")(e)
+            }
+        })?;
+        signet_pdf::embed(&mut handle, &ByteRange(document.byte_range), &cms)
+            .map_err(|e| ApiError::Internal(anyhow::Error::new(e).context("embedding the CMS")))?;
+        let size = handle
+            .metadata()
+            .map_err(io_error("sizing the signed PDF"))?
+            .len();
+        let blob = BlobKey::signed(document_id, attempt);
+        blobs
+            .persist(temp, &handle, &blob)
+            .map_err(io_error("storing the signed PDF"))?;
+        Ok(SignedFile { blob, size })
+    })
+    .await?;
+
+    let won = state
+        .store
+        .change_document_status(
+            &document_id,
+            DocumentStatus::Waiting,
+            DocumentStatus::Signed,
+            Some(&signed),
+            state.clock.now(),
+        )
+        .await;
+    if !matches!(won, Ok(true)) {
+        let _ = std::fs::remove_file(state.blobs.path(&signed.blob));
+        won?;
+        return Err(ApiError::illegal(
+            "the document was signed, rejected or deleted by another request meanwhile",
+        ));
+    }
+    let _ = std::fs::remove_file(state.blobs.path(&BlobKey::prepared(document_id)));
+    tracing::info!("document signed");
+    Ok(Json(SignResponse {
+        document_id: document_id.to_string(),
+        uri: format!("{}/documents/{document_id}/file", state.public_url),
+    }))
+}
+
+#[tracing::instrument(skip_all, fields(document.id = %raw_id))]
+async fn download(
+    State(state): State<AppState>,
+    ApiPath(raw_id): ApiPath<String>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let document = live_document(&state, &raw_id).await?;
+    let (Some(blob), Some(size)) = (&document.signed_blob, document.signed_size) else {
+        return Err(ApiError::illegal(format!(
+            "the document is {} and has no signed file yet",
+            document.status
+        )));
+    };
+    // Each signed file has its own blob key, so the key is a strong validator of its bytes.
+    let etag = format!(
+        "\"{}\"",
+        blob.as_str()
+            .rsplit('/')
+            .next()
+            .unwrap_or_default()
+            .trim_end_matches(".pdf")
+    );
+    let file = StoredFile {
+        path: state.blobs.path(blob),
+        len: size,
+        content_type: "application/pdf",
+        etag,
+    };
+    ranged::serve(file, &headers)
+        .await
+        .map_err(io_error("reading the signed PDF"))
+}

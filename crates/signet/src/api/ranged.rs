@@ -1,0 +1,269 @@
+//! Serving a stored file with HTTP range requests (RFC 9110 §14): `bytes=a-b`, `a-`, `-n`,
+//! several ranges as `multipart/byteranges`, 416 for unsatisfiable ones, and `ETag` /
+//! `If-Range` so a client resuming a download never splices two different files. Shared by
+//! every surface that hands out documents. Bodies are streamed from disk, never buffered.
+
+use axum::body::{Body, Bytes};
+use axum::http::header::{
+    ACCEPT_RANGES, CONTENT_LENGTH, CONTENT_RANGE, CONTENT_TYPE, ETAG, IF_RANGE, RANGE,
+};
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::response::Response;
+use futures::stream::{self, StreamExt};
+use std::io::SeekFrom;
+use std::ops::Range;
+use std::path::PathBuf;
+use tokio::io::{AsyncReadExt, AsyncSeekExt};
+use tokio_util::io::ReaderStream;
+
+/// More ranges than this in one request are ignored (the whole file is sent): a client never
+/// needs them, and each one costs a seek and a part header.
+const MAX_RANGES: usize = 64;
+
+/// One `range-spec` of a `Range: bytes=` header, before the file length is known.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RangeSpec {
+    /// `first-last` or `first-` (open-ended).
+    FromTo { first: u64, last: Option<u64> },
+    /// `-n`: the last n bytes.
+    Suffix(u64),
+}
+
+/// Parses a `Range` header value. `None` means "not a byte-range request we understand", which
+/// RFC 9110 says to answer by ignoring the header (a 200 with the whole file).
+pub fn parse_range_header(value: &str) -> Option<Vec<RangeSpec>> {
+    let specs = value.trim().strip_prefix("bytes=")?;
+    let mut parsed = Vec::new();
+    for spec in specs.split(',') {
+        let spec = spec.trim();
+        let (first, last) = spec.split_once('-')?;
+        let number = |s: &str| -> Option<u64> {
+            if s.is_empty() || !s.bytes().all(|b| b.is_ascii_digit()) {
+                return None;
+            }
+            s.parse().ok()
+        };
+        parsed.push(if first.is_empty() {
+            RangeSpec::Suffix(number(last)?)
+        } else {
+            let first = number(first)?;
+            let last = if last.is_empty() {
+                None
+            } else {
+                Some(number(last)?)
+            };
+            if last.is_some_and(|last| last < first) {
+                return None;
+            }
+            RangeSpec::FromTo { first, last }
+        });
+    }
+    (!parsed.is_empty() && parsed.len() <= MAX_RANGES).then_some(parsed)
+}
+
+/// The byte ranges of a file of `len` bytes that `specs` select, in request order; ranges
+/// wholly past the end are dropped. `None` when none is left: the request is unsatisfiable.
+pub fn resolve_ranges(specs: &[RangeSpec], len: u64) -> Option<Vec<Range<u64>>> {
+    let ranges: Vec<Range<u64>> = specs
+        .iter()
+        .filter_map(|spec| match *spec {
+            RangeSpec::FromTo { first, last } if first < len => {
+                let end = last.map_or(len, |last| last.saturating_add(1).min(len));
+                Some(first..end)
+            }
+            RangeSpec::FromTo { .. } => None,
+            RangeSpec::Suffix(0) => None,
+            RangeSpec::Suffix(n) => Some(len.saturating_sub(n)..len),
+        })
+        .filter(|range| !range.is_empty())
+        .collect();
+    (!ranges.is_empty()).then_some(ranges)
+}
+
+/// A file to serve: where it is, how long, what it is, and a strong validator for it.
+pub struct StoredFile {
+    pub path: PathBuf,
+    pub len: u64,
+    pub content_type: &'static str,
+    /// A strong ETag, quotes included: it must change whenever the bytes could.
+    pub etag: String,
+}
+
+/// Answers a GET for `file` honouring `Range` and `If-Range` in `headers`.
+pub async fn serve(file: StoredFile, headers: &HeaderMap) -> std::io::Result<Response> {
+    let range_header = headers.get(RANGE).and_then(|v| v.to_str().ok());
+    // If-Range with anything but our current ETag (a stale tag, or a date: we send no
+    // Last-Modified) means "the file may have changed: send all of it".
+    let if_range_holds = headers
+        .get(IF_RANGE)
+        .is_none_or(|v| v.as_bytes() == file.etag.as_bytes());
+    let specs = range_header
+        .filter(|_| if_range_holds)
+        .and_then(parse_range_header);
+    let Some(specs) = specs else {
+        return whole(file).await;
+    };
+    match resolve_ranges(&specs, file.len) {
+        None => Ok(unsatisfiable(&file)),
+        Some(ranges) if ranges.len() == 1 => single(file, ranges[0].clone()).await,
+        Some(ranges) => multiple(file, ranges).await,
+    }
+}
+
+fn base(status: StatusCode, file: &StoredFile) -> axum::http::response::Builder {
+    Response::builder()
+        .status(status)
+        .header(ACCEPT_RANGES, "bytes")
+        .header(ETAG, &file.etag)
+}
+
+fn finish(builder: axum::http::response::Builder, body: Body) -> std::io::Result<Response> {
+    builder.body(body).map_err(std::io::Error::other)
+}
+
+async fn whole(file: StoredFile) -> std::io::Result<Response> {
+    let handle = tokio::fs::File::open(&file.path).await?;
+    let builder = base(StatusCode::OK, &file)
+        .header(CONTENT_TYPE, file.content_type)
+        .header(CONTENT_LENGTH, file.len);
+    finish(builder, Body::from_stream(ReaderStream::new(handle)))
+}
+
+fn unsatisfiable(file: &StoredFile) -> Response {
+    let mut response = Response::new(Body::empty());
+    *response.status_mut() = StatusCode::RANGE_NOT_SATISFIABLE;
+    let headers = response.headers_mut();
+    headers.insert(ACCEPT_RANGES, HeaderValue::from_static("bytes"));
+    if let Ok(value) = HeaderValue::from_str(&format!("bytes */{}", file.len)) {
+        headers.insert(CONTENT_RANGE, value);
+    }
+    response
+}
+
+/// A stream of exactly the bytes `range` of the file at `path`.
+async fn range_stream(
+    path: &std::path::Path,
+    range: Range<u64>,
+) -> std::io::Result<ReaderStream<tokio::io::Take<tokio::fs::File>>> {
+    let mut handle = tokio::fs::File::open(path).await?;
+    handle.seek(SeekFrom::Start(range.start)).await?;
+    Ok(ReaderStream::new(handle.take(range.end - range.start)))
+}
+
+async fn single(file: StoredFile, range: Range<u64>) -> std::io::Result<Response> {
+    let body = range_stream(&file.path, range.clone()).await?;
+    let builder = base(StatusCode::PARTIAL_CONTENT, &file)
+        .header(CONTENT_TYPE, file.content_type)
+        .header(CONTENT_LENGTH, range.end - range.start)
+        .header(
+            CONTENT_RANGE,
+            format!("bytes {}-{}/{}", range.start, range.end - 1, file.len),
+        );
+    finish(builder, Body::from_stream(body))
+}
+
+async fn multiple(file: StoredFile, ranges: Vec<Range<u64>>) -> std::io::Result<Response> {
+    let boundary = uuid::Uuid::new_v4().simple().to_string();
+    let part_header = |range: &Range<u64>| {
+        Bytes::from(format!(
+            "\r\n--{boundary}\r\nContent-Type: {}\r\nContent-Range: bytes {}-{}/{}\r\n\r\n",
+            file.content_type,
+            range.start,
+            range.end - 1,
+            file.len
+        ))
+    };
+    let closing = Bytes::from(format!("\r\n--{boundary}--\r\n"));
+    let mut total = closing.len() as u64;
+    let mut parts = Vec::with_capacity(ranges.len());
+    for range in &ranges {
+        let header = part_header(range);
+        total += header.len() as u64 + (range.end - range.start);
+        let data = range_stream(&file.path, range.clone()).await?;
+        parts.push(stream::once(async move { Ok(header) }).chain(data));
+    }
+    let body = stream::iter(parts)
+        .flatten()
+        .chain(stream::once(
+            async move { Ok::<_, std::io::Error>(closing) },
+        ));
+    let builder = base(StatusCode::PARTIAL_CONTENT, &file)
+        .header(
+            CONTENT_TYPE,
+            format!("multipart/byteranges; boundary={boundary}"),
+        )
+        .header(CONTENT_LENGTH, total);
+    finish(builder, Body::from_stream(body))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::RangeSpec::*;
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn the_three_forms_parse() {
+        assert_eq!(
+            parse_range_header("bytes=0-99, 200-,-50"),
+            Some(vec![
+                FromTo {
+                    first: 0,
+                    last: Some(99)
+                },
+                FromTo {
+                    first: 200,
+                    last: None
+                },
+                Suffix(50)
+            ])
+        );
+    }
+
+    #[test]
+    fn malformed_headers_are_ignored() {
+        for bad in [
+            "bytes=5-1",
+            "bytes=a-b",
+            "items=0-1",
+            "bytes=",
+            "bytes=-",
+            "bytes=1-2-3",
+            "bytes=+1-2",
+        ] {
+            assert_eq!(parse_range_header(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn ranges_are_clamped_and_unsatisfiable_ones_dropped() {
+        let specs = parse_range_header("bytes=5-1000,100-,-3,0-0").unwrap();
+        assert_eq!(resolve_ranges(&specs, 10), Some(vec![5..10, 7..10, 0..1]));
+        assert_eq!(
+            resolve_ranges(&parse_range_header("bytes=10-").unwrap(), 10),
+            None
+        );
+        assert_eq!(
+            resolve_ranges(&parse_range_header("bytes=-0").unwrap(), 10),
+            None
+        );
+        assert_eq!(
+            resolve_ranges(&parse_range_header("bytes=-50").unwrap(), 10),
+            Some(std::iter::once(0..10).collect())
+        );
+    }
+
+    proptest! {
+        #[test]
+        fn resolved_ranges_always_lie_inside_the_file(
+            header in "bytes=[0-9-]{1,8}(,[0-9-]{1,8}){0,3}",
+            len in 0u64..10_000,
+        ) {
+            if let Some(specs) = parse_range_header(&header) {
+                for range in resolve_ranges(&specs, len).unwrap_or_default() {
+                    prop_assert!(range.start < range.end && range.end <= len);
+                }
+            }
+        }
+    }
+}
