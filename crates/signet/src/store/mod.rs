@@ -8,6 +8,7 @@
 //! runs one scenario against both to keep them equal.
 
 pub mod blobs;
+mod group_commit;
 pub mod postgres;
 pub mod sql;
 pub mod sqlite;
@@ -41,6 +42,8 @@ pub enum StoreError {
     Corrupt(String),
     #[error("issuing a certificate inside a job failed: {0}")]
     Issuing(String),
+    #[error("the batched write failed: {0}")]
+    GroupCommit(String),
 }
 
 pub type StoreResult<T> = Result<T, StoreError>;

@@ -4,14 +4,16 @@
 //! statements that differ per database are the row locks, chosen through [`Dialect`].
 
 use async_trait::async_trait;
+use futures::future::BoxFuture;
 use signet_crypto::ca::{RevocationReason, SerialNumber};
 use sqlx::any::AnyRow;
-use sqlx::{Any, Pool, Row, Transaction};
+use sqlx::{Any, AnyConnection, Pool, Row, Transaction};
 
 type AnyPool = Pool<Any>;
 use time::OffsetDateTime;
 
 use super::blobs::BlobKey;
+use super::group_commit::GroupCommit;
 use super::{
     CertificateRecord, CrlRecord, Dialect, DocumentRecord, DueRenewal, EnrollOutcome, Enrollment,
     IssuedFor, NewCertificate, RenewFn, RevokedRecord, SignedFile, SignerRecord, StatusChange,
@@ -27,6 +29,8 @@ pub struct SqlStore {
     dialect: Dialect,
     reader: AnyPool,
     writer: AnyPool,
+    /// SQLite's batching writer (see [`GroupCommit`]); PostgreSQL commits each request itself.
+    group: Option<GroupCommit>,
 }
 
 macro_rules! signer_columns {
@@ -188,10 +192,30 @@ fn document_from_row(row: &AnyRow) -> StoreResult<DocumentRecord> {
 
 impl SqlStore {
     pub(crate) fn new(dialect: Dialect, reader: AnyPool, writer: AnyPool) -> Self {
+        let group = (dialect == Dialect::Sqlite).then(|| GroupCommit::start(writer.clone()));
         Self {
             dialect,
             reader,
             writer,
+            group,
+        }
+    }
+
+    /// Runs `work` in a write transaction: batched with other requests on SQLite, its own
+    /// transaction on PostgreSQL. Returns once the result is committed.
+    async fn write<T, F>(&self, work: F) -> StoreResult<T>
+    where
+        T: Send + 'static,
+        F: for<'c> FnOnce(&'c mut AnyConnection) -> BoxFuture<'c, StoreResult<T>> + Send + 'static,
+    {
+        match &self.group {
+            Some(group) => group.write(work).await,
+            None => {
+                let mut tx = self.begin_write().await?;
+                let result = work(&mut tx).await?;
+                tx.commit().await?;
+                Ok(result)
+            }
         }
     }
 
@@ -207,23 +231,23 @@ impl SqlStore {
 
     /// Reads a signer inside a write transaction, locking its row where the database can.
     async fn signer_for_update(
-        &self,
-        tx: &mut Transaction<'static, Any>,
+        dialect: Dialect,
+        tx: &mut AnyConnection,
         signer_id: &SignerId,
     ) -> StoreResult<Option<SignerRecord>> {
-        let sql = match self.dialect {
+        let sql = match dialect {
             Dialect::Sqlite => select_signer!(),
             Dialect::Postgres => concat!(select_signer!(), " FOR UPDATE"),
         };
         let row = sqlx::query(sql)
             .bind(signer_id.as_str())
-            .fetch_optional(&mut **tx)
+            .fetch_optional(&mut *tx)
             .await?;
         row.as_ref().map(signer_from_row).transpose()
     }
 
     async fn insert_certificate(
-        tx: &mut Transaction<'static, Any>,
+        tx: &mut AnyConnection,
         signer_id: &SignerId,
         certificate: &NewCertificate,
         issued_for: IssuedFor,
@@ -241,14 +265,14 @@ impl SqlStore {
         .bind(to_unix(certificate.not_after))
         .bind(to_unix(now))
         .bind(issued_for.as_str())
-        .execute(&mut **tx)
+        .execute(&mut *tx)
         .await?;
         Ok(())
     }
 
     /// Revokes every unrevoked certificate of a signer; returns their serials.
     async fn revoke_all_of(
-        tx: &mut Transaction<'static, Any>,
+        tx: &mut AnyConnection,
         signer_id: &SignerId,
         reason: RevocationReason,
         now: OffsetDateTime,
@@ -257,7 +281,7 @@ impl SqlStore {
             "SELECT serial FROM certificates WHERE signer_id = $1 AND revoked_at IS NULL ORDER BY serial",
         )
         .bind(signer_id.as_str())
-        .fetch_all(&mut **tx)
+        .fetch_all(&mut *tx)
         .await?;
         let serials = rows
             .iter()
@@ -270,9 +294,75 @@ impl SqlStore {
         .bind(to_unix(now))
         .bind(reason.as_str())
         .bind(signer_id.as_str())
-        .execute(&mut **tx)
+        .execute(&mut *tx)
         .await?;
         Ok(serials)
+    }
+
+    /// Creates the signer or replaces its certificate, inside the caller's transaction.
+    async fn enroll_in(
+        dialect: Dialect,
+        tx: &mut AnyConnection,
+        enrollment: Enrollment,
+        now: OffsetDateTime,
+    ) -> StoreResult<EnrollOutcome> {
+        let existing = Self::signer_for_update(dialect, &mut *tx, &enrollment.signer_id).await?;
+        let certificate = &enrollment.certificate;
+        let outcome = match existing {
+            Some(signer) if !signer.status.accepts_enrollment() => {
+                return Ok(EnrollOutcome::Refused(signer.status));
+            }
+            Some(_) => {
+                // A new CSR replaces the device's key: the old certificates must stop being trusted.
+                let superseded = Self::revoke_all_of(
+                    &mut *tx,
+                    &enrollment.signer_id,
+                    RevocationReason::Superseded,
+                    now,
+                )
+                .await?;
+                sqlx::query(
+                    "UPDATE signers SET user_id = $1, csr_der = $2, current_serial = $3, \
+                     not_after = $4, renew_after = $5, updated_at = $6 WHERE signer_id = $7",
+                )
+                .bind(enrollment.user_id.as_str())
+                .bind(enrollment.csr_der.clone())
+                .bind(certificate.serial.to_string())
+                .bind(to_unix(certificate.not_after))
+                .bind(to_unix(certificate.renew_after))
+                .bind(to_unix(now))
+                .bind(enrollment.signer_id.as_str())
+                .execute(&mut *tx)
+                .await?;
+                EnrollOutcome::Replaced { superseded }
+            }
+            None => {
+                sqlx::query(
+                    "INSERT INTO signers (signer_id, user_id, status, csr_der, current_serial, \
+                     not_after, renew_after, created_at, updated_at) \
+                     VALUES ($1, $2, 'ACTIVE', $3, $4, $5, $6, $7, $7)",
+                )
+                .bind(enrollment.signer_id.as_str())
+                .bind(enrollment.user_id.as_str())
+                .bind(enrollment.csr_der.clone())
+                .bind(certificate.serial.to_string())
+                .bind(to_unix(certificate.not_after))
+                .bind(to_unix(certificate.renew_after))
+                .bind(to_unix(now))
+                .execute(&mut *tx)
+                .await?;
+                EnrollOutcome::Created
+            }
+        };
+        Self::insert_certificate(
+            &mut *tx,
+            &enrollment.signer_id,
+            certificate,
+            IssuedFor::Enrollment,
+            now,
+        )
+        .await?;
+        Ok(outcome)
     }
 }
 
@@ -289,13 +379,19 @@ impl Store for SqlStore {
         key_hash: &str,
         now: OffsetDateTime,
     ) -> StoreResult<()> {
-        sqlx::query("INSERT INTO api_keys (id, key_hash, created_at) VALUES ($1, $2, $3)")
-            .bind(id)
-            .bind(key_hash)
-            .bind(to_unix(now))
-            .execute(&self.writer)
-            .await?;
-        Ok(())
+        let (id, key_hash) = (id.to_owned(), key_hash.to_owned());
+        self.write(move |tx| {
+            Box::pin(async move {
+                sqlx::query("INSERT INTO api_keys (id, key_hash, created_at) VALUES ($1, $2, $3)")
+                    .bind(id)
+                    .bind(key_hash)
+                    .bind(to_unix(now))
+                    .execute(&mut *tx)
+                    .await?;
+                Ok(())
+            })
+        })
+        .await
     }
 
     async fn api_key_hash_exists(&self, key_hash: &str) -> StoreResult<bool> {
@@ -355,67 +451,9 @@ impl Store for SqlStore {
         enrollment: &Enrollment,
         now: OffsetDateTime,
     ) -> StoreResult<EnrollOutcome> {
-        let mut tx = self.begin_write().await?;
-        let existing = self
-            .signer_for_update(&mut tx, &enrollment.signer_id)
-            .await?;
-        let certificate = &enrollment.certificate;
-        let outcome = match existing {
-            Some(signer) if !signer.status.accepts_enrollment() => {
-                return Ok(EnrollOutcome::Refused(signer.status));
-            }
-            Some(_) => {
-                // A new CSR replaces the device's key: the old certificates must stop being trusted.
-                let superseded = Self::revoke_all_of(
-                    &mut tx,
-                    &enrollment.signer_id,
-                    RevocationReason::Superseded,
-                    now,
-                )
-                .await?;
-                sqlx::query(
-                    "UPDATE signers SET user_id = $1, csr_der = $2, current_serial = $3, \
-                     not_after = $4, renew_after = $5, updated_at = $6 WHERE signer_id = $7",
-                )
-                .bind(enrollment.user_id.as_str())
-                .bind(enrollment.csr_der.clone())
-                .bind(certificate.serial.to_string())
-                .bind(to_unix(certificate.not_after))
-                .bind(to_unix(certificate.renew_after))
-                .bind(to_unix(now))
-                .bind(enrollment.signer_id.as_str())
-                .execute(&mut *tx)
-                .await?;
-                EnrollOutcome::Replaced { superseded }
-            }
-            None => {
-                sqlx::query(
-                    "INSERT INTO signers (signer_id, user_id, status, csr_der, current_serial, \
-                     not_after, renew_after, created_at, updated_at) \
-                     VALUES ($1, $2, 'ACTIVE', $3, $4, $5, $6, $7, $7)",
-                )
-                .bind(enrollment.signer_id.as_str())
-                .bind(enrollment.user_id.as_str())
-                .bind(enrollment.csr_der.clone())
-                .bind(certificate.serial.to_string())
-                .bind(to_unix(certificate.not_after))
-                .bind(to_unix(certificate.renew_after))
-                .bind(to_unix(now))
-                .execute(&mut *tx)
-                .await?;
-                EnrollOutcome::Created
-            }
-        };
-        Self::insert_certificate(
-            &mut tx,
-            &enrollment.signer_id,
-            certificate,
-            IssuedFor::Enrollment,
-            now,
-        )
-        .await?;
-        tx.commit().await?;
-        Ok(outcome)
+        let (dialect, enrollment) = (self.dialect, enrollment.clone());
+        self.write(move |tx| Box::pin(Self::enroll_in(dialect, tx, enrollment, now)))
+            .await
     }
 
     #[tracing::instrument(skip(self, now), fields(signer.id = %signer_id))]
@@ -427,7 +465,7 @@ impl Store for SqlStore {
         now: OffsetDateTime,
     ) -> StoreResult<StatusChange> {
         let mut tx = self.begin_write().await?;
-        let Some(signer) = self.signer_for_update(&mut tx, signer_id).await? else {
+        let Some(signer) = Self::signer_for_update(self.dialect, &mut tx, signer_id).await? else {
             return Ok(StatusChange::NotFound);
         };
         let to = match signer.status.request(requested) {
@@ -619,6 +657,9 @@ impl Store for SqlStore {
 
     #[tracing::instrument(skip_all, fields(document.id = %document.document_id))]
     async fn insert_document(&self, document: &DocumentRecord) -> StoreResult<()> {
+        let document = document.clone();
+        self.write(move |tx| {
+            Box::pin(async move {
         sqlx::query(concat!(
             "INSERT INTO documents (",
             document_columns!(),
@@ -639,9 +680,12 @@ impl Store for SqlStore {
         .bind(document.signed_blob.as_ref().map(|b| b.as_str().to_owned()))
         .bind(document.signed_size.map(to_count).transpose()?)
         .bind(to_unix(document.created_at))
-        .execute(&self.writer)
+        .execute(&mut *tx)
         .await?;
         Ok(())
+            })
+        })
+        .await
     }
 
     #[tracing::instrument(skip(self), fields(document.id = %document_id))]
@@ -666,7 +710,10 @@ impl Store for SqlStore {
         signed: Option<&SignedFile>,
         now: OffsetDateTime,
     ) -> StoreResult<bool> {
-        let result =
+        let (document_id, signed) = (*document_id, signed.cloned());
+        self.write(move |tx| {
+            Box::pin(async move {
+                let result =
             match (to, signed) {
                 (DocumentStatus::Signed, Some(file)) => {
                     sqlx::query(
@@ -679,7 +726,7 @@ impl Store for SqlStore {
                     .bind(to_unix(now))
                     .bind(document_id.to_string())
                     .bind(from.as_str())
-                    .execute(&self.writer)
+                    .execute(&mut *tx)
                     .await?
                 }
                 (DocumentStatus::Signed, None) => {
@@ -695,7 +742,7 @@ impl Store for SqlStore {
                 .bind(to_unix(now))
                 .bind(document_id.to_string())
                 .bind(from.as_str())
-                .execute(&self.writer)
+                .execute(&mut *tx)
                 .await?,
                 _ => {
                     sqlx::query(
@@ -706,10 +753,13 @@ impl Store for SqlStore {
                     .bind(to_unix(now))
                     .bind(document_id.to_string())
                     .bind(from.as_str())
-                    .execute(&self.writer)
+                    .execute(&mut *tx)
                     .await?
                 }
             };
-        Ok(result.rows_affected() == 1)
+                Ok(result.rows_affected() == 1)
+            })
+        })
+        .await
     }
 }

@@ -261,3 +261,60 @@ async fn the_story_on_postgres() {
     let store = signet::store::connect(&url).await.unwrap();
     story(store.as_ref()).await;
 }
+
+/// SQLite batches concurrent writes into one transaction: a request that fails inside a batch
+/// must roll back alone, and every request that succeeded must be there afterwards.
+#[tokio::test]
+async fn a_failing_write_in_a_batch_rolls_back_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = database_url_for(Db::Sqlite, dir.path()).await.unwrap();
+    let store = signet::store::connect(&url).await.unwrap();
+    let now = OffsetDateTime::from_unix_timestamp(1_800_000_000).unwrap();
+    let signer = SignerId::parse("batch-signer").unwrap();
+    let enrollment = Enrollment {
+        signer_id: signer.clone(),
+        user_id: UserId::parse("u").unwrap(),
+        csr_der: vec![1],
+        certificate: certificate(now),
+    };
+    store.enroll(&enrollment, now).await.unwrap();
+    let serial = enrollment.certificate.serial;
+
+    let writes = (0..200).map(|i| {
+        let store = store.clone();
+        // Every third document names a signer that does not exist: a foreign-key failure.
+        let signer_id = if i % 3 == 0 {
+            SignerId::parse("nobody").unwrap()
+        } else {
+            signer.clone()
+        };
+        async move {
+            let id = DocumentId::new_random();
+            let document = DocumentRecord {
+                document_id: id,
+                signer_id,
+                external_id: None,
+                name: None,
+                file_name: "a.pdf".into(),
+                size: 1,
+                sha256: Sha256Digest::from_bytes([0; 32]),
+                status: DocumentStatus::Waiting,
+                signed_attributes: vec![0x31, 0x00],
+                byte_range: [0, 1, 3, 1],
+                certificate_serial: serial,
+                prepared_blob: None,
+                signed_blob: None,
+                signed_size: None,
+                created_at: now,
+            };
+            (i, id, store.insert_document(&document).await.is_ok())
+        }
+    });
+    let results = futures::future::join_all(writes).await;
+
+    for (i, id, ok) in results {
+        assert_eq!(ok, i % 3 != 0, "write {i}");
+        let found = store.find_document(&id).await.unwrap();
+        assert_eq!(found.is_some(), ok, "write {i} stored iff it succeeded");
+    }
+}
