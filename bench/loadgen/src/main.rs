@@ -31,6 +31,16 @@ enum Scenario {
         #[arg(long, default_value_t = 20_000)]
         requests: usize,
     },
+    /// The device flow per document: upload a PDF, sign the returned `hash` with the device's
+    /// P-256 key, post the signature, download the signed PDF. One signer, enrolled first.
+    Documents {
+        /// Number of documents.
+        #[arg(long, default_value_t = 5_000)]
+        documents: usize,
+        /// Size of each PDF, in KiB.
+        #[arg(long, default_value_t = 100)]
+        size_kib: usize,
+    },
 }
 
 /// Latency summary of one run.
@@ -132,10 +142,165 @@ async fn drive(cli: &Cli, path: &str, bodies: Vec<serde_json::Value>) -> anyhow:
     Ok(report)
 }
 
+/// A device: a P-256 key whose public half is enrolled as `signer_id`.
+struct Device {
+    signer_id: String,
+    key: p256::ecdsa::SigningKey,
+}
+
+async fn enroll_device(cli: &Cli, client: &reqwest::Client) -> anyhow::Result<Device> {
+    use p256::pkcs8::EncodePrivateKey;
+    let key = p256::ecdsa::SigningKey::random(&mut rand::rngs::OsRng);
+    let pkcs8 = key.to_pkcs8_der().context("encoding the device key")?;
+    let key_pair = rcgen::KeyPair::try_from(pkcs8.as_bytes())?;
+    let mut params = rcgen::CertificateParams::new(Vec::<String>::new())?;
+    params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, "bench device");
+    let csr = params.serialize_request(&key_pair)?.pem()?;
+    let signer_id = format!("bench-documents-{}", std::process::id());
+    let response = client
+        .post(format!("{}/signers", cli.url))
+        .bearer_auth(&cli.api_key)
+        .json(&serde_json::json!({"signerId": signer_id, "userId": "bench", "csr": csr}))
+        .send()
+        .await?;
+    anyhow::ensure!(
+        response.status().is_success(),
+        "enrollment failed: {}",
+        response.text().await?
+    );
+    Ok(Device { signer_id, key })
+}
+
+/// One document through the whole flow; returns the signed file's size.
+async fn document_flow(
+    cli: &Cli,
+    client: &reqwest::Client,
+    device: &Device,
+    pdf: &[u8],
+) -> anyhow::Result<usize> {
+    use base64::Engine;
+    use p256::ecdsa::signature::Signer;
+    let base64 = base64::engine::general_purpose::STANDARD;
+    let form = reqwest::multipart::Form::new()
+        .text("signerId", device.signer_id.clone())
+        .part(
+            "file",
+            reqwest::multipart::Part::bytes(pdf.to_vec())
+                .file_name("bench.pdf")
+                .mime_str("application/pdf")?,
+        );
+    let uploaded: serde_json::Value = client
+        .post(format!("{}/documents", cli.url))
+        .bearer_auth(&cli.api_key)
+        .multipart(form)
+        .send()
+        .await?
+        .error_for_status()?
+        .json()
+        .await?;
+    let id = uploaded["documentId"].as_str().context("no documentId")?;
+    let hash = base64.decode(uploaded["hash"].as_str().context("no hash")?)?;
+    let signature: p256::ecdsa::Signature = device.key.sign(&hash);
+    client
+        .post(format!("{}/documents/{id}/signature", cli.url))
+        .bearer_auth(&cli.api_key)
+        .json(&serde_json::json!({"signature": base64.encode(signature.to_der().as_bytes())}))
+        .send()
+        .await?
+        .error_for_status()?;
+    let signed = client
+        .get(format!("{}/documents/{id}/file", cli.url))
+        .bearer_auth(&cli.api_key)
+        .send()
+        .await?
+        .error_for_status()?
+        .bytes()
+        .await?;
+    anyhow::ensure!(
+        signed.len() > pdf.len(),
+        "the signed file is not larger than the upload"
+    );
+    Ok(signed.len())
+}
+
+async fn run_documents(cli: &Cli, documents: usize, size_kib: usize) -> anyhow::Result<Report> {
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(cli.concurrency)
+        .build()?;
+    let device = Arc::new(enroll_device(cli, &client).await?);
+    let pdf = Arc::new(signet_testkit::pdfs::classic_pdf_with_image(
+        1,
+        size_kib * 1024,
+    ));
+    let next = Arc::new(AtomicUsize::new(0));
+    let cli = Arc::new(Cli {
+        url: cli.url.clone(),
+        api_key: cli.api_key.clone(),
+        concurrency: cli.concurrency,
+        scenario: Scenario::Documents {
+            documents,
+            size_kib,
+        },
+    });
+    let start = Instant::now();
+    let workers = (0..cli.concurrency).map(|_| {
+        let (client, device, pdf, next, cli) = (
+            client.clone(),
+            device.clone(),
+            pdf.clone(),
+            next.clone(),
+            cli.clone(),
+        );
+        tokio::spawn(async move {
+            let mut latencies = Vec::new();
+            let mut failed = 0;
+            while next.fetch_add(1, Ordering::Relaxed) < documents {
+                let sent = Instant::now();
+                match document_flow(&cli, &client, &device, &pdf).await {
+                    Ok(_) => latencies.push(sent.elapsed()),
+                    Err(error) => {
+                        if failed == 0 {
+                            eprintln!("document flow failed: {error:#}");
+                        }
+                        failed += 1;
+                    }
+                }
+            }
+            (latencies, failed)
+        })
+    });
+    let mut report = Report {
+        completed: 0,
+        failed: 0,
+        elapsed: Duration::ZERO,
+        latencies: Vec::new(),
+    };
+    for worker in futures::future::join_all(workers).await {
+        let (latencies, failed) = worker.context("worker panicked")?;
+        report.completed += latencies.len();
+        report.failed += failed;
+        report.latencies.extend(latencies);
+    }
+    report.elapsed = start.elapsed();
+    Ok(report)
+}
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.scenario {
+        Scenario::Documents {
+            documents,
+            size_kib,
+        } => {
+            let mut report = run_documents(&cli, documents, size_kib).await?;
+            report.print(&format!(
+                "documents ({size_kib} KiB upload -> sign -> download)"
+            ));
+            anyhow::ensure!(report.failed == 0, "{} documents failed", report.failed);
+        }
         Scenario::Enroll { requests } => {
             eprintln!("generating {requests} P-256 keys and CSRs...");
             let run_id = std::process::id();

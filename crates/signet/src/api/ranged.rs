@@ -20,6 +20,10 @@ use tokio_util::io::ReaderStream;
 /// needs them, and each one costs a seek and a part header.
 const MAX_RANGES: usize = 64;
 
+/// Bytes read from disk per step. Each step is a trip to the blocking thread pool, so a large
+/// step keeps a typical document to one or two trips.
+const READ_CHUNK: usize = 256 * 1024;
+
 /// One `range-spec` of a `Range: bytes=` header, before the file length is known.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RangeSpec {
@@ -126,7 +130,10 @@ async fn whole(file: StoredFile) -> std::io::Result<Response> {
     let builder = base(StatusCode::OK, &file)
         .header(CONTENT_TYPE, file.content_type)
         .header(CONTENT_LENGTH, file.len);
-    finish(builder, Body::from_stream(ReaderStream::new(handle)))
+    finish(
+        builder,
+        Body::from_stream(ReaderStream::with_capacity(handle, READ_CHUNK)),
+    )
 }
 
 fn unsatisfiable(file: &StoredFile) -> Response {
@@ -147,7 +154,10 @@ async fn range_stream(
 ) -> std::io::Result<ReaderStream<tokio::io::Take<tokio::fs::File>>> {
     let mut handle = tokio::fs::File::open(path).await?;
     handle.seek(SeekFrom::Start(range.start)).await?;
-    Ok(ReaderStream::new(handle.take(range.end - range.start)))
+    Ok(ReaderStream::with_capacity(
+        handle.take(range.end - range.start),
+        READ_CHUNK,
+    ))
 }
 
 async fn single(file: StoredFile, range: Range<u64>) -> std::io::Result<Response> {
