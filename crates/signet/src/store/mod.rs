@@ -258,6 +258,18 @@ pub trait Store: Send + Sync + 'static {
     /// Moves ACTIVE/BLOCKED signers whose current certificate expired to EXPIRED; returns them.
     async fn expire_due(&self, now: OffsetDateTime) -> StoreResult<Vec<SignerId>>;
 
+    /// A signer with its current certificate, in one read (the upload path).
+    async fn find_signer_with_certificate(
+        &self,
+        signer_id: &SignerId,
+    ) -> StoreResult<Option<(SignerRecord, CertificateRecord)>>;
+    /// A document with its signer's status and the certificate it was prepared for, in one read
+    /// (the signing path).
+    async fn find_document_for_signing(
+        &self,
+        document_id: &DocumentId,
+    ) -> StoreResult<Option<(DocumentRecord, SignerStatus, CertificateRecord)>>;
+
     async fn insert_document(&self, document: &DocumentRecord) -> StoreResult<()>;
     async fn find_document(&self, document_id: &DocumentId) -> StoreResult<Option<DocumentRecord>>;
     /// Changes a document's status only if it is still `from` (compare-and-set): of two racing

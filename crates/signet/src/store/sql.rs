@@ -100,19 +100,25 @@ fn signer_from_row(row: &AnyRow) -> StoreResult<SignerRecord> {
 }
 
 fn certificate_from_row(row: &AnyRow) -> StoreResult<CertificateRecord> {
-    let serial: String = row.try_get("serial")?;
-    let signer_id: String = row.try_get("signer_id")?;
-    let issued_for: String = row.try_get("issued_for")?;
-    let revoked_at: Option<i64> = row.try_get("revoked_at")?;
-    let reason: Option<String> = row.try_get("revocation_reason")?;
+    certificate_from_prefixed_row(row, "")
+}
+
+/// Reads a certificate whose columns carry `prefix` (joins alias them to avoid name clashes).
+fn certificate_from_prefixed_row(row: &AnyRow, prefix: &str) -> StoreResult<CertificateRecord> {
+    let column = |name: &str| format!("{prefix}{name}");
+    let serial: String = row.try_get(column("serial").as_str())?;
+    let signer_id: String = row.try_get(column("signer_id").as_str())?;
+    let issued_for: String = row.try_get(column("issued_for").as_str())?;
+    let revoked_at: Option<i64> = row.try_get(column("revoked_at").as_str())?;
+    let reason: Option<String> = row.try_get(column("revocation_reason").as_str())?;
     Ok(CertificateRecord {
         serial: parse_serial(&serial)?,
         signer_id: SignerId::parse(&signer_id)
             .map_err(|e| StoreError::Corrupt(format!("signer id: {e}")))?,
-        der: row.try_get("der")?,
-        not_before: from_unix(row.try_get("not_before")?)?,
-        not_after: from_unix(row.try_get("not_after")?)?,
-        issued_at: from_unix(row.try_get("issued_at")?)?,
+        der: row.try_get(column("der").as_str())?,
+        not_before: from_unix(row.try_get(column("not_before").as_str())?)?,
+        not_after: from_unix(row.try_get(column("not_after").as_str())?)?,
+        issued_at: from_unix(row.try_get(column("issued_at").as_str())?)?,
         issued_for: match issued_for.as_str() {
             "RENEWAL" => IssuedFor::Renewal,
             _ => IssuedFor::Enrollment,
@@ -120,6 +126,16 @@ fn certificate_from_row(row: &AnyRow) -> StoreResult<CertificateRecord> {
         revoked_at: revoked_at.map(from_unix).transpose()?,
         revocation_reason: reason.as_deref().map(parse_reason).transpose()?,
     })
+}
+
+/// A certificate's columns from the table aliased `c`, each renamed `c_<column>`.
+macro_rules! joined_certificate_columns {
+    () => {
+        "c.serial AS c_serial, c.signer_id AS c_signer_id, c.der AS c_der, \
+         c.not_before AS c_not_before, c.not_after AS c_not_after, c.issued_at AS c_issued_at, \
+         c.issued_for AS c_issued_for, c.revoked_at AS c_revoked_at, \
+         c.revocation_reason AS c_revocation_reason"
+    };
 }
 
 macro_rules! document_columns {
@@ -761,5 +777,57 @@ impl Store for SqlStore {
             })
         })
         .await
+    }
+
+    async fn find_signer_with_certificate(
+        &self,
+        signer_id: &SignerId,
+    ) -> StoreResult<Option<(SignerRecord, CertificateRecord)>> {
+        let row = sqlx::query(concat!(
+            "SELECT s.signer_id, s.user_id, s.status, s.csr_der, s.current_serial, s.not_after, \
+             s.renew_after, ",
+            joined_certificate_columns!(),
+            " FROM signers s JOIN certificates c ON c.serial = s.current_serial \
+             WHERE s.signer_id = $1"
+        ))
+        .bind(signer_id.as_str())
+        .fetch_optional(&self.reader)
+        .await?;
+        row.as_ref()
+            .map(|row| {
+                Ok((
+                    signer_from_row(row)?,
+                    certificate_from_prefixed_row(row, "c_")?,
+                ))
+            })
+            .transpose()
+    }
+
+    async fn find_document_for_signing(
+        &self,
+        document_id: &DocumentId,
+    ) -> StoreResult<Option<(DocumentRecord, SignerStatus, CertificateRecord)>> {
+        let row = sqlx::query(concat!(
+            "SELECT d.document_id, d.signer_id, d.external_id, d.name, d.file_name, d.size, \
+             d.sha256, d.status, d.signed_attributes, d.byte_range, d.certificate_serial, \
+             d.prepared_blob, d.signed_blob, d.signed_size, d.created_at, \
+             s.status AS signer_status, ",
+            joined_certificate_columns!(),
+            " FROM documents d JOIN signers s ON s.signer_id = d.signer_id \
+             JOIN certificates c ON c.serial = d.certificate_serial WHERE d.document_id = $1"
+        ))
+        .bind(document_id.to_string())
+        .fetch_optional(&self.reader)
+        .await?;
+        row.as_ref()
+            .map(|row| {
+                let signer_status: String = row.try_get("signer_status")?;
+                Ok((
+                    document_from_row(row)?,
+                    parse_status(&signer_status)?,
+                    certificate_from_prefixed_row(row, "c_")?,
+                ))
+            })
+            .transpose()
     }
 }

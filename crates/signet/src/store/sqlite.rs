@@ -34,7 +34,10 @@ pub async fn connect(url: &str) -> StoreResult<SqlStore> {
     // queueing writes in-process is cheaper and fairer than retrying on SQLITE_BUSY.
     let writer = options().max_connections(1).connect(&url).await?;
     MIGRATOR.run(&writer).await?;
-    let reader = options().max_connections(8).connect(&url).await?;
+    let reader = options()
+        .max_connections(reader_connections())
+        .connect(&url)
+        .await?;
     Ok(SqlStore::new(Dialect::Sqlite, reader, writer))
 }
 
@@ -47,4 +50,13 @@ fn with_create_mode(url: &str) -> String {
     } else {
         format!("{url}?mode=rwc")
     }
+}
+
+/// Readers run on one thread each (sqlx's SQLite driver); more of them than cores only adds
+/// thread switches, since every read is short.
+fn reader_connections() -> u32 {
+    std::thread::available_parallelism()
+        .map(|n| u32::try_from(n.get()).unwrap_or(8))
+        .unwrap_or(2)
+        .clamp(2, 8)
 }

@@ -163,6 +163,25 @@ async fn a_document_signed_by_p256_and_rsa_devices_validates_in_every_oracle_on_
 }
 
 #[tokio::test]
+async fn a_document_larger_than_the_in_memory_threshold_is_spilled_to_disk_and_signs() {
+    let app = spawn_app().await;
+    let dir = tempfile::tempdir().unwrap();
+    let ca = ca_file(&app, dir.path()).await;
+    let device = enrolled(&app, "phone", KeyKind::P256).await;
+    let pdf = signet_testkit::pdfs::classic_pdf_with_image(2, 3 * 1024 * 1024);
+
+    let signed = sign_document(&app, &device, pdf.clone()).await;
+
+    assert!(
+        signed.starts_with(&pdf),
+        "the upload is an untouched prefix"
+    );
+    let path = dir.path().join("large.pdf");
+    std::fs::write(&path, &signed).unwrap();
+    signet_testkit::assert_valid_everywhere(&path, &ca, 1);
+}
+
+#[tokio::test]
 async fn the_upload_response_has_the_documented_fields_and_hash_is_the_signed_attributes() {
     let app = spawn_app().await;
     let device = enrolled(&app, "phone", KeyKind::P256).await;

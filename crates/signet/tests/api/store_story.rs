@@ -199,6 +199,19 @@ async fn documents_chapter(
     assert_eq!(found.prepared_blob, document.prepared_blob);
     assert_eq!(found.external_id.as_deref(), Some("ext"));
     assert!(found.name.is_none());
+    let (for_signing, signer_status, certificate) =
+        store.find_document_for_signing(&id).await.unwrap().unwrap();
+    assert_eq!(for_signing.document_id, id);
+    assert_eq!(for_signing.status, DocumentStatus::Waiting);
+    assert_eq!(signer_status, SignerStatus::Expired);
+    assert_eq!(certificate.serial, serial);
+    let (signer_record, current) = store
+        .find_signer_with_certificate(signer)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(&signer_record.signer_id, signer);
+    assert_eq!(current.serial, signer_record.current_serial);
 
     let signed = SignedFile {
         blob: BlobKey::signed(id, uuid::Uuid::new_v4()),

@@ -20,7 +20,7 @@ use super::extract::{ApiJson, ApiMultipart, ApiPath};
 use crate::api::ranged::{self, StoredFile};
 use crate::domain::{DocumentId, DocumentStatus, Sha256Digest, SignerId};
 use crate::state::AppState;
-use crate::store::blobs::{BlobKey, TempBlob};
+use crate::store::blobs::{BlobKey, BlobStore, TempBlob};
 use crate::store::{DocumentRecord, SignedFile};
 
 /// Multipart framing and the small text parts may add this much to the declared length before
@@ -131,11 +131,39 @@ struct UploadParts {
 
 /// The `file` part, streamed into a temporary blob.
 struct ReceivedFile {
-    temp: TempBlob,
-    handle: std::fs::File,
+    content: Received,
     file_name: String,
     size: u64,
     sha256: Sha256Digest,
+}
+
+/// Where an upload's bytes are: small ones stay in memory until the one blocking step that
+/// prepares them (each trip to the blocking pool costs thread hand-offs); larger ones spill to a
+/// temporary file as they arrive, so memory stays bounded whatever the size.
+enum Received {
+    InMemory(Vec<u8>),
+    Spilled {
+        temp: TempBlob,
+        handle: std::fs::File,
+    },
+}
+
+/// Uploads up to this size are kept in memory while they arrive.
+const SPILL_THRESHOLD: usize = 1024 * 1024;
+
+impl Received {
+    /// Turns the upload into a temporary file, open for reading and appending. Blocking.
+    fn into_temp_file(self, blobs: &BlobStore) -> std::io::Result<(TempBlob, std::fs::File)> {
+        match self {
+            Received::Spilled { temp, handle } => Ok((temp, handle)),
+            Received::InMemory(bytes) => {
+                use std::io::Write;
+                let (temp, mut handle) = blobs.create_temp()?;
+                handle.write_all(&bytes)?;
+                Ok((temp, handle))
+            }
+        }
+    }
 }
 
 /// Reads the rest of an over-long request body and drops it, so the client (which is still
@@ -191,13 +219,10 @@ async fn receive_file(
         .chars()
         .take(255)
         .collect::<String>();
-    let blobs = state.blobs.clone();
-    let (temp, handle) =
-        blocking(move || blobs.create_temp().map_err(io_error("temp file"))).await?;
-    let mut writer =
-        tokio::io::BufWriter::with_capacity(256 * 1024, tokio::fs::File::from_std(handle));
     let mut hasher = Sha256::new();
     let mut size = 0u64;
+    let mut buffer = Vec::new();
+    let mut spilled: Option<(TempBlob, tokio::io::BufWriter<tokio::fs::File>)> = None;
     loop {
         let chunk = field.chunk().await.map_err(|e| {
             ApiError::generic(format!("malformed multipart body: {}", e.body_text()))
@@ -208,19 +233,42 @@ async fn receive_file(
             return Ok(Err(too_large(limit)));
         }
         hasher.update(&chunk);
-        writer
-            .write_all(&chunk)
-            .await
-            .map_err(io_error("writing the upload"))?;
+        if let Some((_, writer)) = spilled.as_mut() {
+            writer
+                .write_all(&chunk)
+                .await
+                .map_err(io_error("writing the upload"))?;
+        } else if buffer.len() + chunk.len() <= SPILL_THRESHOLD {
+            buffer.extend_from_slice(&chunk);
+        } else {
+            let blobs = state.blobs.clone();
+            let (temp, handle) =
+                blocking(move || blobs.create_temp().map_err(io_error("temp file"))).await?;
+            let mut writer =
+                tokio::io::BufWriter::with_capacity(256 * 1024, tokio::fs::File::from_std(handle));
+            for piece in [&buffer[..], &chunk[..]] {
+                writer
+                    .write_all(piece)
+                    .await
+                    .map_err(io_error("writing the upload"))?;
+            }
+            buffer = Vec::new();
+            spilled = Some((temp, writer));
+        }
     }
-    writer
-        .flush()
-        .await
-        .map_err(io_error("writing the upload"))?;
-    let handle = writer.into_inner().into_std().await;
+    let content = match spilled {
+        None => Received::InMemory(buffer),
+        Some((temp, mut writer)) => {
+            writer
+                .flush()
+                .await
+                .map_err(io_error("writing the upload"))?;
+            let handle = writer.into_inner().into_std().await;
+            Received::Spilled { temp, handle }
+        }
+    };
     Ok(Ok(ReceivedFile {
-        temp,
-        handle,
+        content,
         file_name,
         size,
         sha256: Sha256Digest::from_bytes(hasher.finalize().into()),
@@ -295,9 +343,9 @@ async fn upload(
     if file.size == 0 {
         return Err(upload_error("the file is empty"));
     }
-    let signer = state
+    let (signer, certificate) = state
         .store
-        .find_signer(&signer_id)
+        .find_signer_with_certificate(&signer_id)
         .await?
         .ok_or_else(|| ApiError::not_found(format!("no signer {signer_id}")))?;
     if !signer.status.can_sign() {
@@ -306,15 +354,6 @@ async fn upload(
             signer.status
         )));
     }
-    let certificate = state
-        .store
-        .find_certificate(&signer.current_serial)
-        .await?
-        .ok_or_else(|| {
-            ApiError::Internal(anyhow::anyhow!(
-                "signer {signer_id} has no current certificate"
-            ))
-        })?;
 
     let document_id = DocumentId::new_random();
     tracing::Span::current().record("document.id", tracing::field::display(&document_id));
@@ -322,14 +361,16 @@ async fn upload(
     let blobs = state.blobs.clone();
     let certificate_der = certificate.der.clone();
     let ReceivedFile {
-        temp,
-        mut handle,
+        content,
         file_name,
         size,
         sha256,
     } = file;
     let (prepared, signed_attributes, prepared_blob) = blocking(move || {
         use std::io::{Read, Seek, SeekFrom};
+        let (temp, mut handle) = content
+            .into_temp_file(&blobs)
+            .map_err(io_error("storing the upload"))?;
         let mut magic = [0u8; 5];
         handle
             .seek(SeekFrom::Start(0))
@@ -534,27 +575,24 @@ async fn sign(
         .decode(encoded)
         .map_err(|e| ApiError::validation(format!("field signature is not base64: {e}")))?;
 
-    let document = live_document(&state, &raw_id).await?;
+    let not_found = || ApiError::not_found(format!("no document {raw_id}"));
+    let document_id = DocumentId::parse(&raw_id).map_err(|_| not_found())?;
+    let (document, signer_status, certificate) = state
+        .store
+        .find_document_for_signing(&document_id)
+        .await?
+        .filter(|(document, _, _)| document.status != DocumentStatus::Deleted)
+        .ok_or_else(not_found)?;
     document
         .status
         .transition(DocumentStatus::Signed)
         .map_err(|e| ApiError::illegal(e.to_string()))?;
-    let signer = state
-        .store
-        .find_signer(&document.signer_id)
-        .await?
-        .ok_or_else(|| ApiError::Internal(anyhow::anyhow!("document without its signer")))?;
-    if !signer.status.can_sign() {
+    if !signer_status.can_sign() {
         return Err(ApiError::illegal(format!(
-            "signer {} is {} and cannot sign",
-            signer.signer_id, signer.status
+            "signer {} is {signer_status} and cannot sign",
+            document.signer_id
         )));
     }
-    let certificate = state
-        .store
-        .find_certificate(&document.certificate_serial)
-        .await?
-        .ok_or_else(|| ApiError::Internal(anyhow::anyhow!("document without its certificate")))?;
     if certificate.revoked_at.is_some() {
         return Err(ApiError::illegal(
             "the certificate this document was prepared for has been revoked (the signer \
@@ -562,7 +600,6 @@ async fn sign(
         ));
     }
 
-    let document_id = document.document_id;
     let prepared_blob = document
         .prepared_blob
         .clone()
