@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs every Signet test. Installs what the tests need first, so it works on a fresh machine:
-#   - Debian packages: openssl, poppler-utils (pdfsig), qpdf, ghostscript, librsvg2-bin (PDF corpus),
+#   - Debian packages: openssl, poppler-utils (pdfsig), qpdf, ghostscript, librsvg2-bin and
+#     libreoffice-writer-nogui (PDF corpus),
 #     postgresql-client (pg_isready);
 #   - a Python venv with the signature oracles (pyHanko) and PDF producers (reportlab, pypdf).
 # PostgreSQL tests run against $SIGNET_TEST_POSTGRES_URL; outside CI they skip with a notice when it
@@ -9,7 +10,8 @@ set -euo pipefail
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$repo"
 
-apt_packages=(openssl poppler-utils qpdf ghostscript librsvg2-bin postgresql-client python3-venv)
+apt_packages=(openssl poppler-utils qpdf ghostscript librsvg2-bin libreoffice-writer-nogui
+  postgresql-client python3-venv)
 missing=()
 for pkg in "${apt_packages[@]}"; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")

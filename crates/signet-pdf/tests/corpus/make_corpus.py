@@ -137,6 +137,28 @@ def make_cairo(out, work):
     run("rsvg-convert", "-f", "pdf", "-o", out, svg)
 
 
+def make_libreoffice(out, work):
+    """LibreOffice Writer's PDF export, from a flat ODF text document."""
+    fodt = os.path.join(work, "writer.fodt")
+    with open(fodt, "w") as f:
+        f.write(
+            '<?xml version="1.0" encoding="UTF-8"?>\n'
+            '<office:document xmlns:office="urn:oasis:names:tc:opendocument:xmlns:office:1.0" '
+            'xmlns:text="urn:oasis:names:tc:opendocument:xmlns:text:1.0" '
+            'office:version="1.2" office:mimetype="application/vnd.oasis.opendocument.text">'
+            "<office:body><office:text>"
+            "<text:h>LibreOffice Writer</text:h>"
+            "<text:p>A contract exported to PDF by LibreOffice, then signed by Signet.</text:p>"
+            "</office:text></office:body></office:document>\n"
+        )
+    profile = "file://" + os.path.join(work, "lo-profile")
+    run(
+        "soffice", "--headless", "--norestore", f"-env:UserInstallation={profile}",
+        "--convert-to", "pdf", "--outdir", work, fodt,
+    )
+    os.replace(os.path.join(work, "writer.pdf"), out)
+
+
 def make_objstreams(out, work):
     src = os.path.join(work, "objstm-src.pdf")
     reportlab_pdf(src, pages=3, text="object streams")
@@ -318,6 +340,7 @@ ENTRIES = [
     ("ghostscript", "ghostscript ps2pdf", lambda o, w, a: make_ghostscript(o, w)),
     ("cairo", "cairo via rsvg-convert", lambda o, w, a: make_cairo(o, w)),
     ("pypdf", "pypdf writer", lambda o, w, a: make_pypdf(o, w)),
+    ("libreoffice", "LibreOffice Writer --convert-to pdf", lambda o, w, a: make_libreoffice(o, w)),
     ("form", "reportlab AcroForm (text field, check box)", lambda o, w, a: make_form(o)),
     ("form-objstreams", "reportlab AcroForm moved into object streams by qpdf", lambda o, w, a: make_form_objstreams(o, w)),
     ("objstreams", "qpdf --object-streams=generate (xref stream)", lambda o, w, a: make_objstreams(o, w)),

@@ -132,6 +132,7 @@ corpus_tests! {
     a_ghostscript_pdf_signs_and_validates => "ghostscript", 1;
     a_cairo_pdf_signs_and_validates => "cairo", 1;
     a_pypdf_pdf_signs_and_validates => "pypdf", 1;
+    a_libreoffice_pdf_signs_and_validates_twice => "libreoffice", 2;
     a_form_pdf_signs_and_validates_twice => "form", 2;
     a_form_in_object_streams_signs_and_validates_twice => "form-objstreams", 2;
     an_object_stream_pdf_signs_and_validates_three_times => "objstreams", 3;
