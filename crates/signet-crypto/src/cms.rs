@@ -144,23 +144,34 @@ pub fn sign_with_key(
     signer_certificate_der: &[u8],
     chain_der: &[&[u8]],
 ) -> Result<Vec<u8>, CmsError> {
-    use p256::pkcs8::DecodePrivateKey;
-    use signature::Signer;
+    use ring::signature::{EcdsaKeyPair, KeyPair, ECDSA_P256_SHA256_ASN1_SIGNING};
 
-    let key = p256::ecdsa::SigningKey::from_pkcs8_der(private_key_pkcs8_der)
-        .map_err(|e| CmsError::Key(format!("not a PKCS#8 P-256 key: {e}")))?;
+    let rng = ring::rand::SystemRandom::new();
+    let key =
+        EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_ASN1_SIGNING, private_key_pkcs8_der, &rng)
+            .map_err(|e| CmsError::Key(format!("not a PKCS#8 P-256 key: {e}")))?;
+    // A key that is not the certificate's would produce a signature no validator accepts:
+    // compare the public keys (cheap) rather than verify a signature (two scalar multiplications).
+    let spki = crate::verify::certificate_spki_der(signer_certificate_der)
+        .map_err(|e| CmsError::Key(format!("signer certificate: {e}")))?;
+    let certified_key = spki::SubjectPublicKeyInfoRef::from_der(&spki)
+        .map_err(|e| CmsError::Key(format!("signer certificate key: {e}")))?
+        .subject_public_key
+        .raw_bytes()
+        .to_vec();
+    if certified_key != key.public_key().as_ref() {
+        return Err(CmsError::Key(
+            "key does not match the certificate".to_owned(),
+        ));
+    }
     let attributes = signed_attributes_der(message_digest, signer_certificate_der)?;
-    let signature: p256::ecdsa::Signature = key.sign(&attributes);
-    let verified = crate::verify::verify_with_certificate(
-        signer_certificate_der,
-        &attributes,
-        signature.to_der().as_bytes(),
-    )
-    .map_err(|e| CmsError::Key(format!("key does not match the certificate: {e}")))?;
+    let signature = key
+        .sign(&rng, &attributes)
+        .map_err(|e| CmsError::Key(format!("signing failed: {e}")))?;
     signed_data_der(
         &attributes,
-        &verified.signature,
-        verified.algorithm,
+        signature.as_ref(),
+        SignatureAlgorithm::EcdsaSha256,
         signer_certificate_der,
         chain_der,
     )

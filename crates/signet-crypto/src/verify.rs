@@ -4,14 +4,12 @@
 //! written into a document we check it against the signer's public key and learn two things the
 //! CMS SignerInfo needs: which signature algorithm was used (its `signatureAlgorithm` must say so)
 //! and the signature in the form CMS carries (ECDSA as a DER `SEQUENCE { r, s }`, also when the
-//! device produced the raw `r || s` concatenation). Only verification happens here; the `rsa`
-//! crate's known timing issue concerns private-key operations, which this module never performs.
+//! device produced the raw `r || s` concatenation). The signature arithmetic is ring's (constant
+//! time, assembly): it is on the path of every signed document.
 
 use const_oid::db::rfc5912::{ID_EC_PUBLIC_KEY, RSA_ENCRYPTION, SECP_256_R_1, SECP_384_R_1};
 use der::Decode;
-use rsa::pkcs8::DecodePublicKey;
-use sha2::{Digest, Sha256};
-use signature::hazmat::PrehashVerifier;
+use ring::signature::{self as ring_signature, UnparsedPublicKey};
 use spki::SubjectPublicKeyInfoRef;
 
 /// ECDSA over a SHA-256 prehash, trying DER first and then the raw `r || s` form.
@@ -19,7 +17,7 @@ use spki::SubjectPublicKeyInfoRef;
 /// A macro rather than a generic function: the `ecdsa` crate's DER bounds are long and the two
 /// curves are all Signet accepts.
 macro_rules! verify_ecdsa {
-    ($curve:ident, $key:expr, $digest:expr, $signature:expr, $scalar_len:expr) => {{
+    ($curve:ident, $key:expr, $message:expr, $signature:expr, $scalar_len:expr) => {{
         let signature: &[u8] = $signature;
         let mut candidates: Vec<$curve::ecdsa::Signature> = Vec::with_capacity(2);
         if let Ok(parsed) = $curve::ecdsa::Signature::from_der(signature) {
@@ -47,10 +45,11 @@ macro_rules! verify_ecdsa {
         } else {
             candidates
                 .into_iter()
-                .find(|candidate| $key.verify_prehash($digest, candidate).is_ok())
-                .map(|candidate| VerifiedSignature {
+                .map(|candidate| candidate.to_der().as_bytes().to_vec())
+                .find(|der| $key.verify($message, der).is_ok())
+                .map(|der| VerifiedSignature {
                     algorithm: SignatureAlgorithm::EcdsaSha256,
-                    signature: candidate.to_der().as_bytes().to_vec(),
+                    signature: der,
                 })
                 .ok_or(SignatureError::Mismatch)
         }
@@ -144,7 +143,7 @@ pub fn verify_sha256_signature(
 ) -> Result<VerifiedSignature, SignatureError> {
     let spki = SubjectPublicKeyInfoRef::from_der(spki_der)
         .map_err(|e| SignatureError::Malformed(format!("public key info: {e}")))?;
-    let digest: [u8; 32] = Sha256::digest(message).into();
+    let public_key = spki.subject_public_key.raw_bytes();
     let oid = spki.algorithm.oid;
     if oid == ID_EC_PUBLIC_KEY {
         let curve = spki
@@ -152,20 +151,16 @@ pub fn verify_sha256_signature(
             .parameters_oid()
             .map_err(|e| SignatureError::Malformed(format!("EC curve parameter: {e}")))?;
         if curve == SECP_256_R_1 {
-            let key = p256::ecdsa::VerifyingKey::from_public_key_der(spki_der)
-                .map_err(|e| SignatureError::Malformed(format!("P-256 key: {e}")))?;
-            verify_ecdsa!(p256, key, &digest, signature, 32)
+            let key = UnparsedPublicKey::new(&ring_signature::ECDSA_P256_SHA256_ASN1, public_key);
+            verify_ecdsa!(p256, key, message, signature, 32)
         } else if curve == SECP_384_R_1 {
-            let key = p384::ecdsa::VerifyingKey::from_public_key_der(spki_der)
-                .map_err(|e| SignatureError::Malformed(format!("P-384 key: {e}")))?;
-            verify_ecdsa!(p384, key, &digest, signature, 48)
+            let key = UnparsedPublicKey::new(&ring_signature::ECDSA_P384_SHA256_ASN1, public_key);
+            verify_ecdsa!(p384, key, message, signature, 48)
         } else {
             Err(SignatureError::UnsupportedKey(format!("EC curve {curve}")))
         }
     } else if oid == RSA_ENCRYPTION {
-        let key = rsa::RsaPublicKey::from_public_key_der(spki_der)
-            .map_err(|e| SignatureError::Malformed(format!("RSA key: {e}")))?;
-        verify_rsa(&key, &digest, signature)
+        verify_rsa(public_key, message, signature)
     } else {
         Err(SignatureError::UnsupportedKey(format!(
             "key algorithm {oid}"
@@ -195,29 +190,32 @@ pub fn certificate_spki_der(certificate_der: &[u8]) -> Result<Vec<u8>, Signature
         .map_err(|e| SignatureError::Malformed(format!("public key info: {e}")))
 }
 
-/// RSA over a SHA-256 digest: PKCS#1 v1.5 first, then PSS.
+/// RSA over SHA-256 of `message`: PKCS#1 v1.5 first, then PSS (MGF1-SHA-256, 32-byte salt).
+/// `public_key` is the DER `RSAPublicKey` from the certificate.
 fn verify_rsa(
-    key: &rsa::RsaPublicKey,
-    digest: &[u8; 32],
+    public_key: &[u8],
+    message: &[u8],
     signature: &[u8],
 ) -> Result<VerifiedSignature, SignatureError> {
+    use rsa::pkcs1::DecodeRsaPublicKey;
     use rsa::traits::PublicKeyParts;
-    if signature.len() != key.size() {
+    let modulus_len = rsa::RsaPublicKey::from_pkcs1_der(public_key)
+        .map_err(|e| SignatureError::Malformed(format!("RSA key: {e}")))?
+        .size();
+    if signature.len() != modulus_len {
         return Err(SignatureError::Malformed(format!(
-            "RSA signature is {} bytes, the key's modulus {}",
-            signature.len(),
-            key.size()
+            "RSA signature is {} bytes, the key's modulus {modulus_len}",
+            signature.len()
         )));
     }
-    let algorithm = if key
-        .verify(rsa::Pkcs1v15Sign::new::<Sha256>(), digest, signature)
-        .is_ok()
-    {
+    let verifies = |algorithm: &'static ring_signature::RsaParameters| {
+        UnparsedPublicKey::new(algorithm, public_key)
+            .verify(message, signature)
+            .is_ok()
+    };
+    let algorithm = if verifies(&ring_signature::RSA_PKCS1_2048_8192_SHA256) {
         SignatureAlgorithm::RsaPkcs1Sha256
-    } else if key
-        .verify(rsa::Pss::new_with_salt::<Sha256>(32), digest, signature)
-        .is_ok()
-    {
+    } else if verifies(&ring_signature::RSA_PSS_2048_8192_SHA256) {
         SignatureAlgorithm::RsaPssSha256
     } else {
         return Err(SignatureError::Mismatch);
@@ -232,6 +230,7 @@ fn verify_rsa(
 mod tests {
     use super::*;
     use p256::pkcs8::EncodePublicKey;
+    use sha2::{Digest, Sha256};
     use signature::Signer;
 
     fn p256_pair() -> (p256::ecdsa::SigningKey, Vec<u8>) {
