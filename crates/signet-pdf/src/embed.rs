@@ -29,6 +29,53 @@ pub fn embed<F: Read + Write + Seek>(
             capacity,
         });
     }
+    if !placeholder_is_empty(file, byte_range)? {
+        return Err(PdfError::PlaceholderMismatch(
+            "the bytes there are not an empty `<00…>` placeholder (already signed?)".into(),
+        ));
+    }
+    file.seek(SeekFrom::Start(byte_range.placeholder_offset() + 1))?;
+    file.write_all(hex::encode_upper(cms_der).as_bytes())?;
+    file.flush()?;
+    Ok(())
+}
+
+/// Whether the placeholder that `byte_range` brackets is still empty (`<` + zeros + `>`), or
+/// already holds a signature.
+///
+/// Refuses a file whose length disagrees with the byte range, or with no `<` … `>` there.
+pub fn placeholder_is_empty<F: Read + Seek>(
+    file: &mut F,
+    byte_range: &ByteRange,
+) -> Result<bool, PdfError> {
+    let placeholder = read_placeholder(file, byte_range)?;
+    Ok(placeholder[1..placeholder.len() - 1]
+        .iter()
+        .all(|b| *b == b'0'))
+}
+
+/// Turns the placeholder's digits back into zeros, so [`embed`] can fill it again.
+///
+/// For a caller that fills a prepared file in place and finds the fill of an attempt that never
+/// completed (it crashed, or its commit failed): the placeholder lies outside the byte range,
+/// so clearing it changes nothing that was hashed.
+pub fn clear_placeholder<F: Read + Write + Seek>(
+    file: &mut F,
+    byte_range: &ByteRange,
+) -> Result<(), PdfError> {
+    let placeholder = read_placeholder(file, byte_range)?;
+    file.seek(SeekFrom::Start(byte_range.placeholder_offset() + 1))?;
+    file.write_all(&vec![b'0'; placeholder.len() - 2])?;
+    file.flush()?;
+    Ok(())
+}
+
+/// The placeholder's bytes, `<` and `>` included, after checking the file agrees with
+/// `byte_range`.
+fn read_placeholder<F: Read + Seek>(
+    file: &mut F,
+    byte_range: &ByteRange,
+) -> Result<Vec<u8>, PdfError> {
     let len = file.seek(SeekFrom::End(0))?;
     if len != byte_range.file_len() || byte_range.0[0] != 0 {
         return Err(PdfError::PlaceholderMismatch(format!(
@@ -41,21 +88,15 @@ pub fn embed<F: Read + Write + Seek>(
     let mut placeholder = vec![0u8; placeholder_len];
     file.seek(SeekFrom::Start(byte_range.placeholder_offset()))?;
     file.read_exact(&mut placeholder)?;
-    let empty = placeholder.len() >= 2
+    let delimited = placeholder.len() >= 2
         && placeholder[0] == b'<'
-        && placeholder[placeholder.len() - 1] == b'>'
-        && placeholder[1..placeholder.len() - 1]
-            .iter()
-            .all(|b| *b == b'0');
-    if !empty {
+        && placeholder[placeholder.len() - 1] == b'>';
+    if !delimited {
         return Err(PdfError::PlaceholderMismatch(
-            "the bytes there are not an empty `<00…>` placeholder (already signed?)".into(),
+            "the bytes there are not a `<…>` hex string".into(),
         ));
     }
-    file.seek(SeekFrom::Start(byte_range.placeholder_offset() + 1))?;
-    file.write_all(hex::encode_upper(cms_der).as_bytes())?;
-    file.flush()?;
-    Ok(())
+    Ok(placeholder)
 }
 
 /// SHA-256 over the two byte ranges of a prepared (or signed) file, read in chunks.

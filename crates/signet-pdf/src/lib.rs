@@ -15,7 +15,7 @@ mod prepare;
 mod source;
 mod syntax;
 
-pub use embed::{byte_range_digest, embed};
+pub use embed::{byte_range_digest, clear_placeholder, embed, placeholder_is_empty};
 pub use prepare::{prepare, prepare_appending};
 
 use std::io::{Read, Seek, Write};

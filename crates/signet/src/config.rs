@@ -28,6 +28,84 @@ pub struct Settings {
     pub max_json_bytes: usize,
     /// Largest document accepted for upload, in bytes (the file itself, not the multipart framing).
     pub max_upload_bytes: u64,
+    /// The signing-workflow Automation API's own listener (`[automation_api]` in TOML).
+    pub automation_api: AutomationApiSettings,
+    /// JSON file of people (INTERNAL and EXTERNAL) for the file directory, the embedded default.
+    pub directory_file: Option<PathBuf>,
+    /// LDAP for INTERNAL people (`[ldap]` in TOML); used when `ldap.url` is set.
+    pub ldap: LdapSettings,
+    /// Due date of an order created without one, in days from its creation.
+    pub default_due_days: u32,
+}
+
+/// The Automation API listener: off unless enabled, because the API trusts its callers.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default)]
+pub struct AutomationApiSettings {
+    /// `--enable-automation-api`, `SIGNET_AUTOMATION_API_ENABLED`, `automation_api.enabled`.
+    pub enabled: bool,
+    /// `--automation-listen`, `SIGNET_AUTOMATION_LISTEN`, `automation_api.listen`.
+    pub listen: SocketAddr,
+}
+
+impl Default for AutomationApiSettings {
+    fn default() -> Self {
+        Self {
+            enabled: false,
+            listen: SocketAddr::from(([127, 0, 0, 1], 8081)),
+        }
+    }
+}
+
+/// How INTERNAL people are found in an LDAP directory (Active Directory or OpenLDAP).
+/// Environment: `SIGNET_LDAP_<FIELD>`; TOML: `[ldap]`.
+#[derive(Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct LdapSettings {
+    /// `ldap://host:port`; unset means no LDAP (INTERNAL people come from the directory file).
+    pub url: Option<String>,
+    /// DN to bind as; unset means an anonymous bind.
+    pub bind_dn: Option<String>,
+    pub bind_password: Option<String>,
+    /// Where searches start, e.g. `ou=people,dc=example,dc=org`.
+    pub base_dn: String,
+    /// Attribute searched when an identifier is a bare value (`cborgstrom`, not `uid=cborgstrom`).
+    pub search_attribute: String,
+    pub first_name_attribute: String,
+    pub last_name_attribute: String,
+    pub mail_attribute: String,
+    pub mobile_attribute: String,
+    /// Seconds before a lookup gives up and the directory counts as unreachable.
+    pub timeout_seconds: u64,
+}
+
+impl Default for LdapSettings {
+    fn default() -> Self {
+        Self {
+            url: None,
+            bind_dn: None,
+            bind_password: None,
+            base_dn: String::new(),
+            search_attribute: "uid".into(),
+            first_name_attribute: "givenName".into(),
+            last_name_attribute: "sn".into(),
+            mail_attribute: "mail".into(),
+            mobile_attribute: "mobile".into(),
+            timeout_seconds: 5,
+        }
+    }
+}
+
+impl fmt::Debug for LdapSettings {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("LdapSettings")
+            .field("url", &self.url)
+            .field("bind_dn", &self.bind_dn)
+            .field("bind_password", &self.bind_password.as_ref().map(|_| "***"))
+            .field("base_dn", &self.base_dn)
+            .field("search_attribute", &self.search_attribute)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Default for Settings {
@@ -41,6 +119,10 @@ impl Default for Settings {
             job_interval_seconds: 60,
             max_json_bytes: 256 * 1024,
             max_upload_bytes: 50 * 1024 * 1024,
+            automation_api: AutomationApiSettings::default(),
+            directory_file: None,
+            ldap: LdapSettings::default(),
+            default_due_days: 30,
         }
     }
 }
@@ -58,7 +140,7 @@ impl Settings {
             figment = figment.merge(Toml::file(path));
         }
         figment = figment
-            .merge(Env::prefixed("SIGNET_"))
+            .merge(Env::prefixed("SIGNET_").map(|key| nest_env_key(key.as_str()).into()))
             .merge(Serialized::defaults(overrides));
         Ok(figment.extract()?)
     }
@@ -76,6 +158,21 @@ impl Settings {
             Some(url) => url.trim_end_matches('/').to_owned(),
             None => format!("http://{bound}"),
         }
+    }
+}
+
+/// Maps flat environment names onto nested settings: `AUTOMATION_API_ENABLED` →
+/// `automation_api.enabled`, `AUTOMATION_LISTEN` → `automation_api.listen`, `LDAP_URL` → `ldap.url`.
+fn nest_env_key(key: &str) -> String {
+    let key = key.to_ascii_lowercase();
+    if let Some(rest) = key.strip_prefix("automation_api_") {
+        format!("automation_api.{rest}")
+    } else if key == "automation_listen" {
+        "automation_api.listen".to_owned()
+    } else if let Some(rest) = key.strip_prefix("ldap_") {
+        format!("ldap.{rest}")
+    } else {
+        key
     }
 }
 
@@ -107,6 +204,10 @@ impl fmt::Debug for Settings {
             .field("job_interval_seconds", &self.job_interval_seconds)
             .field("max_json_bytes", &self.max_json_bytes)
             .field("max_upload_bytes", &self.max_upload_bytes)
+            .field("automation_api", &self.automation_api)
+            .field("directory_file", &self.directory_file)
+            .field("ldap", &self.ldap)
+            .field("default_due_days", &self.default_due_days)
             .finish()
     }
 }

@@ -74,6 +74,25 @@ struct ServeArgs {
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
     public_url: Option<String>,
+    /// JSON file of people for the file directory (INTERNAL and EXTERNAL).
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    directory_file: Option<PathBuf>,
+    #[command(flatten)]
+    automation_api: AutomationArgs,
+}
+
+/// The Automation API listener's flags (`automation_api.*` in the settings).
+#[derive(Args, Serialize)]
+struct AutomationArgs {
+    /// Serve the Automation API (unauthenticated: keep it on loopback or behind mutual TLS).
+    #[arg(long = "enable-automation-api")]
+    #[serde(rename = "enabled", skip_serializing_if = "std::ops::Not::not")]
+    enable_automation_api: bool,
+    /// Listen address of the Automation API [default: 127.0.0.1:8081].
+    #[arg(long)]
+    #[serde(rename = "listen", skip_serializing_if = "Option::is_none")]
+    automation_listen: Option<String>,
 }
 
 fn init_tracing() {

@@ -96,6 +96,27 @@ impl Pki {
         &self.ca
     }
 
+    /// Issues the certificate for one signing-order signature: `public_key` is a key Signet made
+    /// for this signature alone, valid for `validity` from a minute before `now` (clock skew).
+    pub fn issue_for_signature(
+        &self,
+        subject: &Subject,
+        public_key: &PublicKey,
+        email: Option<&str>,
+        now: OffsetDateTime,
+        validity: Duration,
+    ) -> Result<Vec<u8>, signet_crypto::ca::CaError> {
+        let issued = self.ca.issue(&IssueRequest {
+            subject,
+            public_key,
+            not_before: now - Duration::minutes(1),
+            not_after: now + validity,
+            crl_distribution_url: &self.crl_url,
+            email,
+        })?;
+        Ok(issued.der)
+    }
+
     /// Issues a certificate for `public_key`, valid from now for the configured lifetime.
     pub fn issue(
         &self,

@@ -18,6 +18,7 @@ use crate::pki::{load_or_create_ca, write_private, Pki};
 use crate::state::{ApiKeyCache, AppState};
 use crate::store::blobs::BlobStore;
 use crate::store::{self, Store};
+use crate::workflow::{LinkKey, OrderLocks};
 
 /// File in the data directory that receives the API key created on first start.
 pub const INITIAL_API_KEY_FILE: &str = "initial-api-key";
@@ -25,6 +26,8 @@ pub const INITIAL_API_KEY_FILE: &str = "initial-api-key";
 /// A built, bound, not yet running Signet.
 pub struct Application {
     listener: TcpListener,
+    /// The Automation API's listener, when it is enabled.
+    automation_listener: Option<TcpListener>,
     state: AppState,
     /// Where the first API key was written, when this start created it.
     pub initial_api_key_file: Option<PathBuf>,
@@ -56,6 +59,22 @@ impl Application {
                 settings.data_dir.display()
             )
         })?;
+        let directory = crate::directory::from_settings(&settings)
+            .context("setting up the people directory")?;
+        let link_key = LinkKey::load_or_create(&settings.data_dir)?;
+        let automation_listener = if settings.automation_api.enabled {
+            let address = settings.automation_api.listen;
+            let listener = TcpListener::bind(address)
+                .await
+                .with_context(|| format!("binding the Automation API to {address}"))?;
+            if !listener.local_addr()?.ip().is_loopback() {
+                tracing::warn!(listen = %address, "the Automation API is unauthenticated and listens beyond loopback: protect it with a mutual-TLS proxy");
+            }
+            Some(listener)
+        } else {
+            tracing::info!("the Automation API is disabled; enable it with --enable-automation-api (SIGNET_AUTOMATION_API_ENABLED=true, or automation_api.enabled = true in the config file)");
+            None
+        };
         let state = AppState {
             store,
             blobs: Arc::new(blobs),
@@ -64,9 +83,13 @@ impl Application {
             settings: Arc::new(settings),
             public_url: public_url.into(),
             api_keys: Arc::new(ApiKeyCache::default()),
+            directory,
+            order_locks: Arc::new(OrderLocks::default()),
+            link_key: Arc::new(link_key),
         };
         Ok(Self {
             listener,
+            automation_listener,
             state,
             initial_api_key_file,
         })
@@ -74,6 +97,13 @@ impl Application {
 
     pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
         self.listener.local_addr()
+    }
+
+    /// Where the Automation API listens, when it is enabled.
+    pub fn automation_addr(&self) -> Option<SocketAddr> {
+        self.automation_listener
+            .as_ref()
+            .and_then(|l| l.local_addr().ok())
     }
 
     pub fn state(&self) -> &AppState {
@@ -94,6 +124,18 @@ impl Application {
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
+        // Whatever fell due while Signet was down expires now, before the first request.
+        match self.job_runner().expire_orders().await {
+            Ok(0) => {}
+            Ok(expired) => tracing::info!(
+                expired,
+                "expired orders that fell due while Signet was down"
+            ),
+            Err(error) => tracing::error!(
+                error = format!("{error:#}"),
+                "expiring orders at start-up failed"
+            ),
+        }
         let (stop_jobs, jobs_stopped) = tokio::sync::watch::channel(false);
         let interval = self.state.settings.job_interval_seconds;
         let jobs = (interval > 0).then(|| {
@@ -105,10 +147,33 @@ impl Application {
         });
         let app = api::main_router(self.state.clone());
         tracing::info!(listen = %self.listener.local_addr()?, public_url = %self.state.public_url, "signet is listening");
+        let (stop_automation, automation_stopped) = tokio::sync::watch::channel(false);
+        let automation = match self.automation_listener {
+            Some(listener) => {
+                tracing::info!(listen = %listener.local_addr()?, "the Automation API is listening");
+                let app = api::automation_router(self.state.clone());
+                let mut stopped = automation_stopped.clone();
+                Some(tokio::spawn(async move {
+                    axum::serve(listener, app)
+                        .with_graceful_shutdown(async move {
+                            let _ = stopped.wait_for(|stop| *stop).await;
+                        })
+                        .await
+                }))
+            }
+            None => None,
+        };
         axum::serve(self.listener, app)
             .with_graceful_shutdown(shutdown)
             .await
             .context("serving HTTP")?;
+        let _ = stop_automation.send(true);
+        if let Some(automation) = automation {
+            automation
+                .await
+                .context("the Automation API task failed")?
+                .context("serving the Automation API")?;
+        }
         let _ = stop_jobs.send(true);
         if let Some(jobs) = jobs {
             let _ = jobs.await;

@@ -5,9 +5,11 @@ use std::sync::{Arc, RwLock};
 
 use crate::clock::Clock;
 use crate::config::Settings;
+use crate::directory::Directory;
 use crate::pki::Pki;
 use crate::store::blobs::BlobStore;
 use crate::store::Store;
+use crate::workflow::{LinkKey, OrderLocks};
 
 /// Cheap to clone: everything inside is shared.
 #[derive(Clone)]
@@ -21,6 +23,12 @@ pub struct AppState {
     /// Base URL for absolute links, without a trailing slash.
     pub public_url: Arc<str>,
     pub api_keys: Arc<ApiKeyCache>,
+    /// Finds people for signing orders (file directory, LDAP).
+    pub directory: Arc<dyn Directory>,
+    /// Serialises signing per order within this process.
+    pub order_locks: Arc<OrderLocks>,
+    /// Derives signing-link tokens.
+    pub link_key: Arc<LinkKey>,
 }
 
 /// Hashes of API keys already seen valid. Keys cannot be deleted through any interface yet, so

@@ -1,6 +1,7 @@
 //! HTTP surfaces. Each API owns its router and error type; this module merges them for the main
 //! listener and adds the cross-cutting layers (tracing, request ids, panic safety, body limits).
 
+pub mod automation;
 pub mod cloudsigner;
 pub mod ranged;
 
@@ -21,12 +22,23 @@ const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 /// The main listener's application.
 pub fn main_router(state: AppState) -> Router {
     let max_json = state.settings.max_json_bytes;
-    Router::new()
+    let app = Router::new()
         .merge(cloudsigner::router(state.clone()))
         .fallback(cloudsigner::not_found)
         .method_not_allowed_fallback(cloudsigner::method_not_allowed)
         .layer(DefaultBodyLimit::max(max_json))
-        .layer(CatchPanicLayer::custom(panic_response))
+        .with_state(state);
+    with_common_layers(app)
+}
+
+/// The Automation API listener's application.
+pub fn automation_router(state: AppState) -> Router {
+    with_common_layers(automation::router(state))
+}
+
+/// Tracing with a request id, and panics answered with the error body.
+fn with_common_layers(app: Router) -> Router {
+    app.layer(CatchPanicLayer::custom(panic_response))
         .layer(
             TraceLayer::new_for_http().make_span_with(|request: &axum::http::Request<_>| {
                 let request_id = request
@@ -39,7 +51,6 @@ pub fn main_router(state: AppState) -> Router {
         )
         .layer(PropagateRequestIdLayer::new(REQUEST_ID))
         .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
-        .with_state(state)
 }
 
 /// A panic is a bug in Signet: log it and answer with the error body, never a dropped connection.

@@ -1,7 +1,9 @@
 //! Serving a stored file with HTTP range requests (RFC 9110 §14): `bytes=a-b`, `a-`, `-n`,
 //! several ranges as `multipart/byteranges`, 416 for unsatisfiable ones, and `ETag` /
 //! `If-Range` so a client resuming a download never splices two different files. Shared by
-//! every surface that hands out documents. Bodies are streamed from disk, never buffered.
+//! every surface that hands out documents. Bodies are streamed from disk; only a whole file no
+//! larger than one read step (256 KiB) is read at once, since streaming it would cost one trip to the
+//! blocking pool for the open and one per read instead of a single one.
 
 use axum::body::{Body, Bytes};
 use axum::http::header::{
@@ -126,14 +128,41 @@ fn finish(builder: axum::http::response::Builder, body: Body) -> std::io::Result
 }
 
 async fn whole(file: StoredFile) -> std::io::Result<Response> {
-    let handle = tokio::fs::File::open(&file.path).await?;
     let builder = base(StatusCode::OK, &file)
         .header(CONTENT_TYPE, file.content_type)
         .header(CONTENT_LENGTH, file.len);
+    if file.len <= READ_CHUNK as u64 {
+        let path = file.path.clone();
+        let expected = file.len;
+        let bytes = tokio::task::spawn_blocking(move || read_exactly(&path, expected))
+            .await
+            .map_err(std::io::Error::other)??;
+        return finish(builder, Body::from(bytes));
+    }
+    let handle = tokio::fs::File::open(&file.path).await?;
     finish(
         builder,
         Body::from_stream(ReaderStream::with_capacity(handle, READ_CHUNK)),
     )
+}
+
+/// Reads the file at `path`, which must be `len` bytes long (the length the headers promise).
+/// Blocking.
+fn read_exactly(path: &std::path::Path, len: u64) -> std::io::Result<Vec<u8>> {
+    use std::io::Read;
+    let capacity = usize::try_from(len).map_err(std::io::Error::other)?;
+    let mut bytes = Vec::with_capacity(capacity);
+    std::fs::File::open(path)?
+        .take(len + 1)
+        .read_to_end(&mut bytes)?;
+    if bytes.len() != capacity {
+        return Err(std::io::Error::other(format!(
+            "{} is {} bytes, not the {len} recorded",
+            path.display(),
+            bytes.len()
+        )));
+    }
+    Ok(bytes)
 }
 
 fn unsatisfiable(file: &StoredFile) -> Response {

@@ -1,4 +1,4 @@
-//! Background jobs: certificate renewal, signer expiry and CRL refresh. Each pass is idempotent
+//! Background jobs: certificate renewal, signer expiry, CRL refresh and signing-order expiry. Each pass is idempotent
 //! and safe when several Signet processes share one PostgreSQL database (rows are claimed with
 //! `FOR UPDATE SKIP LOCKED`), so every replica may run the loop.
 
@@ -13,6 +13,8 @@ use crate::store::Store;
 
 /// How many signers one renewal transaction claims; small batches keep row locks short.
 const RENEWAL_BATCH: i64 = 100;
+/// How many due orders one expiry transaction claims.
+const EXPIRY_BATCH: i64 = 200;
 
 /// What one pass did.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -20,6 +22,7 @@ pub struct JobReport {
     pub renewed: usize,
     pub expired: usize,
     pub crl_refreshed: bool,
+    pub orders_expired: usize,
 }
 
 /// Runs the jobs against one store.
@@ -31,6 +34,27 @@ pub struct JobRunner {
 }
 
 impl JobRunner {
+    /// Expires every PENDING order whose due date has passed, in claimed batches; returns how
+    /// many. Idempotent: an expired order is no longer PENDING, so a second pass finds nothing.
+    pub async fn expire_orders(&self) -> anyhow::Result<usize> {
+        let now = self.clock.now();
+        let mut total = 0;
+        loop {
+            let expired = self
+                .store
+                .expire_due_orders(now, EXPIRY_BATCH)
+                .await
+                .context("expiring orders")?;
+            for order_id in &expired {
+                tracing::info!(order.id = %order_id, "order expired: its due date passed");
+            }
+            total += expired.len();
+            if expired.len() < EXPIRY_BATCH as usize {
+                return Ok(total);
+            }
+        }
+    }
+
     /// One pass of every job.
     pub async fn run_once(&self) -> anyhow::Result<JobReport> {
         let now = self.clock.now();
@@ -56,6 +80,7 @@ impl JobRunner {
             tracing::info!(signer.id = %signer_id, "signer expired: certificate ran out without renewal");
         }
         report.expired = expired.len();
+        report.orders_expired = self.expire_orders().await?;
         let crl_due = match self.store.latest_crl().await? {
             Some(crl) => crl_needs_refresh(&crl, now),
             None => true,

@@ -8,7 +8,7 @@ use std::fs::{self, File, OpenOptions};
 use std::io;
 use std::path::{Path, PathBuf};
 
-use crate::domain::DocumentId;
+use crate::domain::{DocumentId, OrderId};
 
 /// Which blob of a document: the prepared PDF (waiting for a signature) or one signed version.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -29,6 +29,12 @@ impl BlobKey {
         ))
     }
 
+    /// One version of a signing order's PDF (the upload, then one per signature). Each version
+    /// is a new file, so a signature that loses a race never touches the winner's bytes.
+    pub fn order_version(order: OrderId, version: uuid::Uuid) -> Self {
+        BlobKey(format!("orders/{order}/{}.pdf", version.simple()))
+    }
+
     /// The key as stored in the database.
     pub fn as_str(&self) -> &str {
         &self.0
@@ -37,19 +43,29 @@ impl BlobKey {
     /// Accepts only keys of the shapes above, so a stored key can never name a path outside
     /// the blob directory.
     pub fn parse(raw: &str) -> Result<Self, String> {
+        let is_hex_id = |hex: &str| hex.len() == 32 && hex.bytes().all(|b| b.is_ascii_hexdigit());
         let mut parts = raw.split('/');
-        let well_formed = parts.next() == Some("documents")
-            && parts.next().is_some_and(|id| DocumentId::parse(id).is_ok())
-            && parts.next().is_some_and(|name| {
-                name == "prepared.pdf"
-                    || name
-                        .strip_prefix("signed-")
-                        .and_then(|rest| rest.strip_suffix(".pdf"))
-                        .is_some_and(|hex| {
-                            hex.len() == 32 && hex.bytes().all(|b| b.is_ascii_hexdigit())
-                        })
-            })
-            && parts.next().is_none();
+        let well_formed = match parts.next() {
+            Some("documents") => {
+                parts.next().is_some_and(|id| DocumentId::parse(id).is_ok())
+                    && parts.next().is_some_and(|name| {
+                        name == "prepared.pdf"
+                            || name
+                                .strip_prefix("signed-")
+                                .and_then(|rest| rest.strip_suffix(".pdf"))
+                                .is_some_and(is_hex_id)
+                    })
+            }
+            Some("orders") => {
+                parts.next().is_some_and(|id| {
+                    OrderId::parse(id).is_ok_and(|parsed| parsed.to_string() == id)
+                }) && parts
+                    .next()
+                    .and_then(|name| name.strip_suffix(".pdf"))
+                    .is_some_and(is_hex_id)
+            }
+            _ => false,
+        } && parts.next().is_none();
         if well_formed {
             Ok(BlobKey(raw.to_owned()))
         } else {
@@ -156,6 +172,22 @@ impl BlobStore {
         File::open(self.path(key))
     }
 
+    /// Removes one blob; a missing file is not an error (removal is idempotent).
+    pub fn remove(&self, key: &BlobKey) -> io::Result<()> {
+        match fs::remove_file(self.path(key)) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
+            _ => Ok(()),
+        }
+    }
+
+    /// Removes every version of a signing order's PDF.
+    pub fn remove_order(&self, order: OrderId) -> io::Result<()> {
+        match fs::remove_dir_all(self.root.join(format!("orders/{order}"))) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
+            _ => Ok(()),
+        }
+    }
+
     /// Removes every blob of a document. Missing files are not an error: deleting is idempotent.
     pub fn remove_document(&self, document: DocumentId) -> io::Result<()> {
         match fs::remove_dir_all(self.root.join(format!("documents/{document}"))) {
@@ -174,7 +206,12 @@ mod tests {
     fn only_well_formed_keys_parse() {
         let id = DocumentId::new_random();
         let attempt = uuid::Uuid::new_v4();
-        for key in [BlobKey::prepared(id), BlobKey::signed(id, attempt)] {
+        let order = OrderId::new_random();
+        for key in [
+            BlobKey::prepared(id),
+            BlobKey::signed(id, attempt),
+            BlobKey::order_version(order, attempt),
+        ] {
             assert_eq!(BlobKey::parse(key.as_str()), Ok(key.clone()));
         }
         for bad in [
@@ -183,6 +220,8 @@ mod tests {
             &format!("documents/{id}/../prepared.pdf"),
             &format!("documents/{id}/signed-zz.pdf"),
             &format!("documents/{id}/prepared.pdf/x"),
+            &format!("orders/{order}/../../x.pdf"),
+            &format!("orders/{id}/prepared.pdf"),
             "",
         ] {
             assert!(BlobKey::parse(bad).is_err(), "{bad}");

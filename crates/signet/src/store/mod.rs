@@ -9,6 +9,7 @@
 
 pub mod blobs;
 mod group_commit;
+pub mod orders;
 pub mod postgres;
 pub mod sql;
 pub mod sqlite;
@@ -19,9 +20,14 @@ use std::sync::Arc;
 use time::OffsetDateTime;
 
 use crate::domain::{
-    DocumentId, DocumentStatus, Sha256Digest, SignerId, SignerStatus, TransitionError, UserId,
+    DocumentId, DocumentStatus, OrderId, OrderState, Sha256Digest, SignerId, SignerStatus,
+    TransitionError, UserId,
 };
 use blobs::BlobKey;
+use orders::{
+    AnonymizeOutcome, AnonymizeTarget, EventRecord, LoginRecord, NewOrder, NewOrderSigner,
+    OrderChange, OrderDocument, OrderRecord, OrderUpdate, RecordedSignature, SignatureOutcome,
+};
 
 /// Which database a store talks to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -283,6 +289,62 @@ pub trait Store: Send + Sync + 'static {
         signed: Option<&SignedFile>,
         now: OffsetDateTime,
     ) -> StoreResult<bool>;
+
+    // Signing orders (the Automation API). Each change writes its events in its transaction.
+
+    /// Stores a new order with its signers' tasks (the first priority group PENDING, the rest
+    /// QUEUED), creating logins for people met for the first time.
+    async fn create_order(&self, order: &NewOrder, now: OffsetDateTime) -> StoreResult<()>;
+    async fn find_order(&self, order_id: &OrderId) -> StoreResult<Option<OrderRecord>>;
+    /// Just the state: the application's polling question, answered with one indexed read.
+    async fn order_state(&self, order_id: &OrderId) -> StoreResult<Option<OrderState>>;
+    /// Deletes the order and its tasks (events stay); returns its document for the blob store.
+    async fn delete_order(
+        &self,
+        order_id: &OrderId,
+        now: OffsetDateTime,
+    ) -> StoreResult<Option<OrderDocument>>;
+    /// Changes metadata, replaces the unsigned document, or cancels a PENDING order.
+    async fn update_order(
+        &self,
+        order_id: &OrderId,
+        update: &OrderUpdate,
+        now: OffsetDateTime,
+    ) -> StoreResult<OrderChange>;
+    /// Replaces the signer list: signers who acted must stay, new ones may not precede the
+    /// group signing now.
+    async fn replace_order_signers(
+        &self,
+        order_id: &OrderId,
+        signers: &[NewOrderSigner],
+        now: OffsetDateTime,
+    ) -> StoreResult<OrderChange>;
+    /// Records a signer's signature if the order is still at the revision it was built on.
+    async fn record_order_signature(
+        &self,
+        order_id: &OrderId,
+        signature: &RecordedSignature,
+        now: OffsetDateTime,
+    ) -> StoreResult<SignatureOutcome>;
+    /// A signer rejects: the order ends REJECTED.
+    async fn reject_order(
+        &self,
+        order_id: &OrderId,
+        position: i64,
+        reason: Option<&str>,
+        now: OffsetDateTime,
+    ) -> StoreResult<SignatureOutcome>;
+    /// Claims up to `limit` PENDING orders whose due date has passed and expires them.
+    async fn expire_due_orders(&self, now: OffsetDateTime, limit: i64)
+        -> StoreResult<Vec<OrderId>>;
+    async fn anonymize(
+        &self,
+        target: &AnonymizeTarget,
+        now: OffsetDateTime,
+    ) -> StoreResult<AnonymizeOutcome>;
+    async fn order_events(&self, order_id: &OrderId) -> StoreResult<Vec<EventRecord>>;
+    async fn events_named(&self, name: &str) -> StoreResult<Vec<EventRecord>>;
+    async fn find_login(&self, internal_id: &str) -> StoreResult<Option<LoginRecord>>;
 }
 
 /// Opens the database named by `url` (`sqlite:…` or `postgres://…`) and brings its schema up to date.

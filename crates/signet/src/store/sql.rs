@@ -14,12 +14,21 @@ use time::OffsetDateTime;
 
 use super::blobs::BlobKey;
 use super::group_commit::GroupCommit;
+use super::orders::{
+    AnonymizeOutcome, AnonymizeTarget, EventRecord, LoginRecord, NewOrder, NewOrderSigner,
+    OrderChange, OrderDocument, OrderRecord, OrderUpdate, RecordedSignature, SignatureOutcome,
+};
 use super::{
     CertificateRecord, CrlRecord, Dialect, DocumentRecord, DueRenewal, EnrollOutcome, Enrollment,
     IssuedFor, NewCertificate, RenewFn, RevokedRecord, SignedFile, SignerRecord, StatusChange,
     Store, StoreError, StoreResult,
 };
-use crate::domain::{DocumentId, DocumentStatus, SignerId, SignerStatus, UserId};
+use crate::domain::{
+    DocumentId, DocumentStatus, OrderId, OrderState, SignerId, SignerStatus, UserId,
+};
+
+mod orders;
+pub use orders::event;
 
 /// A database reached through sqlx's `Any` driver. SQLite gets a single-connection writer pool
 /// (one writer at a time is SQLite's rule anyway, and queuing in-process beats SQLITE_BUSY) and a
@@ -829,5 +838,91 @@ impl Store for SqlStore {
                 ))
             })
             .transpose()
+    }
+
+    async fn create_order(&self, order: &NewOrder, now: OffsetDateTime) -> StoreResult<()> {
+        self.create_order_sql(order, now).await
+    }
+
+    async fn find_order(&self, order_id: &OrderId) -> StoreResult<Option<OrderRecord>> {
+        self.find_order_sql(order_id).await
+    }
+
+    async fn order_state(&self, order_id: &OrderId) -> StoreResult<Option<OrderState>> {
+        self.order_state_sql(order_id).await
+    }
+
+    async fn delete_order(
+        &self,
+        order_id: &OrderId,
+        now: OffsetDateTime,
+    ) -> StoreResult<Option<OrderDocument>> {
+        self.delete_order_sql(order_id, now).await
+    }
+
+    async fn update_order(
+        &self,
+        order_id: &OrderId,
+        update: &OrderUpdate,
+        now: OffsetDateTime,
+    ) -> StoreResult<OrderChange> {
+        self.update_order_sql(order_id, update, now).await
+    }
+
+    async fn replace_order_signers(
+        &self,
+        order_id: &OrderId,
+        signers: &[NewOrderSigner],
+        now: OffsetDateTime,
+    ) -> StoreResult<OrderChange> {
+        self.replace_order_signers_sql(order_id, signers, now).await
+    }
+
+    async fn record_order_signature(
+        &self,
+        order_id: &OrderId,
+        signature: &RecordedSignature,
+        now: OffsetDateTime,
+    ) -> StoreResult<SignatureOutcome> {
+        self.record_order_signature_sql(order_id, signature, now)
+            .await
+    }
+
+    async fn reject_order(
+        &self,
+        order_id: &OrderId,
+        position: i64,
+        reason: Option<&str>,
+        now: OffsetDateTime,
+    ) -> StoreResult<SignatureOutcome> {
+        self.reject_order_sql(order_id, position, reason, now).await
+    }
+
+    async fn expire_due_orders(
+        &self,
+        now: OffsetDateTime,
+        limit: i64,
+    ) -> StoreResult<Vec<OrderId>> {
+        self.expire_due_orders_sql(now, limit).await
+    }
+
+    async fn anonymize(
+        &self,
+        target: &AnonymizeTarget,
+        now: OffsetDateTime,
+    ) -> StoreResult<AnonymizeOutcome> {
+        self.anonymize_sql(target, now).await
+    }
+
+    async fn order_events(&self, order_id: &OrderId) -> StoreResult<Vec<EventRecord>> {
+        self.order_events_sql(order_id).await
+    }
+
+    async fn events_named(&self, name: &str) -> StoreResult<Vec<EventRecord>> {
+        self.events_named_sql(name).await
+    }
+
+    async fn find_login(&self, internal_id: &str) -> StoreResult<Option<LoginRecord>> {
+        self.find_login_sql(internal_id).await
     }
 }

@@ -19,6 +19,9 @@ pub async fn connect(url: &str) -> StoreResult<SqlStore> {
     let options = || {
         AnyPoolOptions::new()
             .acquire_timeout(Duration::from_secs(30))
+            // The connection lives in this process: a ping before each use cannot find a broken
+            // link, it only costs one more round trip to the connection's thread per query.
+            .test_before_acquire(false)
             .after_connect(|conn, _meta| {
                 Box::pin(async move {
                     conn.execute(

@@ -20,6 +20,8 @@ pub enum Db {
 
 pub struct TestApp {
     pub address: String,
+    /// Base URL of the Automation API listener (enabled in every test app).
+    pub automation: String,
     pub api_key: String,
     pub client: Client,
     pub clock: Arc<ManualClock>,
@@ -86,17 +88,49 @@ pub async fn spawn_app_on(db: Db) -> Option<TestApp> {
     Some(start(data_dir, database_url, clock).await)
 }
 
+/// The people of the test directory file: INTERNAL cborgstrom and jdoe, EXTERNAL 200001011907.
+pub const TEST_PEOPLE: &str = r#"[
+  {"source": "INTERNAL", "identifier": "sAMAccountName=cborgstrom", "userId": "cborgstrom",
+   "firstName": "Carl", "lastName": "Borgström", "mail": "carl.borgstrom@example.org", "mobile": "+46701111111"},
+  {"source": "INTERNAL", "identifier": "sAMAccountName=jdoe", "userId": "jdoe",
+   "firstName": "Jane", "lastName": "Doe", "mail": "jane.doe@example.org"},
+  {"source": "EXTERNAL", "identifier": "200001011907",
+   "firstName": "Elsa", "lastName": "Extern", "mail": "elsa@example.net"}
+]"#;
+
 /// Starts (or restarts) a server over an existing data directory and database.
 pub async fn start(data_dir: TempDir, database_url: String, clock: Arc<ManualClock>) -> TestApp {
-    let settings = Settings {
+    start_with(data_dir, database_url, clock, |_| {}).await
+}
+
+/// Like [`start`], with a last word on the settings (an LDAP directory, a smaller limit).
+pub async fn start_with(
+    data_dir: TempDir,
+    database_url: String,
+    clock: Arc<ManualClock>,
+    adjust: impl FnOnce(&mut Settings),
+) -> TestApp {
+    let people = data_dir.path().join("people.json");
+    if !people.exists() {
+        std::fs::write(&people, TEST_PEOPLE).unwrap();
+    }
+    let mut settings = Settings {
         data_dir: data_dir.path().to_path_buf(),
         listen: "127.0.0.1:0".parse().unwrap(),
         database_url: Some(database_url.clone()),
         job_interval_seconds: 0,
+        directory_file: Some(people),
         ..Settings::default()
     };
+    settings.automation_api.enabled = true;
+    settings.automation_api.listen = "127.0.0.1:0".parse().unwrap();
+    adjust(&mut settings);
     let app = Application::build(settings, clock.clone()).await.unwrap();
     let address = format!("http://{}", app.local_addr().unwrap());
+    let automation = app
+        .automation_addr()
+        .map(|a| format!("http://{a}"))
+        .unwrap_or_default();
     let state = app.state().clone();
     let runner = app.job_runner();
     let api_key = signet::api_key::create_api_key(state.store.as_ref(), clock.now_for_tests())
@@ -112,6 +146,7 @@ pub async fn start(data_dir: TempDir, database_url: String, clock: Arc<ManualClo
     });
     TestApp {
         address,
+        automation,
         api_key,
         client: Client::new(),
         clock,

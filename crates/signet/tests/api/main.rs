@@ -4,10 +4,13 @@
 
 mod ca;
 mod cli;
+mod directory;
 mod documents;
 mod errors;
 mod helpers;
 mod jobs;
 mod openssl;
+mod orders;
 mod signers;
+mod slapd;
 mod store_story;

@@ -14,6 +14,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use signet_pdf::{ByteRange, PdfError, PrepareOptions};
 use tokio::io::AsyncWriteExt;
+use tracing::Instrument;
 
 use super::error::{ApiError, ErrorCode};
 use super::extract::{ApiJson, ApiMultipart, ApiPath};
@@ -150,21 +151,6 @@ enum Received {
 
 /// Uploads up to this size are kept in memory while they arrive.
 const SPILL_THRESHOLD: usize = 1024 * 1024;
-
-impl Received {
-    /// Turns the upload into a temporary file, open for reading and appending. Blocking.
-    fn into_temp_file(self, blobs: &BlobStore) -> std::io::Result<(TempBlob, std::fs::File)> {
-        match self {
-            Received::Spilled { temp, handle } => Ok((temp, handle)),
-            Received::InMemory(bytes) => {
-                use std::io::Write;
-                let (temp, mut handle) = blobs.create_temp()?;
-                handle.write_all(&bytes)?;
-                Ok((temp, handle))
-            }
-        }
-    }
-}
 
 /// Reads the rest of an over-long request body and drops it, so the client (which is still
 /// sending) reads our 413 instead of a connection reset. Bounded: past `cap` we stop reading.
@@ -367,23 +353,36 @@ async fn upload(
         sha256,
     } = file;
     let (prepared, signed_attributes, prepared_blob) = blocking(move || {
-        use std::io::{Read, Seek, SeekFrom};
-        let (temp, mut handle) = content
-            .into_temp_file(&blobs)
-            .map_err(io_error("storing the upload"))?;
-        let mut magic = [0u8; 5];
-        handle
-            .seek(SeekFrom::Start(0))
-            .map_err(io_error("reading the upload"))?;
-        let magic_len = handle
-            .read(&mut magic)
-            .map_err(io_error("reading the upload"))?;
-        if &magic[..magic_len] != b"%PDF-" {
-            return Err(upload_error(
-                "the file is not a PDF: it does not start with %PDF-",
-            ));
-        }
-        let prepared = signet_pdf::prepare_appending(&mut handle, &options).map_err(pdf_error)?;
+        let not_pdf = || upload_error("the file is not a PDF: it does not start with %PDF-");
+        // A small upload is parsed from memory and written once, with its revision; a large
+        // one is already on disk and gets the revision appended to it.
+        let (temp, handle, prepared) = match content {
+            Received::InMemory(bytes) => {
+                if !bytes.starts_with(b"%PDF-") {
+                    return Err(not_pdf());
+                }
+                let (temp, mut handle) = blobs.create_temp().map_err(io_error("temp file"))?;
+                let prepared =
+                    signet_pdf::prepare(&bytes[..], &mut handle, &options).map_err(pdf_error)?;
+                (temp, handle, prepared)
+            }
+            Received::Spilled { temp, mut handle } => {
+                use std::io::{Read, Seek, SeekFrom};
+                let mut magic = [0u8; 5];
+                handle
+                    .seek(SeekFrom::Start(0))
+                    .map_err(io_error("reading the upload"))?;
+                let magic_len = handle
+                    .read(&mut magic)
+                    .map_err(io_error("reading the upload"))?;
+                if &magic[..magic_len] != b"%PDF-" {
+                    return Err(not_pdf());
+                }
+                let prepared =
+                    signet_pdf::prepare_appending(&mut handle, &options).map_err(pdf_error)?;
+                (temp, handle, prepared)
+            }
+        };
         let signed_attributes =
             signet_crypto::cms::signed_attributes_der(&prepared.digest, &certificate_der).map_err(
                 |e| ApiError::Internal(anyhow::Error::new(e).context("SignedAttributes")),
@@ -546,6 +545,95 @@ fn invalid_signature(message: impl Into<String>) -> ApiError {
     )
 }
 
+/// A prepared file being filled with its signature, in place, under an exclusive lock.
+///
+/// Signing writes only the `/Contents` placeholder, which lies outside the signed byte range,
+/// so the prepared file becomes the signed file without a copy. The lock (`flock`, held until
+/// the row's WAITING → SIGNED compare-and-set is known) makes racing attempts exclusive: a
+/// second one fails to take it, or takes it after the winner and finds the placeholder filled
+/// and the document SIGNED. A filled placeholder on a WAITING document is what an attempt
+/// that never committed (a crash, a failed commit) leaves; the next attempt clears and
+/// refills it. Bytes a client can download are therefore never rewritten.
+struct Fill {
+    file: std::fs::File,
+    blob: BlobKey,
+    byte_range: ByteRange,
+    cms: Vec<u8>,
+    /// The placeholder was already filled: see [`Fill::refill`].
+    stale: bool,
+}
+
+impl Fill {
+    /// Opens and locks the prepared file and fills its placeholder with `cms`, durably, unless
+    /// it is already filled (`stale`). Blocking.
+    fn claim(
+        blobs: &BlobStore,
+        blob: &BlobKey,
+        byte_range: ByteRange,
+        cms: Vec<u8>,
+    ) -> Result<Self, ApiError> {
+        let lost =
+            || ApiError::illegal("the document was signed or deleted by another request meanwhile");
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(blobs.path(blob))
+            .map_err(|e| match e.kind() {
+                // A racing request deleted this document first.
+                std::io::ErrorKind::NotFound => lost(),
+                _ => io_error("opening the prepared PDF")(e),
+            })?;
+        file.try_lock().map_err(|e| match e {
+            std::fs::TryLockError::WouldBlock => {
+                ApiError::illegal("the document is being signed by another request")
+            }
+            std::fs::TryLockError::Error(e) => io_error("locking the prepared PDF")(e),
+        })?;
+        let mut fill = Fill {
+            file,
+            blob: blob.clone(),
+            byte_range,
+            cms,
+            stale: false,
+        };
+        match signet_pdf::embed(&mut fill.file, &byte_range, &fill.cms) {
+            Ok(()) => {}
+            Err(PdfError::PlaceholderMismatch(_))
+                if !signet_pdf::placeholder_is_empty(&mut fill.file, &byte_range)
+                    .map_err(embed_error)? =>
+            {
+                fill.stale = true;
+                return Ok(fill);
+            }
+            Err(e) => return Err(embed_error(e)),
+        }
+        fill.sync()?;
+        Ok(fill)
+    }
+
+    /// Clears a placeholder left filled by an attempt that never committed and fills it with
+    /// this attempt's signature. Blocking; call only with the document still WAITING.
+    fn refill(mut self) -> Result<Self, ApiError> {
+        signet_pdf::clear_placeholder(&mut self.file, &self.byte_range).map_err(embed_error)?;
+        signet_pdf::embed(&mut self.file, &self.byte_range, &self.cms).map_err(embed_error)?;
+        self.sync()?;
+        self.stale = false;
+        Ok(self)
+    }
+
+    /// The fill reaches the disk before the row says SIGNED. The file's length and name are
+    /// unchanged (both made durable at upload), so its data is all there is to flush.
+    fn sync(&self) -> Result<(), ApiError> {
+        self.file
+            .sync_data()
+            .map_err(io_error("storing the signed PDF"))
+    }
+}
+
+fn embed_error(e: PdfError) -> ApiError {
+    ApiError::Internal(anyhow::Error::new(e).context("embedding the CMS"))
+}
+
 #[tracing::instrument(skip_all, fields(document.id = %raw_id))]
 async fn sign(
     State(state): State<AppState>,
@@ -605,9 +693,8 @@ async fn sign(
         .clone()
         .ok_or_else(|| ApiError::Internal(anyhow::anyhow!("waiting document without its file")))?;
     let ca_der = state.pki.ca().certificate_der().to_vec();
-    let blobs = state.blobs.clone();
-    let attempt = uuid::Uuid::new_v4();
-    let signed = blocking(move || {
+    let byte_range = ByteRange(document.byte_range);
+    let verify_and_fill = move |blobs: std::sync::Arc<BlobStore>| -> Result<Fill, ApiError> {
         let verified = signet_crypto::verify::verify_with_certificate(
             &certificate.der,
             &document.signed_attributes,
@@ -627,46 +714,54 @@ async fn sign(
             &[&ca_der],
         )
         .map_err(|e| ApiError::Internal(anyhow::Error::new(e).context("building SignedData")))?;
-        let (temp, mut handle) = blobs.copy_to_temp(&prepared_blob).map_err(|e| {
-            if e.kind() == std::io::ErrorKind::NotFound {
-                // A racing request finished (and cleaned up) this document first.
-                ApiError::illegal("the document was signed or deleted by another request meanwhile")
-            } else {
-                io_error("copying the prepared PDF")(e)
+        Fill::claim(&blobs, &prepared_blob, byte_range, cms)
+    };
+    // From the claim to the commit this runs as its own task: a client that hangs up must not
+    // release the lock while the commit is still queued (see `Fill`).
+    let task_state = state.clone();
+    tokio::spawn(
+        async move {
+            let state = task_state;
+            let blobs = state.blobs.clone();
+            let mut fill = blocking(move || verify_and_fill(blobs)).await?;
+            if fill.stale {
+                // Under the lock no live attempt is running, so a filled placeholder is left from
+                // one that never committed, unless the document has left WAITING since.
+                let current = state.store.find_document(&document_id).await?;
+                if current.is_none_or(|current| current.status != DocumentStatus::Waiting) {
+                    return Err(ApiError::illegal(
+                        "the document was signed, rejected or deleted by another request meanwhile",
+                    ));
+                }
+                fill = blocking(move || fill.refill()).await?;
             }
-        })?;
-        signet_pdf::embed(&mut handle, &ByteRange(document.byte_range), &cms)
-            .map_err(|e| ApiError::Internal(anyhow::Error::new(e).context("embedding the CMS")))?;
-        let size = handle
-            .metadata()
-            .map_err(io_error("sizing the signed PDF"))?
-            .len();
-        let blob = BlobKey::signed(document_id, attempt);
-        blobs
-            .persist(temp, &handle, &blob)
-            .map_err(io_error("storing the signed PDF"))?;
-        Ok(SignedFile { blob, size })
-    })
-    .await?;
-
-    let won = state
-        .store
-        .change_document_status(
-            &document_id,
-            DocumentStatus::Waiting,
-            DocumentStatus::Signed,
-            Some(&signed),
-            state.clock.now(),
-        )
-        .await;
-    if !matches!(won, Ok(true)) {
-        let _ = std::fs::remove_file(state.blobs.path(&signed.blob));
-        won?;
-        return Err(ApiError::illegal(
-            "the document was signed, rejected or deleted by another request meanwhile",
-        ));
-    }
-    let _ = std::fs::remove_file(state.blobs.path(&BlobKey::prepared(document_id)));
+            let signed = SignedFile {
+                blob: fill.blob.clone(),
+                size: byte_range.file_len(),
+            };
+            let won = state
+                .store
+                .change_document_status(
+                    &document_id,
+                    DocumentStatus::Waiting,
+                    DocumentStatus::Signed,
+                    Some(&signed),
+                    state.clock.now(),
+                )
+                .await;
+            // Only now may another attempt take the file.
+            drop(fill);
+            if !won? {
+                return Err(ApiError::illegal(
+                    "the document was signed, rejected or deleted by another request meanwhile",
+                ));
+            }
+            Ok(())
+        }
+        .in_current_span(),
+    )
+    .await
+    .map_err(|e| ApiError::Internal(anyhow::Error::new(e).context("signing task failed")))??;
     tracing::info!("document signed");
     Ok(Json(SignResponse {
         document_id: document_id.to_string(),
@@ -687,9 +782,11 @@ async fn download(
             document.status
         )));
     };
-    // Each signed file has its own blob key, so the key is a strong validator of its bytes.
+    // A signed file's bytes never change once the document is SIGNED, and its key names the
+    // document, so the key is a strong validator of its bytes.
     let etag = format!(
-        "\"{}\"",
+        "\"{}-{}\"",
+        document.document_id,
         blob.as_str()
             .rsplit('/')
             .next()

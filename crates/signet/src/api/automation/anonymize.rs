@@ -1,0 +1,124 @@
+//! `POST /anonymize`: removes a person's name, phone number and e-mail address from Signet's
+//! records and gives them a new internal id, once they have no PENDING order.
+
+use axum::extract::{Request, State};
+use axum::Json;
+use serde_json::{json, Value};
+
+use super::form::{read_small_body, SmallBody};
+use super::people::{parse_json_field, person_from_value};
+use crate::api::cloudsigner::error::ApiError;
+use crate::domain::person::{PersonSource, PersonalNumber};
+use crate::state::AppState;
+use crate::store::orders::{AnonymizeOutcome, AnonymizeTarget};
+
+/// The three ways the source names a user.
+const SELECTORS: [&str; 3] = ["internalId", "externalId", "ldapSearch"];
+
+fn text_of(value: &Value) -> Option<String> {
+    match value {
+        Value::String(s) => Some(s.clone()),
+        Value::Null => None,
+        other => Some(other.to_string()),
+    }
+}
+
+/// `externalId`: `SOURCE:identifier`, e.g. `INTERNAL:jane.doe` or `EXTERNAL:200001011907`.
+fn parse_external_id(raw: &str) -> Result<(PersonSource, String), ApiError> {
+    let (source, identifier) = raw.trim().split_once(':').ok_or_else(|| {
+        ApiError::validation("externalId must be SOURCE:identifier, e.g. EXTERNAL:200001011907")
+    })?;
+    let source: PersonSource = source.parse().map_err(|_| {
+        ApiError::validation(format!(
+            "externalId source must be INTERNAL or EXTERNAL, not {source:?}"
+        ))
+    })?;
+    let identifier = match source {
+        PersonSource::External => PersonalNumber::parse(identifier)
+            .map_err(|e| ApiError::validation(format!("externalId: {e}")))?
+            .as_str()
+            .to_owned(),
+        PersonSource::Internal => identifier.trim().to_owned(),
+    };
+    Ok((source, identifier))
+}
+
+#[tracing::instrument(skip_all)]
+pub async fn anonymize(
+    State(state): State<AppState>,
+    request: Request,
+) -> Result<Json<Value>, ApiError> {
+    let given: Vec<(String, Value)> = match read_small_body(&state, request).await? {
+        SmallBody::Json(Value::Object(map)) => map.into_iter().collect(),
+        SmallBody::Json(_) => {
+            return Err(ApiError::validation(
+                "expected a JSON object with one of internalId, externalId, ldapSearch",
+            ))
+        }
+        SmallBody::Fields(fields) => fields
+            .into_iter()
+            .map(|(k, v)| (k, Value::String(v)))
+            .collect(),
+    };
+    let chosen: Vec<&(String, Value)> = given
+        .iter()
+        .filter(|(k, v)| SELECTORS.contains(&k.as_str()) && !v.is_null())
+        .collect();
+    let [(selector, value)] = chosen.as_slice() else {
+        return Err(ApiError::validation(
+            "give exactly one of internalId, externalId, ldapSearch",
+        ));
+    };
+    let target = match selector.as_str() {
+        "internalId" => {
+            let raw = text_of(value).unwrap_or_default();
+            let id = uuid::Uuid::try_parse(raw.trim())
+                .map_err(|_| ApiError::validation(format!("internalId {raw:?} is not a UUID")))?;
+            AnonymizeTarget::InternalId(id.to_string())
+        }
+        "externalId" => {
+            let (source, identifier) = parse_external_id(&text_of(value).unwrap_or_default())?;
+            person_target(&state, source, &identifier).await?
+        }
+        _ => {
+            let person = match value {
+                Value::String(raw) => {
+                    person_from_value(&parse_json_field(raw, "ldapSearch")?, "ldapSearch")?
+                }
+                other => person_from_value(other, "ldapSearch")?,
+            };
+            person_target(&state, person.source, &person.identifier).await?
+        }
+    };
+    match state.store.anonymize(&target, state.clock.now()).await? {
+        AnonymizeOutcome::NotFound => Err(ApiError::not_found("no such user")),
+        AnonymizeOutcome::HasPendingOrders => Err(ApiError::illegal(
+            "the user has PENDING orders: cancel or delete them first",
+        )),
+        AnonymizeOutcome::Done { internal_id } => {
+            tracing::info!("user anonymized");
+            Ok(Json(json!({"anonymized": true, "internalId": internal_id})))
+        }
+    }
+}
+
+/// The login key of a person named by source and identifier: EXTERNAL people are their personal
+/// number; INTERNAL ones are looked up (an `attr=value` identifier names the person through the
+/// directory), falling back to the identifier itself when the directory no longer has them.
+async fn person_target(
+    state: &AppState,
+    source: PersonSource,
+    identifier: &str,
+) -> Result<AnonymizeTarget, ApiError> {
+    let user_id = match source {
+        PersonSource::External => identifier.to_owned(),
+        PersonSource::Internal => match state.directory.lookup(source, identifier).await {
+            Ok(Some(found)) => found.user_id,
+            Ok(None) | Err(_) => identifier
+                .split_once('=')
+                .map_or(identifier, |(_, value)| value)
+                .to_owned(),
+        },
+    };
+    Ok(AnonymizeTarget::Person { source, user_id })
+}

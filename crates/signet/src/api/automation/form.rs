@@ -1,0 +1,253 @@
+//! Reading Automation API bodies: the order form (multipart, with the PDF streamed to a temporary
+//! file and counted against the upload limit) and the small bodies that may come as JSON, as a
+//! URL-encoded form or as multipart fields.
+
+use axum::extract::{FromRequest, Multipart, Request};
+use axum::http::header::CONTENT_TYPE;
+use axum::http::StatusCode;
+use serde_json::Value;
+use tokio::io::AsyncWriteExt;
+
+use crate::api::cloudsigner::error::{ApiError, ErrorCode};
+use crate::domain::Sha256Digest;
+use crate::state::AppState;
+use crate::store::blobs::TempBlob;
+
+/// Longest text field accepted (a description, a person's JSON).
+const MAX_TEXT_FIELD: usize = 64 * 1024;
+/// Most repeated fields (signers, tags, options) accepted in one request.
+const MAX_REPEATED: usize = 200;
+
+/// The uploaded PDF, on disk under the blob store's `tmp/` (removed on drop unless persisted).
+pub struct UploadedFile {
+    pub temp: TempBlob,
+    pub file: std::fs::File,
+    pub file_name: String,
+    pub size: u64,
+    pub sha256: Sha256Digest,
+}
+
+/// Every field of an order form, as text, plus the file.
+#[derive(Default)]
+pub struct OrderForm {
+    pub fields: Vec<(String, String)>,
+    pub upload: Option<UploadedFile>,
+}
+
+impl OrderForm {
+    /// The one value of a field; a repeated single field is refused.
+    pub fn single(&self, name: &str) -> Result<Option<&str>, ApiError> {
+        let mut values = self.fields.iter().filter(|(n, _)| n == name);
+        let first = values.next().map(|(_, v)| v.as_str());
+        if values.next().is_some() {
+            return Err(ApiError::validation(format!(
+                "field {name} may be given only once"
+            )));
+        }
+        Ok(first)
+    }
+
+    pub fn all<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a str> + 'a {
+        self.fields
+            .iter()
+            .filter(move |(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+pub fn malformed(e: impl std::fmt::Display) -> ApiError {
+    ApiError::generic(format!("malformed multipart body: {e}"))
+}
+
+fn io_error(context: &'static str) -> impl Fn(std::io::Error) -> ApiError {
+    move |e| ApiError::Internal(anyhow::Error::new(e).context(context))
+}
+
+pub fn too_large(limit: u64) -> ApiError {
+    ApiError::new(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        ErrorCode::DocumentUpload,
+        format!("the document is larger than the limit of {limit} bytes"),
+    )
+}
+
+/// Reads a multipart order form; the file field is `file_field` (`upload`).
+pub async fn read_order_form(
+    state: &AppState,
+    mut multipart: Multipart,
+    file_field: &str,
+) -> Result<OrderForm, ApiError> {
+    let limit = state.settings.max_upload_bytes;
+    let mut form = OrderForm::default();
+    while let Some(mut field) = multipart
+        .next_field()
+        .await
+        .map_err(|e| malformed(e.body_text()))?
+    {
+        let name = field.name().unwrap_or_default().to_owned();
+        if name == file_field {
+            if form.upload.is_some() {
+                return Err(ApiError::validation(format!(
+                    "field {file_field} may be given only once"
+                )));
+            }
+            let file_name = field
+                .file_name()
+                .map(|n| n.rsplit(['/', '\\']).next().unwrap_or(n).trim().to_owned())
+                .filter(|n| !n.is_empty())
+                .unwrap_or_else(|| "document.pdf".to_owned())
+                .chars()
+                .take(255)
+                .collect::<String>();
+            let blobs = state.blobs.clone();
+            let (temp, handle) = tokio::task::spawn_blocking(move || blobs.create_temp())
+                .await
+                .map_err(|e| ApiError::Internal(e.into()))?
+                .map_err(io_error("creating a temporary file"))?;
+            let mut writer =
+                tokio::io::BufWriter::with_capacity(256 * 1024, tokio::fs::File::from_std(handle));
+            let mut hasher = <sha2::Sha256 as sha2::Digest>::new();
+            let mut size = 0u64;
+            while let Some(chunk) = field.chunk().await.map_err(|e| malformed(e.body_text()))? {
+                size += chunk.len() as u64;
+                if size > limit {
+                    return Err(too_large(limit));
+                }
+                sha2::Digest::update(&mut hasher, &chunk);
+                writer
+                    .write_all(&chunk)
+                    .await
+                    .map_err(io_error("writing the upload"))?;
+            }
+            writer
+                .flush()
+                .await
+                .map_err(io_error("writing the upload"))?;
+            let file = writer.into_inner().into_std().await;
+            form.upload = Some(UploadedFile {
+                temp,
+                file,
+                file_name,
+                size,
+                sha256: Sha256Digest::from_bytes(sha2::Digest::finalize(hasher).into()),
+            });
+            continue;
+        }
+        let text = field.text().await.map_err(|e| malformed(e.body_text()))?;
+        if text.len() > MAX_TEXT_FIELD {
+            return Err(ApiError::validation(format!(
+                "field {name} is longer than {MAX_TEXT_FIELD} bytes"
+            )));
+        }
+        if form.fields.len() >= MAX_REPEATED {
+            return Err(ApiError::validation("too many fields in one request"));
+        }
+        form.fields.push((name, text));
+    }
+    Ok(form)
+}
+
+/// A small request body in any of the forms the reference's clients send.
+pub enum SmallBody {
+    Json(Value),
+    Fields(Vec<(String, String)>),
+}
+
+/// Reads a body that is JSON, URL-encoded, or multipart without files (files are refused).
+pub async fn read_small_body(state: &AppState, request: Request) -> Result<SmallBody, ApiError> {
+    let content_type = request
+        .headers()
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_ascii_lowercase();
+    if content_type.starts_with("multipart/form-data") {
+        let mut multipart = Multipart::from_request(request, state)
+            .await
+            .map_err(|e| malformed(e.body_text()))?;
+        let mut fields = Vec::new();
+        while let Some(field) = multipart
+            .next_field()
+            .await
+            .map_err(|e| malformed(e.body_text()))?
+        {
+            let name = field.name().unwrap_or_default().to_owned();
+            if field.file_name().is_some() {
+                return Err(ApiError::validation(format!(
+                    "field {name} must be text, not a file"
+                )));
+            }
+            let text = field.text().await.map_err(|e| malformed(e.body_text()))?;
+            if text.len() > MAX_TEXT_FIELD || fields.len() >= MAX_REPEATED {
+                return Err(ApiError::validation(
+                    "the form is larger than this endpoint accepts",
+                ));
+            }
+            fields.push((name, text));
+        }
+        return Ok(SmallBody::Fields(fields));
+    }
+    let bytes = axum::body::Bytes::from_request(request, state)
+        .await
+        .map_err(|e| {
+            if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                ApiError::new(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    ErrorCode::Generic,
+                    "the request body is larger than this endpoint accepts",
+                )
+            } else {
+                ApiError::generic(format!(
+                    "the request body could not be read: {}",
+                    e.body_text()
+                ))
+            }
+        })?;
+    if content_type.starts_with("application/x-www-form-urlencoded") {
+        let fields: Vec<(String, String)> = serde_urlencoded_pairs(&bytes)?;
+        return Ok(SmallBody::Fields(fields));
+    }
+    if content_type.starts_with("application/json") || content_type.is_empty() {
+        let value: Value = serde_json::from_slice(&bytes)
+            .map_err(|e| ApiError::generic(format!("the body is not valid JSON: {e}")))?;
+        return Ok(SmallBody::Json(value));
+    }
+    Err(ApiError::new(
+        StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        ErrorCode::Generic,
+        format!("expected JSON, a URL-encoded form or multipart/form-data, not {content_type}"),
+    ))
+}
+
+/// Decodes `application/x-www-form-urlencoded` pairs.
+fn serde_urlencoded_pairs(bytes: &[u8]) -> Result<Vec<(String, String)>, ApiError> {
+    let text =
+        std::str::from_utf8(bytes).map_err(|_| ApiError::generic("the form is not UTF-8"))?;
+    let decode = |s: &str| -> Result<String, ApiError> {
+        let s = s.replace('+', " ");
+        let mut out = Vec::with_capacity(s.len());
+        let mut bytes = s.bytes();
+        while let Some(b) = bytes.next() {
+            if b == b'%' {
+                let hi = bytes.next();
+                let lo = bytes.next();
+                let hex = [hi.unwrap_or(b'x'), lo.unwrap_or(b'x')];
+                let value = std::str::from_utf8(&hex)
+                    .ok()
+                    .and_then(|h| u8::from_str_radix(h, 16).ok())
+                    .ok_or_else(|| ApiError::generic("bad percent-encoding in the form"))?;
+                out.push(value);
+            } else {
+                out.push(b);
+            }
+        }
+        String::from_utf8(out).map_err(|_| ApiError::generic("the form is not UTF-8"))
+    };
+    text.split('&')
+        .filter(|pair| !pair.is_empty())
+        .map(|pair| {
+            let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
+            Ok((decode(name)?, decode(value)?))
+        })
+        .collect()
+}

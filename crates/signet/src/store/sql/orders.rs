@@ -1,0 +1,960 @@
+//! Signing orders in SQL: create, read, change, sign, expire, anonymize. Every change runs in
+//! one write transaction together with the events it causes, so the audit trail never misses
+//! or invents an action.
+
+use sqlx::any::AnyRow;
+use sqlx::{AnyConnection, Row};
+use time::OffsetDateTime;
+
+use super::{corrupt, from_count, from_unix, parse_blob, to_count, to_unix, SqlStore};
+use crate::directory::PersonAttributes;
+use crate::domain::order::{settle, PlanOutcome, Task};
+use crate::domain::person::PersonSource;
+use crate::domain::{LinkType, OrderId, OrderOption, OrderState, PriorityGroup, TaskStatus};
+use crate::store::orders::{
+    AnonymizeOutcome, AnonymizeTarget, EventRecord, LoginRecord, NewOrder, NewOrderSigner,
+    OrderChange, OrderDocument, OrderPerson, OrderRecord, OrderSignerRecord, OrderUpdate,
+    RecordedSignature, ResolvedPerson, SignatureOutcome,
+};
+use crate::store::{Dialect, StoreError, StoreResult};
+
+/// The reference's event names.
+pub mod event {
+    pub const ORDER_CREATED: &str = "ORDER_CREATED";
+    pub const ORDER_SIGNED: &str = "ORDER_SIGNED";
+    pub const ORDER_ACCEPTED: &str = "ORDER_ACCEPTED";
+    pub const ORDER_REJECTED: &str = "ORDER_REJECTED";
+    pub const ORDER_CANCELED: &str = "ORDER_CANCELED";
+    pub const ORDER_EXPIRED: &str = "ORDER_EXPIRED";
+    pub const ORDER_DELETED: &str = "ORDER_DELETED";
+    pub const ORDER_DUE_DATE_UPDATED: &str = "ORDER_DUE_DATE_UPDATED";
+    pub const ORDER_DESCRIPTION_UPDATED: &str = "ORDER_DESCRIPTION_UPDATED";
+    /// Not among the reference's names (it has no title change); additive.
+    pub const ORDER_TITLE_UPDATED: &str = "ORDER_TITLE_UPDATED";
+    pub const ORDER_DOCUMENT_UPDATED: &str = "ORDER_DOCUMENT_UPDATED";
+    pub const ORDER_SIGNERS_UPDATED: &str = "ORDER_SIGNERS_UPDATED";
+    pub const DOCUMENT_CREATED: &str = "DOCUMENT_CREATED";
+    pub const DOCUMENT_DELETED: &str = "DOCUMENT_DELETED";
+    pub const LOGIN_CREATED: &str = "LOGIN_CREATED";
+    pub const USER_ANONYMIZED: &str = "USER_ANONYMIZED";
+}
+
+fn parse_source(raw: &str) -> StoreResult<PersonSource> {
+    raw.parse()
+        .map_err(|e| StoreError::Corrupt(format!("person source {raw:?}: {e}")))
+}
+
+fn parse_group(raw: i64) -> StoreResult<PriorityGroup> {
+    PriorityGroup::new(raw).map_err(StoreError::Corrupt)
+}
+
+fn attributes_from_row(row: &AnyRow, prefix: &str) -> StoreResult<PersonAttributes> {
+    let column = |name: &str| format!("{prefix}{name}");
+    Ok(PersonAttributes {
+        first_name: row.try_get(column("first_name").as_str())?,
+        last_name: row.try_get(column("last_name").as_str())?,
+        mail: row.try_get(column("mail").as_str())?,
+        mobile: row.try_get(column("mobile").as_str())?,
+    })
+}
+
+fn json_list(raw: &str, what: &str) -> StoreResult<Vec<serde_json::Value>> {
+    serde_json::from_str(raw).map_err(|e| StoreError::Corrupt(format!("{what}: {e}")))
+}
+
+fn options_text(options: &[OrderOption]) -> String {
+    serde_json::Value::Array(options.iter().map(OrderOption::to_json).collect()).to_string()
+}
+
+/// Appends one event; `actor` is the acting login's internal id when a person acted.
+pub(crate) async fn insert_event(
+    tx: &mut AnyConnection,
+    name: &str,
+    at: OffsetDateTime,
+    actor: Option<&str>,
+    order_id: Option<&OrderId>,
+    details: serde_json::Value,
+) -> StoreResult<()> {
+    sqlx::query(
+        "INSERT INTO events (event, at, actor, order_id, details) VALUES ($1, $2, $3, $4, $5)",
+    )
+    .bind(name)
+    .bind(to_unix(at))
+    .bind(actor.map(str::to_owned))
+    .bind(order_id.map(ToString::to_string))
+    .bind(details.to_string())
+    .execute(&mut *tx)
+    .await?;
+    Ok(())
+}
+
+/// Finds or creates the login of a person; refreshes its attributes from the latest lookup.
+/// Returns the login's row id and internal id.
+async fn upsert_login(
+    tx: &mut AnyConnection,
+    person: &ResolvedPerson,
+    now: OffsetDateTime,
+    order_id: &OrderId,
+) -> StoreResult<(String, String)> {
+    let id = uuid::Uuid::new_v4().to_string();
+    let internal_id = uuid::Uuid::new_v4().to_string();
+    let a = &person.attributes;
+    // ON CONFLICT DO NOTHING: two orders naming one new person at once both end with one login.
+    let inserted = sqlx::query(
+        "INSERT INTO logins (id, internal_id, source, user_id, first_name, last_name, mail, mobile, \
+         created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $9) \
+         ON CONFLICT (source, user_id) DO NOTHING",
+    )
+    .bind(&id)
+    .bind(&internal_id)
+    .bind(person.source.as_str())
+    .bind(&person.user_id)
+    .bind(a.first_name.clone())
+    .bind(a.last_name.clone())
+    .bind(a.mail.clone())
+    .bind(a.mobile.clone())
+    .bind(to_unix(now))
+    .execute(&mut *tx)
+    .await?
+    .rows_affected()
+        == 1;
+    if inserted {
+        insert_event(
+            tx,
+            event::LOGIN_CREATED,
+            now,
+            Some(&internal_id),
+            Some(order_id),
+            serde_json::json!({"source": person.source.as_str()}),
+        )
+        .await?;
+        return Ok((id, internal_id));
+    }
+    let row = sqlx::query("SELECT id, internal_id FROM logins WHERE source = $1 AND user_id = $2")
+        .bind(person.source.as_str())
+        .bind(&person.user_id)
+        .fetch_one(&mut *tx)
+        .await?;
+    let (id, internal_id): (String, String) = (row.try_get("id")?, row.try_get("internal_id")?);
+    sqlx::query(
+        "UPDATE logins SET first_name = COALESCE($1, first_name), last_name = COALESCE($2, last_name), \
+         mail = COALESCE($3, mail), mobile = COALESCE($4, mobile), updated_at = $5 WHERE id = $6",
+    )
+    .bind(a.first_name.clone())
+    .bind(a.last_name.clone())
+    .bind(a.mail.clone())
+    .bind(a.mobile.clone())
+    .bind(to_unix(now))
+    .bind(&id)
+    .execute(&mut *tx)
+    .await?;
+    Ok((id, internal_id))
+}
+
+async fn insert_signer(
+    tx: &mut AnyConnection,
+    order_id: &OrderId,
+    position: i64,
+    signer: &NewOrderSigner,
+    status: TaskStatus,
+    now: OffsetDateTime,
+) -> StoreResult<()> {
+    let (login_id, _) = upsert_login(&mut *tx, &signer.person, now, order_id).await?;
+    let a = &signer.person.attributes;
+    sqlx::query(
+        "INSERT INTO order_signers (order_id, position, login_id, source, identifier, first_name, \
+         last_name, mail, mobile, priority_group, status, link_nonce, token_hash) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
+    )
+    .bind(order_id.to_string())
+    .bind(position)
+    .bind(login_id)
+    .bind(signer.person.source.as_str())
+    .bind(&signer.person.identifier)
+    .bind(a.first_name.clone())
+    .bind(a.last_name.clone())
+    .bind(a.mail.clone())
+    .bind(a.mobile.clone())
+    .bind(i64::from(signer.group.get()))
+    .bind(status.as_str())
+    .bind(&signer.link_nonce)
+    .bind(&signer.token_hash)
+    .execute(&mut *tx)
+    .await?;
+    Ok(())
+}
+
+/// The columns of an order with its solicitor's current internal id.
+const SELECT_ORDER: &str =
+    "SELECT o.order_id, o.title, o.description, o.state, o.link_type, o.tags, \
+     o.options, o.solicitor_identifier, o.solicitor_first_name, o.solicitor_last_name, \
+     o.solicitor_mail, o.solicitor_mobile, o.document_name, o.document_blob, o.document_size, \
+     o.document_sha256, o.signatures, o.revision, o.due_at, o.created_at, o.updated_at, \
+     l.internal_id AS solicitor_internal_id, l.source AS solicitor_source \
+     FROM orders o JOIN logins l ON l.id = o.solicitor_login WHERE o.order_id = $1";
+
+const SELECT_SIGNERS: &str =
+    "SELECT s.position, s.source, s.identifier, s.first_name, s.last_name, \
+     s.mail, s.mobile, s.priority_group, s.status, s.action_at, s.reject_reason, s.link_nonce, \
+     l.internal_id FROM order_signers s JOIN logins l ON l.id = s.login_id \
+     WHERE s.order_id = $1 ORDER BY s.position";
+
+fn order_from_rows(row: &AnyRow, signer_rows: &[AnyRow]) -> StoreResult<OrderRecord> {
+    let order_id: String = row.try_get("order_id")?;
+    let state: String = row.try_get("state")?;
+    let blob: Option<String> = Some(row.try_get("document_blob")?);
+    let sha256: String = row.try_get("document_sha256")?;
+    let options = json_list(&row.try_get::<String, _>("options")?, "order options")?
+        .iter()
+        .map(OrderOption::from_json)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(corrupt("order option"))?;
+    let signatures: i64 = row.try_get("signatures")?;
+    let signers = signer_rows
+        .iter()
+        .map(|s| {
+            let status: String = s.try_get("status")?;
+            let action_at: Option<i64> = s.try_get("action_at")?;
+            Ok(OrderSignerRecord {
+                position: s.try_get("position")?,
+                person: OrderPerson {
+                    internal_id: s.try_get("internal_id")?,
+                    source: parse_source(&s.try_get::<String, _>("source")?)?,
+                    identifier: s.try_get("identifier")?,
+                    attributes: attributes_from_row(s, "")?,
+                },
+                group: parse_group(s.try_get("priority_group")?)?,
+                status: status.parse().map_err(corrupt("signer status"))?,
+                action_at: action_at.map(from_unix).transpose()?,
+                reject_reason: s.try_get("reject_reason")?,
+                link_nonce: s.try_get("link_nonce")?,
+            })
+        })
+        .collect::<StoreResult<Vec<_>>>()?;
+    Ok(OrderRecord {
+        order_id: OrderId::parse(&order_id).map_err(corrupt("order id"))?,
+        title: row.try_get("title")?,
+        description: row.try_get("description")?,
+        state: state.parse().map_err(corrupt("order state"))?,
+        link_type: LinkType::from_i64(row.try_get("link_type")?).map_err(corrupt("link type"))?,
+        tags: json_list(&row.try_get::<String, _>("tags")?, "order tags")?,
+        options,
+        solicitor: OrderPerson {
+            internal_id: row.try_get("solicitor_internal_id")?,
+            source: parse_source(&row.try_get::<String, _>("solicitor_source")?)?,
+            identifier: row.try_get("solicitor_identifier")?,
+            attributes: attributes_from_row(row, "solicitor_")?,
+        },
+        document: OrderDocument {
+            file_name: row.try_get("document_name")?,
+            blob: parse_blob(blob)?.ok_or_else(|| StoreError::Corrupt("no document".into()))?,
+            size: from_count(row.try_get("document_size")?)?,
+            sha256: sha256.parse().map_err(corrupt("document sha256"))?,
+        },
+        signatures: u32::try_from(signatures)
+            .map_err(|_| StoreError::Corrupt("signatures".into()))?,
+        revision: row.try_get("revision")?,
+        due_at: from_unix(row.try_get("due_at")?)?,
+        created_at: from_unix(row.try_get("created_at")?)?,
+        updated_at: from_unix(row.try_get("updated_at")?)?,
+        signers,
+    })
+}
+
+/// Reads an order inside a transaction, locking its row where the database can (so concurrent
+/// changes to one order queue up instead of deciding on stale state).
+async fn order_for_update(
+    dialect: Dialect,
+    tx: &mut AnyConnection,
+    order_id: &OrderId,
+) -> StoreResult<Option<OrderRecord>> {
+    let sql = match dialect {
+        Dialect::Sqlite => SELECT_ORDER.to_owned(),
+        Dialect::Postgres => format!("{SELECT_ORDER} FOR UPDATE OF o"),
+    };
+    let Some(row) = sqlx::query(sqlx::AssertSqlSafe(sql))
+        .bind(order_id.to_string())
+        .fetch_optional(&mut *tx)
+        .await?
+    else {
+        return Ok(None);
+    };
+    let signers = sqlx::query(SELECT_SIGNERS)
+        .bind(order_id.to_string())
+        .fetch_all(&mut *tx)
+        .await?;
+    order_from_rows(&row, &signers).map(Some)
+}
+
+/// Writes each task's (possibly changed) waiting status back.
+async fn save_task_statuses(
+    tx: &mut AnyConnection,
+    order_id: &OrderId,
+    positions: &[i64],
+    tasks: &[Task],
+) -> StoreResult<()> {
+    for (position, task) in positions.iter().zip(tasks) {
+        sqlx::query(
+            "UPDATE order_signers SET status = $1 WHERE order_id = $2 AND position = $3 AND status <> $1",
+        )
+        .bind(task.status.as_str())
+        .bind(order_id.to_string())
+        .bind(*position)
+        .execute(&mut *tx)
+        .await?;
+    }
+    Ok(())
+}
+
+/// Moves a PENDING order to a final state, with its event.
+async fn finish_order(
+    tx: &mut AnyConnection,
+    order_id: &OrderId,
+    to: OrderState,
+    now: OffsetDateTime,
+    actor: Option<&str>,
+) -> StoreResult<()> {
+    sqlx::query(
+        "UPDATE orders SET state = $1, finished_at = $2, updated_at = $2 WHERE order_id = $3 AND state = 'PENDING'",
+    )
+    .bind(to.as_str())
+    .bind(to_unix(now))
+    .bind(order_id.to_string())
+    .execute(&mut *tx)
+    .await?;
+    let name = match to {
+        OrderState::Accepted => event::ORDER_ACCEPTED,
+        OrderState::Rejected => event::ORDER_REJECTED,
+        OrderState::Cancelled => event::ORDER_CANCELED,
+        OrderState::Expired => event::ORDER_EXPIRED,
+        OrderState::Pending => return Err(StoreError::Corrupt("finishing into PENDING".into())),
+    };
+    insert_event(tx, name, now, actor, Some(order_id), serde_json::json!({})).await
+}
+
+fn tasks_of(order: &OrderRecord) -> (Vec<i64>, Vec<Task>) {
+    order
+        .signers
+        .iter()
+        .map(|s| {
+            (
+                s.position,
+                Task {
+                    group: s.group,
+                    status: s.status,
+                },
+            )
+        })
+        .unzip()
+}
+
+impl SqlStore {
+    pub(crate) async fn create_order_sql(
+        &self,
+        order: &NewOrder,
+        now: OffsetDateTime,
+    ) -> StoreResult<()> {
+        let order = order.clone();
+        self.write(move |tx| {
+            Box::pin(async move {
+                let id = order.order_id;
+                let (solicitor_login, solicitor_internal) =
+                    upsert_login(&mut *tx, &order.solicitor, now, &id).await?;
+                let a = &order.solicitor.attributes;
+                sqlx::query(
+                    "INSERT INTO orders (order_id, title, description, state, link_type, tags, options, \
+                     solicitor_login, solicitor_identifier, solicitor_first_name, solicitor_last_name, \
+                     solicitor_mail, solicitor_mobile, document_name, document_blob, document_size, \
+                     document_sha256, signatures, revision, due_at, created_at, updated_at) \
+                     VALUES ($1, $2, $3, 'PENDING', $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, \
+                     $16, 0, 0, $17, $18, $18)",
+                )
+                .bind(id.to_string())
+                .bind(&order.title)
+                .bind(order.description.clone())
+                .bind(order.link_type.as_i64())
+                .bind(serde_json::Value::Array(order.tags.clone()).to_string())
+                .bind(options_text(&order.options))
+                .bind(solicitor_login)
+                .bind(&order.solicitor.identifier)
+                .bind(a.first_name.clone())
+                .bind(a.last_name.clone())
+                .bind(a.mail.clone())
+                .bind(a.mobile.clone())
+                .bind(&order.document.file_name)
+                .bind(order.document.blob.as_str())
+                .bind(to_count(order.document.size)?)
+                .bind(order.document.sha256.to_string())
+                .bind(to_unix(order.due_at))
+                .bind(to_unix(now))
+                .execute(&mut *tx)
+                .await?;
+                let mut tasks: Vec<Task> = order
+                    .signers
+                    .iter()
+                    .map(|s| Task { group: s.group, status: TaskStatus::Queued })
+                    .collect();
+                settle(&mut tasks);
+                for (position, (signer, task)) in order.signers.iter().zip(&tasks).enumerate() {
+                    let position = i64::try_from(position).map_err(|_| StoreError::Corrupt("position".into()))?;
+                    insert_signer(&mut *tx, &id, position, signer, task.status, now).await?;
+                }
+                insert_event(
+                    &mut *tx,
+                    event::ORDER_CREATED,
+                    now,
+                    Some(&solicitor_internal),
+                    Some(&id),
+                    serde_json::json!({"title": order.title, "signers": order.signers.len()}),
+                )
+                .await?;
+                insert_event(
+                    &mut *tx,
+                    event::DOCUMENT_CREATED,
+                    now,
+                    Some(&solicitor_internal),
+                    Some(&id),
+                    serde_json::json!({"fileName": order.document.file_name, "sha256": order.document.sha256.to_string()}),
+                )
+                .await?;
+                Ok(())
+            })
+        })
+        .await
+    }
+
+    pub(crate) async fn find_order_sql(
+        &self,
+        order_id: &OrderId,
+    ) -> StoreResult<Option<OrderRecord>> {
+        let Some(row) = sqlx::query(SELECT_ORDER)
+            .bind(order_id.to_string())
+            .fetch_optional(&self.reader)
+            .await?
+        else {
+            return Ok(None);
+        };
+        let signers = sqlx::query(SELECT_SIGNERS)
+            .bind(order_id.to_string())
+            .fetch_all(&self.reader)
+            .await?;
+        order_from_rows(&row, &signers).map(Some)
+    }
+
+    pub(crate) async fn order_state_sql(
+        &self,
+        order_id: &OrderId,
+    ) -> StoreResult<Option<OrderState>> {
+        let row = sqlx::query("SELECT state FROM orders WHERE order_id = $1")
+            .bind(order_id.to_string())
+            .fetch_optional(&self.reader)
+            .await?;
+        row.map(|row| {
+            row.try_get::<String, _>("state")?
+                .parse()
+                .map_err(corrupt("order state"))
+        })
+        .transpose()
+    }
+
+    pub(crate) async fn delete_order_sql(
+        &self,
+        order_id: &OrderId,
+        now: OffsetDateTime,
+    ) -> StoreResult<Option<OrderDocument>> {
+        let (dialect, order_id) = (self.dialect, *order_id);
+        self.write(move |tx| {
+            Box::pin(async move {
+                let Some(order) = order_for_update(dialect, &mut *tx, &order_id).await? else {
+                    return Ok(None);
+                };
+                sqlx::query("DELETE FROM order_signers WHERE order_id = $1")
+                    .bind(order_id.to_string())
+                    .execute(&mut *tx)
+                    .await?;
+                sqlx::query("DELETE FROM orders WHERE order_id = $1")
+                    .bind(order_id.to_string())
+                    .execute(&mut *tx)
+                    .await?;
+                let details = serde_json::json!({"state": order.state.as_str()});
+                insert_event(
+                    &mut *tx,
+                    event::DOCUMENT_DELETED,
+                    now,
+                    None,
+                    Some(&order_id),
+                    details.clone(),
+                )
+                .await?;
+                insert_event(
+                    &mut *tx,
+                    event::ORDER_DELETED,
+                    now,
+                    None,
+                    Some(&order_id),
+                    details,
+                )
+                .await?;
+                Ok(Some(order.document))
+            })
+        })
+        .await
+    }
+
+    pub(crate) async fn update_order_sql(
+        &self,
+        order_id: &OrderId,
+        update: &OrderUpdate,
+        now: OffsetDateTime,
+    ) -> StoreResult<OrderChange> {
+        let (dialect, order_id, update) = (self.dialect, *order_id, update.clone());
+        self.write(move |tx| {
+            Box::pin(async move {
+                let Some(order) = order_for_update(dialect, &mut *tx, &order_id).await? else {
+                    return Ok(OrderChange::NotFound);
+                };
+                if let Err(e) = order.state.require_pending("changed") {
+                    return Ok(OrderChange::Illegal(e.to_string()));
+                }
+                let mut superseded = Vec::new();
+                if let Some(document) = &update.document {
+                    if order.signatures > 0 {
+                        return Ok(OrderChange::Illegal(
+                            "the document cannot be replaced once someone has signed it".into(),
+                        ));
+                    }
+                    sqlx::query(
+                        "UPDATE orders SET document_name = $1, document_blob = $2, document_size = $3, \
+                         document_sha256 = $4, revision = revision + 1, updated_at = $5 WHERE order_id = $6",
+                    )
+                    .bind(&document.file_name)
+                    .bind(document.blob.as_str())
+                    .bind(to_count(document.size)?)
+                    .bind(document.sha256.to_string())
+                    .bind(to_unix(now))
+                    .bind(order_id.to_string())
+                    .execute(&mut *tx)
+                    .await?;
+                    superseded.push(order.document.blob.clone());
+                    insert_event(&mut *tx, event::ORDER_DOCUMENT_UPDATED, now, None, Some(&order_id),
+                        serde_json::json!({"fileName": document.file_name, "sha256": document.sha256.to_string()})).await?;
+                }
+                if let Some(title) = &update.title {
+                    sqlx::query("UPDATE orders SET title = $1, updated_at = $2 WHERE order_id = $3")
+                        .bind(title)
+                        .bind(to_unix(now))
+                        .bind(order_id.to_string())
+                        .execute(&mut *tx)
+                        .await?;
+                    insert_event(&mut *tx, event::ORDER_TITLE_UPDATED, now, None, Some(&order_id), serde_json::json!({})).await?;
+                }
+                if let Some(description) = &update.description {
+                    sqlx::query("UPDATE orders SET description = $1, updated_at = $2 WHERE order_id = $3")
+                        .bind(description)
+                        .bind(to_unix(now))
+                        .bind(order_id.to_string())
+                        .execute(&mut *tx)
+                        .await?;
+                    insert_event(&mut *tx, event::ORDER_DESCRIPTION_UPDATED, now, None, Some(&order_id), serde_json::json!({})).await?;
+                }
+                if let Some(due_at) = update.due_at {
+                    sqlx::query("UPDATE orders SET due_at = $1, updated_at = $2 WHERE order_id = $3")
+                        .bind(to_unix(due_at))
+                        .bind(to_unix(now))
+                        .bind(order_id.to_string())
+                        .execute(&mut *tx)
+                        .await?;
+                    insert_event(&mut *tx, event::ORDER_DUE_DATE_UPDATED, now, None, Some(&order_id),
+                        serde_json::json!({"dueDate": to_unix(due_at)})).await?;
+                }
+                if update.cancel {
+                    let to = match order.state.cancel() {
+                        Ok(to) => to,
+                        Err(e) => return Ok(OrderChange::Illegal(e.to_string())),
+                    };
+                    finish_order(&mut *tx, &order_id, to, now, Some(&order.solicitor.internal_id)).await?;
+                }
+                Ok(OrderChange::Applied { superseded })
+            })
+        })
+        .await
+    }
+
+    pub(crate) async fn replace_order_signers_sql(
+        &self,
+        order_id: &OrderId,
+        signers: &[NewOrderSigner],
+        now: OffsetDateTime,
+    ) -> StoreResult<OrderChange> {
+        let (dialect, order_id, signers) = (self.dialect, *order_id, signers.to_vec());
+        self.write(move |tx| {
+            Box::pin(async move {
+                let Some(order) = order_for_update(dialect, &mut *tx, &order_id).await? else {
+                    return Ok(OrderChange::NotFound);
+                };
+                if let Err(e) = order.state.require_pending("changed") {
+                    return Ok(OrderChange::Illegal(e.to_string()));
+                }
+                if signers.is_empty() {
+                    return Ok(OrderChange::Illegal("an order needs at least one signer".into()));
+                }
+                // Match the new list to the present tasks by person (source + login).
+                let logins = sqlx::query("SELECT s.position, l.source, l.user_id FROM order_signers s \
+                     JOIN logins l ON l.id = s.login_id WHERE s.order_id = $1")
+                    .bind(order_id.to_string())
+                    .fetch_all(&mut *tx)
+                    .await?;
+                let mut present: Vec<(i64, String, String)> = logins
+                    .iter()
+                    .map(|r| Ok((r.try_get("position")?, r.try_get("source")?, r.try_get("user_id")?)))
+                    .collect::<StoreResult<_>>()?;
+                let (_, before) = tasks_of(&order);
+                let current = crate::domain::order::current_group(&before);
+                let mut kept = Vec::new();
+                let mut added = Vec::new();
+                for signer in &signers {
+                    let found = present.iter().position(|(_, source, user)| {
+                        source == signer.person.source.as_str() && *user == signer.person.user_id
+                    });
+                    match found {
+                        Some(index) => kept.push((present.remove(index).0, signer)),
+                        None => added.push(signer),
+                    }
+                }
+                for (position, _, _) in &present {
+                    let task = order.signers.iter().find(|s| s.position == *position);
+                    if let Some(task) = task.filter(|t| t.status.has_acted()) {
+                        return Ok(OrderChange::Illegal(format!(
+                            "signer {} has {} and cannot be removed",
+                            task.person.identifier,
+                            task.status.as_str().to_ascii_lowercase()
+                        )));
+                    }
+                }
+                for signer in added.iter().copied().chain(kept.iter().filter(|(p, _)| {
+                    order.signers.iter().any(|s| s.position == *p && !s.status.has_acted())
+                }).map(|(_, s)| *s)) {
+                    if let Some(current) = current {
+                        if signer.group < current {
+                            return Ok(OrderChange::Illegal(format!(
+                                "priorityGroup {} precedes group {} that is signing now",
+                                signer.group.get(),
+                                current.get()
+                            )));
+                        }
+                    }
+                }
+                for (position, _, _) in &present {
+                    sqlx::query("DELETE FROM order_signers WHERE order_id = $1 AND position = $2")
+                        .bind(order_id.to_string())
+                        .bind(*position)
+                        .execute(&mut *tx)
+                        .await?;
+                }
+                for (position, signer) in &kept {
+                    let acted = order.signers.iter().any(|s| s.position == *position && s.status.has_acted());
+                    if !acted {
+                        sqlx::query("UPDATE order_signers SET priority_group = $1 WHERE order_id = $2 AND position = $3")
+                            .bind(i64::from(signer.group.get()))
+                            .bind(order_id.to_string())
+                            .bind(*position)
+                            .execute(&mut *tx)
+                            .await?;
+                    }
+                }
+                let first_new = order.signers.iter().map(|s| s.position).max().unwrap_or(-1) + 1;
+                for (position, signer) in (first_new..).zip(&added) {
+                    insert_signer(&mut *tx, &order_id, position, signer, TaskStatus::Queued, now).await?;
+                }
+                let outcome = resettle(&mut *tx, &order_id).await?;
+                insert_event(&mut *tx, event::ORDER_SIGNERS_UPDATED, now, None, Some(&order_id),
+                    serde_json::json!({"added": added.len(), "removed": present.len()})).await?;
+                if outcome == PlanOutcome::AllSigned {
+                    finish_order(&mut *tx, &order_id, OrderState::Accepted, now, None).await?;
+                }
+                Ok(OrderChange::Applied { superseded: Vec::new() })
+            })
+        })
+        .await
+    }
+
+    pub(crate) async fn record_order_signature_sql(
+        &self,
+        order_id: &OrderId,
+        signature: &RecordedSignature,
+        now: OffsetDateTime,
+    ) -> StoreResult<SignatureOutcome> {
+        let (dialect, order_id, signature) = (self.dialect, *order_id, signature.clone());
+        self.write(move |tx| {
+            Box::pin(async move {
+                let Some(order) = order_for_update(dialect, &mut *tx, &order_id).await? else {
+                    return Ok(SignatureOutcome::NotFound);
+                };
+                let Some(task) = order.signers.iter().find(|s| s.position == signature.position) else {
+                    return Ok(SignatureOutcome::NotFound);
+                };
+                if let Err(e) = crate::domain::order::may_act(order.state, task.status) {
+                    return Ok(SignatureOutcome::Illegal(e.to_string()));
+                }
+                if order.revision != signature.based_on_revision {
+                    return Ok(SignatureOutcome::Stale);
+                }
+                let d = &signature.document;
+                sqlx::query(
+                    "UPDATE orders SET document_blob = $1, document_size = $2, document_sha256 = $3, \
+                     signatures = signatures + 1, revision = revision + 1, updated_at = $4 \
+                     WHERE order_id = $5 AND revision = $6",
+                )
+                .bind(d.blob.as_str())
+                .bind(to_count(d.size)?)
+                .bind(d.sha256.to_string())
+                .bind(to_unix(now))
+                .bind(order_id.to_string())
+                .bind(signature.based_on_revision)
+                .execute(&mut *tx)
+                .await?;
+                sqlx::query("UPDATE order_signers SET status = 'SIGNED', action_at = $1 WHERE order_id = $2 AND position = $3")
+                    .bind(to_unix(now))
+                    .bind(order_id.to_string())
+                    .bind(signature.position)
+                    .execute(&mut *tx)
+                    .await?;
+                insert_event(&mut *tx, event::ORDER_SIGNED, now, Some(&task.person.internal_id), Some(&order_id),
+                    serde_json::json!({"signatures": order.signatures + 1, "sha256": d.sha256.to_string()})).await?;
+                let outcome = resettle(&mut *tx, &order_id).await?;
+                let state = if outcome == PlanOutcome::AllSigned {
+                    finish_order(&mut *tx, &order_id, OrderState::Accepted, now, None).await?;
+                    OrderState::Accepted
+                } else {
+                    OrderState::Pending
+                };
+                Ok(SignatureOutcome::Recorded { state, superseded: vec![order.document.blob] })
+            })
+        })
+        .await
+    }
+
+    pub(crate) async fn reject_order_sql(
+        &self,
+        order_id: &OrderId,
+        position: i64,
+        reason: Option<&str>,
+        now: OffsetDateTime,
+    ) -> StoreResult<SignatureOutcome> {
+        let (dialect, order_id, reason) = (self.dialect, *order_id, reason.map(str::to_owned));
+        self.write(move |tx| {
+            Box::pin(async move {
+                let Some(order) = order_for_update(dialect, &mut *tx, &order_id).await? else {
+                    return Ok(SignatureOutcome::NotFound);
+                };
+                let Some(task) = order.signers.iter().find(|s| s.position == position) else {
+                    return Ok(SignatureOutcome::NotFound);
+                };
+                if let Err(e) = crate::domain::order::may_act(order.state, task.status) {
+                    return Ok(SignatureOutcome::Illegal(e.to_string()));
+                }
+                sqlx::query("UPDATE order_signers SET status = 'REJECTED', action_at = $1, reject_reason = $2 \
+                     WHERE order_id = $3 AND position = $4")
+                    .bind(to_unix(now))
+                    .bind(reason.clone())
+                    .bind(order_id.to_string())
+                    .bind(position)
+                    .execute(&mut *tx)
+                    .await?;
+                finish_order(&mut *tx, &order_id, OrderState::Rejected, now, Some(&task.person.internal_id)).await?;
+                Ok(SignatureOutcome::Recorded { state: OrderState::Rejected, superseded: Vec::new() })
+            })
+        })
+        .await
+    }
+
+    pub(crate) async fn expire_due_orders_sql(
+        &self,
+        now: OffsetDateTime,
+        limit: i64,
+    ) -> StoreResult<Vec<OrderId>> {
+        let dialect = self.dialect;
+        self.write(move |tx| {
+            Box::pin(async move {
+                // PostgreSQL: orders another replica is expiring are skipped, not waited for;
+                // once it commits they are no longer PENDING, so each expires exactly once.
+                let sql = match dialect {
+                    Dialect::Sqlite => "SELECT order_id FROM orders WHERE state = 'PENDING' AND due_at <= $1 ORDER BY due_at LIMIT $2",
+                    Dialect::Postgres => "SELECT order_id FROM orders WHERE state = 'PENDING' AND due_at <= $1 ORDER BY due_at LIMIT $2 FOR UPDATE SKIP LOCKED",
+                };
+                let rows = sqlx::query(sql).bind(to_unix(now)).bind(limit).fetch_all(&mut *tx).await?;
+                let mut expired = Vec::with_capacity(rows.len());
+                for row in &rows {
+                    let id = OrderId::parse(&row.try_get::<String, _>("order_id")?).map_err(corrupt("order id"))?;
+                    finish_order(&mut *tx, &id, OrderState::Expired, now, None).await?;
+                    expired.push(id);
+                }
+                Ok(expired)
+            })
+        })
+        .await
+    }
+
+    pub(crate) async fn anonymize_sql(
+        &self,
+        target: &AnonymizeTarget,
+        now: OffsetDateTime,
+    ) -> StoreResult<AnonymizeOutcome> {
+        let (dialect, target) = (self.dialect, target.clone());
+        self.write(move |tx| {
+            Box::pin(async move {
+                let lock = match dialect {
+                    Dialect::Sqlite => "",
+                    Dialect::Postgres => " FOR UPDATE",
+                };
+                let row = match &target {
+                    AnonymizeTarget::InternalId(internal) => {
+                        sqlx::query(sqlx::AssertSqlSafe(format!(
+                            "SELECT id, internal_id, source FROM logins WHERE LOWER(internal_id) = LOWER($1){lock}"
+                        )))
+                        .bind(internal.clone())
+                        .fetch_optional(&mut *tx)
+                        .await?
+                    }
+                    AnonymizeTarget::Person { source, user_id } => {
+                        sqlx::query(sqlx::AssertSqlSafe(format!(
+                            "SELECT id, internal_id, source FROM logins WHERE source = $1 AND user_id = $2{lock}"
+                        )))
+                        .bind(source.as_str())
+                        .bind(user_id.clone())
+                        .fetch_optional(&mut *tx)
+                        .await?
+                    }
+                };
+                let Some(row) = row else {
+                    return Ok(AnonymizeOutcome::NotFound);
+                };
+                let (login, old_internal): (String, String) = (row.try_get("id")?, row.try_get("internal_id")?);
+                let pending = sqlx::query(
+                    "SELECT 1 AS found FROM orders o WHERE o.state = 'PENDING' AND (o.solicitor_login = $1 \
+                     OR EXISTS (SELECT 1 FROM order_signers s WHERE s.order_id = o.order_id AND s.login_id = $1 \
+                     AND s.status IN ('PENDING', 'QUEUED'))) LIMIT 1",
+                )
+                .bind(&login)
+                .fetch_optional(&mut *tx)
+                .await?;
+                if pending.is_some() {
+                    return Ok(AnonymizeOutcome::HasPendingOrders);
+                }
+                let new_internal = uuid::Uuid::new_v4().to_string();
+                // The person's id in its source (a personal number, a user name) is personal data
+                // too: it goes with the rest, so the same person later gets a fresh login.
+                sqlx::query(
+                    "UPDATE logins SET internal_id = $1, user_id = $2, first_name = NULL, last_name = NULL, \
+                     mail = NULL, mobile = NULL, anonymized_at = $3, updated_at = $3 WHERE id = $4",
+                )
+                .bind(&new_internal)
+                .bind(format!("anonymized:{}", uuid::Uuid::new_v4().simple()))
+                .bind(to_unix(now))
+                .bind(&login)
+                .execute(&mut *tx)
+                .await?;
+                sqlx::query(
+                    "UPDATE orders SET solicitor_identifier = 'ANONYMIZED', solicitor_first_name = NULL, \
+                     solicitor_last_name = NULL, solicitor_mail = NULL, solicitor_mobile = NULL \
+                     WHERE solicitor_login = $1",
+                )
+                .bind(&login)
+                .execute(&mut *tx)
+                .await?;
+                sqlx::query(
+                    "UPDATE order_signers SET identifier = 'ANONYMIZED', first_name = NULL, last_name = NULL, \
+                     mail = NULL, mobile = NULL WHERE login_id = $1",
+                )
+                .bind(&login)
+                .execute(&mut *tx)
+                .await?;
+                insert_event(&mut *tx, event::USER_ANONYMIZED, now, Some(&new_internal), None,
+                    serde_json::json!({"previousInternalId": old_internal})).await?;
+                Ok(AnonymizeOutcome::Done { internal_id: new_internal })
+            })
+        })
+        .await
+    }
+
+    pub(crate) async fn order_events_sql(
+        &self,
+        order_id: &OrderId,
+    ) -> StoreResult<Vec<EventRecord>> {
+        let rows = sqlx::query("SELECT id, event, at, actor, order_id, details FROM events WHERE order_id = $1 ORDER BY id")
+            .bind(order_id.to_string())
+            .fetch_all(&self.reader)
+            .await?;
+        rows.iter().map(event_from_row).collect()
+    }
+
+    pub(crate) async fn events_named_sql(&self, name: &str) -> StoreResult<Vec<EventRecord>> {
+        let rows = sqlx::query("SELECT id, event, at, actor, order_id, details FROM events WHERE event = $1 ORDER BY id")
+            .bind(name)
+            .fetch_all(&self.reader)
+            .await?;
+        rows.iter().map(event_from_row).collect()
+    }
+
+    pub(crate) async fn find_login_sql(
+        &self,
+        internal_id: &str,
+    ) -> StoreResult<Option<LoginRecord>> {
+        let row = sqlx::query("SELECT internal_id, source, user_id, first_name, last_name, mail, mobile, anonymized_at \
+             FROM logins WHERE LOWER(internal_id) = LOWER($1)")
+            .bind(internal_id)
+            .fetch_optional(&self.reader)
+            .await?;
+        row.map(|row| {
+            let anonymized_at: Option<i64> = row.try_get("anonymized_at")?;
+            Ok(LoginRecord {
+                internal_id: row.try_get("internal_id")?,
+                source: parse_source(&row.try_get::<String, _>("source")?)?,
+                user_id: row.try_get("user_id")?,
+                attributes: attributes_from_row(&row, "")?,
+                anonymized: anonymized_at.is_some(),
+            })
+        })
+        .transpose()
+    }
+}
+
+fn event_from_row(row: &AnyRow) -> StoreResult<EventRecord> {
+    let details: Option<String> = row.try_get("details")?;
+    Ok(EventRecord {
+        id: row.try_get("id")?,
+        event: row.try_get("event")?,
+        at: from_unix(row.try_get("at")?)?,
+        actor: row.try_get("actor")?,
+        order_id: row.try_get("order_id")?,
+        details: details
+            .as_deref()
+            .map(serde_json::from_str)
+            .transpose()
+            .map_err(|e| StoreError::Corrupt(format!("event details: {e}")))?
+            .unwrap_or(serde_json::Value::Null),
+    })
+}
+
+/// Re-reads the order's tasks, settles the plan and writes the waiting statuses back.
+async fn resettle(tx: &mut AnyConnection, order_id: &OrderId) -> StoreResult<PlanOutcome> {
+    let rows = sqlx::query("SELECT position, priority_group, status FROM order_signers WHERE order_id = $1 ORDER BY position")
+        .bind(order_id.to_string())
+        .fetch_all(&mut *tx)
+        .await?;
+    let mut positions = Vec::with_capacity(rows.len());
+    let mut tasks = Vec::with_capacity(rows.len());
+    for row in &rows {
+        positions.push(row.try_get::<i64, _>("position")?);
+        tasks.push(Task {
+            group: parse_group(row.try_get("priority_group")?)?,
+            status: row
+                .try_get::<String, _>("status")?
+                .parse()
+                .map_err(corrupt("signer status"))?,
+        });
+    }
+    let outcome = settle(&mut tasks);
+    save_task_statuses(&mut *tx, order_id, &positions, &tasks).await?;
+    Ok(outcome)
+}
