@@ -21,6 +21,14 @@ pub fn person(source: &str, identifier: &str, group: Option<u16>) -> Value {
 
 /// A valid order form: a one-page PDF, solicitor cborgstrom, the given signers.
 pub fn order_form(signers: &[Value]) -> Form {
+    order_form_by(
+        &person("INTERNAL", "sAMAccountName=cborgstrom", None),
+        signers,
+    )
+}
+
+/// A valid order form from `solicitor`.
+pub fn order_form_by(solicitor: &Value, signers: &[Value]) -> Form {
     let mut form = Form::new()
         .text("title", "Contract")
         .text("description", "Please sign")
@@ -28,10 +36,7 @@ pub fn order_form(signers: &[Value]) -> Form {
             "upload",
             Part::bytes(classic_pdf(1)).file_name("contract.pdf"),
         )
-        .text(
-            "solicitor",
-            person("INTERNAL", "sAMAccountName=cborgstrom", None).to_string(),
-        );
+        .text("solicitor", solicitor.to_string());
     for signer in signers {
         form = form.text("signers", signer.to_string());
     }

@@ -1,7 +1,16 @@
 //! One story, told to both store implementations: whatever SQLite does, PostgreSQL must do alike.
 
-use signet::domain::{DocumentId, DocumentStatus, Sha256Digest, SignerId, SignerStatus, UserId};
+use signet::directory::PersonAttributes;
+use signet::domain::person::PersonSource;
+use signet::domain::{
+    DocumentId, DocumentStatus, LinkType, OrderId, OrderOption, OrderState, PriorityGroup,
+    Sha256Digest, SignerId, SignerStatus, TaskStatus, UserId,
+};
 use signet::store::blobs::BlobKey;
+use signet::store::orders::{
+    AnonymizeOutcome, AnonymizeTarget, NewOrder, NewOrderSigner, OrderChange, OrderDocument,
+    OrderUpdate, RecordedSignature, ResolvedPerson, SignatureOutcome,
+};
 use signet::store::{
     DocumentRecord, EnrollOutcome, Enrollment, NewCertificate, SignedFile, StatusChange, Store,
 };
@@ -165,6 +174,230 @@ async fn story(store: &dyn Store) {
     assert_eq!(store.latest_crl().await.unwrap().unwrap().number, 2);
 
     documents_chapter(store, &alice, again.certificate.serial, now).await;
+    orders_chapter(store, now).await;
+}
+
+fn resolved(source: PersonSource, user_id: &str, first_name: &str) -> ResolvedPerson {
+    ResolvedPerson {
+        source,
+        identifier: user_id.to_owned(),
+        user_id: user_id.to_owned(),
+        attributes: PersonAttributes {
+            first_name: Some(first_name.to_owned()),
+            ..PersonAttributes::default()
+        },
+    }
+}
+
+fn order_document(order_id: OrderId, byte: u8) -> OrderDocument {
+    OrderDocument {
+        file_name: "contract.pdf".into(),
+        blob: BlobKey::order_version(order_id, uuid::Uuid::new_v4()),
+        size: 100,
+        sha256: Sha256Digest::from_bytes([byte; 32]),
+    }
+}
+
+fn new_signer(person: ResolvedPerson, group: i64) -> NewOrderSigner {
+    NewOrderSigner {
+        person,
+        group: PriorityGroup::new(group).unwrap(),
+        link_nonce: uuid::Uuid::new_v4().simple().to_string(),
+        token_hash: uuid::Uuid::new_v4().simple().to_string(),
+    }
+}
+
+/// Signing orders: logins shared across orders, priority groups, compare-and-set signatures,
+/// expiry claimed once, anonymization, events kept after deletion.
+async fn orders_chapter(store: &dyn Store, now: OffsetDateTime) {
+    let carl = resolved(PersonSource::Internal, "cborgstrom", "Carl");
+    let elsa = resolved(PersonSource::External, "200001011907", "Elsa");
+    let order_id = OrderId::new_random();
+    let order = NewOrder {
+        order_id,
+        title: "Contract".into(),
+        description: Some("Sign it".into()),
+        due_at: now + Duration::days(30),
+        link_type: LinkType::OrderPage,
+        tags: vec![serde_json::json!({"project": "x"})],
+        options: vec![OrderOption::NotifyAllSigners(true)],
+        solicitor: carl.clone(),
+        signers: vec![new_signer(carl.clone(), 1), new_signer(elsa.clone(), 2)],
+        document: order_document(order_id, 1),
+    };
+    store.create_order(&order, now).await.unwrap();
+    let stored = store.find_order(&order_id).await.unwrap().unwrap();
+    assert_eq!(stored.state, OrderState::Pending);
+    assert_eq!(stored.tags, order.tags);
+    assert!(stored.notify_all_signers());
+    assert_eq!(
+        stored.solicitor.internal_id,
+        stored.signers[0].person.internal_id
+    );
+    let statuses: Vec<_> = stored.signers.iter().map(|s| s.status).collect();
+    assert_eq!(statuses, [TaskStatus::Pending, TaskStatus::Queued]);
+    assert_eq!(
+        store.order_state(&order_id).await.unwrap(),
+        Some(OrderState::Pending)
+    );
+
+    // A signature built on an old revision is stale; the right one lands and opens group 2.
+    let signature = |position, revision, byte| RecordedSignature {
+        position,
+        based_on_revision: revision,
+        document: order_document(order_id, byte),
+    };
+    assert_eq!(
+        store
+            .record_order_signature(&order_id, &signature(0, 7, 2), now)
+            .await
+            .unwrap(),
+        SignatureOutcome::Stale
+    );
+    assert!(matches!(
+        store
+            .record_order_signature(&order_id, &signature(1, 0, 2), now)
+            .await
+            .unwrap(),
+        SignatureOutcome::Illegal(_)
+    ));
+    assert!(matches!(
+        store
+            .record_order_signature(&order_id, &signature(0, 0, 2), now)
+            .await
+            .unwrap(),
+        SignatureOutcome::Recorded {
+            state: OrderState::Pending,
+            ..
+        }
+    ));
+    let stored = store.find_order(&order_id).await.unwrap().unwrap();
+    assert_eq!(stored.signatures, 1);
+    assert_eq!(stored.revision, 1);
+    assert_eq!(stored.signers[1].status, TaskStatus::Pending);
+
+    // Anonymizing Elsa waits until her order is finished.
+    let elsa_target = AnonymizeTarget::Person {
+        source: PersonSource::External,
+        user_id: "200001011907".into(),
+    };
+    assert_eq!(
+        store.anonymize(&elsa_target, now).await.unwrap(),
+        AnonymizeOutcome::HasPendingOrders
+    );
+    assert!(matches!(
+        store
+            .record_order_signature(&order_id, &signature(1, 1, 3), now)
+            .await
+            .unwrap(),
+        SignatureOutcome::Recorded {
+            state: OrderState::Accepted,
+            ..
+        }
+    ));
+    let AnonymizeOutcome::Done { internal_id } = store.anonymize(&elsa_target, now).await.unwrap()
+    else {
+        panic!("Elsa could not be anonymized");
+    };
+    let login = store.find_login(&internal_id).await.unwrap().unwrap();
+    assert!(login.anonymized);
+    assert_eq!(login.attributes, PersonAttributes::default());
+    let stored = store.find_order(&order_id).await.unwrap().unwrap();
+    assert_eq!(stored.signers[1].person.internal_id, internal_id);
+    assert_eq!(
+        stored.signers[1].person.attributes,
+        PersonAttributes::default()
+    );
+    assert_eq!(
+        store.anonymize(&elsa_target, now).await.unwrap(),
+        AnonymizeOutcome::NotFound
+    );
+
+    // A second order for Carl reuses his login; expiry claims it exactly once.
+    let second = OrderId::new_random();
+    store
+        .create_order(
+            &NewOrder {
+                order_id: second,
+                signers: vec![new_signer(carl.clone(), 1)],
+                document: order_document(second, 9),
+                due_at: now + Duration::days(1),
+                ..order.clone()
+            },
+            now,
+        )
+        .await
+        .unwrap();
+    let again = store.find_order(&second).await.unwrap().unwrap();
+    assert_eq!(again.solicitor.internal_id, stored.solicitor.internal_id);
+    let later = now + Duration::days(2);
+    assert_eq!(
+        store.expire_due_orders(later, 10).await.unwrap(),
+        vec![second]
+    );
+    assert!(store.expire_due_orders(later, 10).await.unwrap().is_empty());
+    assert_eq!(
+        store.order_state(&second).await.unwrap(),
+        Some(OrderState::Expired)
+    );
+    assert!(matches!(
+        store
+            .update_order(
+                &second,
+                &OrderUpdate {
+                    cancel: true,
+                    ..OrderUpdate::default()
+                },
+                later
+            )
+            .await
+            .unwrap(),
+        OrderChange::Illegal(_)
+    ));
+
+    // Deletion takes the order, keeps the events.
+    assert!(store.delete_order(&second, later).await.unwrap().is_some());
+    assert!(store.find_order(&second).await.unwrap().is_none());
+    let events: Vec<String> = store
+        .order_events(&second)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| e.event)
+        .collect();
+    assert_eq!(
+        events,
+        [
+            "ORDER_CREATED",
+            "DOCUMENT_CREATED",
+            "ORDER_EXPIRED",
+            "DOCUMENT_DELETED",
+            "ORDER_DELETED"
+        ]
+    );
+    let first_events: Vec<String> = store
+        .order_events(&order_id)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| e.event)
+        .collect();
+    assert_eq!(
+        first_events,
+        [
+            "LOGIN_CREATED",
+            "LOGIN_CREATED",
+            "ORDER_CREATED",
+            "DOCUMENT_CREATED",
+            "ORDER_SIGNED",
+            "ORDER_SIGNED",
+            "ORDER_ACCEPTED"
+        ]
+    );
+    assert_eq!(
+        store.events_named("USER_ANONYMIZED").await.unwrap().len(),
+        1
+    );
 }
 
 /// Documents: stored as given, status changes are compare-and-set.

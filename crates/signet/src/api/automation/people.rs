@@ -150,13 +150,15 @@ pub fn person_from_value(value: &Value, what: &str) -> Result<PersonRequest, Api
 
 fn directory_error(error: DirectoryError) -> ApiError {
     match error {
-        DirectoryError::Unavailable(why) => ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            ErrorCode::Generic,
-            format!(
-                "the user directory is unreachable, nothing was created; try again later ({why})"
-            ),
-        ),
+        DirectoryError::Unavailable(why) => {
+            // The detail (server address, bind error) is for the operator's log, not the client.
+            tracing::error!(error = %why, "the user directory is unreachable");
+            ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                ErrorCode::Generic,
+                "the user directory is unreachable, nothing was created; try again later",
+            )
+        }
         DirectoryError::BadIdentifier(why) => ApiError::validation(why),
     }
 }
