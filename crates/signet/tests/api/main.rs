@@ -11,6 +11,7 @@ mod helpers;
 mod jobs;
 mod openssl;
 mod orders;
+mod orders_ldap;
 mod signers;
 mod slapd;
 mod store_story;
