@@ -2,6 +2,7 @@
 //! data directory (and, for PostgreSQL, its own schema) and talks to it over HTTP.
 #![allow(clippy::unwrap_used)]
 
+mod anonymize;
 mod ca;
 mod cli;
 mod directory;
@@ -10,6 +11,7 @@ mod errors;
 mod helpers;
 mod jobs;
 mod openssl;
+mod order_refusals;
 mod orders;
 mod orders_ldap;
 mod signers;

@@ -2,6 +2,7 @@
 //! file and counted against the upload limit) and the small bodies that may come as JSON, as a
 //! URL-encoded form or as multipart fields.
 
+use axum::extract::multipart::Field;
 use axum::extract::{FromRequest, Multipart, Request};
 use axum::http::header::CONTENT_TYPE;
 use axum::http::StatusCode;
@@ -14,7 +15,7 @@ use crate::state::AppState;
 use crate::store::blobs::TempBlob;
 
 /// Longest text field accepted (a description, a person's JSON).
-const MAX_TEXT_FIELD: usize = 64 * 1024;
+pub(super) const MAX_TEXT_FIELD: usize = 64 * 1024;
 /// Most repeated fields (signers, tags, options) accepted in one request.
 const MAX_REPEATED: usize = 200;
 
@@ -69,6 +70,21 @@ pub fn too_large(limit: u64) -> ApiError {
         ErrorCode::DocumentUpload,
         format!("the document is larger than the limit of {limit} bytes"),
     )
+}
+
+/// Reads a text field, refusing it as soon as it passes [`MAX_TEXT_FIELD`]: the order routes have
+/// no body limit of their own (the upload may be large), so a field must not be buffered whole.
+async fn bounded_text(field: &mut Field<'_>, name: &str) -> Result<String, ApiError> {
+    let mut bytes = Vec::new();
+    while let Some(chunk) = field.chunk().await.map_err(|e| malformed(e.body_text()))? {
+        if bytes.len() + chunk.len() > MAX_TEXT_FIELD {
+            return Err(ApiError::validation(format!(
+                "field {name} is longer than {MAX_TEXT_FIELD} bytes"
+            )));
+        }
+        bytes.extend_from_slice(&chunk);
+    }
+    Ok(String::from_utf8_lossy(&bytes).into_owned())
 }
 
 /// Reads a multipart order form; the file field is `file_field` (`upload`).
@@ -133,12 +149,7 @@ pub async fn read_order_form(
             });
             continue;
         }
-        let text = field.text().await.map_err(|e| malformed(e.body_text()))?;
-        if text.len() > MAX_TEXT_FIELD {
-            return Err(ApiError::validation(format!(
-                "field {name} is longer than {MAX_TEXT_FIELD} bytes"
-            )));
-        }
+        let text = bounded_text(&mut field, &name).await?;
         if form.fields.len() >= MAX_REPEATED {
             return Err(ApiError::validation("too many fields in one request"));
         }
@@ -166,7 +177,7 @@ pub async fn read_small_body(state: &AppState, request: Request) -> Result<Small
             .await
             .map_err(|e| malformed(e.body_text()))?;
         let mut fields = Vec::new();
-        while let Some(field) = multipart
+        while let Some(mut field) = multipart
             .next_field()
             .await
             .map_err(|e| malformed(e.body_text()))?
@@ -177,8 +188,8 @@ pub async fn read_small_body(state: &AppState, request: Request) -> Result<Small
                     "field {name} must be text, not a file"
                 )));
             }
-            let text = field.text().await.map_err(|e| malformed(e.body_text()))?;
-            if text.len() > MAX_TEXT_FIELD || fields.len() >= MAX_REPEATED {
+            let text = bounded_text(&mut field, &name).await?;
+            if fields.len() >= MAX_REPEATED {
                 return Err(ApiError::validation(
                     "the form is larger than this endpoint accepts",
                 ));
@@ -187,22 +198,24 @@ pub async fn read_small_body(state: &AppState, request: Request) -> Result<Small
         }
         return Ok(SmallBody::Fields(fields));
     }
-    let bytes = axum::body::Bytes::from_request(request, state)
-        .await
-        .map_err(|e| {
-            if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
-                ApiError::new(
-                    StatusCode::PAYLOAD_TOO_LARGE,
-                    ErrorCode::Generic,
-                    "the request body is larger than this endpoint accepts",
-                )
-            } else {
-                ApiError::generic(format!(
-                    "the request body could not be read: {}",
-                    e.body_text()
-                ))
-            }
-        })?;
+    // Counted here, not by the route's body limit: `PUT /orders/{id}` disables that for its
+    // multipart uploads, and a JSON or form body must stay small all the same.
+    let limited = http_body_util::Limited::new(request.into_body(), state.settings.max_json_bytes);
+    let bytes = match http_body_util::BodyExt::collect(limited).await {
+        Ok(collected) => collected.to_bytes(),
+        Err(e) if e.is::<http_body_util::LengthLimitError>() => {
+            return Err(ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                ErrorCode::Generic,
+                "the request body is larger than this endpoint accepts",
+            ))
+        }
+        Err(e) => {
+            return Err(ApiError::generic(format!(
+                "the request body could not be read: {e}"
+            )))
+        }
+    };
     if content_type.starts_with("application/x-www-form-urlencoded") {
         let fields: Vec<(String, String)> = serde_urlencoded_pairs(&bytes)?;
         return Ok(SmallBody::Fields(fields));

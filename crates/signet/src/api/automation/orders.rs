@@ -12,7 +12,9 @@ use signet_pdf::{PdfError, PrepareOptions};
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 
-use super::form::{read_order_form, read_small_body, OrderForm, SmallBody, UploadedFile};
+use super::form::{
+    read_order_form, read_small_body, OrderForm, SmallBody, UploadedFile, MAX_TEXT_FIELD,
+};
 use super::people::{parse_json_field, parse_person, person_from_value, resolve, PersonRequest};
 use crate::api::cloudsigner::error::{ApiError, ErrorCode};
 use crate::api::cloudsigner::extract::ApiPath;
@@ -113,7 +115,19 @@ async fn resolve_signers(
             .map(|r| resolve(state.directory.as_ref(), r)),
     )
     .await?;
-    let _ = order_id;
+    // One person, one task: two spellings of one person (`uid=x` and `x`) would give them two
+    // signatures to make, and the second could never be told apart from the first.
+    for (index, person) in resolved.iter().enumerate() {
+        if let Some(twin) = resolved[..index]
+            .iter()
+            .find(|earlier| earlier.source == person.source && earlier.user_id == person.user_id)
+        {
+            return Err(ApiError::validation(format!(
+                "signers {:?} and {:?} are the same person; name each signer once",
+                twin.identifier, person.identifier
+            )));
+        }
+    }
     Ok(resolved
         .into_iter()
         .zip(requests)
@@ -509,6 +523,15 @@ pub async fn update(
         document: None,
         cancel,
     };
+    if change
+        .description
+        .as_ref()
+        .is_some_and(|d| d.len() > MAX_TEXT_FIELD)
+    {
+        return Err(ApiError::validation(format!(
+            "description is longer than {MAX_TEXT_FIELD} bytes"
+        )));
+    }
     if change.title.as_deref() == Some("") {
         return Err(ApiError::validation("title may not be empty"));
     }
