@@ -228,6 +228,33 @@ mod tests {
     }
 
     #[test]
+    fn flat_environment_names_reach_nested_settings() {
+        assert_eq!(nest_env_key("AUTOMATION_API_ENABLED"), "automation_api.enabled");
+        assert_eq!(nest_env_key("AUTOMATION_LISTEN"), "automation_api.listen");
+        assert_eq!(nest_env_key("LDAP_BIND_DN"), "ldap.bind_dn");
+        assert_eq!(nest_env_key("DIRECTORY_FILE"), "directory_file");
+    }
+
+    #[test]
+    fn the_config_file_enables_the_automation_api_and_ldap() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("signet.toml");
+        std::fs::write(
+            &path,
+            "[automation_api]\nenabled = true\nlisten = \"127.0.0.1:9081\"\n\n\
+             [ldap]\nurl = \"ldap://127.0.0.1:389\"\nbase_dn = \"dc=example,dc=org\"\n\
+             bind_password = \"hunter2\"\n",
+        )
+        .unwrap();
+        let settings = Settings::load(Some(&path), serde_json::json!({})).unwrap();
+        assert!(settings.automation_api.enabled);
+        assert_eq!(settings.automation_api.listen.port(), 9081);
+        assert_eq!(settings.ldap.url.as_deref(), Some("ldap://127.0.0.1:389"));
+        assert_eq!(settings.ldap.search_attribute, "uid", "defaults fill the rest");
+        assert!(!format!("{settings:?}").contains("hunter2"));
+    }
+
+    #[test]
     fn default_database_lives_in_the_data_dir() {
         let settings = Settings::default();
         assert_eq!(settings.database_url(), "sqlite:./signet-data/signet.db");

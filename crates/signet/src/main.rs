@@ -3,6 +3,7 @@
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 use serde::Serialize;
+use std::io::Write;
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -102,6 +103,9 @@ fn init_tracing() {
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        // Its own report of a failed write is an eprintln!, which panics when standard error
+        // is closed (a log pipe that went away): a server must keep serving without its log.
+        .log_internal_errors(false)
         .init();
 }
 
@@ -115,7 +119,9 @@ async fn main() -> anyhow::Result<()> {
             let settings = Settings::load(args.store.config.as_deref(), &args)?;
             let app = Application::build(settings, clock).await?;
             if let Some(path) = &app.initial_api_key_file {
-                eprintln!(
+                // A closed standard error must not take the server down: the key is in the file anyway.
+                let _ = writeln!(
+                    std::io::stderr(),
                     "First start: an API key was created and written to {} (it is not shown again).",
                     path.display()
                 );

@@ -13,6 +13,8 @@ use crate::store::Store;
 
 /// How many signers one renewal transaction claims; small batches keep row locks short.
 const RENEWAL_BATCH: i64 = 100;
+/// Longest wait between two order-expiry passes.
+const ORDER_EXPIRY_TICK: Duration = Duration::from_secs(15);
 /// How many due orders one expiry transaction claims.
 const EXPIRY_BATCH: i64 = 200;
 
@@ -100,12 +102,21 @@ impl JobRunner {
         tokio::pin!(shutdown);
         let mut ticker = tokio::time::interval(interval);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        // Orders must expire within a minute of their due date whatever the configured
+        // interval, and the claim is one indexed query: it gets a tick of its own.
+        let mut orders_ticker = tokio::time::interval(interval.min(ORDER_EXPIRY_TICK));
+        orders_ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
                 () = &mut shutdown => break,
                 _ = ticker.tick() => {
                     if let Err(error) = self.run_once().await {
                         tracing::error!(error = format!("{error:#}"), "background job pass failed");
+                    }
+                }
+                _ = orders_ticker.tick() => {
+                    if let Err(error) = self.expire_orders().await {
+                        tracing::error!(error = format!("{error:#}"), "order expiry pass failed");
                     }
                 }
             }

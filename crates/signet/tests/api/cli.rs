@@ -113,3 +113,131 @@ mod reqwest {
         })
     }
 }
+
+/// Starts `signet serve` with `envs`, reads standard error until it is listening; returns the
+/// lines it logged and the running child.
+fn serve_until_listening(
+    dir: &std::path::Path,
+    args: &[&str],
+    envs: &[(&str, String)],
+) -> (Vec<String>, std::process::Child) {
+    let mut command = Command::new(SIGNET);
+    command
+        .arg("serve")
+        .args(args)
+        .arg("--data-dir")
+        .arg(dir)
+        .env("SIGNET_LISTEN", "127.0.0.1:0")
+        .env("SIGNET_LOG", "info")
+        .env_remove("SIGNET_DATABASE_URL")
+        .env_remove("SIGNET_AUTOMATION_API_ENABLED")
+        .stderr(Stdio::piped());
+    for (name, value) in envs {
+        command.env(name, value);
+    }
+    let mut child = command.spawn().unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let mut lines = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut reader = BufReader::new(stderr).lines();
+    for line in reader.by_ref() {
+        let line = line.unwrap();
+        let done = line.contains("signet is listening");
+        lines.push(line);
+        if done || Instant::now() > deadline {
+            break;
+        }
+    }
+    // Keep reading: a server whose standard error is closed under it cannot log.
+    std::thread::spawn(move || reader.for_each(drop));
+    (lines, child)
+}
+
+fn free_port() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.local_addr().unwrap().port()
+}
+
+#[test]
+fn the_automation_api_is_off_by_default_and_the_log_says_how_to_enable_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let (lines, mut child) = serve_until_listening(
+        dir.path(),
+        &[],
+        &[("SIGNET_AUTOMATION_LISTEN", format!("127.0.0.1:{port}"))],
+    );
+    let refused = std::net::TcpStream::connect(("127.0.0.1", port)).is_err();
+    let _ = child.kill();
+    let _ = child.wait();
+    let log = lines.join("\n");
+    assert!(log.contains("--enable-automation-api"), "{log}");
+    assert!(log.contains("SIGNET_AUTOMATION_API_ENABLED"), "{log}");
+    assert!(refused, "nothing may listen on the Automation API's port");
+}
+
+#[test]
+fn the_automation_api_is_enabled_by_flag_or_by_environment() {
+    for (args, envs) in [
+        (vec!["--enable-automation-api"], vec![]),
+        (
+            vec![],
+            vec![("SIGNET_AUTOMATION_API_ENABLED", "true".to_owned())],
+        ),
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let port = free_port();
+        let mut envs = envs;
+        envs.push(("SIGNET_AUTOMATION_LISTEN", format!("127.0.0.1:{port}")));
+        let (lines, mut child) = serve_until_listening(dir.path(), &args, &envs);
+        let status = {
+            let runtime = tokio::runtime::Runtime::new().unwrap();
+            runtime.block_on(async {
+                ::reqwest::get(format!(
+                    "http://127.0.0.1:{port}/api/document_signing/orders/00000000-0000-0000-0000-000000000000/state"
+                ))
+                .await
+                .map(|r| r.status().as_u16())
+                .map_err(|e| format!("{e:?}"))
+            })
+        };
+        let _ = child.kill();
+        let _ = child.wait();
+        assert_eq!(
+            status,
+            Ok(404),
+            "an unknown order on a listening API: {}",
+            lines.join("\n")
+        );
+    }
+}
+
+#[test]
+fn a_server_whose_log_pipe_closes_keeps_serving() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let mut child = Command::new(SIGNET)
+        .args(["serve", "--data-dir"])
+        .arg(dir.path())
+        .env("SIGNET_LISTEN", format!("127.0.0.1:{port}"))
+        .env("SIGNET_LOG", "debug")
+        .env_remove("SIGNET_DATABASE_URL")
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    for line in BufReader::new(stderr).lines() {
+        if line.unwrap().contains("signet is listening") {
+            break;
+        }
+    }
+    // The reader is gone: every log line from now on fails to write.
+    let statuses: Vec<_> = (0..3)
+        .map(|_| reqwest::blocking_get(&format!("http://127.0.0.1:{port}/ca/ca.pem"), "-"))
+        .collect();
+    let exited = child.try_wait().unwrap();
+    let _ = child.kill();
+    let _ = child.wait();
+    assert_eq!(exited, None, "the server died when its log pipe closed");
+    assert_eq!(statuses, [200, 200, 200]);
+}
