@@ -20,8 +20,8 @@ use std::sync::Arc;
 use time::OffsetDateTime;
 
 use crate::domain::{
-    DocumentId, DocumentStatus, OrderId, OrderState, Sha256Digest, SignerId, SignerStatus,
-    TransitionError, UserId,
+    DocumentId, DocumentStatus, OrderId, OrderOption, OrderState, Sha256Digest, SignerId,
+    SignerStatus, TransitionError, UserId,
 };
 use blobs::BlobKey;
 use orders::{
@@ -312,11 +312,12 @@ pub trait Store: Send + Sync + 'static {
         now: OffsetDateTime,
     ) -> StoreResult<OrderChange>;
     /// Replaces the signer list: signers who acted must stay, new ones may not precede the
-    /// group signing now.
+    /// group signing now. `options`, when given, replace the order's options.
     async fn replace_order_signers(
         &self,
         order_id: &OrderId,
         signers: &[NewOrderSigner],
+        options: Option<&[OrderOption]>,
         now: OffsetDateTime,
     ) -> StoreResult<OrderChange>;
     /// Records a signer's signature if the order is still at the revision it was built on.

@@ -24,7 +24,7 @@ use super::{
     Store, StoreError, StoreResult,
 };
 use crate::domain::{
-    DocumentId, DocumentStatus, OrderId, OrderState, SignerId, SignerStatus, UserId,
+    DocumentId, DocumentStatus, OrderId, OrderOption, OrderState, SignerId, SignerStatus, UserId,
 };
 
 mod orders;
@@ -873,9 +873,11 @@ impl Store for SqlStore {
         &self,
         order_id: &OrderId,
         signers: &[NewOrderSigner],
+        options: Option<&[OrderOption]>,
         now: OffsetDateTime,
     ) -> StoreResult<OrderChange> {
-        self.replace_order_signers_sql(order_id, signers, now).await
+        self.replace_order_signers_sql(order_id, signers, options, now)
+            .await
     }
 
     async fn record_order_signature(

@@ -835,6 +835,12 @@ async fn a_signer_is_added_and_a_pending_one_removed() {
         assert_eq!(order["signers"][0]["internalId"], jdoe["internalId"]);
         assert_eq!(order["signers"][0]["signingUrl"], jdoe["signingUrl"]);
         assert_eq!(order["signers"][1]["firstName"], "Carl");
+        // The option (in the reference's spelling too) is kept with the order.
+        assert_eq!(
+            order["options"],
+            json!([{"name": "notifyAllSigners", "value": true}]),
+            "{order}"
+        );
         let events = app.event_names(&id).await;
         assert_eq!(
             occurrences(&events, "ORDER_SIGNERS_UPDATED"),

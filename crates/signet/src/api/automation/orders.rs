@@ -623,13 +623,15 @@ pub async fn replace_signers(
             (signers, options)
         }
     };
-    // notifyAllSigners matters for notifications, which the next issue sends; it is accepted
-    // and validated here so clients can send it already.
-    let _ = options;
     let resolved = resolve_signers(&state, order_id, &signers).await?;
     let change = state
         .store
-        .replace_order_signers(&order_id, &resolved, state.clock.now())
+        .replace_order_signers(
+            &order_id,
+            &resolved,
+            (!options.is_empty()).then_some(options.as_slice()),
+            state.clock.now(),
+        )
         .await?;
     change_result(change, &state, &order_id)?;
     let order = load(&state, &order_id.to_string()).await?;

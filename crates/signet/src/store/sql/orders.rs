@@ -584,9 +584,11 @@ impl SqlStore {
         &self,
         order_id: &OrderId,
         signers: &[NewOrderSigner],
+        options: Option<&[OrderOption]>,
         now: OffsetDateTime,
     ) -> StoreResult<OrderChange> {
         let (dialect, order_id, signers) = (self.dialect, *order_id, signers.to_vec());
+        let options = options.map(options_text);
         self.write(move |tx| {
             Box::pin(async move {
                 let Some(order) = order_for_update(dialect, &mut *tx, &order_id).await? else {
@@ -665,6 +667,13 @@ impl SqlStore {
                 let first_new = order.signers.iter().map(|s| s.position).max().unwrap_or(-1) + 1;
                 for (position, signer) in (first_new..).zip(&added) {
                     insert_signer(&mut *tx, &order_id, position, signer, TaskStatus::Queued, now).await?;
+                }
+                if let Some(options) = &options {
+                    sqlx::query("UPDATE orders SET options = $1 WHERE order_id = $2")
+                        .bind(options)
+                        .bind(order_id.to_string())
+                        .execute(&mut *tx)
+                        .await?;
                 }
                 let outcome = resettle(&mut *tx, &order_id).await?;
                 insert_event(&mut *tx, event::ORDER_SIGNERS_UPDATED, now, None, Some(&order_id),
