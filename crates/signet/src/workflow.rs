@@ -22,6 +22,9 @@ use crate::store::orders::{OrderDocument, OrderRecord, RecordedSignature, Signat
 /// that signs once and is then thrown away; validators check it at the signing time (`/M`).
 pub const SIGNATURE_CERTIFICATE_VALIDITY: Duration = Duration::days(1);
 
+/// How often signing is retried when another process signed the same order first.
+const MAX_SIGNING_ATTEMPTS: usize = 8;
+
 /// Why a signer's action on an order did not happen.
 #[derive(Debug, thiserror::Error)]
 pub enum WorkflowError {
@@ -135,7 +138,9 @@ pub async fn sign_order_as(
     signer_internal_id: &str,
 ) -> Result<OrderState, WorkflowError> {
     let _serialised = state.order_locks.lock(&order_id).await;
-    loop {
+    // Each stale attempt means another process signed this order meanwhile; there are only so
+    // many signers, so a handful of attempts always suffices in practice.
+    for _attempt in 0..MAX_SIGNING_ATTEMPTS {
         let order = state
             .store
             .find_order(&order_id)
@@ -156,10 +161,15 @@ pub async fn sign_order_as(
         let blobs = state.blobs.clone();
         let input = order.document.blob.clone();
         let file_name = order.document.file_name.clone();
-        let document = blocking(move || {
+        let Some(document) = blocking(move || {
             sign_document(&pki, &blobs, &input, order_id, &person, file_name, now)
         })
-        .await?;
+        .await?
+        else {
+            // The version we read was superseded (and removed) by a signature from another
+            // process between our read and our open: read the order again.
+            continue;
+        };
         let recorded = RecordedSignature {
             position,
             based_on_revision: order.revision,
@@ -189,6 +199,9 @@ pub async fn sign_order_as(
             }
         }
     }
+    Err(WorkflowError::Internal(anyhow::anyhow!(
+        "order {order_id} kept changing under {MAX_SIGNING_ATTEMPTS} signing attempts"
+    )))
 }
 
 /// A signer declines: the order ends REJECTED and nobody can sign it any more.
@@ -246,7 +259,7 @@ fn sign_document(
     person: &crate::store::orders::OrderPerson,
     file_name: String,
     now: time::OffsetDateTime,
-) -> anyhow::Result<OrderDocument> {
+) -> anyhow::Result<Option<OrderDocument>> {
     use ring::signature::{EcdsaKeyPair, KeyPair, ECDSA_P256_SHA256_ASN1_SIGNING};
     use std::io::{Seek, SeekFrom};
 
@@ -296,9 +309,10 @@ fn sign_document(
         )
         .context("issuing the signature certificate")?;
 
-    let mut source = blobs
-        .open_read(input)
-        .context("opening the order's document")?;
+    let mut source = match blobs.open_read(input) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        other => other.context("opening the order's document")?,
+    };
     let (temp, mut output) = blobs.create_temp().context("a temporary file")?;
     let mut options = PrepareOptions::new(now);
     options.signer_name = Some(common_name);
@@ -318,12 +332,12 @@ fn sign_document(
     blobs
         .persist(temp, &output, &key)
         .context("storing the signed PDF")?;
-    Ok(OrderDocument {
+    Ok(Some(OrderDocument {
         file_name,
         blob: key,
         size,
         sha256: crate::domain::Sha256Digest::from_bytes(hasher.finalize().into()),
-    })
+    }))
 }
 
 /// Feeds what is written into a hasher.

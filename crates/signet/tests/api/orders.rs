@@ -440,3 +440,88 @@ async fn a_deleted_order_is_gone_but_its_events_stay() {
         .join(format!("blobs/orders/{id}"))
         .exists());
 }
+
+/// Two Signet processes share one database: their expiry passes race over the same due orders,
+/// and each order must expire exactly once (one ORDER_EXPIRED event each).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_job_runners_expire_each_due_order_exactly_once() {
+    for db in [Db::Sqlite, Db::Postgres] {
+        let Some(app) = spawn_app_on(db).await else {
+            continue;
+        };
+        let mut ids = Vec::new();
+        for _ in 0..30 {
+            ids.push(app.create_order(&[person("INTERNAL", "jdoe", None)]).await);
+        }
+        app.clock.advance(Duration::days(31));
+        let second = signet::jobs::JobRunner {
+            store: signet::store::connect(&app.database_url).await.unwrap(),
+            pki: app.runner.pki.clone(),
+            clock: app.runner.clock.clone(),
+        };
+        let first = app.runner.clone();
+        let (a, b) = tokio::join!(
+            tokio::spawn(async move { first.expire_orders().await.unwrap() }),
+            tokio::spawn(async move { second.expire_orders().await.unwrap() }),
+        );
+        assert_eq!(a.unwrap() + b.unwrap(), ids.len());
+        let expired = app.state.store.events_named("ORDER_EXPIRED").await.unwrap();
+        assert_eq!(expired.len(), ids.len());
+        for id in &ids {
+            assert_eq!(app.order_state(id).await, "EXPIRED");
+        }
+    }
+}
+
+/// Two Signet processes (each with its own store connection and its own in-process locks) sign
+/// one order at once: the revision compare-and-set makes the loser sign again on the winner's
+/// revision, so no signature is lost and every one stays valid.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn signers_on_two_processes_lose_no_signature() {
+    for db in [Db::Sqlite, Db::Postgres] {
+        let Some(app) = spawn_app_on(db).await else {
+            continue;
+        };
+        let id = app
+            .create_order(&[
+                person("INTERNAL", "cborgstrom", None),
+                person("INTERNAL", "jdoe", None),
+                person("EXTERNAL", "200001011907", None),
+                person("EXTERNAL", "198603052385", None),
+            ])
+            .await;
+        let order = app.order(&id).await;
+        let internal = |i: usize| {
+            order["signers"][i]["internalId"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        };
+        let mut other = app.state.clone();
+        other.store = signet::store::connect(&app.database_url).await.unwrap();
+        other.order_locks = Default::default();
+        let order_id = OrderId::parse(&id).unwrap();
+        let tasks = (0..4).map(|i| {
+            let state = if i % 2 == 0 {
+                app.state.clone()
+            } else {
+                other.clone()
+            };
+            let signer = internal(i);
+            tokio::spawn(
+                async move { signet::workflow::sign_order_as(&state, order_id, &signer).await },
+            )
+        });
+        for result in futures::future::join_all(tasks).await {
+            result.unwrap().unwrap();
+        }
+        assert_eq!(app.order_state(&id).await, "ACCEPTED");
+        assert_eq!(app.order(&id).await["document"]["signatures"], 4);
+        let path = write_temp(
+            app.data_dir.path(),
+            "signed.pdf",
+            &app.order_document(&id).await,
+        );
+        signet_testkit::assert_pdfsig_accepts(&path, 4);
+    }
+}

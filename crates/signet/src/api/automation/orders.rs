@@ -370,16 +370,28 @@ pub async fn document(
     ApiPath(order_id): ApiPath<String>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    let order = load(&state, &order_id).await?;
-    let file = StoredFile {
-        path: state.blobs.path(&order.document.blob),
-        len: order.document.size,
-        content_type: "application/pdf",
-        etag: format!("\"{}\"", order.document.sha256),
-    };
-    ranged::serve(file, &headers)
-        .await
-        .map_err(|e| ApiError::Internal(anyhow::Error::new(e).context("serving the document")))
+    // A signature landing between reading the row and opening the file removes the version the
+    // row named: read the row again and serve the new version.
+    for _ in 0..3 {
+        let order = load(&state, &order_id).await?;
+        let file = StoredFile {
+            path: state.blobs.path(&order.document.blob),
+            len: order.document.size,
+            content_type: "application/pdf",
+            etag: format!("\"{}\"", order.document.sha256),
+        };
+        match ranged::serve(file, &headers).await {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            other => {
+                return other.map_err(|e| {
+                    ApiError::Internal(anyhow::Error::new(e).context("serving the document"))
+                })
+            }
+        }
+    }
+    Err(ApiError::Internal(anyhow::anyhow!(
+        "the order's document kept changing while it was being served"
+    )))
 }
 
 /// `DELETE /orders/{id}`: the order, its tasks and its document bytes go; the events stay.
