@@ -10,7 +10,7 @@ cd "$repo"
 cargo run -q --release -p signet-testkit --example write_fixtures -- "$work"
 openssl ecparam -name prime256v1 -genkey -noout -out "$work/key.pem"
 openssl req -x509 -new -key "$work/key.pem" -subj /CN=bench -days 30 -out "$work/cert.pem"
-echo "== pyHanko $("$venv/bin/python" -c 'import pyhanko; print(pyhanko.__version__)')"
+echo "== pyHanko $("$venv/bin/python" -c 'import importlib.metadata as m; print(m.version("pyhanko"))')"
 "$venv/bin/python" bench/pyhanko_sign.py "$work/key.pem" "$work/cert.pem" \
   "$work/one-page.pdf" "$work/twenty-mb.pdf" "${PYHANKO_ROUNDS:-200}"
 echo "== Signet (criterion)"

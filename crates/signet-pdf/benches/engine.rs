@@ -22,14 +22,19 @@ fn options() -> PrepareOptions {
     PrepareOptions::new(time::OffsetDateTime::UNIX_EPOCH)
 }
 
-fn one_page(c: &mut Criterion) {
-    let pdf = minimal_pdf::classic_pdf(1);
+/// A P-256 key (PKCS#8 DER) and a self-signed certificate for it (DER).
+fn p256_signer() -> (Vec<u8>, Vec<u8>) {
     let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
     let certificate = rcgen::CertificateParams::new(vec!["bench.invalid".to_owned()])
         .unwrap()
         .self_signed(&key)
         .unwrap();
-    let key_der = key.serialize_der();
+    (key.serialize_der(), certificate.der().to_vec())
+}
+
+fn one_page(c: &mut Criterion) {
+    let pdf = minimal_pdf::classic_pdf(1);
+    let (key_der, certificate_der) = p256_signer();
     c.bench_function("prepare+sign+embed 1-page PDF (P-256)", |b| {
         b.iter(|| {
             let mut out = Cursor::new(Vec::with_capacity(pdf.len() + 40_000));
@@ -38,7 +43,7 @@ fn one_page(c: &mut Criterion) {
                 &mut out,
                 &options(),
                 &key_der,
-                certificate.der(),
+                &certificate_der,
                 &[],
             )
             .unwrap();
@@ -49,9 +54,29 @@ fn one_page(c: &mut Criterion) {
 
 fn twenty_megabytes(c: &mut Criterion) {
     let pdf = minimal_pdf::classic_pdf_with_image(3, 20 * 1024 * 1024);
+    let (key_der, certificate_der) = p256_signer();
     let mut group = c.benchmark_group("20 MB PDF");
     group.sample_size(20);
     group.throughput(Throughput::Bytes(pdf.len() as u64));
+    group.bench_with_input(
+        BenchmarkId::new("prepare+sign+embed (P-256)", pdf.len()),
+        &pdf,
+        |b, pdf| {
+            b.iter(|| {
+                let mut out = Cursor::new(Vec::with_capacity(pdf.len() + 40_000));
+                sign_with_key(
+                    Cursor::new(pdf),
+                    &mut out,
+                    &options(),
+                    &key_der,
+                    &certificate_der,
+                    &[],
+                )
+                .unwrap();
+                black_box(out);
+            })
+        },
+    );
     group.bench_with_input(BenchmarkId::new("prepare", pdf.len()), &pdf, |b, pdf| {
         b.iter(|| {
             let mut out = Vec::with_capacity(pdf.len() + 40_000);

@@ -125,6 +125,8 @@ impl ByteRange {
 pub struct Prepared {
     /// SHA-256 over the two byte ranges of the output: the CMS messageDigest.
     pub digest: [u8; 32],
+    /// SHA-256 of the input as given (the output's prefix): hashed once, on the way to `digest`.
+    pub input_sha256: [u8; 32],
     /// The byte range written into the signature dictionary.
     pub byte_range: ByteRange,
     /// The new signature field's name, e.g. `Signature1`.

@@ -78,10 +78,12 @@ fn plan_revision(bytes: &[u8], options: &PrepareOptions) -> Result<(Vec<u8>, Pre
 
     let mut hasher = Sha256::new();
     hasher.update(bytes);
+    let input_sha256 = hasher.clone().finalize().into();
     hasher.update(&revision.bytes[..revision.contents_start]);
     hasher.update(&revision.bytes[revision.contents_end..]);
     let prepared = Prepared {
         digest: hasher.finalize().into(),
+        input_sha256,
         byte_range: revision.byte_range,
         field_name: revision.field_name,
         signing_time,

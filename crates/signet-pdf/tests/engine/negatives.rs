@@ -138,6 +138,28 @@ fn a_placeholder_is_filled_only_once() {
 }
 
 #[test]
+fn a_cleared_placeholder_is_exactly_the_prepared_one_and_can_be_filled_again() {
+    let (out, prepared) = prepare_bytes(&classic_pdf(1)).unwrap();
+    let mut file = Cursor::new(out.clone());
+    assert!(signet_pdf::placeholder_is_empty(&mut file, &prepared.byte_range).unwrap());
+    signet_pdf::embed(
+        &mut file,
+        &prepared.byte_range,
+        &[0x30, 0x03, 0x02, 0x01, 0x07],
+    )
+    .unwrap();
+    assert!(!signet_pdf::placeholder_is_empty(&mut file, &prepared.byte_range).unwrap());
+
+    signet_pdf::clear_placeholder(&mut file, &prepared.byte_range).unwrap();
+    assert_eq!(file.get_ref(), &out);
+    signet_pdf::embed(&mut file, &prepared.byte_range, &[0x30, 0x00]).unwrap();
+    assert_eq!(
+        signet_pdf::byte_range_digest(&mut file, &prepared.byte_range).unwrap(),
+        prepared.digest
+    );
+}
+
+#[test]
 fn a_byte_range_from_another_file_is_refused() {
     let (_, prepared) = prepare_bytes(&classic_pdf(1)).unwrap();
     let (other, _) = prepare_bytes(&classic_pdf(3)).unwrap();

@@ -11,7 +11,6 @@ use axum::{Json, Router};
 use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine;
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 use signet_pdf::{ByteRange, PdfError, PrepareOptions};
 use tokio::io::AsyncWriteExt;
 use tracing::Instrument;
@@ -135,7 +134,6 @@ struct ReceivedFile {
     content: Received,
     file_name: String,
     size: u64,
-    sha256: Sha256Digest,
 }
 
 /// Where an upload's bytes are: small ones stay in memory until the one blocking step that
@@ -180,7 +178,8 @@ async fn text_part(field: axum::extract::multipart::Field<'_>) -> Result<String,
     Ok(text.trim().to_owned())
 }
 
-/// Streams the `file` part into a temporary blob, hashing and counting as it goes.
+/// Streams the `file` part into memory or a temporary blob, counting as it goes (the engine
+/// hashes it later, in the same pass as the byte-range digest).
 async fn receive_file(
     state: &AppState,
     field: &mut axum::extract::multipart::Field<'_>,
@@ -205,7 +204,6 @@ async fn receive_file(
         .chars()
         .take(255)
         .collect::<String>();
-    let mut hasher = Sha256::new();
     let mut size = 0u64;
     let mut buffer = Vec::new();
     let mut spilled: Option<(TempBlob, tokio::io::BufWriter<tokio::fs::File>)> = None;
@@ -218,7 +216,6 @@ async fn receive_file(
         if size > limit {
             return Ok(Err(too_large(limit)));
         }
-        hasher.update(&chunk);
         if let Some((_, writer)) = spilled.as_mut() {
             writer
                 .write_all(&chunk)
@@ -257,7 +254,6 @@ async fn receive_file(
         content,
         file_name,
         size,
-        sha256: Sha256Digest::from_bytes(hasher.finalize().into()),
     }))
 }
 
@@ -350,7 +346,6 @@ async fn upload(
         content,
         file_name,
         size,
-        sha256,
     } = file;
     let (prepared, signed_attributes, prepared_blob) = blocking(move || {
         let not_pdf = || upload_error("the file is not a PDF: it does not start with %PDF-");
@@ -402,7 +397,8 @@ async fn upload(
         name: parts.name.filter(|v| !v.is_empty()),
         file_name,
         size,
-        sha256,
+        // The engine hashes the upload once, on the way to the byte-range digest.
+        sha256: Sha256Digest::from_bytes(prepared.input_sha256),
         status: DocumentStatus::Waiting,
         signed_attributes,
         byte_range: prepared.byte_range.0,
@@ -425,7 +421,7 @@ async fn upload(
         file_name: record.file_name,
         size,
         hash: BASE64.encode(&record.signed_attributes),
-        document_sha256: sha256.to_string(),
+        document_sha256: record.sha256.to_string(),
     })
     .into_response())
 }

@@ -1,0 +1,125 @@
+#!/usr/bin/env bash
+# Every performance figure in README.md's Benchmarks section, in one run, on this machine:
+#   1. POST /signers with fresh P-256 CSRs (release server, SQLite)          -> enrollments/s, p99
+#   2. the device flow per 100 KiB document: upload -> sign -> download       -> documents/s, p99
+#   3. a 50 MB upload + sign: the server's peak RSS growth (VmHWM)            -> MiB
+#   4. the engine beside pyHanko (1-page PDF) and beside one SHA-256 pass (20 MB PDF)
+# Each server gets a fresh data directory; each load figure is printed per run (report the
+# median). The CPU split after each run says how much the server, the generator and everything
+# else on the machine took, so a run disturbed by other work can be told apart.
+#
+# Usage: bench/run-all.sh [enroll|documents|rss|engine]...   (default: all four)
+# Env:   RUNS (3), ENROLLMENTS (20000), DOCUMENTS (5000), CONCURRENCY (64),
+#        CARGO_TARGET_DIR (release builds go there; keep it apart from the debug build's)
+set -euo pipefail
+repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+target="${CARGO_TARGET_DIR:-$repo/target}"
+runs="${RUNS:-3}"
+concurrency="${CONCURRENCY:-64}"
+work="$(mktemp -d)"
+server_pid=""
+cleanup() {
+  if [ -n "$server_pid" ]; then kill "$server_pid" 2>/dev/null || true; fi
+  rm -rf "$work"
+}
+trap cleanup EXIT
+
+cd "$repo"
+cargo build -q --release -p signet -p signet-loadgen
+signet="$target/release/signet"
+loadgen="$target/release/signet-loadgen"
+
+echo "== machine: $(nproc) cores, $(uname -r), load average $(cut -d' ' -f1-3 /proc/loadavg)"
+
+# Starts a release server on a fresh data directory; sets server_pid, url and SIGNET_API_KEY.
+start_server() {
+  local data="$work/data-$1" port="$2"
+  "$signet" serve --data-dir "$data" --listen "127.0.0.1:$port" >"$work/server-$1.log" 2>&1 &
+  server_pid=$!
+  for _ in $(seq 100); do [ -s "$data/initial-api-key" ] && break; sleep 0.1; done
+  url="http://127.0.0.1:$port"
+  export SIGNET_API_KEY="$(cat "$data/initial-api-key")"
+  sleep 0.3
+}
+
+stop_server() {
+  kill "$server_pid"
+  wait "$server_pid" 2>/dev/null || true
+  server_pid=""
+}
+
+# CPU time (ms) of a process, user + system.
+cpu_ms() { awk '{print ($14 + $15) * 10}' "/proc/$1/stat"; }
+# Busy and idle CPU time (ms) of the whole machine.
+machine_ms() { awk '/^cpu /{print ($2 + $3 + $4 + $7 + $8) * 10, ($5 + $6) * 10}' /proc/stat; }
+
+# Runs the load generator with "$@" once and prints its line and the CPU split.
+measured_run() {
+  local s0 s1 m0 m1
+  sync
+  s0=$(cpu_ms "$server_pid")
+  m0=$(machine_ms)
+  /usr/bin/time -f "%U %S" -o "$work/loadgen.time" "$loadgen" --url "$url" "$@" | tail -1
+  s1=$(cpu_ms "$server_pid")
+  m1=$(machine_ms)
+  read -r busy0 idle0 <<<"$m0"
+  read -r busy1 idle1 <<<"$m1"
+  read -r user sys <"$work/loadgen.time"
+  local generator
+  generator=$(awk -v u="$user" -v s="$sys" 'BEGIN {printf "%d", (u + s) * 1000}')
+  echo "   cpu ms: server $((s1 - s0)), generator $generator," \
+    "everything else $((busy1 - busy0 - (s1 - s0) - generator)), idle $((idle1 - idle0))"
+}
+
+enroll() {
+  echo "== 1. POST /signers, fresh P-256 CSRs (generated before the clock starts)," \
+    "$concurrency connections"
+  start_server enroll 18180
+  "$loadgen" --url "$url" --concurrency "$concurrency" enroll --requests 1000 >/dev/null 2>&1
+  for _ in $(seq "$runs"); do
+    measured_run --concurrency "$concurrency" enroll --requests "${ENROLLMENTS:-20000}" 2>/dev/null
+  done
+  stop_server
+}
+
+documents() {
+  echo "== 2. device flow per document: upload 100 KiB -> sign (P-256) -> download," \
+    "$concurrency connections"
+  start_server documents 18181
+  # The first thousands of documents run slower (thread pools, caches, the new data directory).
+  "$loadgen" --url "$url" --concurrency "$concurrency" documents --documents 3000 >/dev/null
+  for _ in $(seq "$runs"); do
+    measured_run --concurrency "$concurrency" documents --documents "${DOCUMENTS:-5000}"
+  done
+  stop_server
+}
+
+rss() {
+  echo "== 3. 50 MB upload + sign (+ download), one at a time: server peak RSS growth"
+  start_server rss 18182
+  "$loadgen" --url "$url" --concurrency 1 documents --documents 2 --size-kib 100 >/dev/null
+  for _ in $(seq "$runs"); do
+    # Writing 5 to clear_refs resets VmHWM (the peak) to the current RSS.
+    echo 5 >"/proc/$server_pid/clear_refs"
+    local before peak
+    before=$(awk '/^VmRSS/{print $2}' "/proc/$server_pid/status")
+    "$loadgen" --url "$url" --concurrency 1 documents --documents 1 --size-kib 48828 | tail -1
+    peak=$(awk '/^VmHWM/{print $2}' "/proc/$server_pid/status")
+    echo "   RSS before ${before} kB, peak ${peak} kB: growth $(((peak - before) / 1024)) MiB"
+  done
+  stop_server
+}
+
+engine() {
+  echo "== 4. engine: 1-page PDF beside pyHanko in-process; 20 MB PDF beside one SHA-256 pass"
+  "$repo/bench/engine-vs-pyhanko.sh"
+}
+
+steps=("$@")
+if [ ${#steps[@]} -eq 0 ]; then steps=(enroll documents rss engine); fi
+for step in "${steps[@]}"; do
+  case "$step" in
+    enroll | documents | rss | engine) "$step" ;;
+    *) echo "unknown step: $step (enroll, documents, rss, engine)" >&2; exit 2 ;;
+  esac
+done
