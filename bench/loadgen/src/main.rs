@@ -13,8 +13,8 @@ struct Cli {
     /// Base URL of the server.
     #[arg(long, default_value = "http://127.0.0.1:8080")]
     url: String,
-    /// API key (Bearer).
-    #[arg(long, env = "SIGNET_API_KEY")]
+    /// API key (Bearer); the Automation API needs none.
+    #[arg(long, env = "SIGNET_API_KEY", default_value = "")]
     api_key: String,
     /// Concurrent connections.
     #[arg(long, default_value_t = 64)]
@@ -30,6 +30,19 @@ enum Scenario {
         /// Number of enrollments.
         #[arg(long, default_value_t = 20_000)]
         requests: usize,
+    },
+    /// `POST /orders` on the Automation API: a PDF and two EXTERNAL signers from the directory
+    /// file (start the server with `--directory-file bench/people.json`).
+    Orders {
+        /// Number of orders.
+        #[arg(long, default_value_t = 5_000)]
+        orders: usize,
+        /// Size of each PDF, in KiB.
+        #[arg(long, default_value_t = 100)]
+        size_kib: usize,
+        /// Base URL of the Automation API listener.
+        #[arg(long, default_value = "http://127.0.0.1:8081")]
+        automation_url: String,
     },
     /// The device flow per document: upload a PDF, sign the returned `hash` with the device's
     /// P-256 key, post the signature, download the signed PDF. One signer, enrolled first.
@@ -142,10 +155,13 @@ async fn drive(cli: &Cli, path: &str, bodies: Vec<serde_json::Value>) -> anyhow:
     Ok(report)
 }
 
-/// A device: a P-256 key whose public half is enrolled as `signer_id`.
+/// A device: a P-256 key whose public half is enrolled as `signer_id`. It signs with ring (as
+/// the server verifies): the pure-Rust curve would cost the generator several times more CPU
+/// per document, taken from the server it shares the machine with.
 struct Device {
     signer_id: String,
-    key: p256::ecdsa::SigningKey,
+    key: ring::signature::EcdsaKeyPair,
+    rng: ring::rand::SystemRandom,
 }
 
 async fn enroll_device(cli: &Cli, client: &reqwest::Client) -> anyhow::Result<Device> {
@@ -170,7 +186,18 @@ async fn enroll_device(cli: &Cli, client: &reqwest::Client) -> anyhow::Result<De
         "enrollment failed: {}",
         response.text().await?
     );
-    Ok(Device { signer_id, key })
+    let rng = ring::rand::SystemRandom::new();
+    let key = ring::signature::EcdsaKeyPair::from_pkcs8(
+        &ring::signature::ECDSA_P256_SHA256_ASN1_SIGNING,
+        pkcs8.as_bytes(),
+        &rng,
+    )
+    .map_err(|e| anyhow::anyhow!("loading the device key into ring: {e}"))?;
+    Ok(Device {
+        signer_id,
+        key,
+        rng,
+    })
 }
 
 /// One document through the whole flow; returns the signed file's size.
@@ -181,7 +208,6 @@ async fn document_flow(
     pdf: &[u8],
 ) -> anyhow::Result<usize> {
     use base64::Engine;
-    use p256::ecdsa::signature::Signer;
     let base64 = base64::engine::general_purpose::STANDARD;
     let form = reqwest::multipart::Form::new()
         .text("signerId", device.signer_id.clone())
@@ -202,11 +228,14 @@ async fn document_flow(
         .await?;
     let id = uploaded["documentId"].as_str().context("no documentId")?;
     let hash = base64.decode(uploaded["hash"].as_str().context("no hash")?)?;
-    let signature: p256::ecdsa::Signature = device.key.sign(&hash);
+    let signature = device
+        .key
+        .sign(&device.rng, &hash)
+        .map_err(|e| anyhow::anyhow!("signing the hash: {e}"))?;
     client
         .post(format!("{}/documents/{id}/signature", cli.url))
         .bearer_auth(&cli.api_key)
-        .json(&serde_json::json!({"signature": base64.encode(signature.to_der().as_bytes())}))
+        .json(&serde_json::json!({"signature": base64.encode(signature.as_ref())}))
         .send()
         .await?
         .error_for_status()?;
@@ -287,14 +316,102 @@ async fn run_documents(cli: &Cli, documents: usize, size_kib: usize) -> anyhow::
     Ok(report)
 }
 
+/// One signing order: the form as an application sends it.
+async fn create_order(client: &reqwest::Client, url: &str, pdf: &[u8]) -> anyhow::Result<()> {
+    let person = |identifier: &str| {
+        serde_json::json!({"source": "EXTERNAL", "identifier": identifier, "attributes": {}})
+            .to_string()
+    };
+    let form = reqwest::multipart::Form::new()
+        .text("title", "Benchmark order")
+        .text("description", "Two external signers")
+        .part(
+            "upload",
+            reqwest::multipart::Part::bytes(pdf.to_vec()).file_name("bench.pdf"),
+        )
+        .text("solicitor", person("200001011907"))
+        .text("signers", person("200001011907"))
+        .text("signers", person("198603052385"));
+    let response = client.post(url).multipart(form).send().await?;
+    let status = response.status();
+    let body = response.text().await?;
+    anyhow::ensure!(status.is_success() && body.len() == 36, "{status}: {body}");
+    Ok(())
+}
+
+async fn run_orders(
+    concurrency: usize,
+    automation_url: &str,
+    orders: usize,
+    size_kib: usize,
+) -> anyhow::Result<Report> {
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(concurrency)
+        .build()?;
+    let pdf = Arc::new(signet_testkit::pdfs::classic_pdf_with_image(
+        1,
+        size_kib * 1024,
+    ));
+    let url = Arc::new(format!("{automation_url}/orders"));
+    let next = Arc::new(AtomicUsize::new(0));
+    let start = Instant::now();
+    let workers = (0..concurrency).map(|_| {
+        let (client, pdf, next, url) = (client.clone(), pdf.clone(), next.clone(), url.clone());
+        tokio::spawn(async move {
+            let mut latencies = Vec::new();
+            let mut failed = 0;
+            while next.fetch_add(1, Ordering::Relaxed) < orders {
+                let sent = Instant::now();
+                match create_order(&client, &url, &pdf).await {
+                    Ok(()) => latencies.push(sent.elapsed()),
+                    Err(error) => {
+                        if failed == 0 {
+                            eprintln!("order failed: {error:#}");
+                        }
+                        failed += 1;
+                    }
+                }
+            }
+            (latencies, failed)
+        })
+    });
+    let mut report = Report {
+        completed: 0,
+        failed: 0,
+        elapsed: Duration::ZERO,
+        latencies: Vec::new(),
+    };
+    for worker in futures::future::join_all(workers).await {
+        let (latencies, failed) = worker.context("worker panicked")?;
+        report.completed += latencies.len();
+        report.failed += failed;
+        report.latencies.extend(latencies);
+    }
+    report.elapsed = start.elapsed();
+    Ok(report)
+}
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    match cli.scenario {
+    match &cli.scenario {
+        Scenario::Orders {
+            orders,
+            size_kib,
+            automation_url,
+        } => {
+            let mut report =
+                run_orders(cli.concurrency, automation_url, *orders, *size_kib).await?;
+            report.print(&format!(
+                "POST /orders ({size_kib} KiB PDF, two EXTERNAL signers)"
+            ));
+            anyhow::ensure!(report.failed == 0, "{} orders failed", report.failed);
+        }
         Scenario::Documents {
             documents,
             size_kib,
         } => {
+            let (documents, size_kib) = (*documents, *size_kib);
             let mut report = run_documents(&cli, documents, size_kib).await?;
             report.print(&format!(
                 "documents ({size_kib} KiB upload -> sign -> download)"
@@ -302,6 +419,7 @@ async fn main() -> anyhow::Result<()> {
             anyhow::ensure!(report.failed == 0, "{} documents failed", report.failed);
         }
         Scenario::Enroll { requests } => {
+            let requests = *requests;
             eprintln!("generating {requests} P-256 keys and CSRs...");
             let run_id = std::process::id();
             let bodies = fresh_csrs(requests)?
