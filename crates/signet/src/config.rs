@@ -229,7 +229,10 @@ mod tests {
 
     #[test]
     fn flat_environment_names_reach_nested_settings() {
-        assert_eq!(nest_env_key("AUTOMATION_API_ENABLED"), "automation_api.enabled");
+        assert_eq!(
+            nest_env_key("AUTOMATION_API_ENABLED"),
+            "automation_api.enabled"
+        );
         assert_eq!(nest_env_key("AUTOMATION_LISTEN"), "automation_api.listen");
         assert_eq!(nest_env_key("LDAP_BIND_DN"), "ldap.bind_dn");
         assert_eq!(nest_env_key("DIRECTORY_FILE"), "directory_file");
@@ -250,7 +253,10 @@ mod tests {
         assert!(settings.automation_api.enabled);
         assert_eq!(settings.automation_api.listen.port(), 9081);
         assert_eq!(settings.ldap.url.as_deref(), Some("ldap://127.0.0.1:389"));
-        assert_eq!(settings.ldap.search_attribute, "uid", "defaults fill the rest");
+        assert_eq!(
+            settings.ldap.search_attribute, "uid",
+            "defaults fill the rest"
+        );
         assert!(!format!("{settings:?}").contains("hunter2"));
     }
 
