@@ -3,7 +3,8 @@
 #   - Debian packages: openssl, poppler-utils (pdfsig), qpdf, ghostscript, librsvg2-bin and
 #     libreoffice-writer-nogui (PDF corpus),
 #     postgresql-client (pg_isready), slapd and ldap-utils (a real OpenLDAP for the directory tests;
-#     the tests start their own slapd on a free port, never the system one);
+#     the tests start their own slapd on a free port, never the system one), curl (the
+#     reference's own order command is run verbatim);
 #   - a Python venv with the signature oracles (pyHanko) and PDF producers (reportlab, pypdf).
 # PostgreSQL tests run against $SIGNET_TEST_POSTGRES_URL; outside CI they skip with a notice when it
 # is unset. With CI set, an unreachable PostgreSQL fails the run.
@@ -12,7 +13,7 @@ repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$repo"
 
 apt_packages=(openssl poppler-utils qpdf ghostscript librsvg2-bin libreoffice-writer-nogui
-  postgresql-client python3-venv slapd ldap-utils)
+  postgresql-client python3-venv slapd ldap-utils curl)
 missing=()
 for pkg in "${apt_packages[@]}"; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
