@@ -1,9 +1,11 @@
 //! Document bytes on disk, never in database rows. A blob is written under `tmp/`, flushed to
-//! the disk, and only then renamed into place (and the directory synced), so a crash leaves
-//! either the whole file or none of it; a file in place is never rewritten. The database row
-//! that names a blob is committed after the blob is durable, so an acknowledged document always
-//! has its bytes; a crash in between leaves at most an orphan under `tmp/`, swept at start-up.
-
+//! the disk, and only then renamed into place (its directory synced, and that directory's parent
+//! too when it is new), so a crash leaves either the whole file or none of it. Bytes a client can
+//! download are never rewritten (a CloudSigner signature fills the prepared file's placeholder,
+//! which no one downloads; an order's new version is a new file). The database row that names a
+//! blob is committed after the blob is durable, so an acknowledged document always has its bytes;
+//! a crash in between leaves at most an orphan (under `tmp/`, swept at start-up, or an unnamed
+//! file in place).
 use std::fs::{self, File, OpenOptions};
 use std::io;
 use std::path::{Path, PathBuf};
@@ -114,6 +116,11 @@ impl BlobStore {
         let store = BlobStore { root };
         fs::create_dir_all(store.tmp_dir())?;
         fs::create_dir_all(store.root.join("documents"))?;
+        fs::create_dir_all(store.root.join("orders"))?;
+        // The layout itself must survive a crash before the first blob relies on it.
+        for directory in [data_dir, store.root.as_path()] {
+            File::open(directory)?.sync_all()?;
+        }
         for entry in fs::read_dir(store.tmp_dir())? {
             let _ = fs::remove_file(entry?.path());
         }
@@ -152,10 +159,19 @@ impl BlobStore {
     pub fn persist(&self, mut temp: TempBlob, file: &File, key: &BlobKey) -> io::Result<()> {
         file.sync_all()?;
         let directory = self.root.join(key.directory());
+        let created = !directory.exists();
         fs::create_dir_all(&directory)?;
         fs::rename(&temp.path, self.path(key))?;
         temp.persisted = true;
         File::open(&directory)?.sync_all()?;
+        if created {
+            // A new document or order directory is itself a new entry in its parent
+            // (`documents/`, `orders/`): without flushing the parent too, a crash could lose the
+            // directory, and the acknowledged blob with it.
+            if let Some(parent) = directory.parent() {
+                File::open(parent)?.sync_all()?;
+            }
+        }
         Ok(())
     }
 
