@@ -64,14 +64,6 @@ fn io_error(context: &'static str) -> impl Fn(std::io::Error) -> ApiError {
     move |e| ApiError::Internal(anyhow::Error::new(e).context(context))
 }
 
-pub fn too_large(limit: u64) -> ApiError {
-    ApiError::new(
-        StatusCode::PAYLOAD_TOO_LARGE,
-        ErrorCode::DocumentUpload,
-        format!("the document is larger than the limit of {limit} bytes"),
-    )
-}
-
 /// Reads a text field, refusing it as soon as it passes [`MAX_TEXT_FIELD`]: the order routes have
 /// no body limit of their own (the upload may be large), so a field must not be buffered whole.
 async fn bounded_text(field: &mut Field<'_>, name: &str) -> Result<String, ApiError> {
@@ -127,7 +119,7 @@ pub async fn read_order_form(
             while let Some(chunk) = field.chunk().await.map_err(|e| malformed(e.body_text()))? {
                 size += chunk.len() as u64;
                 if size > limit {
-                    return Err(too_large(limit));
+                    return Err(ApiError::document_too_large(limit));
                 }
                 sha2::Digest::update(&mut hasher, &chunk);
                 writer

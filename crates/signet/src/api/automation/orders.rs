@@ -2,13 +2,13 @@
 //! options), read it, poll its state, download its document, delete it, change it, replace its
 //! signers, and read its events.
 
-use axum::extract::{FromRequest, Multipart, Request, State};
+use axum::extract::{FromRequest, Request, State};
 use axum::http::header::CONTENT_TYPE;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde_json::{json, Value};
-use signet_pdf::{PdfError, PrepareOptions};
+use signet_pdf::PrepareOptions;
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 
@@ -16,8 +16,8 @@ use super::form::{
     read_order_form, read_small_body, OrderForm, SmallBody, UploadedFile, MAX_TEXT_FIELD,
 };
 use super::people::{parse_json_field, parse_person, person_from_value, resolve, PersonRequest};
-use crate::api::cloudsigner::error::{ApiError, ErrorCode};
-use crate::api::cloudsigner::extract::ApiPath;
+use crate::api::cloudsigner::error::ApiError;
+use crate::api::cloudsigner::extract::{ApiMultipart, ApiPath};
 use crate::api::ranged::{self, StoredFile};
 use crate::domain::order::{default_due_date, parse_due_date};
 use crate::domain::{LinkType, OrderId, OrderOption};
@@ -35,22 +35,6 @@ fn parse_order_id(raw: &str) -> Result<OrderId, ApiError> {
     OrderId::parse(raw).map_err(|_| ApiError::not_found(format!("no order {raw}")))
 }
 
-fn upload_error(message: impl Into<String>) -> ApiError {
-    ApiError::new(StatusCode::BAD_REQUEST, ErrorCode::DocumentUpload, message)
-}
-
-fn pdf_error(error: PdfError) -> ApiError {
-    match error {
-        PdfError::NotPdf(_)
-        | PdfError::Encrypted
-        | PdfError::Unparseable(_)
-        | PdfError::Damaged(_)
-        | PdfError::Certified
-        | PdfError::Unsupported(_) => upload_error(error.to_string()),
-        other => ApiError::Internal(anyhow::Error::new(other).context("checking the PDF")),
-    }
-}
-
 /// Checks the upload is a PDF the engine can sign later, then makes it durable as the order's
 /// first document version. Blocking work runs off the executor.
 async fn store_upload(
@@ -59,7 +43,7 @@ async fn store_upload(
     upload: UploadedFile,
 ) -> Result<OrderDocument, ApiError> {
     if upload.size == 0 {
-        return Err(upload_error("the uploaded file is empty"));
+        return Err(ApiError::document_upload("the uploaded file is empty"));
     }
     let blobs = state.blobs.clone();
     let options = PrepareOptions::new(state.clock.now());
@@ -81,14 +65,14 @@ async fn store_upload(
             let mut magic = [0u8; 5];
             let read = file.read(&mut magic).map_err(io)?;
             if &magic[..read] != b"%PDF-" {
-                return Err(upload_error(
+                return Err(ApiError::document_upload(
                     "the upload is not a PDF: it does not start with %PDF-",
                 ));
             }
             file.seek(SeekFrom::Start(0)).map_err(io)?;
             // A dry run of the engine: what it cannot prepare now it could not sign later.
             signet_pdf::prepare(BufReader::new(&mut file), std::io::sink(), &options)
-                .map_err(pdf_error)?;
+                .map_err(ApiError::from_pdf)?;
             let key = BlobKey::order_version(order_id, uuid::Uuid::new_v4());
             blobs.persist(temp, &file, &key).map_err(io)?;
             Ok(OrderDocument {
@@ -188,7 +172,7 @@ fn check_title(title: &str) -> Result<String, ApiError> {
 /// `POST /orders`: answers the new order's GUID as text.
 #[tracing::instrument(skip_all, fields(order.id))]
 pub async fn create(State(state): State<AppState>, request: Request) -> Result<Response, ApiError> {
-    let multipart = multipart_of(&state, request).await?;
+    let ApiMultipart(multipart) = ApiMultipart::from_request(request, &state).await?;
     let mut form = read_order_form(&state, multipart, "upload").await?;
     let now = state.clock.now();
 
@@ -250,21 +234,6 @@ pub async fn create(State(state): State<AppState>, request: Request) -> Result<R
         order_id.to_string(),
     )
         .into_response())
-}
-
-async fn multipart_of(state: &AppState, request: Request) -> Result<Multipart, ApiError> {
-    Multipart::from_request(request, state)
-        .await
-        .map_err(|rejection| {
-            ApiError::new(
-                StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                ErrorCode::Generic,
-                format!(
-                    "expected a multipart/form-data body: {}",
-                    rejection.body_text()
-                ),
-            )
-        })
 }
 
 fn timestamp(t: OffsetDateTime) -> String {
@@ -495,7 +464,7 @@ pub async fn update(
     let order_id = parse_order_id(&order_id)?;
     let now = state.clock.now();
     let (fields, upload) = if is_multipart(&request) {
-        let multipart = multipart_of(&state, request).await?;
+        let ApiMultipart(multipart) = ApiMultipart::from_request(request, &state).await?;
         let mut form = read_order_form(&state, multipart, "upload").await?;
         (update_fields_from_form(&form)?, form.upload.take())
     } else {

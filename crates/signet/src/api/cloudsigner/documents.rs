@@ -80,32 +80,6 @@ impl From<&DocumentRecord> for DocumentSummary {
     }
 }
 
-fn upload_error(message: impl Into<String>) -> ApiError {
-    ApiError::new(StatusCode::BAD_REQUEST, ErrorCode::DocumentUpload, message)
-}
-
-fn too_large(limit: u64) -> ApiError {
-    ApiError::new(
-        StatusCode::PAYLOAD_TOO_LARGE,
-        ErrorCode::DocumentUpload,
-        format!("the document is larger than the limit of {limit} bytes"),
-    )
-}
-
-/// A PDF the engine refused is the client's problem, said in the engine's words; anything else
-/// the engine reports is ours.
-fn pdf_error(error: PdfError) -> ApiError {
-    match error {
-        PdfError::NotPdf(_)
-        | PdfError::Encrypted
-        | PdfError::Unparseable(_)
-        | PdfError::Damaged(_)
-        | PdfError::Certified
-        | PdfError::Unsupported(_) => upload_error(error.to_string()),
-        other => ApiError::Internal(anyhow::Error::new(other).context("preparing the PDF")),
-    }
-}
-
 /// Runs blocking work (file I/O, parsing, hashing) off the async executor, in the caller's span.
 async fn blocking<T: Send + 'static>(
     work: impl FnOnce() -> Result<T, ApiError> + Send + 'static,
@@ -191,7 +165,7 @@ async fn receive_file(
         .to_ascii_lowercase();
     let declared_type = declared_type.split(';').next().unwrap_or_default().trim();
     if declared_type != "application/pdf" {
-        return Ok(Err(upload_error(format!(
+        return Ok(Err(ApiError::document_upload(format!(
             "the file part must be declared Content-Type: application/pdf, not {:?}",
             declared_type
         ))));
@@ -214,7 +188,7 @@ async fn receive_file(
         let Some(chunk) = chunk else { break };
         size += chunk.len() as u64;
         if size > limit {
-            return Ok(Err(too_large(limit)));
+            return Ok(Err(ApiError::document_too_large(limit)));
         }
         if let Some((_, writer)) = spilled.as_mut() {
             writer
@@ -308,7 +282,7 @@ async fn upload(
         .and_then(|v| v.parse::<u64>().ok());
     if declared.is_some_and(|length| length > limit.saturating_add(MULTIPART_OVERHEAD)) {
         drain(multipart, limit.saturating_mul(2)).await;
-        return Err(too_large(limit));
+        return Err(ApiError::document_too_large(limit));
     }
     let parts = read_parts(&state, multipart, limit).await?;
 
@@ -323,7 +297,7 @@ async fn upload(
         .file
         .ok_or_else(|| ApiError::validation("field file (the PDF) is required"))?;
     if file.size == 0 {
-        return Err(upload_error("the file is empty"));
+        return Err(ApiError::document_upload("the file is empty"));
     }
     let (signer, certificate) = state
         .store
@@ -348,7 +322,8 @@ async fn upload(
         size,
     } = file;
     let (prepared, signed_attributes, prepared_blob) = blocking(move || {
-        let not_pdf = || upload_error("the file is not a PDF: it does not start with %PDF-");
+        let not_pdf =
+            || ApiError::document_upload("the file is not a PDF: it does not start with %PDF-");
         // A small upload is parsed from memory and written once, with its revision; a large
         // one is already on disk and gets the revision appended to it.
         let (temp, handle, prepared) = match content {
@@ -357,8 +332,8 @@ async fn upload(
                     return Err(not_pdf());
                 }
                 let (temp, mut handle) = blobs.create_temp().map_err(io_error("temp file"))?;
-                let prepared =
-                    signet_pdf::prepare(&bytes[..], &mut handle, &options).map_err(pdf_error)?;
+                let prepared = signet_pdf::prepare(&bytes[..], &mut handle, &options)
+                    .map_err(ApiError::from_pdf)?;
                 (temp, handle, prepared)
             }
             Received::Spilled { temp, mut handle } => {
@@ -373,8 +348,8 @@ async fn upload(
                 if &magic[..magic_len] != b"%PDF-" {
                     return Err(not_pdf());
                 }
-                let prepared =
-                    signet_pdf::prepare_appending(&mut handle, &options).map_err(pdf_error)?;
+                let prepared = signet_pdf::prepare_appending(&mut handle, &options)
+                    .map_err(ApiError::from_pdf)?;
                 (temp, handle, prepared)
             }
         };

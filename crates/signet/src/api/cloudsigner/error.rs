@@ -83,6 +83,35 @@ impl ApiError {
     pub fn unauthorized(message: impl Into<String>) -> Self {
         Self::new(StatusCode::UNAUTHORIZED, ErrorCode::Unauthorized, message)
     }
+
+    /// A document the client sent that Signet cannot take.
+    pub fn document_upload(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, ErrorCode::DocumentUpload, message)
+    }
+
+    /// A document over the upload limit.
+    pub fn document_too_large(limit: u64) -> Self {
+        Self::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            ErrorCode::DocumentUpload,
+            format!("the document is larger than the limit of {limit} bytes"),
+        )
+    }
+
+    /// A PDF the engine refused is the client's problem, said in the engine's words; anything
+    /// else the engine reports is ours.
+    pub fn from_pdf(error: signet_pdf::PdfError) -> Self {
+        use signet_pdf::PdfError;
+        match error {
+            PdfError::NotPdf(_)
+            | PdfError::Encrypted
+            | PdfError::Unparseable(_)
+            | PdfError::Damaged(_)
+            | PdfError::Certified
+            | PdfError::Unsupported(_) => Self::document_upload(error.to_string()),
+            other => ApiError::Internal(anyhow::Error::new(other).context("preparing the PDF")),
+        }
+    }
 }
 
 impl From<crate::store::StoreError> for ApiError {
