@@ -254,44 +254,31 @@ async fn document_flow(
     Ok(signed.len())
 }
 
-async fn run_documents(cli: &Cli, documents: usize, size_kib: usize) -> anyhow::Result<Report> {
-    let client = reqwest::Client::builder()
-        .pool_max_idle_per_host(cli.concurrency)
-        .build()?;
-    let device = Arc::new(enroll_device(cli, &client).await?);
-    let pdf = Arc::new(signet_testkit::pdfs::classic_pdf_with_image(
-        1,
-        size_kib * 1024,
-    ));
+/// Runs `count` flows over `concurrency` workers, timing each; the first failure is printed.
+async fn run_flows<F, Fut>(
+    concurrency: usize,
+    count: usize,
+    what: &'static str,
+    flow: F,
+) -> anyhow::Result<Report>
+where
+    F: Fn() -> Fut + Clone + Send + Sync + 'static,
+    Fut: std::future::Future<Output = anyhow::Result<()>> + Send,
+{
     let next = Arc::new(AtomicUsize::new(0));
-    let cli = Arc::new(Cli {
-        url: cli.url.clone(),
-        api_key: cli.api_key.clone(),
-        concurrency: cli.concurrency,
-        scenario: Scenario::Documents {
-            documents,
-            size_kib,
-        },
-    });
     let start = Instant::now();
-    let workers = (0..cli.concurrency).map(|_| {
-        let (client, device, pdf, next, cli) = (
-            client.clone(),
-            device.clone(),
-            pdf.clone(),
-            next.clone(),
-            cli.clone(),
-        );
+    let workers = (0..concurrency).map(|_| {
+        let (flow, next) = (flow.clone(), next.clone());
         tokio::spawn(async move {
             let mut latencies = Vec::new();
             let mut failed = 0;
-            while next.fetch_add(1, Ordering::Relaxed) < documents {
+            while next.fetch_add(1, Ordering::Relaxed) < count {
                 let sent = Instant::now();
-                match document_flow(&cli, &client, &device, &pdf).await {
-                    Ok(_) => latencies.push(sent.elapsed()),
+                match flow().await {
+                    Ok(()) => latencies.push(sent.elapsed()),
                     Err(error) => {
                         if failed == 0 {
-                            eprintln!("document flow failed: {error:#}");
+                            eprintln!("{what} failed: {error:#}");
                         }
                         failed += 1;
                     }
@@ -314,6 +301,32 @@ async fn run_documents(cli: &Cli, documents: usize, size_kib: usize) -> anyhow::
     }
     report.elapsed = start.elapsed();
     Ok(report)
+}
+
+async fn run_documents(cli: &Cli, documents: usize, size_kib: usize) -> anyhow::Result<Report> {
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(cli.concurrency)
+        .build()?;
+    let device = Arc::new(enroll_device(cli, &client).await?);
+    let pdf = Arc::new(signet_testkit::pdfs::classic_pdf_with_image(
+        1,
+        size_kib * 1024,
+    ));
+    let cli = Arc::new(Cli {
+        url: cli.url.clone(),
+        api_key: cli.api_key.clone(),
+        concurrency: cli.concurrency,
+        scenario: Scenario::Documents {
+            documents,
+            size_kib,
+        },
+    });
+    let concurrency = cli.concurrency;
+    run_flows(concurrency, documents, "document flow", move || {
+        let (cli, client, device, pdf) = (cli.clone(), client.clone(), device.clone(), pdf.clone());
+        async move { document_flow(&cli, &client, &device, &pdf).await.map(drop) }
+    })
+    .await
 }
 
 /// One signing order: the form as an application sends it.
@@ -353,42 +366,11 @@ async fn run_orders(
         size_kib * 1024,
     ));
     let url = Arc::new(format!("{automation_url}/orders"));
-    let next = Arc::new(AtomicUsize::new(0));
-    let start = Instant::now();
-    let workers = (0..concurrency).map(|_| {
-        let (client, pdf, next, url) = (client.clone(), pdf.clone(), next.clone(), url.clone());
-        tokio::spawn(async move {
-            let mut latencies = Vec::new();
-            let mut failed = 0;
-            while next.fetch_add(1, Ordering::Relaxed) < orders {
-                let sent = Instant::now();
-                match create_order(&client, &url, &pdf).await {
-                    Ok(()) => latencies.push(sent.elapsed()),
-                    Err(error) => {
-                        if failed == 0 {
-                            eprintln!("order failed: {error:#}");
-                        }
-                        failed += 1;
-                    }
-                }
-            }
-            (latencies, failed)
-        })
-    });
-    let mut report = Report {
-        completed: 0,
-        failed: 0,
-        elapsed: Duration::ZERO,
-        latencies: Vec::new(),
-    };
-    for worker in futures::future::join_all(workers).await {
-        let (latencies, failed) = worker.context("worker panicked")?;
-        report.completed += latencies.len();
-        report.failed += failed;
-        report.latencies.extend(latencies);
-    }
-    report.elapsed = start.elapsed();
-    Ok(report)
+    run_flows(concurrency, orders, "order", move || {
+        let (client, pdf, url) = (client.clone(), pdf.clone(), url.clone());
+        async move { create_order(&client, &url, &pdf).await }
+    })
+    .await
 }
 
 #[tokio::main]
