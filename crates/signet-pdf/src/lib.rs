@@ -11,6 +11,7 @@
 //! earlier signatures stay valid.
 
 mod embed;
+mod filters;
 mod prepare;
 mod source;
 mod syntax;
@@ -139,7 +140,7 @@ pub struct Prepared {
 
 /// Prepares a revision for a server-held P-256 key and embeds its signature at once: returns the
 /// preparation's metadata; `output` then holds the signed PDF.
-pub fn sign_with_key<R: Read, F: Read + Write + Seek>(
+pub fn sign_with_key<R: Read + Seek, F: Read + Write + Seek>(
     input: R,
     output: &mut F,
     options: &PrepareOptions,

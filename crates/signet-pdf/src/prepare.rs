@@ -13,12 +13,13 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{Read, Seek, SeekFrom, Write};
 
-use lopdf::{Object, ObjectId};
 use sha2::{Digest, Sha256};
 use time::OffsetDateTime;
 
-use crate::source::{Source, XrefKind};
-use crate::syntax::{array_push, dict_entries, dict_set, skip_whitespace, unsigned, value_end};
+use crate::source::{ObjectId, Source, XrefKind};
+use crate::syntax::{
+    array_items, array_push, as_int, as_name, as_string, dict_set, entry_value, parse_reference,
+};
 use crate::{ByteRange, PdfError, PrepareOptions, Prepared};
 
 /// Width of the `/ByteRange` array text: `[0 ` + three ten-digit numbers + blanks + `]`.
@@ -27,23 +28,33 @@ const BYTE_RANGE_WIDTH: usize = 36;
 /// How deep form-field `/Kids` are followed when collecting field names.
 const MAX_FIELD_DEPTH: usize = 32;
 
+/// Most form fields visited when collecting names.
+const MAX_FIELDS: usize = 100_000;
+
+/// Most page-tree nodes visited looking for page 1.
+const MAX_PAGE_NODES: usize = 100_000;
+
+/// Copy and hash buffer size.
+const CHUNK: usize = 256 * 1024;
+
 /// Reads a PDF from `input`, writes it to `output` followed by a signature revision, and
 /// returns the digest to sign and where the placeholder is.
 ///
-/// The input is read once into memory (the parser needs random access); stream data is not
-/// decoded. The output starts with the input's bytes unchanged.
-pub fn prepare<R: Read, W: Write>(
+/// Only the cross-reference data and the objects the revision edits are parsed; the rest of the
+/// input is copied through in chunks while it is hashed. The output starts with the input's
+/// bytes unchanged.
+pub fn prepare<R: Read + Seek, W: Write>(
     mut input: R,
     mut output: W,
     options: &PrepareOptions,
 ) -> Result<Prepared, PdfError> {
-    let mut bytes = Vec::new();
-    input.read_to_end(&mut bytes)?;
-    let (revision, prepared) = plan_revision(&bytes, options)?;
-    output.write_all(&bytes)?;
-    output.write_all(&revision)?;
+    let revision = plan_revision(&mut input, options)?;
+    input.seek(SeekFrom::Start(0))?;
+    let mut hasher = Sha256::new();
+    copy_hashing(&mut input, Some(&mut output), &mut hasher, revision.base)?;
+    output.write_all(&revision.bytes)?;
     output.flush()?;
-    Ok(prepared)
+    Ok(revision.finish(hasher))
 }
 
 /// Like [`prepare`], but appends the revision to `file` itself instead of copying the document
@@ -53,47 +64,77 @@ pub fn prepare_appending<F: Read + Write + Seek>(
     file: &mut F,
     options: &PrepareOptions,
 ) -> Result<Prepared, PdfError> {
+    let revision = plan_revision(&mut *file, options)?;
     file.seek(SeekFrom::Start(0))?;
-    let mut bytes = Vec::new();
-    file.read_to_end(&mut bytes)?;
-    let (revision, prepared) = plan_revision(&bytes, options)?;
-    drop(bytes);
-    file.seek(SeekFrom::End(0))?;
-    file.write_all(&revision)?;
+    let mut hasher = Sha256::new();
+    copy_hashing(
+        &mut *file,
+        None::<&mut std::io::Sink>,
+        &mut hasher,
+        revision.base,
+    )?;
+    file.seek(SeekFrom::Start(revision.base))?;
+    file.write_all(&revision.bytes)?;
     file.flush()?;
-    Ok(prepared)
+    Ok(revision.finish(hasher))
 }
 
-/// Builds the revision for `bytes` and hashes the byte ranges of `bytes` + revision.
-fn plan_revision(bytes: &[u8], options: &PrepareOptions) -> Result<(Vec<u8>, Prepared), PdfError> {
+/// Hashes the first `len` bytes of `input` (copying them to `output` when given).
+fn copy_hashing<R: Read, W: Write>(
+    input: &mut R,
+    mut output: Option<&mut W>,
+    hasher: &mut Sha256,
+    len: u64,
+) -> Result<(), PdfError> {
+    let mut buffer = vec![0u8; CHUNK];
+    let mut left = len;
+    while left > 0 {
+        let take = usize::try_from(left.min(CHUNK as u64)).unwrap_or(CHUNK);
+        input.read_exact(&mut buffer[..take])?;
+        hasher.update(&buffer[..take]);
+        if let Some(output) = output.as_mut() {
+            output.write_all(&buffer[..take])?;
+        }
+        left -= take as u64;
+    }
+    Ok(())
+}
+
+/// Reads what the revision needs from `input` and builds it.
+fn plan_revision<R: Read + Seek>(
+    input: &mut R,
+    options: &PrepareOptions,
+) -> Result<Revision, PdfError> {
     let signing_time = options
         .signing_time
         .to_offset(time::UtcOffset::UTC)
         .replace_nanosecond(0)
         .map_err(|e| PdfError::Unsupported(format!("signing time: {e}")))?;
-    let revision = {
-        let source = Source::load(bytes)?;
-        build_revision(&source, options, signing_time)?
-    };
+    let mut source = Source::open(input)?;
+    build_revision(&mut source, options, signing_time)
+}
 
-    let mut hasher = Sha256::new();
-    hasher.update(bytes);
-    let input_sha256 = hasher.clone().finalize().into();
-    hasher.update(&revision.bytes[..revision.contents_start]);
-    hasher.update(&revision.bytes[revision.contents_end..]);
-    let prepared = Prepared {
-        digest: hasher.finalize().into(),
-        input_sha256,
-        byte_range: revision.byte_range,
-        field_name: revision.field_name,
-        signing_time,
-        output_len: revision.byte_range.file_len(),
-    };
-    Ok((revision.bytes, prepared))
+impl Revision {
+    /// The preparation's result, given a hasher that has taken in the input.
+    fn finish(self, mut hasher: Sha256) -> Prepared {
+        let input_sha256 = hasher.clone().finalize().into();
+        hasher.update(&self.bytes[..self.contents_start]);
+        hasher.update(&self.bytes[self.contents_end..]);
+        Prepared {
+            digest: hasher.finalize().into(),
+            input_sha256,
+            byte_range: self.byte_range,
+            field_name: self.field_name,
+            signing_time: self.signing_time,
+            output_len: self.byte_range.file_len(),
+        }
+    }
 }
 
 /// The appended bytes and where their placeholder sits.
 struct Revision {
+    /// Length of the input the revision follows.
+    base: u64,
     bytes: Vec<u8>,
     /// Offset of the placeholder's `<` within `bytes`.
     contents_start: usize,
@@ -101,17 +142,18 @@ struct Revision {
     contents_end: usize,
     byte_range: ByteRange,
     field_name: String,
+    signing_time: OffsetDateTime,
 }
 
 /// New versions of existing objects, as text, keyed by object number.
-struct Edits<'a, 's> {
-    source: &'a Source<'s>,
+struct Edits<'a, 'r, R> {
+    source: &'a mut Source<'r, R>,
     changed: BTreeMap<u32, (u16, Vec<u8>)>,
 }
 
-impl Edits<'_, '_> {
+impl<R: Read + Seek> Edits<'_, '_, R> {
     /// The current text of object `number`: our new version if we made one, else the original.
-    fn text(&self, number: u32) -> Result<(u16, Vec<u8>), PdfError> {
+    fn text(&mut self, number: u32) -> Result<(u16, Vec<u8>), PdfError> {
         match self.changed.get(&number) {
             Some(version) => Ok(version.clone()),
             None => self.source.raw_object(number),
@@ -143,7 +185,7 @@ impl Edits<'_, '_> {
                 dict_set(dict, key, &array_push(&value, item)?)
             }
             Some(value) => match parse_reference(&value) {
-                Some(id) if matches!(self.source.get(id), Some(Object::Array(_))) => {
+                Some(id) if self.is_array_object(id.0) => {
                     self.push_to_array_object(id.0, item)?;
                     Ok(dict.to_vec())
                 }
@@ -151,6 +193,17 @@ impl Edits<'_, '_> {
             },
             None => dict_set(dict, key, &[b"[", item, b"]"].concat()),
         }
+    }
+
+    /// Whether object `number` exists and is an array.
+    fn is_array_object(&mut self, number: u32) -> bool {
+        self.text(number)
+            .is_ok_and(|(_, text)| text.starts_with(b"["))
+    }
+
+    /// Whether object `number` exists and is a dictionary (not a stream).
+    fn is_dictionary_object(&mut self, number: u32) -> bool {
+        self.source.is_plain_dictionary(number)
     }
 
     /// An AcroForm dictionary's text with the new field listed and `/SigFlags 3`.
@@ -163,42 +216,26 @@ impl Edits<'_, '_> {
     }
 }
 
-fn build_revision(
-    source: &Source<'_>,
+fn build_revision<R: Read + Seek>(
+    source: &mut Source<'_, R>,
     options: &PrepareOptions,
     signing_time: OffsetDateTime,
 ) -> Result<Revision, PdfError> {
-    let doc = &source.doc;
-    let catalog_id = doc
+    let catalog_id = source
         .trailer
-        .get(b"Root")
-        .and_then(Object::as_reference)
-        .map_err(|_| PdfError::Damaged("the trailer has no /Root".into()))?;
-    let catalog = match source.get(catalog_id) {
-        Some(Object::Dictionary(dict)) => dict,
+        .root
+        .as_deref()
+        .and_then(parse_reference)
+        .ok_or_else(|| PdfError::Damaged("the trailer has no /Root".into()))?;
+    let catalog = match source.raw_object(catalog_id.0) {
+        Ok((_, text)) if text.starts_with(b"<<") => text,
         _ => return Err(PdfError::Damaged("the catalog is not a dictionary".into())),
     };
-    refuse_if_certified_without_changes(source, catalog)?;
-    let page_id = doc
-        .page_iter()
-        .next()
-        .ok_or_else(|| PdfError::Unsupported("the document has no pages".into()))?;
+    refuse_if_certified_without_changes(source, &catalog)?;
+    let page_id = first_page(source, &catalog)?;
 
-    let field_name = unused_field_name(&field_names(source, catalog, page_id));
-    let mut next = [
-        source.trailer.size.unwrap_or(0),
-        u64::from(doc.max_id) + 1,
-        u64::from(doc.reference_table.size),
-        doc.reference_table
-            .entries
-            .keys()
-            .next_back()
-            .map_or(0, |n| u64::from(*n) + 1),
-    ]
-    .into_iter()
-    .max()
-    .unwrap_or(1)
-    .max(1);
+    let field_name = unused_field_name(&field_names(source, &catalog, page_id));
+    let mut next = source.next_free_number.max(1);
     let mut allocate = || {
         let number = next;
         next += 1;
@@ -226,7 +263,7 @@ fn build_revision(
     let acroform_value = entry_value(&catalog_text, b"AcroForm")?;
     let acroform_ref = acroform_value.as_deref().and_then(parse_reference);
     match (acroform_value.as_deref(), acroform_ref) {
-        (_, Some(id)) if matches!(source.get(id), Some(Object::Dictionary(_))) => {
+        (_, Some(id)) if edits.is_dictionary_object(id.0) => {
             let (generation, text) = edits.text(id.0)?;
             let edited = edits.edit_acroform(&text, &widget_ref)?;
             if edited != text {
@@ -253,10 +290,12 @@ fn build_revision(
         }
     }
 
+    let changed = edits.changed;
+
     // Lay the revision out.
-    let base = source.bytes.len() as u64;
+    let base = source.len;
     let mut out = Vec::with_capacity(options.placeholder_capacity * 2 + 4096);
-    if !matches!(source.bytes.last(), Some(b'\n' | b'\r')) {
+    if !source.ends_with_newline {
         out.push(b'\n');
     }
     let mut offsets: Vec<(u32, u16, u64)> = Vec::new();
@@ -300,7 +339,7 @@ fn build_revision(
     if let Some((number, text)) = &new_acroform {
         write_object(&mut out, &mut offsets, base, *number, 0, text);
     }
-    for (number, (generation, text)) in &edits.changed {
+    for (number, (generation, text)) in &changed {
         write_object(&mut out, &mut offsets, base, *number, *generation, text);
     }
 
@@ -363,11 +402,13 @@ fn build_revision(
     out[byte_range_at..byte_range_at + text.len()].copy_from_slice(text.as_bytes());
 
     Ok(Revision {
+        base,
         bytes: out,
         contents_start,
         contents_end,
         byte_range,
         field_name,
+        signing_time,
     })
 }
 
@@ -427,126 +468,150 @@ fn xref_stream_data(offsets: &mut [(u32, u16, u64)]) -> (String, usize, Vec<u8>)
     (index.join(" "), width, data)
 }
 
-/// The text of `key`'s value in the dictionary `dict`, the last one if it repeats.
-fn entry_value(dict: &[u8], key: &[u8]) -> Result<Option<Vec<u8>>, PdfError> {
-    let (entries, _) = dict_entries(dict, 0)?;
-    Ok(entries
-        .iter()
-        .rev()
-        .find(|e| e.key == key)
-        .map(|e| dict[e.value_start..e.value_end].to_vec()))
-}
-
-/// `N G R` as an object id.
-fn parse_reference(text: &[u8]) -> Option<ObjectId> {
-    let (number, pos) = unsigned(text, 0)?;
-    let pos = skip_whitespace(text, pos);
-    let (generation, pos) = unsigned(text, pos)?;
-    let pos = skip_whitespace(text, pos);
-    if text.get(pos) != Some(&b'R') || value_end(text, 0).ok()? != text.len() {
-        return None;
+/// The first page: the first leaf of the page tree, depth first.
+fn first_page<R: Read + Seek>(
+    source: &mut Source<'_, R>,
+    catalog: &[u8],
+) -> Result<ObjectId, PdfError> {
+    let root = entry_value(catalog, b"Pages")?
+        .as_deref()
+        .and_then(parse_reference)
+        .ok_or_else(|| PdfError::Damaged("the catalog has no /Pages reference".into()))?;
+    let mut stack = vec![root];
+    let mut seen = BTreeSet::new();
+    while let Some(id) = stack.pop() {
+        if !seen.insert(id.0) || seen.len() > MAX_PAGE_NODES {
+            continue;
+        }
+        let Ok((_, node)) = source.raw_object(id.0) else {
+            continue;
+        };
+        if !node.starts_with(b"<<") {
+            continue;
+        }
+        let kind = entry_value(&node, b"Type")?.and_then(|v| as_name(&v));
+        let kids = source.get(&node, b"Kids").filter(|k| k.starts_with(b"["));
+        match (kind.as_deref(), kids) {
+            (Some(b"Page"), _) | (None, None) => return Ok(id),
+            (_, Some(kids)) => {
+                let items = array_items(&kids)?;
+                stack.extend(
+                    items
+                        .iter()
+                        .rev()
+                        .filter_map(|(s, e)| parse_reference(&kids[*s..*e])),
+                );
+            }
+            _ => {}
+        }
     }
-    Some((u32::try_from(number).ok()?, u16::try_from(generation).ok()?))
+    Err(PdfError::Unsupported("the document has no pages".into()))
 }
 
-/// Fully qualified names of the form's fields and `/T` of page 1's annotations.
-fn field_names(
-    source: &Source<'_>,
-    catalog: &lopdf::Dictionary,
+/// Fully qualified names of the form's fields and `/T` of page 1's annotations. Best effort:
+/// what cannot be read names nothing.
+fn field_names<R: Read + Seek>(
+    source: &mut Source<'_, R>,
+    catalog: &[u8],
     page_id: ObjectId,
 ) -> BTreeSet<Vec<u8>> {
     let mut names = BTreeSet::new();
     let mut seen = BTreeSet::new();
-    let fields = catalog
-        .get(b"AcroForm")
-        .ok()
-        .and_then(|o| source.resolve(o))
-        .and_then(|o| o.as_dict().ok())
-        .and_then(|form| form.get(b"Fields").ok())
-        .and_then(|o| source.resolve(o))
-        .and_then(|o| o.as_array().ok());
-    let mut stack: Vec<(&Object, Vec<u8>, usize)> = fields
-        .map(|fields| fields.iter().map(|f| (f, Vec::new(), 0)).collect())
-        .unwrap_or_default();
+    let fields = source
+        .get(catalog, b"AcroForm")
+        .filter(|form| form.starts_with(b"<<"))
+        .and_then(|form| source.get(&form, b"Fields"));
+    let mut stack: Vec<(Vec<u8>, Vec<u8>, usize)> = fields
+        .map(|fields| items_of(&fields))
+        .unwrap_or_default()
+        .into_iter()
+        .map(|field| (field, Vec::new(), 0))
+        .collect();
     while let Some((field, prefix, depth)) = stack.pop() {
-        if let Object::Reference(id) = field {
-            if !seen.insert(*id) {
+        if let Some(id) = parse_reference(&field) {
+            if !seen.insert(id) || seen.len() > MAX_FIELDS {
                 continue;
             }
         }
-        let Some(Object::Dictionary(dict)) = source.resolve(field) else {
+        let Some(dict) = source.resolve(&field).filter(|d| d.starts_with(b"<<")) else {
             continue;
         };
-        let name = match dict.get(b"T").and_then(Object::as_str) {
-            Ok(partial) if prefix.is_empty() => partial.to_vec(),
-            Ok(partial) => [prefix.as_slice(), b".", partial].concat(),
-            Err(_) => prefix.clone(),
+        let partial = entry_value(&dict, b"T")
+            .ok()
+            .flatten()
+            .and_then(|t| as_string(&t));
+        let name = match partial {
+            Some(partial) if prefix.is_empty() => partial,
+            Some(partial) => [prefix.as_slice(), b".", &partial].concat(),
+            None => prefix.clone(),
         };
         if !name.is_empty() {
             names.insert(name.clone());
         }
         if depth < MAX_FIELD_DEPTH {
-            if let Some(kids) = dict
-                .get(b"Kids")
-                .ok()
-                .and_then(|o| source.resolve(o))
-                .and_then(|o| o.as_array().ok())
-            {
-                stack.extend(kids.iter().map(|kid| (kid, name.clone(), depth + 1)));
+            if let Some(kids) = source.get(&dict, b"Kids") {
+                stack.extend(
+                    items_of(&kids)
+                        .into_iter()
+                        .map(|kid| (kid, name.clone(), depth + 1)),
+                );
             }
         }
     }
     let annots = source
-        .get(page_id)
-        .and_then(|page| page.as_dict().ok())
-        .and_then(|page| page.get(b"Annots").ok())
-        .and_then(|o| source.resolve(o))
-        .and_then(|o| o.as_array().ok());
-    for annot in annots.into_iter().flatten() {
-        if let Some(Object::Dictionary(dict)) = source.resolve(annot) {
-            if let Ok(name) = dict.get(b"T").and_then(Object::as_str) {
-                names.insert(name.to_vec());
-            }
+        .raw_object(page_id.0)
+        .ok()
+        .and_then(|(_, page)| source.get(&page, b"Annots"));
+    for annot in annots.map(|a| items_of(&a)).unwrap_or_default() {
+        let Some(dict) = source.resolve(&annot).filter(|d| d.starts_with(b"<<")) else {
+            continue;
+        };
+        if let Some(name) = entry_value(&dict, b"T")
+            .ok()
+            .flatten()
+            .and_then(|t| as_string(&t))
+        {
+            names.insert(name);
         }
     }
     names
 }
 
+/// The items of an array value as texts; nothing for anything else.
+fn items_of(array: &[u8]) -> Vec<Vec<u8>> {
+    array_items(array)
+        .map(|items| items.iter().map(|(s, e)| array[*s..*e].to_vec()).collect())
+        .unwrap_or_default()
+}
+
 /// Refuses a document whose certification signature (catalog `/Perms /DocMDP`) allows no
 /// changes: `/TransformParams /P 1`. `/P` 2 and 3 allow further signatures.
-fn refuse_if_certified_without_changes(
-    source: &Source<'_>,
-    catalog: &lopdf::Dictionary,
+fn refuse_if_certified_without_changes<R: Read + Seek>(
+    source: &mut Source<'_, R>,
+    catalog: &[u8],
 ) -> Result<(), PdfError> {
-    fn dict<'a>(
-        source: &'a Source<'_>,
-        object: Option<&'a Object>,
-    ) -> Option<&'a lopdf::Dictionary> {
-        object
-            .and_then(|o| source.resolve(o))
-            .and_then(|o| o.as_dict().ok())
-    }
-    let dict = |object| dict(source, object);
-    let signature =
-        dict(catalog.get(b"Perms").ok()).and_then(|perms| dict(perms.get(b"DocMDP").ok()));
-    let references = signature
-        .and_then(|sig| sig.get(b"Reference").ok())
-        .and_then(|o| source.resolve(o))
-        .and_then(|o| o.as_array().ok());
-    for reference in references.into_iter().flatten() {
-        let Some(reference) = dict(Some(reference)) else {
+    let dict = |text: Option<Vec<u8>>| text.filter(|t| t.starts_with(b"<<"));
+    let Some(perms) = dict(source.get(catalog, b"Perms")) else {
+        return Ok(());
+    };
+    let Some(signature) = dict(source.get(&perms, b"DocMDP")) else {
+        return Ok(());
+    };
+    let references = source
+        .get(&signature, b"Reference")
+        .map(|r| items_of(&r))
+        .unwrap_or_default();
+    for reference in references {
+        let Some(reference) = dict(source.resolve(&reference)) else {
             continue;
         };
-        if reference
-            .get(b"TransformMethod")
-            .and_then(Object::as_name)
-            .ok()
-            != Some(b"DocMDP")
-        {
+        let method = entry_value(&reference, b"TransformMethod")?.and_then(|m| as_name(&m));
+        if method.as_deref() != Some(b"DocMDP") {
             continue;
         }
-        let permission = dict(reference.get(b"TransformParams").ok())
-            .and_then(|params| params.get(b"P").and_then(Object::as_i64).ok())
+        let permission = dict(source.get(&reference, b"TransformParams"))
+            .and_then(|params| source.get(&params, b"P"))
+            .and_then(|p| as_int(&p))
             .unwrap_or(2);
         if permission == 1 {
             return Err(PdfError::Certified);
@@ -595,14 +660,6 @@ mod tests {
         let taken: BTreeSet<Vec<u8>> = [b"Signature1".to_vec(), b"Signature3".to_vec()].into();
         assert_eq!(unused_field_name(&taken), "Signature2");
         assert_eq!(unused_field_name(&BTreeSet::new()), "Signature1");
-    }
-
-    #[test]
-    fn references_are_recognised_and_other_values_are_not() {
-        assert_eq!(parse_reference(b"12 0 R"), Some((12, 0)));
-        assert_eq!(parse_reference(b"12  3\nR"), Some((12, 3)));
-        assert_eq!(parse_reference(b"[12 0 R]"), None);
-        assert_eq!(parse_reference(b"12"), None);
     }
 
     #[test]

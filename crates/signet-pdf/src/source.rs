@@ -1,16 +1,43 @@
-//! The document being signed: its bytes, lopdf's view of its objects, and its newest trailer.
+//! The document being signed, read lazily through a seekable handle.
 //!
-//! lopdf resolves the cross-reference data (tables, streams, hybrids, earlier updates, object
-//! streams) and walks the page tree. We load it with stream contents dropped, so a 50 MB file
-//! is held once as bytes and not again as decoded streams; only object streams are kept, because
-//! objects we rewrite may live in them. For the text of an object we go back to the bytes (see
-//! [`crate::syntax`] for why) using lopdf's cross-reference entries.
+//! An incremental signature touches a handful of objects (catalog, page 1, AcroForm, fields), so
+//! we read the cross-reference data (tables, streams, hybrids, every earlier update) and then
+//! only those objects, each from its offset. A 50 MB document is never loaded: memory stays at
+//! the size of its cross-reference map and the few object texts we edit. Object texts are kept
+//! as bytes, never re-serialised (see [`crate::syntax`] for why).
 
-use lopdf::xref::{XrefEntry, XrefRecovery};
-use lopdf::{Document, LoadOptions, Object, ObjectId};
+use std::collections::{BTreeSet, HashMap};
+use std::io::{Read, Seek, SeekFrom};
+use std::rc::Rc;
 
-use crate::syntax::{dict_entries, object_header, skip_whitespace, unsigned, value_end};
+use crate::filters::decode;
+use crate::syntax::{
+    as_int, dict_entries, entry_value, object_header, parse_reference, skip_whitespace, unsigned,
+    value_end,
+};
 use crate::PdfError;
+
+/// First read of an object or cross-reference section; grown fourfold while the text does not fit.
+const FIRST_WINDOW: usize = 4096;
+
+/// Largest object text or classic cross-reference section we read. Far above real catalogs,
+/// pages and field arrays; a bound so a damaged file cannot make us read all of itself.
+const MAX_WINDOW: usize = 32 << 20;
+
+/// Bytes read at a time when checking object offsets.
+const OFFSET_CHUNK: usize = 4096;
+
+/// Room an `N G obj` header needs, white space included.
+const HEADER_BYTES: u64 = 48;
+
+/// Largest decoded cross-reference or object stream.
+const MAX_DECODED_STREAM: usize = 64 << 20;
+
+/// Most cross-reference sections followed through `/Prev` (each update adds one).
+const MAX_SECTIONS: usize = 100_000;
+
+/// An object number and generation.
+pub(crate) type ObjectId = (u32, u16);
 
 /// Which kind of cross-reference section the file's newest revision ends with.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -21,7 +48,7 @@ pub(crate) enum XrefKind {
     Stream,
 }
 
-/// The newest trailer as text, with the spans of the entries the update copies.
+/// The newest trailer as text, with the values the update copies.
 #[derive(Debug)]
 pub(crate) struct Trailer {
     /// Offset named by the file's last `startxref`: the update's `/Prev`.
@@ -36,218 +63,577 @@ pub(crate) struct Trailer {
     pub info: Option<Vec<u8>>,
     /// See `root`.
     pub id: Option<Vec<u8>>,
-    /// Whether `/Encrypt` is present.
-    pub encrypted: bool,
 }
 
-/// A loaded document.
-pub(crate) struct Source<'a> {
-    pub bytes: &'a [u8],
-    pub doc: Document,
+/// Where the newest version of an object lives.
+#[derive(Debug, Clone, Copy)]
+enum XrefEntry {
+    /// Deleted in a newer revision: hides every older entry.
+    Free,
+    /// At a byte offset of the file.
+    Normal { offset: u64 },
+    /// Inside object stream `container`.
+    Compressed { container: u32 },
+}
+
+/// A decoded object stream: its content and where each member's text starts.
+struct ObjectStream {
+    content: Vec<u8>,
+    members: HashMap<u32, usize>,
+}
+
+/// A document opened for signing.
+pub(crate) struct Source<'r, R> {
+    input: &'r mut R,
+    /// Length of the document.
+    pub len: u64,
+    /// Whether the document's last byte ends a line (the update starts on a new line otherwise).
+    pub ends_with_newline: bool,
     pub trailer: Trailer,
+    /// One past the largest object number in use anywhere in the file.
+    pub next_free_number: u64,
+    xref: HashMap<u32, XrefEntry>,
+    object_streams: HashMap<u32, Rc<ObjectStream>>,
 }
 
-impl<'a> Source<'a> {
-    /// Checks the header, reads the newest trailer, refuses encryption and loads the objects.
-    pub fn load(bytes: &'a [u8]) -> Result<Self, PdfError> {
-        if !bytes.starts_with(b"%PDF-") {
+impl<'r, R: Read + Seek> Source<'r, R> {
+    /// Checks the header, reads every cross-reference section and refuses encryption.
+    pub fn open(input: &'r mut R) -> Result<Self, PdfError> {
+        let len = input.seek(SeekFrom::End(0))?;
+        let mut source = Self {
+            input,
+            len,
+            ends_with_newline: false,
+            trailer: Trailer {
+                startxref: 0,
+                kind: XrefKind::Table,
+                size: None,
+                root: None,
+                info: None,
+                id: None,
+            },
+            next_free_number: 0,
+            xref: HashMap::new(),
+            object_streams: HashMap::new(),
+        };
+        if !source.read_at(0, 5)?.starts_with(b"%PDF-") {
             return Err(PdfError::NotPdf(
                 "the file does not start with a %PDF- header".into(),
             ));
         }
-        let trailer = read_trailer(bytes)?;
-        if trailer.encrypted {
+        let tail_start = len.saturating_sub(2048);
+        let tail = source.read_at(tail_start, 2048)?;
+        source.ends_with_newline = matches!(tail.last(), Some(b'\n' | b'\r'));
+        let marker = rfind(&tail, b"startxref").ok_or_else(|| {
+            PdfError::Damaged("no startxref near the end of the file (truncated?)".into())
+        })?;
+        let pos = skip_whitespace(&tail, marker + b"startxref".len());
+        let (startxref, _) = unsigned(&tail, pos)
+            .ok_or_else(|| PdfError::Damaged("startxref is not followed by an offset".into()))?;
+        if startxref >= len {
+            return Err(PdfError::Damaged(
+                "startxref points past the end of the file".into(),
+            ));
+        }
+        source.read_all_sections(startxref)?;
+        Ok(source)
+    }
+
+    /// Follows the chain of cross-reference sections from the newest, the first entry seen for
+    /// each object number winning.
+    fn read_all_sections(&mut self, startxref: u64) -> Result<(), PdfError> {
+        let mut visited = BTreeSet::new();
+        let mut next = Some(startxref);
+        let mut root = None;
+        let mut encrypted = false;
+        let mut newest = true;
+        while let Some(offset) = next {
+            if !visited.insert(offset) || visited.len() > MAX_SECTIONS {
+                return Err(PdfError::Damaged(
+                    "the cross-reference sections form a loop".into(),
+                ));
+            }
+            let section = self.read_section(offset, newest)?;
+            encrypted |= entry_value(&section.dict, b"Encrypt")?.is_some();
+            if root.is_none() {
+                root = entry_value(&section.dict, b"Root")?;
+            }
+            if newest {
+                let value = |key: &[u8]| entry_value(&section.dict, key);
+                self.trailer = Trailer {
+                    startxref,
+                    kind: section.kind,
+                    size: value(b"Size")?.and_then(|v| unsigned(&v, 0).map(|(n, _)| n)),
+                    root: None,
+                    info: value(b"Info")?,
+                    id: value(b"ID")?,
+                };
+                newest = false;
+            }
+            if let Some(hybrid) = entry_value(&section.dict, b"XRefStm")? {
+                // A hybrid file: the stream holds the objects that older readers must not see;
+                // the table's own entries come first.
+                let stream_at = as_int(&hybrid)
+                    .and_then(|v| u64::try_from(v).ok())
+                    .filter(|v| *v < self.len)
+                    .ok_or_else(|| PdfError::Damaged("/XRefStm is not a valid offset".into()))?;
+                if visited.insert(stream_at) {
+                    self.read_section(stream_at, false)?;
+                }
+            }
+            next = match entry_value(&section.dict, b"Prev")? {
+                None => None,
+                Some(prev) => Some(
+                    as_int(&prev)
+                        .and_then(|v| u64::try_from(v).ok())
+                        .filter(|v| *v < self.len)
+                        .ok_or_else(|| PdfError::Damaged("/Prev is not a valid offset".into()))?,
+                ),
+            };
+        }
+        if encrypted {
             return Err(PdfError::Encrypted);
         }
-        let options = LoadOptions {
-            filter: Some(drop_stream_contents),
-            ..LoadOptions::default()
+        self.trailer.root = root;
+        let largest = self.xref.keys().max().map_or(0, |n| u64::from(*n) + 1);
+        self.next_free_number = largest.max(self.trailer.size.unwrap_or(0));
+        self.check_offsets()
+    }
+
+    /// Checks that every in-use entry points at its object's `N G obj`. A file whose offsets are
+    /// wrong only opens in readers that repair it, and a validator would reject what we append
+    /// to it, so it is refused. Visits the offsets in file order, reading small chunks, so a large
+    /// file with few objects costs a few reads.
+    fn check_offsets(&mut self) -> Result<(), PdfError> {
+        let mut targets: Vec<(u64, u32)> = self
+            .xref
+            .iter()
+            .filter_map(|(number, entry)| match entry {
+                XrefEntry::Normal { offset } => Some((*offset, *number)),
+                _ => None,
+            })
+            .collect();
+        targets.sort_unstable();
+        let mut chunk_start = 0;
+        let mut chunk = Vec::new();
+        for (offset, number) in targets {
+            let wrong = || {
+                PdfError::Damaged(format!(
+                    "the cross-reference offset of object {number} is wrong; re-save the file to repair it"
+                ))
+            };
+            if offset >= self.len {
+                return Err(wrong());
+            }
+            let chunk_end = chunk_start + chunk.len() as u64;
+            if offset < chunk_start || (offset + HEADER_BYTES > chunk_end && chunk_end < self.len) {
+                chunk_start = offset;
+                chunk = self.read_at(offset, OFFSET_CHUNK)?;
+            }
+            let at = usize::try_from(offset - chunk_start).map_err(|_| wrong())?;
+            match object_header(&chunk[at..], 0) {
+                Ok((found, _, _)) if found == number => {}
+                _ => return Err(wrong()),
+            }
+        }
+        Ok(())
+    }
+
+    /// Reads the section at `offset`, records its entries and returns its trailer dictionary.
+    fn read_section(&mut self, offset: u64, newest: bool) -> Result<Section, PdfError> {
+        let start = self.read_at(offset, 64)?;
+        let at = skip_whitespace(&start, 0);
+        if start[at..].starts_with(b"xref") {
+            return self.read_table(offset + at as u64);
+        }
+        let not_a_section = || {
+            let which = if newest {
+                "startxref"
+            } else {
+                "a /Prev or /XRefStm offset"
+            };
+            PdfError::Damaged(format!(
+                "{which} does not point at a cross-reference section"
+            ))
         };
-        let doc = Document::load_mem_with_options(bytes, options)
-            .map_err(|e| PdfError::Unparseable(e.to_string()))?;
-        if doc.trailer.has(b"Encrypt") || doc.encryption_state.is_some() {
-            return Err(PdfError::Encrypted);
+        let (_, dict, data_at) = self.object_at(offset).map_err(|_| not_a_section())?;
+        if entry_value(&dict, b"Type")?.as_deref() != Some(b"/XRef") {
+            return Err(not_a_section());
         }
-        match doc.xref_recovery {
-            None => {}
-            Some(XrefRecovery::OffsetCorrected) => {
-                return Err(PdfError::Damaged(
-                    "a cross-reference offset is wrong; re-save the file to repair it".into(),
-                ))
-            }
-            Some(_) => {
-                return Err(PdfError::Damaged(
-                    "the cross-reference data is unreadable; re-save the file to repair it".into(),
-                ))
-            }
-        }
-        Ok(Self {
-            bytes,
-            doc,
-            trailer,
+        let data = self.stream_data(&dict, data_at)?;
+        self.record_stream_entries(&dict, &data)?;
+        Ok(Section {
+            kind: XrefKind::Stream,
+            dict,
         })
     }
 
-    /// The object `id` refers to, following references.
-    pub fn get(&self, id: ObjectId) -> Option<&Object> {
-        self.doc.get_object(id).ok()
-    }
-
-    /// `object` itself, or what it refers to.
-    pub fn resolve<'o>(&'o self, object: &'o Object) -> Option<&'o Object> {
-        match object {
-            Object::Reference(id) => self.get(*id),
-            other => Some(other),
+    /// Parses a classic table and its trailer; grows its window until both fit.
+    fn read_table(&mut self, offset: u64) -> Result<Section, PdfError> {
+        let mut window = FIRST_WINDOW * 4;
+        loop {
+            let text = self.read_at(offset, window)?;
+            let complete = text.len() < window;
+            match parse_table(&text) {
+                Ok((entries, dict)) => {
+                    for (number, entry) in entries {
+                        self.xref.entry(number).or_insert(entry);
+                    }
+                    return Ok(Section {
+                        kind: XrefKind::Table,
+                        dict,
+                    });
+                }
+                Err(e) if complete || window >= MAX_WINDOW => return Err(e),
+                Err(_) => window *= 4,
+            }
         }
     }
 
+    /// Records the rows of a decoded cross-reference stream.
+    fn record_stream_entries(&mut self, dict: &[u8], data: &[u8]) -> Result<(), PdfError> {
+        let damaged = |what: &str| PdfError::Damaged(format!("cross-reference stream: {what}"));
+        let widths: Vec<usize> = int_array(dict, b"W")?
+            .ok_or_else(|| damaged("no /W"))?
+            .into_iter()
+            .map(|w| usize::try_from(w).ok().filter(|w| *w <= 8))
+            .collect::<Option<_>>()
+            .ok_or_else(|| damaged("a /W width out of range"))?;
+        let [w_type, w_field2, w_field3] = widths[..] else {
+            return Err(damaged("/W does not have three widths"));
+        };
+        let row_len = w_type + w_field2 + w_field3;
+        if row_len == 0 {
+            return Err(damaged("/W is all zeros"));
+        }
+        let index = match int_array(dict, b"Index")? {
+            Some(index) => index,
+            None => {
+                let size = entry_value(dict, b"Size")?
+                    .and_then(|v| as_int(&v))
+                    .ok_or_else(|| damaged("no /Size"))?;
+                vec![0, size]
+            }
+        };
+        if index.len() % 2 != 0 {
+            return Err(damaged("/Index has an odd length"));
+        }
+        let mut rows = data.chunks_exact(row_len);
+        for pair in index.chunks_exact(2) {
+            let first = u32::try_from(pair[0]).map_err(|_| damaged("/Index out of range"))?;
+            let count = u32::try_from(pair[1]).map_err(|_| damaged("/Index out of range"))?;
+            for number in (0..count).map_while(|i| first.checked_add(i)) {
+                let Some(row) = rows.next() else {
+                    return Err(damaged("fewer rows than /Index lists"));
+                };
+                let (kind, rest) = row.split_at(w_type);
+                let (field2, field3) = rest.split_at(w_field2);
+                let kind = if w_type == 0 { 1 } else { be(kind) };
+                let entry = match kind {
+                    0 => XrefEntry::Free,
+                    1 => XrefEntry::Normal { offset: be(field2) },
+                    2 => XrefEntry::Compressed {
+                        container: u32::try_from(be(field2))
+                            .map_err(|_| damaged("an object stream number out of range"))?,
+                    },
+                    // Unknown types are to be read as null objects (ISO 32000-2, 7.5.8.3).
+                    _ => XrefEntry::Free,
+                };
+                let _ = field3;
+                self.xref.entry(number).or_insert(entry);
+            }
+        }
+        Ok(())
+    }
+
     /// The text of object `number`'s value (without `N G obj` and `endobj`) and its generation.
-    pub fn raw_object(&self, number: u32) -> Result<(u16, Vec<u8>), PdfError> {
-        match self.doc.reference_table.entries.get(&number) {
-            Some(XrefEntry::Normal { offset, .. }) => {
-                let offset = *offset as usize;
-                if offset >= self.bytes.len() {
+    pub fn raw_object(&mut self, number: u32) -> Result<(u16, Vec<u8>), PdfError> {
+        match self.xref.get(&number).copied() {
+            Some(XrefEntry::Normal { offset }) => {
+                if offset >= self.len {
                     return Err(missing(number));
                 }
-                let (found, generation, start) = object_header(self.bytes, offset)?;
+                let ((found, generation), text, _) = self.object_at(offset)?;
                 if found != number {
                     return Err(PdfError::Damaged(format!(
                         "the cross-reference entry of object {number} points at object {found}"
                     )));
                 }
-                let end = value_end(self.bytes, start)?;
-                Ok((generation, self.bytes[start..end].to_vec()))
+                Ok((generation, text))
             }
-            Some(XrefEntry::Compressed { container, .. }) => {
-                Ok((0, self.raw_compressed(number, *container)?))
+            Some(XrefEntry::Compressed { container }) => {
+                let stream = self.object_stream(container)?;
+                let start = *stream.members.get(&number).ok_or_else(|| missing(number))?;
+                let end = value_end(&stream.content, start)?;
+                Ok((0, stream.content[start..end].to_vec()))
             }
             _ => Err(missing(number)),
         }
     }
 
-    /// The text of object `number` inside object stream `container`.
-    fn raw_compressed(&self, number: u32, container: u32) -> Result<Vec<u8>, PdfError> {
-        let stream = self
-            .doc
-            .objects
-            .get(&(container, 0))
-            .and_then(|object| object.as_stream().ok())
-            .ok_or_else(|| missing(container))?;
-        let first = stream
-            .dict
-            .get(b"First")
-            .and_then(Object::as_i64)
-            .ok()
-            .and_then(|v| usize::try_from(v).ok())
-            .ok_or_else(|| PdfError::Damaged(format!("object stream {container} has no /First")))?;
-        let count = stream
-            .dict
-            .get(b"N")
-            .and_then(Object::as_i64)
-            .ok()
-            .and_then(|v| usize::try_from(v).ok())
-            .ok_or_else(|| PdfError::Damaged(format!("object stream {container} has no /N")))?;
-        let content = stream
-            .decompressed_content()
-            .map_err(|e| PdfError::Damaged(format!("object stream {container}: {e}")))?;
+    /// Whether object `number` exists and is a dictionary that is not a stream's.
+    pub fn is_plain_dictionary(&mut self, number: u32) -> bool {
+        match self.xref.get(&number).copied() {
+            Some(XrefEntry::Normal { offset }) if offset < self.len => {
+                let Ok((_, text, end)) = self.object_at(offset) else {
+                    return false;
+                };
+                let after = self.read_at(end, 64).unwrap_or_default();
+                let keyword = skip_whitespace(&after, 0);
+                text.starts_with(b"<<") && !after[keyword..].starts_with(b"stream")
+            }
+            Some(XrefEntry::Compressed { .. }) => self
+                .raw_object(number)
+                .is_ok_and(|(_, text)| text.starts_with(b"<<")),
+            _ => false,
+        }
+    }
+
+    /// `value` itself, or the text of the object it refers to; `None` for a reference to an
+    /// object that does not exist (which PDF reads as null) or cannot be read.
+    pub fn resolve(&mut self, value: &[u8]) -> Option<Vec<u8>> {
+        match parse_reference(value) {
+            Some((number, _)) => self.raw_object(number).ok().map(|(_, text)| text),
+            None => Some(value.to_vec()),
+        }
+    }
+
+    /// The value of `key` in the dictionary text `dict`, resolved; `None` when absent.
+    pub fn get(&mut self, dict: &[u8], key: &[u8]) -> Option<Vec<u8>> {
+        let value = entry_value(dict, key).ok()??;
+        self.resolve(&value)
+    }
+
+    /// Reads the object whose header is at `offset`: its id, its value's text and the offset
+    /// just past the value (where a stream's `stream` keyword follows).
+    fn object_at(&mut self, offset: u64) -> Result<(ObjectId, Vec<u8>, u64), PdfError> {
+        let mut window = FIRST_WINDOW;
+        loop {
+            let text = self.read_at(offset, window)?;
+            let complete = text.len() < window;
+            let parsed = object_header(&text, 0).and_then(|(number, generation, start)| {
+                let end = value_end(&text, start)?;
+                Ok(((number, generation), start, end))
+            });
+            match parsed {
+                Ok((id, start, end)) => {
+                    return Ok((id, text[start..end].to_vec(), offset + end as u64));
+                }
+                Err(e) if complete || window >= MAX_WINDOW => return Err(e),
+                Err(_) => window *= 4,
+            }
+        }
+    }
+
+    /// The raw data of the stream whose dictionary `dict` ends at `dict_end`.
+    fn stream_data(&mut self, dict: &[u8], dict_end: u64) -> Result<Vec<u8>, PdfError> {
+        let head = self.read_at(dict_end, 64)?;
+        let at = skip_whitespace(&head, 0);
+        if !head[at..].starts_with(b"stream") {
+            return Err(PdfError::Damaged(
+                "a stream dictionary is not followed by `stream`".into(),
+            ));
+        }
+        let mut data_at = at + b"stream".len();
+        if head.get(data_at) == Some(&b'\r') {
+            data_at += 1;
+        }
+        if head.get(data_at) == Some(&b'\n') {
+            data_at += 1;
+        }
+        let data_start = dict_end + data_at as u64;
+        let length = match entry_value(dict, b"Length")? {
+            Some(value) => match parse_reference(&value) {
+                Some((number, _)) => self.raw_object(number).ok().and_then(|(_, v)| as_int(&v)),
+                None => as_int(&value),
+            },
+            None => None,
+        };
+        let length = length
+            .and_then(|l| usize::try_from(l).ok())
+            .filter(|l| *l <= MAX_DECODED_STREAM)
+            .ok_or_else(|| PdfError::Damaged("a stream has no usable /Length".into()))?;
+        let data = self.read_at(data_start, length)?;
+        if data.len() != length {
+            return Err(PdfError::Damaged(
+                "a stream runs past the end of the file".into(),
+            ));
+        }
+        decode(dict, &data, MAX_DECODED_STREAM)
+    }
+
+    /// Object stream `container`, decoded once and kept.
+    fn object_stream(&mut self, container: u32) -> Result<Rc<ObjectStream>, PdfError> {
+        if let Some(stream) = self.object_streams.get(&container) {
+            return Ok(Rc::clone(stream));
+        }
+        let Some(XrefEntry::Normal { offset }) = self.xref.get(&container).copied() else {
+            return Err(missing(container));
+        };
+        let ((found, _), dict, data_at) = self.object_at(offset)?;
+        if found != container {
+            return Err(PdfError::Damaged(format!(
+                "the cross-reference entry of object {container} points at object {found}"
+            )));
+        }
+        let int = |key: &[u8]| {
+            entry_value(&dict, key)
+                .ok()
+                .flatten()
+                .and_then(|v| as_int(&v))
+                .and_then(|v| usize::try_from(v).ok())
+        };
+        let bad = || PdfError::Damaged(format!("object stream {container} has a malformed header"));
+        let first = int(b"First").ok_or_else(bad)?;
+        let count = int(b"N").ok_or_else(bad)?;
+        let content = self.stream_data(&dict, data_at)?;
+        let mut members = HashMap::with_capacity(count.min(content.len()));
         let mut pos = 0;
         for _ in 0..count {
             pos = skip_whitespace(&content, pos);
-            let (found, next) = unsigned(&content, pos).ok_or_else(|| bad_header(container))?;
+            let (number, next) = unsigned(&content, pos).ok_or_else(bad)?;
             pos = skip_whitespace(&content, next);
-            let (offset, next) = unsigned(&content, pos).ok_or_else(|| bad_header(container))?;
+            let (relative, next) = unsigned(&content, pos).ok_or_else(bad)?;
             pos = next;
-            if found == u64::from(number) {
-                let start = first
-                    .checked_add(usize::try_from(offset).map_err(|_| bad_header(container))?)
-                    .filter(|s| *s < content.len())
-                    .ok_or_else(|| bad_header(container))?;
-                let start = skip_whitespace(&content, start);
-                let end = value_end(&content, start)?;
-                return Ok(content[start..end].to_vec());
-            }
+            let start = usize::try_from(relative)
+                .ok()
+                .and_then(|r| r.checked_add(first))
+                .filter(|s| *s < content.len())
+                .ok_or_else(bad)?;
+            let number = u32::try_from(number).map_err(|_| bad())?;
+            members
+                .entry(number)
+                .or_insert_with(|| skip_whitespace(&content, start));
         }
-        Err(missing(number))
+        let stream = Rc::new(ObjectStream { content, members });
+        self.object_streams.insert(container, Rc::clone(&stream));
+        Ok(stream)
+    }
+
+    /// Up to `len` bytes from `offset` (fewer at the end of the file).
+    fn read_at(&mut self, offset: u64, len: usize) -> Result<Vec<u8>, PdfError> {
+        let len = usize::try_from(self.len.saturating_sub(offset))
+            .unwrap_or(usize::MAX)
+            .min(len);
+        let mut buffer = vec![0; len];
+        self.input.seek(SeekFrom::Start(offset))?;
+        self.input.read_exact(&mut buffer)?;
+        Ok(buffer)
     }
 }
 
-/// Keeps object streams whole and replaces every other stream by its dictionary: the engine
-/// never reads stream data, and this keeps a large document in memory once.
-///
-/// lopdf keeps the object as mutated in place for top-level objects but takes the returned
-/// value for members of object streams, so both are set.
-fn drop_stream_contents(id: ObjectId, object: &mut Object) -> Option<(ObjectId, Object)> {
-    if let Object::Stream(stream) = object {
-        if !stream.dict.has_type(b"ObjStm") {
-            *object = Object::Dictionary(std::mem::take(&mut stream.dict));
-        }
-    }
-    Some((id, object.clone()))
+/// A cross-reference section's kind and trailer dictionary text.
+struct Section {
+    kind: XrefKind,
+    dict: Vec<u8>,
 }
 
-/// Finds the last `startxref` and reads the trailer of the section it names.
-fn read_trailer(bytes: &[u8]) -> Result<Trailer, PdfError> {
-    let tail_start = bytes.len().saturating_sub(2048);
-    let marker = rfind(&bytes[tail_start..], b"startxref")
-        .map(|p| p + tail_start)
+/// A classic section's entries, in the order the table lists them.
+type TableEntries = Vec<(u32, XrefEntry)>;
+
+/// A classic section (`xref`, subsections, `trailer <<…>>`): its entries and trailer text.
+fn parse_table(text: &[u8]) -> Result<(TableEntries, Vec<u8>), PdfError> {
+    let damaged = |what: &str| PdfError::Damaged(format!("cross-reference table: {what}"));
+    let mut pos = skip_whitespace(text, b"xref".len());
+    let mut entries = Vec::new();
+    loop {
+        if text[pos..].starts_with(b"trailer") {
+            break;
+        }
+        let (first, next) = unsigned(text, pos).ok_or_else(|| damaged("bad subsection"))?;
+        pos = skip_whitespace(text, next);
+        let (count, next) = unsigned(text, pos).ok_or_else(|| damaged("bad subsection"))?;
+        pos = next;
+        // Each entry takes 20 bytes; a count the remaining text cannot hold is a damaged
+        // table or a window still too small: either way, stop before allocating for it.
+        if count.saturating_mul(18) > (text.len() - pos) as u64 {
+            return Err(damaged("a subsection runs past the end of the file"));
+        }
+        for i in 0..count {
+            pos = skip_whitespace(text, pos);
+            let (offset, next) = unsigned(text, pos).ok_or_else(|| damaged("bad entry"))?;
+            pos = skip_whitespace(text, next);
+            let (_generation, next) = unsigned(text, pos).ok_or_else(|| damaged("bad entry"))?;
+            pos = skip_whitespace(text, next);
+            let in_use = match text.get(pos) {
+                Some(b'n') => true,
+                Some(b'f') => false,
+                _ => return Err(damaged("an entry is neither `n` nor `f`")),
+            };
+            pos += 1;
+            let number = first
+                .checked_add(i)
+                .and_then(|n| u32::try_from(n).ok())
+                .ok_or_else(|| damaged("an object number out of range"))?;
+            let entry = if in_use {
+                XrefEntry::Normal { offset }
+            } else {
+                XrefEntry::Free
+            };
+            entries.push((number, entry));
+        }
+        pos = skip_whitespace(text, pos);
+    }
+    let dict_start = skip_whitespace(text, pos + b"trailer".len());
+    let (_, close) = dict_entries(text, dict_start)?;
+    Ok((entries, text[dict_start..close + 2].to_vec()))
+}
+
+/// The integers of the array under `key`, when it is a direct array of integers.
+fn int_array(dict: &[u8], key: &[u8]) -> Result<Option<Vec<i64>>, PdfError> {
+    let Some(value) = entry_value(dict, key)? else {
+        return Ok(None);
+    };
+    let items = crate::syntax::array_items(&value)?;
+    items
+        .into_iter()
+        .map(|(s, e)| as_int(&value[s..e]))
+        .collect::<Option<Vec<_>>>()
+        .map(Some)
         .ok_or_else(|| {
-            PdfError::Damaged("no startxref near the end of the file (truncated?)".into())
-        })?;
-    let pos = skip_whitespace(bytes, marker + b"startxref".len());
-    let (startxref, _) = unsigned(bytes, pos)
-        .ok_or_else(|| PdfError::Damaged("startxref is not followed by an offset".into()))?;
-    let section = usize::try_from(startxref)
-        .ok()
-        .filter(|s| *s < bytes.len())
-        .ok_or_else(|| PdfError::Damaged("startxref points past the end of the file".into()))?;
-    let section = skip_whitespace(bytes, section);
-    let (kind, dict_start) = if bytes[section..].starts_with(b"xref") {
-        let at = find(&bytes[section..], b"trailer")
-            .map(|p| section + p + b"trailer".len())
-            .ok_or_else(|| PdfError::Damaged("the cross-reference table has no trailer".into()))?;
-        (XrefKind::Table, skip_whitespace(bytes, at))
-    } else {
-        let (_, _, start) = object_header(bytes, section).map_err(|_| {
-            PdfError::Damaged("startxref does not point at a cross-reference section".into())
-        })?;
-        (XrefKind::Stream, start)
-    };
-    let (entries, _) = dict_entries(bytes, dict_start)?;
-    let value = |key: &[u8]| {
-        entries
-            .iter()
-            .rev()
-            .find(|e| e.key == key)
-            .map(|e| bytes[e.value_start..e.value_end].to_vec())
-    };
-    if kind == XrefKind::Stream && value(b"Type").as_deref() != Some(b"/XRef") {
-        return Err(PdfError::Damaged(
-            "startxref does not point at a cross-reference stream".into(),
-        ));
-    }
-    Ok(Trailer {
-        startxref,
-        kind,
-        size: value(b"Size").and_then(|v| unsigned(&v, 0).map(|(n, _)| n)),
-        root: value(b"Root"),
-        info: value(b"Info"),
-        id: value(b"ID"),
-        encrypted: value(b"Encrypt").is_some(),
-    })
+            PdfError::Damaged(format!(
+                "/{} is not an array of integers",
+                String::from_utf8_lossy(key)
+            ))
+        })
+}
+
+/// A big-endian unsigned number of up to eight bytes.
+fn be(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0, |acc, b| acc << 8 | u64::from(*b))
 }
 
 fn rfind(haystack: &[u8], needle: &[u8]) -> Option<usize> {
     haystack.windows(needle.len()).rposition(|w| w == needle)
 }
 
-fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
-    haystack.windows(needle.len()).position(|w| w == needle)
-}
-
 fn missing(number: u32) -> PdfError {
     PdfError::Damaged(format!("object {number} is missing"))
 }
 
-fn bad_header(container: u32) -> PdfError {
-    PdfError::Damaged(format!("object stream {container} has a malformed header"))
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_table_and_its_trailer_are_parsed() {
+        let text = b"xref\n0 2\n0000000000 65535 f\r\n0000000017 00000 n\r\ntrailer\n<</Size 2>>\n";
+        let (entries, dict) = parse_table(text).unwrap();
+        assert_eq!(entries.len(), 2);
+        assert!(matches!(entries[1], (1, XrefEntry::Normal { offset: 17 })));
+        assert_eq!(dict, b"<</Size 2>>");
+    }
+
+    #[test]
+    fn a_table_cut_short_is_an_error_not_a_panic() {
+        let text = b"xref\n0 2\n0000000000 65535 f\r\n00000000";
+        assert!(parse_table(text).is_err());
+        assert!(parse_table(b"xref\n0 99999999999\n").is_err());
+    }
+
+    #[test]
+    fn big_endian_fields_are_read() {
+        assert_eq!(be(&[0x01, 0x02]), 0x0102);
+        assert_eq!(be(&[]), 0);
+    }
 }

@@ -24,7 +24,7 @@ pub(crate) struct Entry {
 
 /// The top-level entries of the dictionary whose `<<` is at `start`, and the position of its `>>`.
 pub(crate) fn dict_entries(text: &[u8], start: usize) -> Result<(Vec<Entry>, usize), PdfError> {
-    if !text[start..].starts_with(b"<<") {
+    if !text.get(start..).is_some_and(|t| t.starts_with(b"<<")) {
         return Err(syntax_error("expected a dictionary", start));
     }
     let mut entries = Vec::new();
@@ -92,6 +92,138 @@ pub(crate) fn array_push(array: &[u8], item: &[u8]) -> Result<Vec<u8>, PdfError>
     out.extend_from_slice(item);
     out.extend_from_slice(&array[close..]);
     Ok(out)
+}
+
+/// The text of `key`'s value in the dictionary `dict` (text starting with `<<`), the last one if
+/// the key repeats.
+pub(crate) fn entry_value(dict: &[u8], key: &[u8]) -> Result<Option<Vec<u8>>, PdfError> {
+    let (entries, _) = dict_entries(dict, 0)?;
+    Ok(entries
+        .iter()
+        .rev()
+        .find(|e| e.key == key)
+        .map(|e| dict[e.value_start..e.value_end].to_vec()))
+}
+
+/// The spans of the items of `array` (text starting with `[`).
+pub(crate) fn array_items(array: &[u8]) -> Result<Vec<(usize, usize)>, PdfError> {
+    if array.first() != Some(&b'[') {
+        return Err(syntax_error("expected an array", 0));
+    }
+    let mut items = Vec::new();
+    let mut at = 1;
+    loop {
+        at = skip_whitespace(array, at);
+        match array.get(at) {
+            Some(b']') => return Ok(items),
+            None => return Err(syntax_error("unterminated array", 0)),
+            Some(_) => {
+                let end = value_end(array, at)?;
+                items.push((at, end));
+                at = end;
+            }
+        }
+    }
+}
+
+/// `N G R` as an object number and generation.
+pub(crate) fn parse_reference(text: &[u8]) -> Option<(u32, u16)> {
+    let (number, pos) = unsigned(text, 0)?;
+    let pos = skip_whitespace(text, pos);
+    let (generation, pos) = unsigned(text, pos)?;
+    let pos = skip_whitespace(text, pos);
+    if text.get(pos) != Some(&b'R') || value_end(text, 0).ok()? != text.len() {
+        return None;
+    }
+    Some((u32::try_from(number).ok()?, u16::try_from(generation).ok()?))
+}
+
+/// An integer value (`12`, `-3`, `+4`).
+pub(crate) fn as_int(text: &[u8]) -> Option<i64> {
+    std::str::from_utf8(text).ok()?.parse().ok()
+}
+
+/// A name value's bytes without the slash, `#xx` escapes decoded.
+pub(crate) fn as_name(text: &[u8]) -> Option<Vec<u8>> {
+    let rest = text.strip_prefix(b"/")?;
+    (regular_run_end(text, 1) == text.len()).then(|| decode_name(rest))
+}
+
+/// A string value's bytes: a literal `(…)` string with its escapes resolved, or a `<…>` hex
+/// string decoded.
+pub(crate) fn as_string(text: &[u8]) -> Option<Vec<u8>> {
+    match text.first()? {
+        b'(' if literal_string_end(text, 0).ok()? == text.len() => {
+            Some(unescape_literal(&text[1..text.len() - 1]))
+        }
+        b'<' if text.last() == Some(&b'>') && text.get(1) != Some(&b'<') => {
+            let digits: Vec<u8> = text[1..text.len() - 1]
+                .iter()
+                .copied()
+                .filter(|b| !is_whitespace(*b))
+                .map(hex_digit)
+                .collect::<Option<_>>()?;
+            Some(
+                digits
+                    .chunks(2)
+                    .map(|pair| pair[0] << 4 | pair.get(1).copied().unwrap_or(0))
+                    .collect(),
+            )
+        }
+        _ => None,
+    }
+}
+
+/// The bytes a literal string's body stands for.
+fn unescape_literal(body: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(body.len());
+    let mut i = 0;
+    while let Some(&byte) = body.get(i) {
+        i += 1;
+        match byte {
+            b'\\' => {
+                let Some(&next) = body.get(i) else { break };
+                i += 1;
+                match next {
+                    b'n' => out.push(b'\n'),
+                    b'r' => out.push(b'\r'),
+                    b't' => out.push(b'\t'),
+                    b'b' => out.push(0x08),
+                    b'f' => out.push(0x0C),
+                    b'0'..=b'7' => {
+                        let mut value = u32::from(next - b'0');
+                        for _ in 0..2 {
+                            match body.get(i) {
+                                Some(d @ b'0'..=b'7') => {
+                                    value = value * 8 + u32::from(d - b'0');
+                                    i += 1;
+                                }
+                                _ => break,
+                            }
+                        }
+                        out.push((value & 0xFF) as u8);
+                    }
+                    // A backslash before an end of line continues the string on the next line.
+                    b'\r' => {
+                        if body.get(i) == Some(&b'\n') {
+                            i += 1;
+                        }
+                    }
+                    b'\n' => {}
+                    other => out.push(other),
+                }
+            }
+            // An unescaped end of line of any kind reads as a single line feed.
+            b'\r' => {
+                if body.get(i) == Some(&b'\n') {
+                    i += 1;
+                }
+                out.push(b'\n');
+            }
+            other => out.push(other),
+        }
+    }
+    out
 }
 
 /// Reads the `N G obj` header at `pos`; returns the numbers and where the object's value starts.
@@ -361,6 +493,35 @@ mod tests {
     }
 
     #[test]
+    fn strings_names_and_numbers_are_decoded() {
+        assert_eq!(as_string(b"(a\\(b\\)\\101\\\ncd)").unwrap(), b"a(b)Acd");
+        assert_eq!(as_string(b"<48 656C6C6F7>").unwrap(), b"Hellop");
+        assert_eq!(as_string(b"<<>>"), None);
+        assert_eq!(as_name(b"/Sig#20Field").unwrap(), b"Sig Field");
+        assert_eq!(as_int(b"-12"), Some(-12));
+        assert_eq!(as_int(b"1.5"), None);
+    }
+
+    #[test]
+    fn array_items_are_listed_by_span() {
+        let array = b"[1 0 R /N (s) [2]]";
+        let items: Vec<&[u8]> = array_items(array)
+            .unwrap()
+            .into_iter()
+            .map(|(s, e)| &array[s..e])
+            .collect();
+        assert_eq!(items, [&b"1 0 R"[..], b"/N", b"(s)", b"[2]"]);
+    }
+
+    #[test]
+    fn references_are_recognised_and_other_values_are_not() {
+        assert_eq!(parse_reference(b"12 0 R"), Some((12, 0)));
+        assert_eq!(parse_reference(b"12  3\nR"), Some((12, 3)));
+        assert_eq!(parse_reference(b"[12 0 R]"), None);
+        assert_eq!(parse_reference(b"12"), None);
+    }
+
+    #[test]
     fn an_object_header_is_read() {
         assert_eq!(object_header(b"12 0 obj\n<<>>", 0).unwrap(), (12, 0, 9));
         assert!(object_header(b"12 0 ob", 0).is_err());
@@ -373,6 +534,10 @@ mod tests {
             let _ = dict_entries(&bytes, 0).ok();
             let _ = dict_set(&bytes, b"K", b"1");
             let _ = array_push(&bytes, b"1");
+            let _ = array_items(&bytes);
+            let _ = as_string(&bytes);
+            let _ = as_name(&bytes);
+            let _ = parse_reference(&bytes);
         }
     }
 }

@@ -204,3 +204,24 @@ proptest! {
         let _ = signet_pdf::byte_range_digest(&mut file, &signet_pdf::ByteRange(range));
     }
 }
+
+#[test]
+fn a_wrong_cross_reference_offset_is_refused_with_a_reason() {
+    let pdf = classic_pdf(2);
+    let table = pdf.windows(5).rposition(|w| w == b"\nxref").unwrap() + 1;
+    // After `xref` and the subsection line, object 2's entry is the third 20-byte row; point it
+    // one byte too far.
+    let rows = table + 5 + pdf[table + 5..].iter().position(|b| *b == b'\n').unwrap() + 1;
+    let row = rows + 2 * 20;
+    let offset: u64 = std::str::from_utf8(&pdf[row..row + 10])
+        .unwrap()
+        .parse()
+        .unwrap();
+    let mut damaged = pdf.clone();
+    damaged[row..row + 10].copy_from_slice(format!("{:010}", offset + 1).as_bytes());
+
+    let err = prepare_bytes(&damaged).unwrap_err();
+
+    assert!(matches!(err, PdfError::Damaged(_)), "{err:?}");
+    assert!(err.to_string().contains("offset of object 2"), "{err}");
+}

@@ -173,7 +173,8 @@ fn preparing_in_place_appends_the_same_revision_that_prepare_writes() {
     let original = classic_pdf(1);
     let options = options();
     let mut copied = Vec::new();
-    let by_copy = signet_pdf::prepare(&original[..], &mut copied, &options).unwrap();
+    let by_copy =
+        signet_pdf::prepare(std::io::Cursor::new(&original), &mut copied, &options).unwrap();
     let mut in_place = std::io::Cursor::new(original.clone());
 
     let appended = signet_pdf::prepare_appending(&mut in_place, &options).unwrap();
@@ -191,4 +192,44 @@ fn preparing_a_broken_file_in_place_leaves_it_untouched() {
     assert!(signet_pdf::prepare_appending(&mut file, &options()).is_err());
 
     assert_eq!(file.into_inner(), truncated);
+}
+
+/// A reader that counts the bytes read through it.
+struct CountingReader<R> {
+    inner: R,
+    read: u64,
+}
+
+impl<R: std::io::Read> std::io::Read for CountingReader<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.read += n as u64;
+        Ok(n)
+    }
+}
+
+impl<R: std::io::Seek> std::io::Seek for CountingReader<R> {
+    fn seek(&mut self, pos: std::io::SeekFrom) -> std::io::Result<u64> {
+        self.inner.seek(pos)
+    }
+}
+
+#[test]
+fn a_large_document_is_read_once_for_hashing_and_only_a_little_for_parsing() {
+    // 8 MiB of image data: parsing needs the cross-reference data and a few small objects.
+    let pdf = signet_testkit::pdfs::classic_pdf_with_image(3, 8 << 20);
+    let mut input = CountingReader {
+        inner: std::io::Cursor::new(&pdf),
+        read: 0,
+    };
+    let mut out = Vec::new();
+
+    signet_pdf::prepare(&mut input, &mut out, &options()).unwrap();
+
+    let parsing = input.read - pdf.len() as u64;
+    assert!(
+        parsing < 64 * 1024,
+        "parsing read {parsing} bytes of a {} byte file",
+        pdf.len()
+    );
 }

@@ -332,8 +332,9 @@ async fn upload(
                     return Err(not_pdf());
                 }
                 let (temp, mut handle) = blobs.create_temp().map_err(io_error("temp file"))?;
-                let prepared = signet_pdf::prepare(&bytes[..], &mut handle, &options)
-                    .map_err(ApiError::from_pdf)?;
+                let prepared =
+                    signet_pdf::prepare(std::io::Cursor::new(&bytes[..]), &mut handle, &options)
+                        .map_err(ApiError::from_pdf)?;
                 (temp, handle, prepared)
             }
             Received::Spilled { temp, mut handle } => {
