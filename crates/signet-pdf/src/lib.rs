@@ -17,7 +17,7 @@ mod source;
 mod syntax;
 
 pub use embed::{byte_range_digest, clear_placeholder, embed, placeholder_is_empty};
-pub use prepare::{prepare, prepare_appending};
+pub use prepare::{check, prepare, prepare_appending};
 
 use std::io::{Read, Seek, Write};
 use time::OffsetDateTime;

@@ -79,6 +79,13 @@ pub fn prepare_appending<F: Read + Write + Seek>(
     Ok(revision.finish(hasher))
 }
 
+/// Whether [`prepare`] would accept `input`: the same parsing and the same refusals, without
+/// hashing or writing anything. For a caller that stores a document now and signs it later.
+pub fn check<R: Read + Seek>(mut input: R) -> Result<(), PdfError> {
+    let options = PrepareOptions::new(OffsetDateTime::UNIX_EPOCH);
+    plan_revision(&mut input, &options).map(drop)
+}
+
 /// Hashes the first `len` bytes of `input` (copying them to `output` when given).
 fn copy_hashing<R: Read, W: Write>(
     input: &mut R,

@@ -233,3 +233,13 @@ fn a_large_document_is_read_once_for_hashing_and_only_a_little_for_parsing() {
         pdf.len()
     );
 }
+
+#[test]
+fn check_accepts_what_prepare_accepts_and_refuses_what_it_refuses() {
+    signet_pdf::check(std::io::Cursor::new(classic_pdf(2))).unwrap();
+    let mut truncated = classic_pdf(2);
+    truncated.truncate(truncated.len() / 2);
+    let checked = signet_pdf::check(std::io::Cursor::new(&truncated)).unwrap_err();
+    let prepared = prepare_bytes(&truncated).unwrap_err();
+    assert_eq!(checked.to_string(), prepared.to_string());
+}

@@ -8,7 +8,6 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde_json::{json, Value};
-use signet_pdf::PrepareOptions;
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 
@@ -46,7 +45,6 @@ async fn store_upload(
         return Err(ApiError::document_upload("the uploaded file is empty"));
     }
     let blobs = state.blobs.clone();
-    let options = PrepareOptions::new(state.clock.now());
     let span = tracing::Span::current();
     tokio::task::spawn_blocking(move || {
         span.in_scope(|| {
@@ -70,9 +68,8 @@ async fn store_upload(
                 ));
             }
             file.seek(SeekFrom::Start(0)).map_err(io)?;
-            // A dry run of the engine: what it cannot prepare now it could not sign later.
-            signet_pdf::prepare(BufReader::new(&mut file), std::io::sink(), &options)
-                .map_err(ApiError::from_pdf)?;
+            // What the engine cannot prepare now it could not sign later.
+            signet_pdf::check(BufReader::new(&mut file)).map_err(ApiError::from_pdf)?;
             let key = BlobKey::order_version(order_id, uuid::Uuid::new_v4());
             blobs.persist(temp, &file, &key).map_err(io)?;
             Ok(OrderDocument {
