@@ -9,6 +9,8 @@
 use std::fs::{self, File, OpenOptions};
 use std::io;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 
 use crate::domain::{DocumentId, OrderId};
 
@@ -17,18 +19,12 @@ use crate::domain::{DocumentId, OrderId};
 pub struct BlobKey(String);
 
 impl BlobKey {
-    /// The PDF as prepared for signing: the upload plus Signet's signature revision.
+    /// A CloudSigner document's one file: the upload plus Signet's signature revision, whose
+    /// placeholder the device's signature later fills in place. Directly under `documents/`:
+    /// a directory per document cost a `mkdir` (an inode allocation) and two more directory
+    /// flushes per upload, the largest single cost of the upload path.
     pub fn prepared(document: DocumentId) -> Self {
-        BlobKey(format!("documents/{document}/prepared.pdf"))
-    }
-
-    /// A signed PDF. Each signing attempt writes its own file, so a losing concurrent attempt
-    /// never touches the winner's bytes.
-    pub fn signed(document: DocumentId, attempt: uuid::Uuid) -> Self {
-        BlobKey(format!(
-            "documents/{document}/signed-{}.pdf",
-            attempt.simple()
-        ))
+        BlobKey(format!("documents/{document}.pdf"))
     }
 
     /// One version of a signing order's PDF (the upload, then one per signature). Each version
@@ -48,16 +44,22 @@ impl BlobKey {
         let is_hex_id = |hex: &str| hex.len() == 32 && hex.bytes().all(|b| b.is_ascii_hexdigit());
         let mut parts = raw.split('/');
         let well_formed = match parts.next() {
-            Some("documents") => {
-                parts.next().is_some_and(|id| DocumentId::parse(id).is_ok())
-                    && parts.next().is_some_and(|name| {
-                        name == "prepared.pdf"
+            Some("documents") => match (parts.next(), parts.next()) {
+                (Some(file), None) => file
+                    .strip_suffix(".pdf")
+                    .is_some_and(|id| DocumentId::parse(id).is_ok()),
+                // The layout of data directories written before documents were flat files:
+                // `documents/<id>/prepared.pdf` and `documents/<id>/signed-<attempt>.pdf`.
+                (Some(id), Some(name)) => {
+                    DocumentId::parse(id).is_ok()
+                        && (name == "prepared.pdf"
                             || name
                                 .strip_prefix("signed-")
                                 .and_then(|rest| rest.strip_suffix(".pdf"))
-                                .is_some_and(is_hex_id)
-                    })
-            }
+                                .is_some_and(is_hex_id))
+                }
+                _ => false,
+            },
             Some("orders") => {
                 parts.next().is_some_and(|id| {
                     OrderId::parse(id).is_ok_and(|parsed| parsed.to_string() == id)
@@ -85,6 +87,45 @@ impl BlobKey {
 #[derive(Debug, Clone)]
 pub struct BlobStore {
     root: PathBuf,
+    /// Flushes of `documents/`, shared by concurrent uploads.
+    documents_sync: Arc<DirectorySync>,
+}
+
+/// Group flushing of one directory that many requests rename files into: a request that needs
+/// its rename durable waits for one flush that began after its rename, and the flush that one
+/// request makes covers every rename done before it. Under load, one `fsync` of `documents/`
+/// serves many uploads instead of one each.
+#[derive(Debug)]
+struct DirectorySync {
+    path: PathBuf,
+    /// Renames announced so far.
+    renamed: AtomicU64,
+    /// How many of them the last completed flush covers; held while flushing.
+    flushed: Mutex<u64>,
+}
+
+impl DirectorySync {
+    fn new(path: PathBuf) -> Self {
+        Self {
+            path,
+            renamed: AtomicU64::new(0),
+            flushed: Mutex::new(0),
+        }
+    }
+
+    /// Returns once a flush of the directory that started after this call has completed.
+    fn sync_after_rename(&self) -> io::Result<()> {
+        let ticket = self.renamed.fetch_add(1, Ordering::SeqCst) + 1;
+        let mut flushed = self.flushed.lock().unwrap_or_else(|e| e.into_inner());
+        if *flushed >= ticket {
+            return Ok(());
+        }
+        // Every rename announced up to here happened before this flush starts.
+        let covered = self.renamed.load(Ordering::SeqCst);
+        File::open(&self.path)?.sync_all()?;
+        *flushed = covered;
+        Ok(())
+    }
 }
 
 /// A file being written under `tmp/`; removed on drop unless persisted.
@@ -113,7 +154,10 @@ impl BlobStore {
     /// crash may have left behind.
     pub fn open(data_dir: &Path) -> io::Result<Self> {
         let root = data_dir.join("blobs");
-        let store = BlobStore { root };
+        let store = BlobStore {
+            documents_sync: Arc::new(DirectorySync::new(root.join("documents"))),
+            root,
+        };
         fs::create_dir_all(store.tmp_dir())?;
         fs::create_dir_all(store.root.join("documents"))?;
         fs::create_dir_all(store.root.join("orders"))?;
@@ -159,6 +203,11 @@ impl BlobStore {
     pub fn persist(&self, mut temp: TempBlob, file: &File, key: &BlobKey) -> io::Result<()> {
         file.sync_all()?;
         let directory = self.root.join(key.directory());
+        if directory == self.documents_sync.path {
+            fs::rename(&temp.path, self.path(key))?;
+            temp.persisted = true;
+            return self.documents_sync.sync_after_rename();
+        }
         let created = !directory.exists();
         fs::create_dir_all(&directory)?;
         fs::rename(&temp.path, self.path(key))?;
@@ -204,8 +253,10 @@ impl BlobStore {
         }
     }
 
-    /// Removes every blob of a document. Missing files are not an error: deleting is idempotent.
+    /// Removes every blob of a document, in the current layout and the older one with a
+    /// directory per document. Missing files are not an error: deleting is idempotent.
     pub fn remove_document(&self, document: DocumentId) -> io::Result<()> {
+        self.remove(&BlobKey::prepared(document))?;
         match fs::remove_dir_all(self.root.join(format!("documents/{document}"))) {
             Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
             _ => Ok(()),
@@ -219,16 +270,55 @@ mod tests {
     use std::io::Write;
 
     #[test]
+    fn concurrent_uploads_into_documents_all_land() {
+        let dir = tempfile::tempdir().unwrap();
+        let blobs = BlobStore::open(dir.path()).unwrap();
+        let keys: Vec<BlobKey> = std::thread::scope(|scope| {
+            let handles: Vec<_> = (0..16)
+                .map(|i| {
+                    let blobs = &blobs;
+                    scope.spawn(move || {
+                        let key = BlobKey::prepared(DocumentId::new_random());
+                        let (temp, mut file) = blobs.create_temp().unwrap();
+                        write!(file, "%PDF-{i}").unwrap();
+                        blobs.persist(temp, &file, &key).unwrap();
+                        key
+                    })
+                })
+                .collect();
+            handles.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        for (i, key) in keys.iter().enumerate() {
+            assert_eq!(
+                fs::read(blobs.path(key)).unwrap(),
+                format!("%PDF-{i}").as_bytes()
+            );
+        }
+        let sync = &blobs.documents_sync;
+        assert_eq!(sync.renamed.load(Ordering::SeqCst), 16);
+        assert_eq!(
+            *sync.flushed.lock().unwrap(),
+            16,
+            "the last flush covers every rename"
+        );
+    }
+
+    #[test]
     fn only_well_formed_keys_parse() {
         let id = DocumentId::new_random();
         let attempt = uuid::Uuid::new_v4();
         let order = OrderId::new_random();
         for key in [
             BlobKey::prepared(id),
-            BlobKey::signed(id, attempt),
             BlobKey::order_version(order, attempt),
         ] {
             assert_eq!(BlobKey::parse(key.as_str()), Ok(key.clone()));
+        }
+        for legacy in [
+            format!("documents/{id}/prepared.pdf"),
+            format!("documents/{id}/signed-{}.pdf", attempt.simple()),
+        ] {
+            assert!(BlobKey::parse(&legacy).is_ok(), "{legacy}");
         }
         for bad in [
             "../etc/passwd",
@@ -236,6 +326,9 @@ mod tests {
             &format!("documents/{id}/../prepared.pdf"),
             &format!("documents/{id}/signed-zz.pdf"),
             &format!("documents/{id}/prepared.pdf/x"),
+            &format!("documents/{id}"),
+            &format!("documents/{id}.pdf/x"),
+            "documents/x.pdf",
             &format!("orders/{order}/../../x.pdf"),
             &format!("orders/{id}/prepared.pdf"),
             "",
@@ -245,14 +338,23 @@ mod tests {
     }
 
     #[test]
-    fn a_persisted_blob_is_in_place_and_an_abandoned_one_is_gone() {
+    fn a_persisted_blob_is_in_place_removable_in_either_layout_and_an_abandoned_one_is_gone() {
         let dir = tempfile::tempdir().unwrap();
         let blobs = BlobStore::open(dir.path()).unwrap();
-        let key = BlobKey::prepared(DocumentId::new_random());
+        let id = DocumentId::new_random();
+        let key = BlobKey::prepared(id);
         let (temp, mut file) = blobs.create_temp().unwrap();
         file.write_all(b"%PDF-1.7").unwrap();
         blobs.persist(temp, &file, &key).unwrap();
         assert_eq!(fs::read(blobs.path(&key)).unwrap(), b"%PDF-1.7");
+
+        let legacy = BlobKey::parse(&format!("documents/{id}/prepared.pdf")).unwrap();
+        fs::create_dir_all(blobs.path(&legacy).parent().unwrap()).unwrap();
+        fs::write(blobs.path(&legacy), b"%PDF-1.4").unwrap();
+        blobs.remove_document(id).unwrap();
+        assert!(!blobs.path(&key).exists());
+        assert!(!blobs.path(&legacy).exists());
+        blobs.remove_document(id).unwrap();
 
         let (abandoned, _file) = blobs.create_temp().unwrap();
         let abandoned_path = abandoned.path().to_path_buf();

@@ -416,8 +416,11 @@ async fn deleting_removes_the_bytes_and_a_second_delete_is_404() {
     let uploaded = upload(&app, "phone", classic_pdf(1)).await;
     sign_ok(&app, &device, &uploaded).await;
     let id = uploaded["documentId"].as_str().unwrap();
-    let blob_dir = app.data_dir.path().join(format!("blobs/documents/{id}"));
-    assert!(blob_dir.exists());
+    let blob = app
+        .data_dir
+        .path()
+        .join(format!("blobs/documents/{id}.pdf"));
+    assert!(blob.exists());
 
     let delete = || async {
         app.client
@@ -428,7 +431,7 @@ async fn deleting_removes_the_bytes_and_a_second_delete_is_404() {
             .unwrap()
     };
     assert_eq!(delete().await.status(), 204);
-    assert!(!blob_dir.exists(), "the document's bytes are gone");
+    assert!(!blob.exists(), "the document's bytes are gone");
     assert_error(delete().await, 404, "ERROR_RESOURCE_NOT_FOUND").await;
     let response = app.get(&format!("/documents/{id}/file")).await;
     assert_error(response, 404, "ERROR_RESOURCE_NOT_FOUND").await;
@@ -656,12 +659,17 @@ async fn two_racing_signature_posts_have_exactly_one_winner() {
         assert_eq!(statuses, [200, 400]);
         let loser = if a.status() == 400 { a } else { b };
         assert_error(loser, 400, "ILLEGAL_OPERATION_ERROR").await;
-        let files: Vec<_> =
-            std::fs::read_dir(app.data_dir.path().join(format!("blobs/documents/{id}")))
-                .unwrap()
-                .flatten()
-                .collect();
-        assert_eq!(files.len(), 1, "only the winner's file is kept: {files:?}");
+        let files: Vec<_> = std::fs::read_dir(app.data_dir.path().join("blobs/documents"))
+            .unwrap()
+            .flatten()
+            .map(|entry| entry.file_name().to_string_lossy().into_owned())
+            .filter(|name| name.starts_with(id))
+            .collect();
+        assert_eq!(
+            files,
+            [format!("{id}.pdf")],
+            "only the winner's file is kept"
+        );
     }
 }
 

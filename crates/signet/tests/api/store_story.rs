@@ -447,7 +447,7 @@ async fn documents_chapter(
     assert_eq!(current.serial, signer_record.current_serial);
 
     let signed = SignedFile {
-        blob: BlobKey::signed(id, uuid::Uuid::new_v4()),
+        blob: BlobKey::prepared(id),
         size: 40_000,
     };
     let sign = || {

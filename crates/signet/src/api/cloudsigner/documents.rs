@@ -757,13 +757,11 @@ async fn download(
     // A signed file's bytes never change once the document is SIGNED, and its key names the
     // document, so the key is a strong validator of its bytes.
     let etag = format!(
-        "\"{}-{}\"",
-        document.document_id,
+        "\"{}\"",
         blob.as_str()
-            .rsplit('/')
-            .next()
-            .unwrap_or_default()
+            .trim_start_matches("documents/")
             .trim_end_matches(".pdf")
+            .replace('/', "-")
     );
     let file = StoredFile {
         path: state.blobs.path(blob),
