@@ -9,8 +9,8 @@ use sha2::{Digest, Sha256};
 
 use crate::{ByteRange, PdfError};
 
-/// Copy buffer size for hashing byte ranges.
-const CHUNK: usize = 64 * 1024;
+/// Read buffer size for hashing (and copying) file contents.
+const CHUNK: usize = 256 * 1024;
 
 /// Writes `cms_der` as hex into the empty placeholder that `byte_range` brackets, padding with
 /// the zeros already there.
@@ -105,19 +105,31 @@ pub fn byte_range_digest<R: Read + Seek>(
     byte_range: &ByteRange,
 ) -> Result<[u8; 32], PdfError> {
     let mut hasher = Sha256::new();
-    let mut buffer = vec![0u8; CHUNK];
     for (start, len) in [
         (byte_range.0[0], byte_range.0[1]),
         (byte_range.0[2], byte_range.0[3]),
     ] {
         file.seek(SeekFrom::Start(start))?;
-        let mut left = len;
-        while left > 0 {
-            let take = usize::try_from(left.min(CHUNK as u64)).unwrap_or(CHUNK);
-            file.read_exact(&mut buffer[..take])?;
-            hasher.update(&buffer[..take]);
-            left -= take as u64;
-        }
+        copy_hashing(file, &mut std::io::sink(), &mut hasher, len)?;
     }
     Ok(hasher.finalize().into())
+}
+
+/// Reads the next `len` bytes of `input` in chunks, hashing them and writing them to `output`.
+pub(crate) fn copy_hashing<R: Read, W: Write>(
+    input: &mut R,
+    output: &mut W,
+    hasher: &mut Sha256,
+    len: u64,
+) -> Result<(), PdfError> {
+    let mut buffer = vec![0u8; usize::try_from(len).map_or(CHUNK, |len| len.min(CHUNK))];
+    let mut left = len;
+    while left > 0 {
+        let take = usize::try_from(left.min(CHUNK as u64)).unwrap_or(CHUNK);
+        input.read_exact(&mut buffer[..take])?;
+        hasher.update(&buffer[..take]);
+        output.write_all(&buffer[..take])?;
+        left -= take as u64;
+    }
+    Ok(())
 }

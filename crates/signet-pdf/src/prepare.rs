@@ -16,6 +16,7 @@ use std::io::{Read, Seek, SeekFrom, Write};
 use sha2::{Digest, Sha256};
 use time::OffsetDateTime;
 
+use crate::embed::copy_hashing;
 use crate::source::{ObjectId, Source, XrefKind};
 use crate::syntax::{
     array_items, array_push, as_int, as_name, as_string, dict_set, entry_value, parse_reference,
@@ -34,9 +35,6 @@ const MAX_FIELDS: usize = 100_000;
 /// Most page-tree nodes visited looking for page 1.
 const MAX_PAGE_NODES: usize = 100_000;
 
-/// Copy and hash buffer size.
-const CHUNK: usize = 256 * 1024;
-
 /// Reads a PDF from `input`, writes it to `output` followed by a signature revision, and
 /// returns the digest to sign and where the placeholder is.
 ///
@@ -51,7 +49,7 @@ pub fn prepare<R: Read + Seek, W: Write>(
     let revision = plan_revision(&mut input, options)?;
     input.seek(SeekFrom::Start(0))?;
     let mut hasher = Sha256::new();
-    copy_hashing(&mut input, Some(&mut output), &mut hasher, revision.base)?;
+    copy_hashing(&mut input, &mut output, &mut hasher, revision.base)?;
     output.write_all(&revision.bytes)?;
     output.flush()?;
     Ok(revision.finish(hasher))
@@ -67,12 +65,7 @@ pub fn prepare_appending<F: Read + Write + Seek>(
     let revision = plan_revision(&mut *file, options)?;
     file.seek(SeekFrom::Start(0))?;
     let mut hasher = Sha256::new();
-    copy_hashing(
-        &mut *file,
-        None::<&mut std::io::Sink>,
-        &mut hasher,
-        revision.base,
-    )?;
+    copy_hashing(&mut *file, &mut std::io::sink(), &mut hasher, revision.base)?;
     file.seek(SeekFrom::Start(revision.base))?;
     file.write_all(&revision.bytes)?;
     file.flush()?;
@@ -84,27 +77,6 @@ pub fn prepare_appending<F: Read + Write + Seek>(
 pub fn check<R: Read + Seek>(mut input: R) -> Result<(), PdfError> {
     let options = PrepareOptions::new(OffsetDateTime::UNIX_EPOCH);
     plan_revision(&mut input, &options).map(drop)
-}
-
-/// Hashes the first `len` bytes of `input` (copying them to `output` when given).
-fn copy_hashing<R: Read, W: Write>(
-    input: &mut R,
-    mut output: Option<&mut W>,
-    hasher: &mut Sha256,
-    len: u64,
-) -> Result<(), PdfError> {
-    let mut buffer = vec![0u8; CHUNK];
-    let mut left = len;
-    while left > 0 {
-        let take = usize::try_from(left.min(CHUNK as u64)).unwrap_or(CHUNK);
-        input.read_exact(&mut buffer[..take])?;
-        hasher.update(&buffer[..take]);
-        if let Some(output) = output.as_mut() {
-            output.write_all(&buffer[..take])?;
-        }
-        left -= take as u64;
-    }
-    Ok(())
 }
 
 /// Reads what the revision needs from `input` and builds it.
