@@ -173,22 +173,14 @@ impl<'r, R: Read + Seek> Source<'r, R> {
             if let Some(hybrid) = entry_value(&section.dict, b"XRefStm")? {
                 // A hybrid file: the stream holds the objects that older readers must not see;
                 // the table's own entries come first.
-                let stream_at = as_int(&hybrid)
-                    .and_then(|v| u64::try_from(v).ok())
-                    .filter(|v| *v < self.len)
-                    .ok_or_else(|| PdfError::Damaged("/XRefStm is not a valid offset".into()))?;
+                let stream_at = self.offset_value(&hybrid, "/XRefStm")?;
                 if visited.insert(stream_at) {
                     self.read_section(stream_at, false)?;
                 }
             }
             next = match entry_value(&section.dict, b"Prev")? {
                 None => None,
-                Some(prev) => Some(
-                    as_int(&prev)
-                        .and_then(|v| u64::try_from(v).ok())
-                        .filter(|v| *v < self.len)
-                        .ok_or_else(|| PdfError::Damaged("/Prev is not a valid offset".into()))?,
-                ),
+                Some(prev) => Some(self.offset_value(&prev, "/Prev")?),
             };
         }
         if encrypted {
@@ -198,6 +190,14 @@ impl<'r, R: Read + Seek> Source<'r, R> {
         let largest = self.xref.keys().max().map_or(0, |n| u64::from(*n) + 1);
         self.next_free_number = largest.max(self.trailer.size.unwrap_or(0));
         self.check_offsets()
+    }
+
+    /// A trailer value that must be an offset into the file.
+    fn offset_value(&self, value: &[u8], key: &str) -> Result<u64, PdfError> {
+        as_int(value)
+            .and_then(|v| u64::try_from(v).ok())
+            .filter(|v| *v < self.len)
+            .ok_or_else(|| PdfError::Damaged(format!("{key} is not a valid offset")))
     }
 
     /// Checks that every in-use entry points at its object's `N G obj`. A file whose offsets are
@@ -270,20 +270,30 @@ impl<'r, R: Read + Seek> Source<'r, R> {
 
     /// Parses a classic table and its trailer; grows its window until both fit.
     fn read_table(&mut self, offset: u64) -> Result<Section, PdfError> {
-        let mut window = FIRST_WINDOW * 4;
+        let (entries, dict) = self.parse_growing(offset, FIRST_WINDOW * 4, parse_table)?;
+        for (number, entry) in entries {
+            self.xref.entry(number).or_insert(entry);
+        }
+        Ok(Section {
+            kind: XrefKind::Table,
+            dict,
+        })
+    }
+
+    /// Runs `parse` on the bytes from `offset`, first `window` of them, four times as many each
+    /// time it fails while more of the file is left (up to [`MAX_WINDOW`]): a parse error in a
+    /// window that holds the rest of the file is the file's.
+    fn parse_growing<T>(
+        &mut self,
+        offset: u64,
+        mut window: usize,
+        parse: impl Fn(&[u8]) -> Result<T, PdfError>,
+    ) -> Result<T, PdfError> {
         loop {
             let text = self.read_at(offset, window)?;
             let complete = text.len() < window;
-            match parse_table(&text) {
-                Ok((entries, dict)) => {
-                    for (number, entry) in entries {
-                        self.xref.entry(number).or_insert(entry);
-                    }
-                    return Ok(Section {
-                        kind: XrefKind::Table,
-                        dict,
-                    });
-                }
+            match parse(&text) {
+                Ok(parsed) => return Ok(parsed),
                 Err(e) if complete || window >= MAX_WINDOW => return Err(e),
                 Err(_) => window *= 4,
             }
@@ -327,7 +337,9 @@ impl<'r, R: Read + Seek> Source<'r, R> {
                     return Err(damaged("fewer rows than /Index lists"));
                 };
                 let (kind, rest) = row.split_at(w_type);
-                let (field2, field3) = rest.split_at(w_field2);
+                // The third field (a generation or an index in the object stream) is not needed:
+                // objects are found by number.
+                let field2 = &rest[..w_field2];
                 let kind = if w_type == 0 { 1 } else { be(kind) };
                 let entry = match kind {
                     0 => XrefEntry::Free,
@@ -339,7 +351,6 @@ impl<'r, R: Read + Seek> Source<'r, R> {
                     // Unknown types are to be read as null objects (ISO 32000-2, 7.5.8.3).
                     _ => XrefEntry::Free,
                 };
-                let _ = field3;
                 self.xref.entry(number).or_insert(entry);
             }
         }
@@ -353,12 +364,7 @@ impl<'r, R: Read + Seek> Source<'r, R> {
                 if offset >= self.len {
                     return Err(missing(number));
                 }
-                let ((found, generation), text, _) = self.object_at(offset)?;
-                if found != number {
-                    return Err(PdfError::Damaged(format!(
-                        "the cross-reference entry of object {number} points at object {found}"
-                    )));
-                }
+                let (generation, text, _) = self.numbered_object_at(number, offset)?;
                 Ok((generation, text))
             }
             Some(XrefEntry::Compressed { container }) => {
@@ -407,22 +413,27 @@ impl<'r, R: Read + Seek> Source<'r, R> {
     /// Reads the object whose header is at `offset`: its id, its value's text and the offset
     /// just past the value (where a stream's `stream` keyword follows).
     fn object_at(&mut self, offset: u64) -> Result<(ObjectId, Vec<u8>, u64), PdfError> {
-        let mut window = FIRST_WINDOW;
-        loop {
-            let text = self.read_at(offset, window)?;
-            let complete = text.len() < window;
-            let parsed = object_header(&text, 0).and_then(|(number, generation, start)| {
-                let end = value_end(&text, start)?;
-                Ok(((number, generation), start, end))
-            });
-            match parsed {
-                Ok((id, start, end)) => {
-                    return Ok((id, text[start..end].to_vec(), offset + end as u64));
-                }
-                Err(e) if complete || window >= MAX_WINDOW => return Err(e),
-                Err(_) => window *= 4,
-            }
+        let (id, text, end) = self.parse_growing(offset, FIRST_WINDOW, |text| {
+            let (number, generation, start) = object_header(text, 0)?;
+            let end = value_end(text, start)?;
+            Ok(((number, generation), text[start..end].to_vec(), end))
+        })?;
+        Ok((id, text, offset + end as u64))
+    }
+
+    /// [`Self::object_at`] for an object the cross-reference data says is `number`.
+    fn numbered_object_at(
+        &mut self,
+        number: u32,
+        offset: u64,
+    ) -> Result<(u16, Vec<u8>, u64), PdfError> {
+        let ((found, generation), text, end) = self.object_at(offset)?;
+        if found != number {
+            return Err(PdfError::Damaged(format!(
+                "the cross-reference entry of object {number} points at object {found}"
+            )));
         }
+        Ok((generation, text, end))
     }
 
     /// The raw data of the stream whose dictionary `dict` ends at `dict_end`.
@@ -442,14 +453,9 @@ impl<'r, R: Read + Seek> Source<'r, R> {
             data_at += 1;
         }
         let data_start = dict_end + data_at as u64;
-        let length = match entry_value(dict, b"Length")? {
-            Some(value) => match parse_reference(&value) {
-                Some((number, _)) => self.raw_object(number).ok().and_then(|(_, v)| as_int(&v)),
-                None => as_int(&value),
-            },
-            None => None,
-        };
-        let length = length
+        let length = self
+            .get(dict, b"Length")
+            .and_then(|l| as_int(&l))
             .and_then(|l| usize::try_from(l).ok())
             .filter(|l| *l <= MAX_DECODED_STREAM)
             .ok_or_else(|| PdfError::Damaged("a stream has no usable /Length".into()))?;
@@ -470,12 +476,7 @@ impl<'r, R: Read + Seek> Source<'r, R> {
         let Some(XrefEntry::Normal { offset }) = self.xref.get(&container).copied() else {
             return Err(missing(container));
         };
-        let ((found, _), dict, data_at) = self.object_at(offset)?;
-        if found != container {
-            return Err(PdfError::Damaged(format!(
-                "the cross-reference entry of object {container} points at object {found}"
-            )));
-        }
+        let (_, dict, data_at) = self.numbered_object_at(container, offset)?;
         let int = |key: &[u8]| {
             entry_value(&dict, key)
                 .ok()
