@@ -80,6 +80,12 @@ pub struct PrepareOptions {
     pub signer_name: Option<String>,
     /// Optional `/Reason` shown by viewers.
     pub reason: Option<String>,
+    /// The changing half of the trailer's `/ID` for this update (ISO 32000-1 §14.4: an updated
+    /// file gets a new second identifier). Two preparations of the same file at the same second
+    /// would otherwise be byte-identical and share a digest, so a signature made for one could
+    /// be posted for the other; a per-document value makes every digest unique. `None` keeps the
+    /// original `/ID` as it is.
+    pub update_id: Option<[u8; 16]>,
 }
 
 impl PrepareOptions {
@@ -90,6 +96,7 @@ impl PrepareOptions {
             placeholder_capacity: DEFAULT_PLACEHOLDER_CAPACITY,
             signer_name: None,
             reason: None,
+            update_id: None,
         }
     }
 }

@@ -334,9 +334,16 @@ fn build_revision<R: Read + Seek>(
         trailer_entries.extend_from_slice(b" /Info ");
         trailer_entries.extend_from_slice(info);
     }
-    if let Some(id) = &trailer.id {
-        trailer_entries.extend_from_slice(b" /ID ");
-        trailer_entries.extend_from_slice(id);
+    match (&trailer.id, &options.update_id) {
+        (original, Some(update_id)) => {
+            trailer_entries.extend_from_slice(b" /ID ");
+            trailer_entries.extend_from_slice(&updated_id(original.as_deref(), update_id));
+        }
+        (Some(id), None) => {
+            trailer_entries.extend_from_slice(b" /ID ");
+            trailer_entries.extend_from_slice(id);
+        }
+        (None, None) => {}
     }
     trailer_entries.extend_from_slice(format!(" /Prev {}", trailer.startxref).as_bytes());
 
@@ -630,6 +637,27 @@ fn text_string(text: &str) -> Vec<u8> {
     out
 }
 
+/// The trailer `/ID` of an update: the file's permanent identifier (the first string of the
+/// original `/ID`, or the update's own when the file had none or an unreadable one) and the
+/// update's changing identifier.
+fn updated_id(original: Option<&[u8]>, update_id: &[u8; 16]) -> Vec<u8> {
+    let changing = format!("<{}>", hex::encode_upper(update_id));
+    let permanent = original
+        .and_then(|array| {
+            let items = array_items(array).ok()?;
+            let (start, end) = *items.first()?;
+            let first = &array[start..end];
+            matches!(first.first(), Some(b'<' | b'(')).then(|| first.to_vec())
+        })
+        .unwrap_or_else(|| changing.clone().into_bytes());
+    let mut id = b"[".to_vec();
+    id.extend_from_slice(&permanent);
+    id.push(b' ');
+    id.extend_from_slice(changing.as_bytes());
+    id.push(b']');
+    id
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -660,5 +688,22 @@ mod tests {
     #[test]
     fn non_ascii_text_becomes_utf16_hex() {
         assert_eq!(text_string("Å"), b"<FEFF00C5>".to_vec());
+    }
+
+    #[test]
+    fn an_update_keeps_the_permanent_id_and_changes_the_second() {
+        let id = super::updated_id(Some(b"[<AA01> <AA01>]"), &[0x11; 16]);
+        assert_eq!(id, b"[<AA01> <11111111111111111111111111111111>]".to_vec());
+        let id = super::updated_id(Some(b"[(abc)(abc)]"), &[0; 16]);
+        assert_eq!(id, b"[(abc) <00000000000000000000000000000000>]".to_vec());
+    }
+
+    #[test]
+    fn a_file_without_a_readable_id_gets_the_update_id_twice() {
+        let expected =
+            b"[<0F0F0F0F0F0F0F0F0F0F0F0F0F0F0F0F> <0F0F0F0F0F0F0F0F0F0F0F0F0F0F0F0F>]".to_vec();
+        assert_eq!(super::updated_id(None, &[0x0F; 16]), expected);
+        assert_eq!(super::updated_id(Some(b"7 0 R"), &[0x0F; 16]), expected);
+        assert_eq!(super::updated_id(Some(b"[7 0 R]"), &[0x0F; 16]), expected);
     }
 }

@@ -316,6 +316,7 @@ fn sign_document(
     let (temp, mut output) = blobs.create_temp().context("a temporary file")?;
     let mut options = PrepareOptions::new(now);
     options.signer_name = Some(common_name);
+    options.update_id = Some(rand::random());
     signet_pdf::sign_with_key(
         &mut source,
         &mut output,

@@ -20,6 +20,12 @@ impl DocumentId {
             .map(DocumentId)
             .map_err(|_| format!("{raw:?} is not a document id (a UUID)"))
     }
+
+    /// The identifier's 16 bytes: the changing `/ID` of the revision Signet prepares for it, so
+    /// every upload has its own data to be signed.
+    pub fn as_bytes(&self) -> &[u8; 16] {
+        self.0.as_bytes()
+    }
 }
 
 impl fmt::Display for DocumentId {

@@ -317,6 +317,26 @@ async fn bad_signatures_are_refused_and_change_nothing() {
 }
 
 #[tokio::test]
+async fn the_same_pdf_uploaded_twice_at_one_instant_gets_its_own_data_to_be_signed() {
+    // The test clock stands still: both uploads share the signing time to the second.
+    let app = spawn_app().await;
+    let device = enrolled(&app, "phone", KeyKind::P256).await;
+    let first = upload(&app, "phone", classic_pdf(1)).await;
+    let second = upload(&app, "phone", classic_pdf(1)).await;
+    assert_eq!(first["documentSha256"], second["documentSha256"]);
+    assert_ne!(first["hash"], second["hash"]);
+
+    // A signature made for one upload cannot finish the other.
+    let for_first = device_sign(&device, first["hash"].as_str().unwrap());
+    let second_id = second["documentId"].as_str().unwrap();
+    let response = post_signature(&app, second_id, &for_first).await;
+    assert_error(response, 400, "DOCUMENT_INVALID_SIGNATURE_ERROR").await;
+    assert_still_waiting(&app, second_id).await;
+    sign_ok(&app, &device, &first).await;
+    sign_ok(&app, &device, &second).await;
+}
+
+#[tokio::test]
 async fn a_raw_r_s_ecdsa_signature_is_accepted() {
     let app = spawn_app().await;
     let dir = tempfile::tempdir().unwrap();

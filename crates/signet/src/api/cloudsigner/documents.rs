@@ -313,7 +313,10 @@ async fn upload(
 
     let document_id = DocumentId::new_random();
     tracing::Span::current().record("document.id", tracing::field::display(&document_id));
-    let options = PrepareOptions::new(state.clock.now());
+    let mut options = PrepareOptions::new(state.clock.now());
+    // Unique per upload: the same PDF uploaded twice in one second for one signer must not get
+    // the same data to be signed, or a signature for one could be posted for the other.
+    options.update_id = Some(*document_id.as_bytes());
     let blobs = state.blobs.clone();
     let certificate_der = certificate.der.clone();
     let ReceivedFile {
