@@ -509,6 +509,26 @@ impl fmt::Display for RevocationReason {
     }
 }
 
+impl RevocationReason {
+    /// The name the CloudSigner product uses, e.g. `KEY_COMPROMISE`.
+    pub fn product_name(&self) -> &'static str {
+        match self {
+            Self::Unspecified => "UNSPECIFIED",
+            Self::KeyCompromise => "KEY_COMPROMISE",
+            Self::CaCompromise => "CA_COMPROMISE",
+            Self::AffiliationChanged => "AFFILIATION_CHANGED",
+            Self::Superseded => "SUPERSEDED",
+            Self::CessationOfOperation => "CESSATION_OF_OPERATION",
+            Self::CertificateHold => "CERTIFICATE_HOLD",
+            Self::PrivilegeWithdrawn => "PRIVILEGES_WITHDRAWN",
+            Self::AaCompromise => "AA_COMPROMISE",
+        }
+    }
+}
+
+/// Accepts the RFC 5280 names (`keyCompromise`) and the CloudSigner product's upper-case names
+/// (`KEY_COMPROMISE`). The product's two pseudo-reasons are refused with what to do instead: a
+/// revocation always has a reason, and a certificate leaves a CRL by being reactivated.
 impl FromStr for RevocationReason {
     type Err = String;
 
@@ -516,16 +536,28 @@ impl FromStr for RevocationReason {
         match s {
             "caCompromise" => return Ok(Self::CaCompromise),
             "aaCompromise" => return Ok(Self::AaCompromise),
+            "NOT_REVOKED" => {
+                return Err(
+                    "NOT_REVOKED is not a reason to revoke; to keep the certificate, do not ask for REVOKED".into(),
+                )
+            }
+            "REMOVE_FROM_CRL" => {
+                return Err(
+                    "REMOVE_FROM_CRL is not supported: a revoked certificate stays revoked; use BLOCKED and ACTIVE to suspend and resume a signer".into(),
+                )
+            }
             _ => {}
         }
         Self::ALL
             .into_iter()
-            .find(|reason| reason.as_str() == s)
+            .find(|reason| reason.as_str() == s || reason.product_name() == s)
             .ok_or_else(|| {
                 let names: Vec<&str> = Self::ALL.iter().map(Self::as_str).collect();
+                let product: Vec<&str> = Self::ALL.iter().map(Self::product_name).collect();
                 format!(
-                    "unknown revocation reason {s:?}; expected one of: {}",
-                    names.join(", ")
+                    "unknown revocation reason {s:?}; expected one of: {} (or {})",
+                    names.join(", "),
+                    product.join(", ")
                 )
             })
     }
@@ -623,5 +655,29 @@ mod tests {
         fn revocation_reason_from_str_never_panics(s in "\\PC{0,30}") {
             let _ = s.parse::<RevocationReason>();
         }
+    }
+
+    #[test]
+    fn the_products_upper_case_reasons_name_the_same_reasons() {
+        for reason in RevocationReason::ALL {
+            assert_eq!(
+                reason.product_name().parse::<RevocationReason>(),
+                Ok(reason)
+            );
+            assert_eq!(reason.as_str().parse::<RevocationReason>(), Ok(reason));
+        }
+        assert_eq!(
+            "PRIVILEGES_WITHDRAWN".parse::<RevocationReason>(),
+            Ok(RevocationReason::PrivilegeWithdrawn)
+        );
+    }
+
+    #[test]
+    fn the_products_pseudo_reasons_are_refused_with_a_reason() {
+        for name in ["NOT_REVOKED", "REMOVE_FROM_CRL"] {
+            let message = name.parse::<RevocationReason>().unwrap_err();
+            assert!(message.starts_with(name), "{message}");
+        }
+        assert!("key_compromise".parse::<RevocationReason>().is_err());
     }
 }

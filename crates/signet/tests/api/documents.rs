@@ -223,6 +223,85 @@ async fn both_upload_paths_and_the_external_signer_id_alias_work() {
 }
 
 #[tokio::test]
+async fn a_client_written_for_the_product_works_under_its_prefix_with_its_names() {
+    let app = spawn_app().await;
+    let prefix = "/api/cloudsigner";
+    let key = device_key(KeyKind::P256, "phone");
+    let response = app
+        .post_json(
+            &format!("{prefix}/signers"),
+            &json!({"externalSignerId": "phone", "userId": "user-1", "csr": key.csr_pem}),
+        )
+        .await;
+    assert_eq!(response.status(), 200);
+    let details: Value = app
+        .get(&format!("{prefix}/signers/phone"))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(details["signerId"], "phone");
+    assert_eq!(details["externalSignerId"], "phone");
+    let device = Device {
+        key,
+        signer_id: "phone".into(),
+    };
+
+    let form = Form::new()
+        .text("externalSignerId", "phone")
+        .part("file", pdf_part(classic_pdf(1), "a.pdf", "application/pdf"));
+    let response = upload_with(&app, form, &format!("{prefix}/documents")).await;
+    assert_eq!(response.status(), 200);
+    let uploaded: Value = response.json().await.unwrap();
+    assert_eq!(uploaded["externalSignerId"], "phone");
+    let document_id = uploaded["documentId"].as_str().unwrap();
+    let signature = device_sign(&device, uploaded["hash"].as_str().unwrap());
+    let response = app
+        .post_json(
+            &format!("{prefix}/documents/{document_id}/signature"),
+            &json!({"signature": signature}),
+        )
+        .await;
+    assert_eq!(response.status(), 200);
+    let response = app
+        .get(&format!("{prefix}/documents/{document_id}/file"))
+        .await;
+    assert_eq!(response.status(), 200);
+    assert!(response.bytes().await.unwrap().starts_with(b"%PDF-"));
+
+    for refused in ["NOT_REVOKED", "REMOVE_FROM_CRL", "key_compromise"] {
+        let response = app
+            .put_json(
+                &format!("{prefix}/signers/phone"),
+                &json!({"signerStatus": "REVOKED", "revocationReason": refused}),
+            )
+            .await;
+        let message = assert_error(response, 400, "REQUEST_VALIDATION_ERROR").await;
+        assert!(message.contains(refused), "{message}");
+    }
+    let response = app
+        .put_json(
+            &format!("{prefix}/signers/phone"),
+            &json!({"signerStatus": "REVOKED", "revocationReason": "KEY_COMPROMISE"}),
+        )
+        .await;
+    assert_eq!(response.status(), 200);
+    let ca = String::from_utf8(
+        app.get(&format!("{prefix}/ca/ca.pem"))
+            .await
+            .bytes()
+            .await
+            .unwrap()
+            .to_vec(),
+    )
+    .unwrap();
+    let crl = app.get(&format!("{prefix}/ca/crl.der")).await;
+    assert_eq!(crl.status(), 200);
+    let text = openssl::crl_text(&crl.bytes().await.unwrap(), &ca);
+    assert!(text.contains("Key Compromise"), "{text}");
+}
+
+#[tokio::test]
 async fn three_signatures_in_a_row_on_one_document_all_stay_valid() {
     let app = spawn_app().await;
     let dir = tempfile::tempdir().unwrap();

@@ -47,6 +47,8 @@ pub fn router() -> Router<AppState> {
 struct UploadResponse {
     document_id: String,
     signer_id: String,
+    /// The product's name for `signerId` (same value).
+    external_signer_id: String,
     external_id: Option<String>,
     name: Option<String>,
     file_name: String,
@@ -395,6 +397,7 @@ async fn upload(
     Ok(Json(UploadResponse {
         document_id: document_id.to_string(),
         signer_id: signer_id.to_string(),
+        external_signer_id: signer_id.to_string(),
         external_id: record.external_id,
         name: record.name,
         file_name: record.file_name,

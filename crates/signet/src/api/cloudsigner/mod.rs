@@ -15,12 +15,19 @@ use axum::{middleware, Router};
 use crate::state::AppState;
 use error::{error_response, ErrorCode};
 
-/// The CloudSigner surface: authenticated resources plus the public CA endpoints.
+/// Where the CloudSigner product serves its routes; Signet serves them there and at the root.
+pub const PRODUCT_PREFIX: &str = "/api/cloudsigner";
+
+/// The CloudSigner surface: authenticated resources plus the public CA endpoints, at the root
+/// (the seed's paths) and under [`PRODUCT_PREFIX`] (the product's as it ships).
 pub fn router(state: AppState) -> Router<AppState> {
     let authenticated = signers::router()
         .merge(documents::router())
         .route_layer(middleware::from_fn_with_state(state, auth::require_api_key));
-    Router::new().merge(authenticated).merge(ca::router())
+    let surface = Router::new().merge(authenticated).merge(ca::router());
+    Router::new()
+        .nest(PRODUCT_PREFIX, surface.clone())
+        .merge(surface)
 }
 
 /// Answers paths no route knows.

@@ -167,6 +167,8 @@ async fn change_status(
 #[serde(rename_all = "camelCase")]
 pub struct SignerDetails {
     signer_id: String,
+    /// The product's name for `signerId` (same value), so clients written for it read theirs.
+    external_signer_id: String,
     user_id: String,
     signer_status: &'static str,
     certificate: Option<CertificateDetails>,
@@ -231,6 +233,7 @@ async fn details(
         });
     Ok(Json(SignerDetails {
         signer_id: signer.signer_id.to_string(),
+        external_signer_id: signer.signer_id.to_string(),
         user_id: signer.user_id.to_string(),
         signer_status: signer.status.as_str(),
         certificate,
