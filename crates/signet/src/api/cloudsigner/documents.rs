@@ -16,8 +16,9 @@ use tokio::io::AsyncWriteExt;
 use tracing::Instrument;
 
 use super::error::{ApiError, ErrorCode};
-use super::extract::{ApiJson, ApiMultipart, ApiPath};
+use super::extract::{ApiJson, ApiPath};
 use crate::api::ranged::{self, StoredFile};
+use crate::api::upload::{PartHead, UploadReader};
 use crate::domain::{DocumentId, DocumentStatus, Sha256Digest, SignerId};
 use crate::state::AppState;
 use crate::store::blobs::{BlobKey, BlobStore, TempBlob};
@@ -124,43 +125,21 @@ enum Received {
 /// Uploads up to this size are kept in memory while they arrive.
 const SPILL_THRESHOLD: usize = 1024 * 1024;
 
-/// Reads the rest of an over-long request body and drops it, so the client (which is still
-/// sending) reads our 413 instead of a connection reset. Bounded: past `cap` we stop reading.
-async fn drain(mut multipart: axum::extract::Multipart, cap: u64) {
-    let mut seen = 0u64;
-    while let Ok(Some(mut field)) = multipart.next_field().await {
-        while let Ok(Some(chunk)) = field.chunk().await {
-            seen += chunk.len() as u64;
-            if seen > cap {
-                return;
-            }
-        }
-    }
-}
-
-async fn text_part(field: axum::extract::multipart::Field<'_>) -> Result<String, ApiError> {
-    let name = field.name().unwrap_or_default().to_owned();
-    let text = field
-        .text()
-        .await
-        .map_err(|e| ApiError::generic(format!("malformed multipart body: {}", e.body_text())))?;
-    if text.len() > MAX_TEXT_PART {
-        return Err(ApiError::validation(format!(
-            "field {name} is longer than {MAX_TEXT_PART} bytes"
-        )));
-    }
-    Ok(text.trim().to_owned())
+async fn text_part(reader: &mut UploadReader, name: &str) -> Result<String, ApiError> {
+    Ok(reader.text(name, MAX_TEXT_PART).await?.trim().to_owned())
 }
 
 /// Streams the `file` part into memory or a temporary blob, counting as it goes (the engine
 /// hashes it later, in the same pass as the byte-range digest).
 async fn receive_file(
     state: &AppState,
-    field: &mut axum::extract::multipart::Field<'_>,
+    reader: &mut UploadReader,
+    head: &PartHead,
     limit: u64,
 ) -> Result<Result<ReceivedFile, ApiError>, ApiError> {
-    let declared_type = field
-        .content_type()
+    let declared_type = head
+        .content_type
+        .as_deref()
         .unwrap_or_default()
         .to_ascii_lowercase();
     let declared_type = declared_type.split(';').next().unwrap_or_default().trim();
@@ -170,8 +149,9 @@ async fn receive_file(
             declared_type
         ))));
     }
-    let file_name = field
-        .file_name()
+    let file_name = head
+        .file_name
+        .as_deref()
         .map(|name| name.rsplit(['/', '\\']).next().unwrap_or(name).trim())
         .filter(|name| !name.is_empty())
         .unwrap_or("document.pdf")
@@ -181,11 +161,7 @@ async fn receive_file(
     let mut size = 0u64;
     let mut buffer = Vec::new();
     let mut spilled: Option<(TempBlob, tokio::io::BufWriter<tokio::fs::File>)> = None;
-    loop {
-        let chunk = field.chunk().await.map_err(|e| {
-            ApiError::generic(format!("malformed multipart body: {}", e.body_text()))
-        })?;
-        let Some(chunk) = chunk else { break };
+    while let Some(chunk) = reader.chunk().await? {
         size += chunk.len() as u64;
         if size > limit {
             return Ok(Err(ApiError::document_too_large(limit)));
@@ -231,38 +207,37 @@ async fn receive_file(
     }))
 }
 
-/// Reads every part; the file is streamed to disk, never held in memory.
+/// Reads every part; a large file is streamed to disk, never held in memory.
 async fn read_parts(
     state: &AppState,
-    mut multipart: axum::extract::Multipart,
+    mut reader: UploadReader,
     limit: u64,
 ) -> Result<UploadParts, ApiError> {
     let mut parts = UploadParts::default();
-    loop {
-        let next = multipart.next_field().await.map_err(|e| {
-            ApiError::generic(format!("malformed multipart body: {}", e.body_text()))
-        })?;
-        let Some(mut field) = next else { break };
-        match field.name().unwrap_or_default() {
-            "signerId" | "externalSignerId" => parts.signer_id = Some(text_part(field).await?),
-            "externalId" => parts.external_id = Some(text_part(field).await?),
-            "name" => parts.name = Some(text_part(field).await?),
+    while let Some(head) = reader.next_part().await? {
+        let name = head.name.clone().unwrap_or_default();
+        match name.as_str() {
+            "signerId" | "externalSignerId" => {
+                parts.signer_id = Some(text_part(&mut reader, &name).await?)
+            }
+            "externalId" => parts.external_id = Some(text_part(&mut reader, &name).await?),
+            "name" => parts.name = Some(text_part(&mut reader, &name).await?),
             "file" => {
                 if parts.file.is_some() {
                     return Err(ApiError::validation("only one file part is accepted"));
                 }
-                match receive_file(state, &mut field, limit).await? {
+                match receive_file(state, &mut reader, &head, limit).await? {
                     Ok(file) => parts.file = Some(file),
                     Err(refusal) => {
-                        drop(field);
-                        drain(multipart, limit.saturating_mul(2)).await;
+                        reader.drain(limit.saturating_mul(2)).await;
                         return Err(refusal);
                     }
                 }
             }
-            // Unknown parts are read and ignored, as the source's clients may send extras.
+            // Unknown parts are read and ignored, as the source's clients may send extras; they
+            // are held to the text parts' limit all the same.
             _ => {
-                let _ = text_part(field).await;
+                text_part(&mut reader, &name).await?;
             }
         }
     }
@@ -273,7 +248,7 @@ async fn read_parts(
 async fn upload(
     State(state): State<AppState>,
     headers: HeaderMap,
-    ApiMultipart(multipart): ApiMultipart,
+    reader: UploadReader,
 ) -> Result<Response, ApiError> {
     let limit = state.settings.max_upload_bytes;
     let declared = headers
@@ -281,10 +256,10 @@ async fn upload(
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
     if declared.is_some_and(|length| length > limit.saturating_add(MULTIPART_OVERHEAD)) {
-        drain(multipart, limit.saturating_mul(2)).await;
+        reader.drain(limit.saturating_mul(2)).await;
         return Err(ApiError::document_too_large(limit));
     }
-    let parts = read_parts(&state, multipart, limit).await?;
+    let parts = read_parts(&state, reader, limit).await?;
 
     let signer_id = match parts.signer_id.as_deref() {
         Some(raw) if !raw.is_empty() => {
