@@ -90,11 +90,16 @@ pub enum Event {
 #[derive(Debug)]
 enum State {
     /// Before the first boundary; `at_start` while it may still open the body without a CRLF.
-    Preamble { at_start: bool, seen: usize },
+    Preamble {
+        at_start: bool,
+        seen: usize,
+    },
     /// Just after a boundary: `--` (the close) or padding and CRLF (a part) follow.
     AfterDelimiter,
     /// In a header block; `scanned` bytes are known to hold no blank line.
-    Headers { scanned: usize },
+    Headers {
+        scanned: usize,
+    },
     Body,
     End,
     Failed(MultipartError),
@@ -198,9 +203,7 @@ impl MultipartParser {
                         .take_while(|&&b| b == b' ' || b == b'\t')
                         .count();
                     if padding > self.limits.max_header_block {
-                        return Err(MultipartError::HeadersTooLong(
-                            self.limits.max_header_block,
-                        ));
+                        return Err(MultipartError::HeadersTooLong(self.limits.max_header_block));
                     }
                     match self.buf.get(padding..padding + 2) {
                         Some(b"\r\n") => {}
@@ -456,7 +459,10 @@ fn decode_extended(value: &str) -> Option<String> {
 /// boundary parameter is missing.
 pub fn boundary_of(content_type: &str) -> Option<String> {
     let (media_type, params) = content_type.split_once(';')?;
-    if !media_type.trim().eq_ignore_ascii_case("multipart/form-data") {
+    if !media_type
+        .trim()
+        .eq_ignore_ascii_case("multipart/form-data")
+    {
         return None;
     }
     disposition_params(&format!(";{params}"))
@@ -561,8 +567,7 @@ impl UploadReader {
             .get(CONTENT_TYPE)
             .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
             .unwrap_or_default();
-        let boundary =
-            boundary_of(&content_type).ok_or(UploadError::NotMultipart(content_type))?;
+        let boundary = boundary_of(&content_type).ok_or(UploadError::NotMultipart(content_type))?;
         let parser = MultipartParser::new(boundary.as_bytes(), MultipartLimits::default())?;
         Ok(UploadReader {
             body: request.into_body().into_data_stream(),
@@ -649,18 +654,47 @@ impl UploadReader {
         Ok(String::from_utf8_lossy(&bytes).into_owned())
     }
 
-    /// Reads and drops the rest of the body, up to `cap` bytes, so a client still sending an
-    /// over-long upload reads the refusal instead of a connection reset.
-    pub async fn drain(mut self, cap: u64) {
-        let mut seen = 0u64;
-        while let Some(Ok(bytes)) = self.body.next().await {
-            seen += bytes.len() as u64;
-            if seen > cap {
-                return;
-            }
-        }
+    /// Gives up on the body after `error` and returns it for the response. The rest of the body
+    /// is read and dropped in the background, one frame at a time, for at most [`LINGER`] and up
+    /// to a cap (twice the upload limit after a too-large file, [`LINGER_BYTES`] otherwise): the
+    /// client is most likely still sending, and a server that closes a connection with unread
+    /// bytes resets it, so the client would see a broken pipe instead of the refusal.
+    pub fn refuse(self, error: ApiError, max_upload_bytes: u64) -> ApiError {
+        let too_large = matches!(
+            &error,
+            ApiError::Client { status, .. } if *status == StatusCode::PAYLOAD_TOO_LARGE
+        );
+        let cap = if too_large {
+            max_upload_bytes.saturating_mul(2)
+        } else {
+            LINGER_BYTES
+        };
+        self.linger(cap);
+        error
+    }
+
+    /// Reads and drops the rest of the body in the background (see [`refuse`](Self::refuse)).
+    pub fn linger(self, cap: u64) {
+        let mut body = self.body;
+        tokio::spawn(async move {
+            let drain = async {
+                let mut seen = 0u64;
+                while let Some(Ok(bytes)) = body.next().await {
+                    seen += bytes.len() as u64;
+                    if seen > cap {
+                        break;
+                    }
+                }
+            };
+            let _ = tokio::time::timeout(LINGER, drain).await;
+        });
     }
 }
+
+/// Most bytes of a refused body read and dropped after the refusal (see [`UploadReader::refuse`]).
+pub const LINGER_BYTES: u64 = 8 * 1024 * 1024;
+/// Longest time a refused body is read after the refusal.
+pub const LINGER: std::time::Duration = std::time::Duration::from_secs(10);
 
 impl<S: Send + Sync> FromRequest<S> for UploadReader {
     type Rejection = ApiError;
@@ -784,10 +818,7 @@ mod tests {
                 b"--bX\r\n\r\n",
                 MultipartError::Malformed("a boundary line must end with CRLF"),
             ),
-            (
-                b"--b\r\nno colon\r\n\r\nx\r\n--b--",
-                malformed_header(),
-            ),
+            (b"--b\r\nno colon\r\n\r\nx\r\n--b--", malformed_header()),
             (
                 b"--b garbage\r\n\r\nx\r\n--b--",
                 MultipartError::Malformed("a boundary line must end with CRLF"),

@@ -152,6 +152,17 @@ pub async fn read_order_form(
     mut reader: UploadReader,
     file_field: &str,
 ) -> Result<OrderForm, ApiError> {
+    match read_form_parts(state, &mut reader, file_field).await {
+        Ok(form) => Ok(form),
+        Err(error) => Err(reader.refuse(error, state.settings.max_upload_bytes)),
+    }
+}
+
+async fn read_form_parts(
+    state: &AppState,
+    reader: &mut UploadReader,
+    file_field: &str,
+) -> Result<OrderForm, ApiError> {
     let mut form = OrderForm::default();
     let mut text_total = 0;
     while let Some(head) = reader.next_part().await? {
@@ -162,11 +173,10 @@ pub async fn read_order_form(
                     "field {file_field} may be given only once"
                 )));
             }
-            form.upload =
-                Some(receive_upload(state, &mut reader, head.file_name.as_deref()).await?);
+            form.upload = Some(receive_upload(state, reader, head.file_name.as_deref()).await?);
             continue;
         }
-        read_text_field(&mut reader, name, &mut form.fields, &mut text_total).await?;
+        read_text_field(reader, name, &mut form.fields, &mut text_total).await?;
     }
     Ok(form)
 }
@@ -189,18 +199,10 @@ pub async fn read_small_body(state: &AppState, request: Request) -> Result<Small
         // Counted by the reader: these routes keep the JSON limit, for multipart bodies too.
         let mut reader =
             UploadReader::new(request)?.with_body_limit(state.settings.max_json_bytes as u64);
-        let mut fields = Vec::new();
-        let mut text_total = 0;
-        while let Some(head) = reader.next_part().await? {
-            let name = head.name.unwrap_or_default();
-            if head.file_name.is_some() {
-                return Err(ApiError::validation(format!(
-                    "field {name} must be text, not a file"
-                )));
-            }
-            read_text_field(&mut reader, name, &mut fields, &mut text_total).await?;
-        }
-        return Ok(SmallBody::Fields(fields));
+        return match read_small_fields(&mut reader).await {
+            Ok(fields) => Ok(SmallBody::Fields(fields)),
+            Err(error) => Err(reader.refuse(error, state.settings.max_upload_bytes)),
+        };
     }
     // Counted here, not by the route's body limit: `PUT /orders/{id}` disables that for its
     // multipart uploads, and a JSON or form body must stay small all the same.
@@ -234,6 +236,22 @@ pub async fn read_small_body(state: &AppState, request: Request) -> Result<Small
         ErrorCode::Generic,
         format!("expected JSON, a URL-encoded form or multipart/form-data, not {content_type}"),
     ))
+}
+
+/// The text fields of a small multipart form (files are refused).
+async fn read_small_fields(reader: &mut UploadReader) -> Result<Vec<(String, String)>, ApiError> {
+    let mut fields = Vec::new();
+    let mut text_total = 0;
+    while let Some(head) = reader.next_part().await? {
+        let name = head.name.unwrap_or_default();
+        if head.file_name.is_some() {
+            return Err(ApiError::validation(format!(
+                "field {name} must be text, not a file"
+            )));
+        }
+        read_text_field(reader, name, &mut fields, &mut text_total).await?;
+    }
+    Ok(fields)
 }
 
 /// Decodes `application/x-www-form-urlencoded` pairs.

@@ -136,7 +136,7 @@ async fn receive_file(
     reader: &mut UploadReader,
     head: &PartHead,
     limit: u64,
-) -> Result<Result<ReceivedFile, ApiError>, ApiError> {
+) -> Result<ReceivedFile, ApiError> {
     let declared_type = head
         .content_type
         .as_deref()
@@ -144,10 +144,10 @@ async fn receive_file(
         .to_ascii_lowercase();
     let declared_type = declared_type.split(';').next().unwrap_or_default().trim();
     if declared_type != "application/pdf" {
-        return Ok(Err(ApiError::document_upload(format!(
+        return Err(ApiError::document_upload(format!(
             "the file part must be declared Content-Type: application/pdf, not {:?}",
             declared_type
-        ))));
+        )));
     }
     let file_name = head
         .file_name
@@ -164,7 +164,7 @@ async fn receive_file(
     while let Some(chunk) = reader.chunk().await? {
         size += chunk.len() as u64;
         if size > limit {
-            return Ok(Err(ApiError::document_too_large(limit)));
+            return Err(ApiError::document_too_large(limit));
         }
         if let Some((_, writer)) = spilled.as_mut() {
             writer
@@ -200,11 +200,11 @@ async fn receive_file(
             Received::Spilled { temp, handle }
         }
     };
-    Ok(Ok(ReceivedFile {
+    Ok(ReceivedFile {
         content,
         file_name,
         size,
-    }))
+    })
 }
 
 /// Reads every part; a large file is streamed to disk, never held in memory.
@@ -213,31 +213,36 @@ async fn read_parts(
     mut reader: UploadReader,
     limit: u64,
 ) -> Result<UploadParts, ApiError> {
+    match read_each_part(state, &mut reader, limit).await {
+        Ok(parts) => Ok(parts),
+        Err(error) => Err(reader.refuse(error, limit)),
+    }
+}
+
+async fn read_each_part(
+    state: &AppState,
+    reader: &mut UploadReader,
+    limit: u64,
+) -> Result<UploadParts, ApiError> {
     let mut parts = UploadParts::default();
     while let Some(head) = reader.next_part().await? {
         let name = head.name.clone().unwrap_or_default();
         match name.as_str() {
             "signerId" | "externalSignerId" => {
-                parts.signer_id = Some(text_part(&mut reader, &name).await?)
+                parts.signer_id = Some(text_part(reader, &name).await?)
             }
-            "externalId" => parts.external_id = Some(text_part(&mut reader, &name).await?),
-            "name" => parts.name = Some(text_part(&mut reader, &name).await?),
+            "externalId" => parts.external_id = Some(text_part(reader, &name).await?),
+            "name" => parts.name = Some(text_part(reader, &name).await?),
             "file" => {
                 if parts.file.is_some() {
                     return Err(ApiError::validation("only one file part is accepted"));
                 }
-                match receive_file(state, &mut reader, &head, limit).await? {
-                    Ok(file) => parts.file = Some(file),
-                    Err(refusal) => {
-                        reader.drain(limit.saturating_mul(2)).await;
-                        return Err(refusal);
-                    }
-                }
+                parts.file = Some(receive_file(state, reader, &head, limit).await?);
             }
             // Unknown parts are read and ignored, as the source's clients may send extras; they
             // are held to the text parts' limit all the same.
             _ => {
-                text_part(&mut reader, &name).await?;
+                text_part(reader, &name).await?;
             }
         }
     }
@@ -256,8 +261,7 @@ async fn upload(
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
     if declared.is_some_and(|length| length > limit.saturating_add(MULTIPART_OVERHEAD)) {
-        reader.drain(limit.saturating_mul(2)).await;
-        return Err(ApiError::document_too_large(limit));
+        return Err(reader.refuse(ApiError::document_too_large(limit), limit));
     }
     let parts = read_parts(&state, reader, limit).await?;
 
@@ -436,28 +440,39 @@ async fn delete(
     State(state): State<AppState>,
     ApiPath(raw_id): ApiPath<String>,
 ) -> Result<StatusCode, ApiError> {
-    let document = live_document(&state, &raw_id).await?;
-    let to = document
-        .status
-        .transition(DocumentStatus::Deleted)
-        .map_err(|e| ApiError::illegal(e.to_string()))?;
-    let changed = state
-        .store
-        .change_document_status(
-            &document.document_id,
-            document.status,
-            to,
-            None,
-            state.clock.now(),
-        )
-        .await?;
-    if !changed {
-        // Another request changed it first; if that was a delete, this one is a 404.
-        live_document(&state, &raw_id).await?;
-        return Err(ApiError::illegal(
-            "the document changed while it was being deleted; try again",
-        ));
+    // A delete succeeds whatever the state (the spec's 204). A racing request may change the
+    // state between the read and the compare-and-set (a signature landing: WAITING → SIGNED);
+    // read it again and delete what it has become. Every state but DELETED leads to DELETED and
+    // a document changes state at most twice, so three rounds settle it; once another delete
+    // has won, `live_document` answers 404. An in-flight signature whose commit loses to this
+    // delete finds the row DELETED and answers its own refusal; one that won is simply deleted.
+    let mut deleted = None;
+    for _ in 0..3 {
+        let document = live_document(&state, &raw_id).await?;
+        let to = document
+            .status
+            .transition(DocumentStatus::Deleted)
+            .map_err(|e| ApiError::illegal(e.to_string()))?;
+        let changed = state
+            .store
+            .change_document_status(
+                &document.document_id,
+                document.status,
+                to,
+                None,
+                state.clock.now(),
+            )
+            .await?;
+        if changed {
+            deleted = Some(document);
+            break;
+        }
     }
+    let document = deleted.ok_or_else(|| {
+        ApiError::Internal(anyhow::anyhow!(
+            "the document kept changing state while it was being deleted"
+        ))
+    })?;
     let blobs = state.blobs.clone();
     let document_id = document.document_id;
     blocking(move || {
