@@ -181,7 +181,7 @@ async fn post_documents(app: &TestApp, content_type: &str, body: String) -> Resp
 }
 
 #[tokio::test]
-async fn more_than_256_parts_are_refused_on_both_apis() {
+async fn too_many_parts_are_refused_on_both_apis() {
     let app = spawn_app().await;
     let response = post_documents(&app, "multipart/form-data; boundary=B", many_parts(257)).await;
     let message = assert_error(response, 400, "REQUEST_VALIDATION_ERROR").await;
