@@ -4,6 +4,7 @@
 pub mod automation;
 pub mod cloudsigner;
 pub mod ranged;
+pub mod upload;
 
 use axum::extract::DefaultBodyLimit;
 use axum::http::{HeaderName, StatusCode};

@@ -18,6 +18,8 @@ use std::path::PathBuf;
 use tokio::io::{AsyncReadExt, AsyncSeekExt};
 use tokio_util::io::ReaderStream;
 
+use crate::api::cloudsigner::error::{error_response, ErrorCode};
+
 /// More ranges than this in one request are ignored (the whole file is sent): a client never
 /// needs them, and each one costs a seek and a part header.
 const MAX_RANGES: usize = 64;
@@ -165,9 +167,16 @@ fn read_exactly(path: &std::path::Path, len: u64) -> std::io::Result<Vec<u8>> {
     Ok(bytes)
 }
 
+/// A 416 with the documented error body, and the file's length in `Content-Range`.
 fn unsatisfiable(file: &StoredFile) -> Response {
-    let mut response = Response::new(Body::empty());
-    *response.status_mut() = StatusCode::RANGE_NOT_SATISFIABLE;
+    let mut response = error_response(
+        StatusCode::RANGE_NOT_SATISFIABLE,
+        ErrorCode::Generic,
+        &format!(
+            "no requested range lies inside the document's {} bytes",
+            file.len
+        ),
+    );
     let headers = response.headers_mut();
     headers.insert(ACCEPT_RANGES, HeaderValue::from_static("bytes"));
     if let Ok(value) = HeaderValue::from_str(&format!("bytes */{}", file.len)) {

@@ -772,6 +772,59 @@ async fn two_racing_signature_posts_have_exactly_one_winner() {
     }
 }
 
+#[tokio::test]
+async fn a_delete_racing_a_signature_is_always_204_and_leaves_nothing_behind() {
+    let app = spawn_app().await;
+    let device = enrolled(&app, "phone", KeyKind::P256).await;
+    // The delete starts a little later each round, so that in some rounds it reads the
+    // document just before the signature's commit and changes it just after.
+    for round in 0..40 {
+        let uploaded = upload(&app, "phone", classic_pdf(1)).await;
+        let id = uploaded["documentId"].as_str().unwrap();
+        let signature = device_sign(&device, uploaded["hash"].as_str().unwrap());
+        let delete = async {
+            tokio::time::sleep(std::time::Duration::from_millis(round)).await;
+            app.client
+                .delete(app.url(&format!("/documents/{id}")))
+                .bearer_auth(&app.api_key)
+                .send()
+                .await
+        };
+
+        let (signed, deleted) = tokio::join!(post_signature(&app, id, &signature), delete);
+
+        let deleted = deleted.unwrap();
+        assert_eq!(
+            deleted.status(),
+            204,
+            "round {round}: {}",
+            deleted.text().await.unwrap()
+        );
+        // The signature either landed before the delete, or lost to it with the error body.
+        match signed.status().as_u16() {
+            200 => {}
+            400 => drop(assert_error(signed, 400, "ILLEGAL_OPERATION_ERROR").await),
+            404 => drop(assert_error(signed, 404, "ERROR_RESOURCE_NOT_FOUND").await),
+            other => panic!("the signature got {other}"),
+        }
+        let response = app
+            .client
+            .get(app.url(&format!("/documents/{id}/file")))
+            .bearer_auth(&app.api_key)
+            .send()
+            .await
+            .unwrap();
+        assert_error(response, 404, "ERROR_RESOURCE_NOT_FOUND").await;
+        let left: Vec<_> = std::fs::read_dir(app.data_dir.path().join("blobs/documents"))
+            .unwrap()
+            .flatten()
+            .map(|entry| entry.file_name().to_string_lossy().into_owned())
+            .filter(|name| name.starts_with(id))
+            .collect();
+        assert!(left.is_empty(), "{left:?}");
+    }
+}
+
 /// Uploads and signs a document; returns its id and signed bytes.
 async fn signed_document(app: &TestApp) -> (String, Vec<u8>) {
     let device = enrolled(app, "phone", KeyKind::P256).await;
@@ -881,6 +934,15 @@ async fn an_unsatisfiable_range_is_416_and_no_range_is_a_plain_200() {
         response.headers()["content-range"],
         format!("bytes */{total}")
     );
+
+    // A suffix of no bytes selects nothing: a 416 too, with the error body.
+    let response = get_range(&app, &id, &[("range", "bytes=-0")]).await;
+    assert_eq!(
+        response.headers()["content-range"],
+        format!("bytes */{total}")
+    );
+    let message = assert_error(response, 416, "ERROR_GENERIC").await;
+    assert!(message.contains(&total.to_string()), "{message}");
 
     let response = get_range(&app, &id, &[]).await;
     assert_eq!(response.status(), 200);

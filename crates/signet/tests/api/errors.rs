@@ -69,3 +69,24 @@ async fn an_oversized_json_body_is_refused_with_413_and_the_error_body() {
         .unwrap();
     assert_error(response, 413, "ERROR_GENERIC").await;
 }
+
+#[tokio::test]
+async fn the_bearer_scheme_is_accepted_in_any_case() {
+    let app = spawn_app().await;
+    let with_authorization = |value: String| {
+        app.client
+            .get(app.url("/signers/nobody"))
+            .header("authorization", value)
+            .send()
+    };
+    for scheme in ["Bearer", "bearer", "BEARER", "bEaReR"] {
+        let response = with_authorization(format!("{scheme} {}", app.api_key))
+            .await
+            .unwrap();
+        assert_error(response, 404, "ERROR_RESOURCE_NOT_FOUND").await;
+    }
+    let response = with_authorization(format!("Basic {}", app.api_key))
+        .await
+        .unwrap();
+    assert_error(response, 401, "ERROR_UNAUTHORIZED").await;
+}

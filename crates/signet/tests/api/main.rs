@@ -17,3 +17,4 @@ mod orders_ldap;
 mod signers;
 mod slapd;
 mod store_story;
+mod uploads;

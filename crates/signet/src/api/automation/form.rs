@@ -1,23 +1,39 @@
-//! Reading Automation API bodies: the order form (multipart, with the PDF streamed to a temporary
-//! file and counted against the upload limit) and the small bodies that may come as JSON, as a
-//! URL-encoded form or as multipart fields.
+//! Reading Automation API bodies: the order form (multipart, through the one upload reader, with
+//! the PDF streamed to a temporary file and counted against the upload limit) and the small bodies
+//! that may come as JSON, as a URL-encoded form or as multipart fields.
 
-use axum::extract::multipart::Field;
-use axum::extract::{FromRequest, Multipart, Request};
+use axum::extract::Request;
 use axum::http::header::CONTENT_TYPE;
 use axum::http::StatusCode;
 use serde_json::Value;
 use tokio::io::AsyncWriteExt;
 
 use crate::api::cloudsigner::error::{ApiError, ErrorCode};
+use crate::api::upload::UploadReader;
 use crate::domain::Sha256Digest;
 use crate::state::AppState;
 use crate::store::blobs::TempBlob;
 
-/// Longest text field accepted (a description, a person's JSON).
+/// Longest free-text or JSON field accepted (a description, a person's JSON, tags, an option).
 pub(super) const MAX_TEXT_FIELD: usize = 64 * 1024;
+/// Longest short field (a title, a due date, a link type, a state, anything unknown): as strict
+/// as the CloudSigner upload's text parts.
+const MAX_SHORT_FIELD: usize = 1024;
+/// Most text, all fields together, in one form: without it 200 fields of 64 KiB would be 12 MiB.
+const MAX_FORM_TEXT: usize = 1024 * 1024;
 /// Most repeated fields (signers, tags, options) accepted in one request.
 const MAX_REPEATED: usize = 200;
+
+/// The limit of a text field, by name: only the fields that hold prose or JSON get
+/// [`MAX_TEXT_FIELD`]; the spec gives none of them a size.
+fn text_limit(name: &str) -> usize {
+    match name {
+        "description" | "solicitor" | "signers" | "tags" | "option" | "ldapSearch" => {
+            MAX_TEXT_FIELD
+        }
+        _ => MAX_SHORT_FIELD,
+    }
+}
 
 /// The uploaded PDF, on disk under the blob store's `tmp/` (removed on drop unless persisted).
 pub struct UploadedFile {
@@ -56,96 +72,111 @@ impl OrderForm {
     }
 }
 
-pub fn malformed(e: impl std::fmt::Display) -> ApiError {
-    ApiError::generic(format!("malformed multipart body: {e}"))
-}
-
 fn io_error(context: &'static str) -> impl Fn(std::io::Error) -> ApiError {
     move |e| ApiError::Internal(anyhow::Error::new(e).context(context))
 }
 
-/// Reads a text field, refusing it as soon as it passes [`MAX_TEXT_FIELD`]: the order routes have
-/// no body limit of their own (the upload may be large), so a field must not be buffered whole.
-async fn bounded_text(field: &mut Field<'_>, name: &str) -> Result<String, ApiError> {
-    let mut bytes = Vec::new();
-    while let Some(chunk) = field.chunk().await.map_err(|e| malformed(e.body_text()))? {
-        if bytes.len() + chunk.len() > MAX_TEXT_FIELD {
-            return Err(ApiError::validation(format!(
-                "field {name} is longer than {MAX_TEXT_FIELD} bytes"
-            )));
-        }
-        bytes.extend_from_slice(&chunk);
+/// Reads the current part as a text field, within its [`text_limit`] and, with the fields
+/// before it, within [`MAX_FORM_TEXT`].
+async fn read_text_field(
+    reader: &mut UploadReader,
+    name: String,
+    fields: &mut Vec<(String, String)>,
+    total: &mut usize,
+) -> Result<(), ApiError> {
+    let text = reader.text(&name, text_limit(&name)).await?;
+    *total += text.len();
+    if *total > MAX_FORM_TEXT {
+        return Err(ApiError::validation(format!(
+            "the form's text fields are longer than {MAX_FORM_TEXT} bytes together"
+        )));
     }
-    Ok(String::from_utf8_lossy(&bytes).into_owned())
+    if fields.len() >= MAX_REPEATED {
+        return Err(ApiError::validation("too many fields in one request"));
+    }
+    fields.push((name, text));
+    Ok(())
+}
+
+/// Streams the current part (the PDF) into a temporary file, hashing and counting it.
+async fn receive_upload(
+    state: &AppState,
+    reader: &mut UploadReader,
+    file_name: Option<&str>,
+) -> Result<UploadedFile, ApiError> {
+    let limit = state.settings.max_upload_bytes;
+    let file_name = file_name
+        .map(|n| n.rsplit(['/', '\\']).next().unwrap_or(n).trim().to_owned())
+        .filter(|n| !n.is_empty())
+        .unwrap_or_else(|| "document.pdf".to_owned())
+        .chars()
+        .take(255)
+        .collect::<String>();
+    let blobs = state.blobs.clone();
+    let (temp, handle) = tokio::task::spawn_blocking(move || blobs.create_temp())
+        .await
+        .map_err(|e| ApiError::Internal(e.into()))?
+        .map_err(io_error("creating a temporary file"))?;
+    let mut writer =
+        tokio::io::BufWriter::with_capacity(256 * 1024, tokio::fs::File::from_std(handle));
+    let mut hasher = <sha2::Sha256 as sha2::Digest>::new();
+    let mut size = 0u64;
+    while let Some(chunk) = reader.chunk().await? {
+        size += chunk.len() as u64;
+        if size > limit {
+            return Err(ApiError::document_too_large(limit));
+        }
+        sha2::Digest::update(&mut hasher, &chunk);
+        writer
+            .write_all(&chunk)
+            .await
+            .map_err(io_error("writing the upload"))?;
+    }
+    writer
+        .flush()
+        .await
+        .map_err(io_error("writing the upload"))?;
+    let file = writer.into_inner().into_std().await;
+    Ok(UploadedFile {
+        temp,
+        file,
+        file_name,
+        size,
+        sha256: Sha256Digest::from_bytes(sha2::Digest::finalize(hasher).into()),
+    })
 }
 
 /// Reads a multipart order form; the file field is `file_field` (`upload`).
 pub async fn read_order_form(
     state: &AppState,
-    mut multipart: Multipart,
+    mut reader: UploadReader,
     file_field: &str,
 ) -> Result<OrderForm, ApiError> {
-    let limit = state.settings.max_upload_bytes;
+    match read_form_parts(state, &mut reader, file_field).await {
+        Ok(form) => Ok(form),
+        Err(error) => Err(reader.refuse(error, state.settings.max_upload_bytes)),
+    }
+}
+
+async fn read_form_parts(
+    state: &AppState,
+    reader: &mut UploadReader,
+    file_field: &str,
+) -> Result<OrderForm, ApiError> {
     let mut form = OrderForm::default();
-    while let Some(mut field) = multipart
-        .next_field()
-        .await
-        .map_err(|e| malformed(e.body_text()))?
-    {
-        let name = field.name().unwrap_or_default().to_owned();
+    let mut text_total = 0;
+    while let Some(head) = reader.next_part().await? {
+        let name = head.name.unwrap_or_default();
         if name == file_field {
             if form.upload.is_some() {
                 return Err(ApiError::validation(format!(
                     "field {file_field} may be given only once"
                 )));
             }
-            let file_name = field
-                .file_name()
-                .map(|n| n.rsplit(['/', '\\']).next().unwrap_or(n).trim().to_owned())
-                .filter(|n| !n.is_empty())
-                .unwrap_or_else(|| "document.pdf".to_owned())
-                .chars()
-                .take(255)
-                .collect::<String>();
-            let blobs = state.blobs.clone();
-            let (temp, handle) = tokio::task::spawn_blocking(move || blobs.create_temp())
-                .await
-                .map_err(|e| ApiError::Internal(e.into()))?
-                .map_err(io_error("creating a temporary file"))?;
-            let mut writer =
-                tokio::io::BufWriter::with_capacity(256 * 1024, tokio::fs::File::from_std(handle));
-            let mut hasher = <sha2::Sha256 as sha2::Digest>::new();
-            let mut size = 0u64;
-            while let Some(chunk) = field.chunk().await.map_err(|e| malformed(e.body_text()))? {
-                size += chunk.len() as u64;
-                if size > limit {
-                    return Err(ApiError::document_too_large(limit));
-                }
-                sha2::Digest::update(&mut hasher, &chunk);
-                writer
-                    .write_all(&chunk)
-                    .await
-                    .map_err(io_error("writing the upload"))?;
-            }
-            writer
-                .flush()
-                .await
-                .map_err(io_error("writing the upload"))?;
-            let file = writer.into_inner().into_std().await;
-            form.upload = Some(UploadedFile {
-                temp,
-                file,
-                file_name,
-                size,
-                sha256: Sha256Digest::from_bytes(sha2::Digest::finalize(hasher).into()),
-            });
+            form.upload = Some(receive_upload(state, reader, head.file_name.as_deref()).await?);
             continue;
         }
-        let text = bounded_text(&mut field, &name).await?;
-        if form.fields.len() >= MAX_REPEATED {
-            return Err(ApiError::validation("too many fields in one request"));
-        }
-        form.fields.push((name, text));
+        read_text_field(reader, name, &mut form.fields, &mut text_total).await?;
     }
     Ok(form)
 }
@@ -165,30 +196,13 @@ pub async fn read_small_body(state: &AppState, request: Request) -> Result<Small
         .unwrap_or_default()
         .to_ascii_lowercase();
     if content_type.starts_with("multipart/form-data") {
-        let mut multipart = Multipart::from_request(request, state)
-            .await
-            .map_err(|e| malformed(e.body_text()))?;
-        let mut fields = Vec::new();
-        while let Some(mut field) = multipart
-            .next_field()
-            .await
-            .map_err(|e| malformed(e.body_text()))?
-        {
-            let name = field.name().unwrap_or_default().to_owned();
-            if field.file_name().is_some() {
-                return Err(ApiError::validation(format!(
-                    "field {name} must be text, not a file"
-                )));
-            }
-            let text = bounded_text(&mut field, &name).await?;
-            if fields.len() >= MAX_REPEATED {
-                return Err(ApiError::validation(
-                    "the form is larger than this endpoint accepts",
-                ));
-            }
-            fields.push((name, text));
-        }
-        return Ok(SmallBody::Fields(fields));
+        // Counted by the reader: these routes keep the JSON limit, for multipart bodies too.
+        let mut reader =
+            UploadReader::new(request)?.with_body_limit(state.settings.max_json_bytes as u64);
+        return match read_small_fields(&mut reader).await {
+            Ok(fields) => Ok(SmallBody::Fields(fields)),
+            Err(error) => Err(reader.refuse(error, state.settings.max_upload_bytes)),
+        };
     }
     // Counted here, not by the route's body limit: `PUT /orders/{id}` disables that for its
     // multipart uploads, and a JSON or form body must stay small all the same.
@@ -222,6 +236,22 @@ pub async fn read_small_body(state: &AppState, request: Request) -> Result<Small
         ErrorCode::Generic,
         format!("expected JSON, a URL-encoded form or multipart/form-data, not {content_type}"),
     ))
+}
+
+/// The text fields of a small multipart form (files are refused).
+async fn read_small_fields(reader: &mut UploadReader) -> Result<Vec<(String, String)>, ApiError> {
+    let mut fields = Vec::new();
+    let mut text_total = 0;
+    while let Some(head) = reader.next_part().await? {
+        let name = head.name.unwrap_or_default();
+        if head.file_name.is_some() {
+            return Err(ApiError::validation(format!(
+                "field {name} must be text, not a file"
+            )));
+        }
+        read_text_field(reader, name, &mut fields, &mut text_total).await?;
+    }
+    Ok(fields)
 }
 
 /// Decodes `application/x-www-form-urlencoded` pairs.

@@ -2,7 +2,7 @@
 //! options), read it, poll its state, download its document, delete it, change it, replace its
 //! signers, and read its events.
 
-use axum::extract::{FromRequest, Request, State};
+use axum::extract::{Request, State};
 use axum::http::header::CONTENT_TYPE;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -16,8 +16,9 @@ use super::form::{
 };
 use super::people::{parse_json_field, parse_person, person_from_value, resolve, PersonRequest};
 use crate::api::cloudsigner::error::ApiError;
-use crate::api::cloudsigner::extract::{ApiMultipart, ApiPath};
+use crate::api::cloudsigner::extract::ApiPath;
 use crate::api::ranged::{self, StoredFile};
+use crate::api::upload::UploadReader;
 use crate::domain::order::{default_due_date, parse_due_date};
 use crate::domain::{LinkType, OrderId, OrderOption};
 use crate::state::AppState;
@@ -169,8 +170,8 @@ fn check_title(title: &str) -> Result<String, ApiError> {
 /// `POST /orders`: answers the new order's GUID as text.
 #[tracing::instrument(skip_all, fields(order.id))]
 pub async fn create(State(state): State<AppState>, request: Request) -> Result<Response, ApiError> {
-    let ApiMultipart(multipart) = ApiMultipart::from_request(request, &state).await?;
-    let mut form = read_order_form(&state, multipart, "upload").await?;
+    let reader = UploadReader::new(request)?;
+    let mut form = read_order_form(&state, reader, "upload").await?;
     let now = state.clock.now();
 
     let title = required_title(form.single("title")?)?;
@@ -461,8 +462,8 @@ pub async fn update(
     let order_id = parse_order_id(&order_id)?;
     let now = state.clock.now();
     let (fields, upload) = if is_multipart(&request) {
-        let ApiMultipart(multipart) = ApiMultipart::from_request(request, &state).await?;
-        let mut form = read_order_form(&state, multipart, "upload").await?;
+        let reader = UploadReader::new(request)?;
+        let mut form = read_order_form(&state, reader, "upload").await?;
         (update_fields_from_form(&form)?, form.upload.take())
     } else {
         match read_small_body(&state, request).await? {

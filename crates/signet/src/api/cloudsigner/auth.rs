@@ -19,12 +19,7 @@ pub async fn require_api_key(
         .headers()
         .get(AUTHORIZATION)
         .and_then(|value| value.to_str().ok())
-        .and_then(|value| {
-            value
-                .strip_prefix("Bearer ")
-                .or_else(|| value.strip_prefix("bearer "))
-        })
-        .map(str::trim)
+        .and_then(bearer_token)
         .filter(|key| !key.is_empty())
         .ok_or_else(|| ApiError::unauthorized("send an API key as Authorization: Bearer <key>"))?;
     let hash = hash_api_key(key);
@@ -35,4 +30,28 @@ pub async fn require_api_key(
         state.api_keys.remember(hash);
     }
     Ok(next.run(request).await)
+}
+
+/// The token of a `Bearer` credential: the scheme is case-insensitive (RFC 9110 §11.1), and one
+/// or more spaces separate it from the token.
+fn bearer_token(value: &str) -> Option<&str> {
+    let (scheme, token) = value.split_once(' ')?;
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then(|| token.trim_matches(' '))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::bearer_token;
+
+    #[test]
+    fn the_bearer_scheme_is_case_insensitive() {
+        for value in ["Bearer k", "bearer k", "BEARER k", "bEaReR   k"] {
+            assert_eq!(bearer_token(value), Some("k"), "{value}");
+        }
+        for value in ["Basic k", "Bearerk", "Bearer", "Token k"] {
+            assert_eq!(bearer_token(value), None, "{value}");
+        }
+    }
 }

@@ -16,8 +16,9 @@ use tokio::io::AsyncWriteExt;
 use tracing::Instrument;
 
 use super::error::{ApiError, ErrorCode};
-use super::extract::{ApiJson, ApiMultipart, ApiPath};
+use super::extract::{ApiJson, ApiPath};
 use crate::api::ranged::{self, StoredFile};
+use crate::api::upload::{PartHead, UploadReader};
 use crate::domain::{DocumentId, DocumentStatus, Sha256Digest, SignerId};
 use crate::state::AppState;
 use crate::store::blobs::{BlobKey, BlobStore, TempBlob};
@@ -126,54 +127,33 @@ enum Received {
 /// Uploads up to this size are kept in memory while they arrive.
 const SPILL_THRESHOLD: usize = 1024 * 1024;
 
-/// Reads the rest of an over-long request body and drops it, so the client (which is still
-/// sending) reads our 413 instead of a connection reset. Bounded: past `cap` we stop reading.
-async fn drain(mut multipart: axum::extract::Multipart, cap: u64) {
-    let mut seen = 0u64;
-    while let Ok(Some(mut field)) = multipart.next_field().await {
-        while let Ok(Some(chunk)) = field.chunk().await {
-            seen += chunk.len() as u64;
-            if seen > cap {
-                return;
-            }
-        }
-    }
-}
-
-async fn text_part(field: axum::extract::multipart::Field<'_>) -> Result<String, ApiError> {
-    let name = field.name().unwrap_or_default().to_owned();
-    let text = field
-        .text()
-        .await
-        .map_err(|e| ApiError::generic(format!("malformed multipart body: {}", e.body_text())))?;
-    if text.len() > MAX_TEXT_PART {
-        return Err(ApiError::validation(format!(
-            "field {name} is longer than {MAX_TEXT_PART} bytes"
-        )));
-    }
-    Ok(text.trim().to_owned())
+async fn text_part(reader: &mut UploadReader, name: &str) -> Result<String, ApiError> {
+    Ok(reader.text(name, MAX_TEXT_PART).await?.trim().to_owned())
 }
 
 /// Streams the `file` part into memory or a temporary blob, counting as it goes (the engine
 /// hashes it later, in the same pass as the byte-range digest).
 async fn receive_file(
     state: &AppState,
-    field: &mut axum::extract::multipart::Field<'_>,
+    reader: &mut UploadReader,
+    head: &PartHead,
     limit: u64,
-) -> Result<Result<ReceivedFile, ApiError>, ApiError> {
-    let declared_type = field
-        .content_type()
+) -> Result<ReceivedFile, ApiError> {
+    let declared_type = head
+        .content_type
+        .as_deref()
         .unwrap_or_default()
         .to_ascii_lowercase();
     let declared_type = declared_type.split(';').next().unwrap_or_default().trim();
     if declared_type != "application/pdf" {
-        return Ok(Err(ApiError::document_upload(format!(
+        return Err(ApiError::document_upload(format!(
             "the file part must be declared Content-Type: application/pdf, not {:?}",
             declared_type
-        ))));
+        )));
     }
-    let file_name = field
-        .file_name()
+    let file_name = head
+        .file_name
+        .as_deref()
         .map(|name| name.rsplit(['/', '\\']).next().unwrap_or(name).trim())
         .filter(|name| !name.is_empty())
         .unwrap_or("document.pdf")
@@ -183,14 +163,10 @@ async fn receive_file(
     let mut size = 0u64;
     let mut buffer = Vec::new();
     let mut spilled: Option<(TempBlob, tokio::io::BufWriter<tokio::fs::File>)> = None;
-    loop {
-        let chunk = field.chunk().await.map_err(|e| {
-            ApiError::generic(format!("malformed multipart body: {}", e.body_text()))
-        })?;
-        let Some(chunk) = chunk else { break };
+    while let Some(chunk) = reader.chunk().await? {
         size += chunk.len() as u64;
         if size > limit {
-            return Ok(Err(ApiError::document_too_large(limit)));
+            return Err(ApiError::document_too_large(limit));
         }
         if let Some((_, writer)) = spilled.as_mut() {
             writer
@@ -226,45 +202,49 @@ async fn receive_file(
             Received::Spilled { temp, handle }
         }
     };
-    Ok(Ok(ReceivedFile {
+    Ok(ReceivedFile {
         content,
         file_name,
         size,
-    }))
+    })
 }
 
-/// Reads every part; the file is streamed to disk, never held in memory.
+/// Reads every part; a large file is streamed to disk, never held in memory.
 async fn read_parts(
     state: &AppState,
-    mut multipart: axum::extract::Multipart,
+    mut reader: UploadReader,
+    limit: u64,
+) -> Result<UploadParts, ApiError> {
+    match read_each_part(state, &mut reader, limit).await {
+        Ok(parts) => Ok(parts),
+        Err(error) => Err(reader.refuse(error, limit)),
+    }
+}
+
+async fn read_each_part(
+    state: &AppState,
+    reader: &mut UploadReader,
     limit: u64,
 ) -> Result<UploadParts, ApiError> {
     let mut parts = UploadParts::default();
-    loop {
-        let next = multipart.next_field().await.map_err(|e| {
-            ApiError::generic(format!("malformed multipart body: {}", e.body_text()))
-        })?;
-        let Some(mut field) = next else { break };
-        match field.name().unwrap_or_default() {
-            "signerId" | "externalSignerId" => parts.signer_id = Some(text_part(field).await?),
-            "externalId" => parts.external_id = Some(text_part(field).await?),
-            "name" => parts.name = Some(text_part(field).await?),
+    while let Some(head) = reader.next_part().await? {
+        let name = head.name.clone().unwrap_or_default();
+        match name.as_str() {
+            "signerId" | "externalSignerId" => {
+                parts.signer_id = Some(text_part(reader, &name).await?)
+            }
+            "externalId" => parts.external_id = Some(text_part(reader, &name).await?),
+            "name" => parts.name = Some(text_part(reader, &name).await?),
             "file" => {
                 if parts.file.is_some() {
                     return Err(ApiError::validation("only one file part is accepted"));
                 }
-                match receive_file(state, &mut field, limit).await? {
-                    Ok(file) => parts.file = Some(file),
-                    Err(refusal) => {
-                        drop(field);
-                        drain(multipart, limit.saturating_mul(2)).await;
-                        return Err(refusal);
-                    }
-                }
+                parts.file = Some(receive_file(state, reader, &head, limit).await?);
             }
-            // Unknown parts are read and ignored, as the source's clients may send extras.
+            // Unknown parts are read and ignored, as the source's clients may send extras; they
+            // are held to the text parts' limit all the same.
             _ => {
-                let _ = text_part(field).await;
+                text_part(reader, &name).await?;
             }
         }
     }
@@ -275,7 +255,7 @@ async fn read_parts(
 async fn upload(
     State(state): State<AppState>,
     headers: HeaderMap,
-    ApiMultipart(multipart): ApiMultipart,
+    reader: UploadReader,
 ) -> Result<Response, ApiError> {
     let limit = state.settings.max_upload_bytes;
     let declared = headers
@@ -283,10 +263,9 @@ async fn upload(
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
     if declared.is_some_and(|length| length > limit.saturating_add(MULTIPART_OVERHEAD)) {
-        drain(multipart, limit.saturating_mul(2)).await;
-        return Err(ApiError::document_too_large(limit));
+        return Err(reader.refuse(ApiError::document_too_large(limit), limit));
     }
-    let parts = read_parts(&state, multipart, limit).await?;
+    let parts = read_parts(&state, reader, limit).await?;
 
     let signer_id = match parts.signer_id.as_deref() {
         Some(raw) if !raw.is_empty() => {
@@ -467,28 +446,39 @@ async fn delete(
     State(state): State<AppState>,
     ApiPath(raw_id): ApiPath<String>,
 ) -> Result<StatusCode, ApiError> {
-    let document = live_document(&state, &raw_id).await?;
-    let to = document
-        .status
-        .transition(DocumentStatus::Deleted)
-        .map_err(|e| ApiError::illegal(e.to_string()))?;
-    let changed = state
-        .store
-        .change_document_status(
-            &document.document_id,
-            document.status,
-            to,
-            None,
-            state.clock.now(),
-        )
-        .await?;
-    if !changed {
-        // Another request changed it first; if that was a delete, this one is a 404.
-        live_document(&state, &raw_id).await?;
-        return Err(ApiError::illegal(
-            "the document changed while it was being deleted; try again",
-        ));
+    // A delete succeeds whatever the state (the spec's 204). A racing request may change the
+    // state between the read and the compare-and-set (a signature landing: WAITING → SIGNED);
+    // read it again and delete what it has become. Every state but DELETED leads to DELETED and
+    // a document changes state at most twice, so three rounds settle it; once another delete
+    // has won, `live_document` answers 404. An in-flight signature whose commit loses to this
+    // delete finds the row DELETED and answers its own refusal; one that won is simply deleted.
+    let mut deleted = None;
+    for _ in 0..3 {
+        let document = live_document(&state, &raw_id).await?;
+        let to = document
+            .status
+            .transition(DocumentStatus::Deleted)
+            .map_err(|e| ApiError::illegal(e.to_string()))?;
+        let changed = state
+            .store
+            .change_document_status(
+                &document.document_id,
+                document.status,
+                to,
+                None,
+                state.clock.now(),
+            )
+            .await?;
+        if changed {
+            deleted = Some(document);
+            break;
+        }
     }
+    let document = deleted.ok_or_else(|| {
+        ApiError::Internal(anyhow::anyhow!(
+            "the document kept changing state while it was being deleted"
+        ))
+    })?;
     let blobs = state.blobs.clone();
     let document_id = document.document_id;
     blocking(move || {

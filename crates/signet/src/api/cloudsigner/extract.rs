@@ -1,6 +1,6 @@
 //! Extractors whose rejections speak the CloudSigner error body instead of axum's plain text.
+//! (Multipart bodies are read by [`crate::api::upload::UploadReader`], an extractor of its own.)
 
-use axum::extract::multipart::MultipartRejection;
 use axum::extract::rejection::{JsonRejection, PathRejection};
 use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::request::Parts;
@@ -77,30 +77,4 @@ where
 
 fn path_rejection(rejection: PathRejection) -> ApiError {
     ApiError::validation(format!("bad path parameter: {}", rejection.body_text()))
-}
-
-/// `axum::extract::Multipart` with CloudSigner errors (a body that is not multipart/form-data).
-pub struct ApiMultipart(pub axum::extract::Multipart);
-
-impl<S> FromRequest<S> for ApiMultipart
-where
-    S: Send + Sync,
-{
-    type Rejection = ApiError;
-
-    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
-        axum::extract::Multipart::from_request(req, state)
-            .await
-            .map(ApiMultipart)
-            .map_err(|rejection: MultipartRejection| {
-                ApiError::new(
-                    StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                    ErrorCode::Generic,
-                    format!(
-                        "expected a multipart/form-data body: {}",
-                        rejection.body_text()
-                    ),
-                )
-            })
-    }
 }
