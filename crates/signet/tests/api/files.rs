@@ -199,6 +199,37 @@ fn the_binary_reports_an_existing_data_directory_open_to_others_and_leaves_its_m
     assert_owner_only(&data);
 }
 
+#[test]
+fn the_cli_creates_an_owner_only_data_directory_too() {
+    let root = tempfile::tempdir().unwrap();
+    let data = root.path().join("data");
+    for command in ["api-key create", "ca show"] {
+        let output = Command::new("sh")
+            .args([
+                "-c",
+                &format!("umask 022; exec \"$0\" {command} --data-dir \"$1\""),
+            ])
+            .arg(SIGNET)
+            .arg(&data)
+            .env_remove("SIGNET_DATABASE_URL")
+            .env_remove("SIGNET_DATA_DIR")
+            .output()
+            .unwrap();
+        assert!(
+            output.status.success(),
+            "{command}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+    assert_eq!(mode(&data), 0o700);
+    let loose: Vec<_> = walk(&data)
+        .into_iter()
+        .filter(|(_, is_dir, mode)| *mode != if *is_dir { 0o700 } else { 0o600 })
+        .collect();
+    assert!(loose.is_empty(), "{loose:?}");
+    assert!(data.join("signet.db").exists() && data.join("ca/ca.pem").exists());
+}
+
 /// Makes a file look last written `ago` before now.
 fn age(path: &Path, ago: Duration) {
     std::fs::File::options()
