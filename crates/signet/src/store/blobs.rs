@@ -20,9 +20,9 @@ use crate::data_dir::{create_private_dir_all, private_file_options};
 use crate::domain::{DocumentId, OrderId};
 
 /// A temporary file untouched for this long belongs to no request: an upload writes to it as its
-/// bytes arrive and persists it seconds after the last one (slow clients are cut off by the
-/// read timeouts long before). Removing one that a request still held would only fail that
-/// request (its rename finds nothing); it cannot lose an acknowledged document.
+/// bytes arrive (each write renews its time, however slow the client) and persists it seconds
+/// after the last one. Removing one that a request still held would only fail that request (its
+/// rename finds nothing); it cannot lose an acknowledged document.
 pub const TEMP_ORPHAN_AGE: Duration = Duration::from_secs(60 * 60);
 
 /// A file in place that no row names is removed only once it is this old. Between a blob's
