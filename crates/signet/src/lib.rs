@@ -5,6 +5,7 @@ pub mod api;
 pub mod api_key;
 pub mod clock;
 pub mod config;
+pub mod data_dir;
 pub mod directory;
 pub mod domain;
 pub mod jobs;

@@ -1,6 +1,5 @@
 //! The `signet` command line: a thin layer that parses arguments and calls the library.
 
-use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 use serde::Serialize;
 use std::io::Write;
@@ -109,8 +108,17 @@ fn init_tracing() {
         .init();
 }
 
+/// Defence in depth for the data directory: Signet creates every file 0600 and every directory
+/// 0700 itself, and a umask of 077 also closes whatever a library or a future code path creates
+/// without an explicit mode. The umask is shared by every thread of the process.
+fn restrict_umask() {
+    #[cfg(unix)]
+    rustix::process::umask(rustix::fs::Mode::from_raw_mode(0o077));
+}
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
+    restrict_umask();
     let cli = Cli::parse();
     init_tracing();
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
@@ -137,8 +145,7 @@ async fn main() -> anyhow::Result<()> {
         }
         Command::Ca(CaCommand::Show(args)) => {
             let settings = Settings::load(args.config.as_deref(), &args)?;
-            std::fs::create_dir_all(&settings.data_dir)
-                .with_context(|| format!("creating {}", settings.data_dir.display()))?;
+            signet::startup::prepare_data_dir(&settings.data_dir)?;
             let ca = signet::pki::load_or_create_ca(&settings.data_dir, clock.now())?;
             print!("{}", ca.certificate_pem());
             Ok(())

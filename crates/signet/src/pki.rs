@@ -9,6 +9,7 @@ use signet_crypto::csr::{CertificationRequest, PublicKey, Subject};
 use std::path::{Path, PathBuf};
 use time::{Duration, OffsetDateTime};
 
+use crate::data_dir::{create_private_dir_all, private_file_options};
 use crate::store::{CrlRecord, DueRenewal, NewCertificate, Store};
 
 /// How long a CRL is valid; the CRL job refreshes it when half of that has passed.
@@ -38,7 +39,7 @@ pub fn ca_paths(data_dir: &Path) -> (PathBuf, PathBuf) {
     (dir.join("ca.pem"), dir.join("ca.key"))
 }
 
-/// Loads the CA from the data directory, creating it (key file mode 0600) on first start.
+/// Loads the CA from the data directory, creating it (directory 0700, files 0600) on first start.
 pub fn load_or_create_ca(
     data_dir: &Path,
     now: OffsetDateTime,
@@ -57,9 +58,18 @@ pub fn load_or_create_ca(
     let dir = certificate_path
         .parent()
         .context("CA path has no parent directory")?;
-    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    create_private_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     write_private(&key_path, ca.private_key_pem().as_bytes())?;
-    std::fs::write(&certificate_path, ca.certificate_pem())
+    // The certificate is public, but one rule for every file keeps the directory simple to audit.
+    // It may exist without its key (a crash between the two writes): replace it.
+    let mut certificate = private_file_options()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(&certificate_path)
+        .with_context(|| format!("creating {}", certificate_path.display()))?;
+    std::io::Write::write_all(&mut certificate, ca.certificate_pem().as_bytes())
+        .and_then(|()| certificate.sync_all())
         .with_context(|| format!("writing {}", certificate_path.display()))?;
     tracing::info!(ca.key = %key_path.display(), "created a new certificate authority");
     Ok(ca)
@@ -68,19 +78,21 @@ pub fn load_or_create_ca(
 /// Writes a secret file readable by its owner only, durably (a lost CA key orphans every certificate).
 pub fn write_private(path: &Path, contents: &[u8]) -> anyhow::Result<()> {
     use std::io::Write;
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create_new(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        options.mode(0o600);
-    }
-    let mut file = options
+    let mut file = private_file_options()
+        .write(true)
+        .create_new(true)
         .open(path)
         .with_context(|| format!("creating {}", path.display()))?;
     file.write_all(contents)
         .and_then(|()| file.sync_all())
-        .with_context(|| format!("writing {}", path.display()))
+        .with_context(|| format!("writing {}", path.display()))?;
+    // The new name must survive a crash as well as the bytes.
+    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::File::open(parent)
+            .and_then(|dir| dir.sync_all())
+            .with_context(|| format!("flushing {}", parent.display()))?;
+    }
+    Ok(())
 }
 
 impl Pki {

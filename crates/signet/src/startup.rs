@@ -13,6 +13,7 @@ use crate::api;
 use crate::api_key::create_api_key;
 use crate::clock::Clock;
 use crate::config::Settings;
+use crate::data_dir;
 use crate::jobs::JobRunner;
 use crate::pki::{load_or_create_ca, write_private, Pki};
 use crate::state::{ApiKeyCache, AppState};
@@ -33,11 +34,22 @@ pub struct Application {
     pub initial_api_key_file: Option<PathBuf>,
 }
 
-/// Opens the store and the CA for the configured data directory (used by `serve` and the CLI).
+/// Opens the store for the configured data directory (used by `serve` and the CLI): creates the
+/// directory owner-only when it is missing, and warns about known paths of an existing one that
+/// other users can reach (see [`crate::data_dir`]).
 pub async fn open_store(settings: &Settings) -> anyhow::Result<Arc<dyn Store>> {
-    std::fs::create_dir_all(&settings.data_dir)
-        .with_context(|| format!("creating data directory {}", settings.data_dir.display()))?;
+    prepare_data_dir(&settings.data_dir)?;
     store::connect(&settings.database_url()).await
+}
+
+/// Creates the data directory (0700) when it is missing, else checks the modes of what is there.
+pub fn prepare_data_dir(data_dir: &Path) -> anyhow::Result<()> {
+    if data_dir.exists() {
+        data_dir::warn_about_loose_paths(data_dir);
+        return Ok(());
+    }
+    data_dir::create_private_dir_all(data_dir)
+        .with_context(|| format!("creating data directory {}", data_dir.display()))
 }
 
 impl Application {
@@ -116,6 +128,7 @@ impl Application {
             store: self.state.store.clone(),
             pki: self.state.pki.clone(),
             clock: self.state.clock.clone(),
+            blobs: self.state.blobs.clone(),
         }
     }
 

@@ -1,6 +1,8 @@
-//! Background jobs: certificate renewal, signer expiry, CRL refresh and signing-order expiry. Each pass is idempotent
-//! and safe when several Signet processes share one PostgreSQL database (rows are claimed with
-//! `FOR UPDATE SKIP LOCKED`), so every replica may run the loop.
+//! Background jobs: certificate renewal, signer expiry, CRL refresh, signing-order expiry and
+//! the sweep of files a crash left in the blob store. Each pass is idempotent and safe when
+//! several Signet processes share one PostgreSQL database (rows are claimed with
+//! `FOR UPDATE SKIP LOCKED`; the sweep only removes files no row names), so every replica may
+//! run the loop.
 
 use anyhow::Context;
 use std::future::Future;
@@ -9,6 +11,7 @@ use std::time::Duration;
 
 use crate::clock::Clock;
 use crate::pki::{crl_needs_refresh, Pki};
+use crate::store::blobs::{BlobStore, SweepReport};
 use crate::store::Store;
 
 /// How many signers one renewal transaction claims; small batches keep row locks short.
@@ -17,6 +20,10 @@ const RENEWAL_BATCH: i64 = 100;
 const ORDER_EXPIRY_TICK: Duration = Duration::from_secs(15);
 /// How many due orders one expiry transaction claims.
 const EXPIRY_BATCH: i64 = 200;
+/// Wait between two sweeps of the blob store; the first runs when the loop starts. Orphans only
+/// come from crashes and become removable after an hour (temporary files) or a day (files in
+/// place), so an hourly walk is often enough and cheap.
+const ORPHAN_SWEEP_TICK: Duration = Duration::from_secs(60 * 60);
 
 /// What one pass did.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -33,6 +40,7 @@ pub struct JobRunner {
     pub store: Arc<dyn Store>,
     pub pki: Arc<Pki>,
     pub clock: Arc<dyn Clock>,
+    pub blobs: Arc<BlobStore>,
 }
 
 impl JobRunner {
@@ -55,6 +63,36 @@ impl JobRunner {
                 return Ok(total);
             }
         }
+    }
+
+    /// Removes the files a crash left in the blob store (see [`BlobStore::sweep`]) and logs the
+    /// counts. Ages are measured on the system clock, not [`Clock`]: they are compared with
+    /// file times the kernel wrote.
+    pub async fn sweep_orphans(&self) -> anyhow::Result<SweepReport> {
+        let (blobs, store) = (self.blobs.clone(), self.store.clone());
+        let runtime = tokio::runtime::Handle::current();
+        // The walk is blocking file work; each batch's lookup is driven from the blocking
+        // thread, so the walk streams instead of listing every blob first.
+        let report = tokio::task::spawn_blocking(move || {
+            blobs.sweep(std::time::SystemTime::now(), |keys| {
+                runtime
+                    .block_on(store.referenced_blobs(keys))
+                    .map_err(std::io::Error::other)
+            })
+        })
+        .await
+        .context("the blob sweep task failed")?
+        .context("sweeping the blob store")?;
+        if report.temp_removed > 0 || report.orphans_removed > 0 {
+            tracing::info!(
+                temp_removed = report.temp_removed,
+                orphans_removed = report.orphans_removed,
+                kept = report.referenced,
+                left_alone = report.left_alone,
+                "removed files a crash left in the blob store"
+            );
+        }
+        Ok(report)
     }
 
     /// One pass of every job.
@@ -106,6 +144,8 @@ impl JobRunner {
         // interval, and the claim is one indexed query: it gets a tick of its own.
         let mut orders_ticker = tokio::time::interval(interval.min(ORDER_EXPIRY_TICK));
         orders_ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut orphans_ticker = tokio::time::interval(ORPHAN_SWEEP_TICK);
+        orphans_ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
                 () = &mut shutdown => break,
@@ -117,6 +157,11 @@ impl JobRunner {
                 _ = orders_ticker.tick() => {
                     if let Err(error) = self.expire_orders().await {
                         tracing::error!(error = format!("{error:#}"), "order expiry pass failed");
+                    }
+                }
+                _ = orphans_ticker.tick() => {
+                    if let Err(error) = self.sweep_orphans().await {
+                        tracing::error!(error = format!("{error:#}"), "blob store sweep failed");
                     }
                 }
             }

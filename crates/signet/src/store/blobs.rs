@@ -4,19 +4,48 @@
 //! download are never rewritten (a CloudSigner signature fills the prepared file's placeholder,
 //! which no one downloads; an order's new version is a new file). The database row that names a
 //! blob is committed after the blob is durable, so an acknowledged document always has its bytes;
-//! a crash in between leaves at most an orphan (under `tmp/`, swept at start-up, or an unnamed
-//! file in place).
-use std::fs::{self, File, OpenOptions};
+//! a crash in between leaves at most an orphan: a file under `tmp/`, or a file in place that no
+//! row names (its row never committed, or it was superseded or deleted and the removal after
+//! the commit never ran). [`BlobStore::sweep`] removes both kinds once they are old enough that
+//! no request can still be using them. Directories are created 0700 and files 0600.
+use std::collections::HashSet;
+use std::fs::{self, File};
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
 
+use crate::data_dir::{create_private_dir_all, private_file_options};
 use crate::domain::{DocumentId, OrderId};
 
+/// A temporary file untouched for this long belongs to no request: an upload writes to it as its
+/// bytes arrive (each write renews its time, however slow the client) and persists it seconds
+/// after the last one. Removing one that a request still held would only fail that request (its
+/// rename finds nothing); it cannot lose an acknowledged document.
+pub const TEMP_ORPHAN_AGE: Duration = Duration::from_secs(60 * 60);
+
+/// A file in place that no row names is removed only once it is this old. Between a blob's
+/// rename and its row's commit the file is unnamed too, and removing it then would lose a
+/// document the client is about to be told is stored; a day is far beyond any commit's wait (a
+/// table lock held by a backup, a stalled disk), while orphans only come from crashes and cost
+/// nothing but space meanwhile.
+pub const BLOB_ORPHAN_AGE: Duration = Duration::from_secs(24 * 60 * 60);
+
+/// How many candidate orphans one store lookup checks.
+const SWEEP_BATCH: usize = 256;
+
 /// Which blob of a document: the prepared PDF (waiting for a signature) or one signed version.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct BlobKey(String);
+
+/// The row that may name a blob: every key carries its document's or order's id, so whether a
+/// blob is still named is a primary-key lookup.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BlobOwner {
+    Document(DocumentId),
+    Order(OrderId),
+}
 
 impl BlobKey {
     /// A CloudSigner document's one file: the upload plus Signet's signature revision, whose
@@ -74,6 +103,26 @@ impl BlobKey {
             Ok(BlobKey(raw.to_owned()))
         } else {
             Err(format!("{raw:?} is not a blob key"))
+        }
+    }
+
+    /// The document or order this blob belongs to; `None` when the key spells its id in another
+    /// form than the one Signet writes (never for keys Signet made), so such a file is never
+    /// judged by a lookup that could miss it.
+    pub fn owner(&self) -> Option<BlobOwner> {
+        let mut parts = self.0.split('/');
+        let (kind, id) = (parts.next()?, parts.next()?);
+        match kind {
+            "documents" => {
+                let id = id.strip_suffix(".pdf").unwrap_or(id);
+                let parsed = DocumentId::parse(id).ok()?;
+                (parsed.to_string() == id).then_some(BlobOwner::Document(parsed))
+            }
+            "orders" => {
+                let parsed = OrderId::parse(id).ok()?;
+                (parsed.to_string() == id).then_some(BlobOwner::Order(parsed))
+            }
+            _ => None,
         }
     }
 
@@ -150,23 +199,28 @@ impl Drop for TempBlob {
 }
 
 impl BlobStore {
-    /// Opens (creating) the store under `data_dir/blobs`, and removes temporary files that a
-    /// crash may have left behind.
+    /// Opens (creating, owner-only) the store under `data_dir/blobs`, and removes temporary
+    /// files a crash left behind long enough ago ([`TEMP_ORPHAN_AGE`]: younger ones may belong
+    /// to another process sharing the directory; the periodic [`BlobStore::sweep`] takes them).
     pub fn open(data_dir: &Path) -> io::Result<Self> {
         let root = data_dir.join("blobs");
         let store = BlobStore {
             documents_sync: Arc::new(DirectorySync::new(root.join("documents"))),
             root,
         };
-        fs::create_dir_all(store.tmp_dir())?;
-        fs::create_dir_all(store.root.join("documents"))?;
-        fs::create_dir_all(store.root.join("orders"))?;
+        create_private_dir_all(&store.tmp_dir())?;
+        create_private_dir_all(&store.root.join("documents"))?;
+        create_private_dir_all(&store.root.join("orders"))?;
         // The layout itself must survive a crash before the first blob relies on it.
         for directory in [data_dir, store.root.as_path()] {
             File::open(directory)?.sync_all()?;
         }
-        for entry in fs::read_dir(store.tmp_dir())? {
-            let _ = fs::remove_file(entry?.path());
+        let removed = store.sweep_temp(SystemTime::now())?;
+        if removed > 0 {
+            tracing::info!(
+                removed,
+                "removed temporary files a crash left in the blob store"
+            );
         }
         Ok(store)
     }
@@ -185,7 +239,7 @@ impl BlobStore {
         let path = self
             .tmp_dir()
             .join(format!("{}.part", uuid::Uuid::new_v4().simple()));
-        let file = OpenOptions::new()
+        let file = private_file_options()
             .read(true)
             .write(true)
             .create_new(true)
@@ -209,7 +263,7 @@ impl BlobStore {
             return self.documents_sync.sync_after_rename();
         }
         let created = !directory.exists();
-        fs::create_dir_all(&directory)?;
+        create_private_dir_all(&directory)?;
         fs::rename(&temp.path, self.path(key))?;
         temp.persisted = true;
         File::open(&directory)?.sync_all()?;
@@ -253,6 +307,76 @@ impl BlobStore {
         }
     }
 
+    /// Removes what a crash left behind: temporary files older than [`TEMP_ORPHAN_AGE`], and
+    /// files in place older than [`BLOB_ORPHAN_AGE`] that `referenced` (asked in batches, and
+    /// answering which of the keys a row names) does not return. Files whose names are not
+    /// blob keys Signet writes are left alone. Safe to run on several processes at once, and
+    /// to interrupt: every step is a removal that a second run repeats harmlessly. Stops at the
+    /// first error of `referenced`, so nothing is removed on a failed lookup.
+    pub fn sweep(
+        &self,
+        now: SystemTime,
+        referenced: impl FnMut(&[BlobKey]) -> io::Result<HashSet<BlobKey>>,
+    ) -> io::Result<SweepReport> {
+        let mut sweep = Sweep {
+            store: self,
+            now,
+            referenced,
+            batch: Vec::new(),
+            report: SweepReport {
+                temp_removed: self.sweep_temp(now)?,
+                ..SweepReport::default()
+            },
+        };
+        // `documents/` holds one file per document, and (the older layout) one directory per
+        // document; `orders/` one directory per order.
+        for entry in fs::read_dir(self.root.join("documents"))? {
+            let entry = entry?;
+            let Some(name) = entry.file_name().to_str().map(str::to_owned) else {
+                sweep.report.left_alone += 1;
+                continue;
+            };
+            let kind = entry.file_type()?;
+            if kind.is_file() {
+                sweep.consider(&format!("documents/{name}"), &entry.path())?;
+            } else if kind.is_dir() {
+                sweep.consider_directory(&format!("documents/{name}"), &entry.path())?;
+            } else {
+                sweep.report.left_alone += 1;
+            }
+        }
+        for entry in fs::read_dir(self.root.join("orders"))? {
+            let entry = entry?;
+            let name = entry.file_name().to_str().map(str::to_owned);
+            match name {
+                Some(name) if entry.file_type()?.is_dir() => {
+                    sweep.consider_directory(&format!("orders/{name}"), &entry.path())?;
+                }
+                _ => sweep.report.left_alone += 1,
+            }
+        }
+        sweep.flush()?;
+        Ok(sweep.report)
+    }
+
+    /// Removes the temporary files older than [`TEMP_ORPHAN_AGE`]; returns how many.
+    fn sweep_temp(&self, now: SystemTime) -> io::Result<usize> {
+        let mut removed = 0;
+        for entry in fs::read_dir(self.tmp_dir())? {
+            let entry = entry?;
+            let metadata = match entry.metadata() {
+                Ok(metadata) => metadata,
+                // Persisted or dropped by its request meanwhile.
+                Err(error) if error.kind() == io::ErrorKind::NotFound => continue,
+                Err(error) => return Err(error),
+            };
+            if metadata.is_file() && older_than(&metadata, now, TEMP_ORPHAN_AGE) {
+                removed += usize::from(remove_if_present(&entry.path())?);
+            }
+        }
+        Ok(removed)
+    }
+
     /// Removes every blob of a document, in the current layout and the older one with a
     /// directory per document. Missing files are not an error: deleting is idempotent.
     pub fn remove_document(&self, document: DocumentId) -> io::Result<()> {
@@ -261,6 +385,141 @@ impl BlobStore {
             Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
             _ => Ok(()),
         }
+    }
+}
+
+/// What one [`BlobStore::sweep`] did.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct SweepReport {
+    /// Temporary files removed.
+    pub temp_removed: usize,
+    /// Files in place that no row named, removed.
+    pub orphans_removed: usize,
+    /// Old files in place that a row names (kept, of course).
+    pub referenced: usize,
+    /// Entries that are not blob keys Signet writes (foreign files, links): never touched.
+    pub left_alone: usize,
+}
+
+/// One pass over the placed blobs: candidates are gathered in batches, each batch checked with
+/// one store lookup, and the unnamed ones removed.
+struct Sweep<'a, F> {
+    store: &'a BlobStore,
+    now: SystemTime,
+    referenced: F,
+    batch: Vec<BlobKey>,
+    report: SweepReport,
+}
+
+impl<F: FnMut(&[BlobKey]) -> io::Result<HashSet<BlobKey>>> Sweep<'_, F> {
+    /// Queues the file at `path` (key `relative`) when it is an old blob Signet wrote.
+    fn consider(&mut self, relative: &str, path: &Path) -> io::Result<()> {
+        let key = match BlobKey::parse(relative) {
+            Ok(key) if key.owner().is_some() => key,
+            _ => {
+                self.report.left_alone += 1;
+                return Ok(());
+            }
+        };
+        match fs::symlink_metadata(path) {
+            Ok(metadata) if older_than(&metadata, self.now, BLOB_ORPHAN_AGE) => {}
+            Ok(_) => return Ok(()),
+            Err(error) if error.kind() == io::ErrorKind::NotFound => return Ok(()),
+            Err(error) => return Err(error),
+        }
+        self.batch.push(key);
+        if self.batch.len() >= SWEEP_BATCH {
+            self.flush()?;
+        }
+        Ok(())
+    }
+
+    /// Queues the files of a document's or an order's directory; an old empty one is removed.
+    fn consider_directory(&mut self, relative: &str, path: &Path) -> io::Result<()> {
+        let entries = match fs::read_dir(path) {
+            Ok(entries) => entries,
+            // Removed with its order or document meanwhile.
+            Err(error) if error.kind() == io::ErrorKind::NotFound => return Ok(()),
+            Err(error) => return Err(error),
+        };
+        let mut empty = true;
+        for entry in entries {
+            let entry = entry?;
+            empty = false;
+            match entry.file_name().to_str() {
+                Some(name) if entry.file_type()?.is_file() => {
+                    self.consider(&format!("{relative}/{name}"), &entry.path())?;
+                }
+                _ => self.report.left_alone += 1,
+            }
+        }
+        if empty
+            && names_blob_directory(relative)
+            && fs::metadata(path).is_ok_and(|m| older_than(&m, self.now, BLOB_ORPHAN_AGE))
+        {
+            // An order's directory is created with its first version, so an old empty one is
+            // left by a removal that stopped half-way. `remove_dir` refuses a non-empty one.
+            let _ = fs::remove_dir(path);
+        }
+        Ok(())
+    }
+
+    /// Asks which queued keys are named, removes the others, and then their directory when
+    /// that left it empty (`remove_dir` refuses a directory that still holds anything).
+    fn flush(&mut self) -> io::Result<()> {
+        if self.batch.is_empty() {
+            return Ok(());
+        }
+        let batch = std::mem::take(&mut self.batch);
+        let named = (self.referenced)(&batch)?;
+        let mut emptied = Vec::new();
+        for key in batch {
+            if named.contains(&key) {
+                self.report.referenced += 1;
+                continue;
+            }
+            if remove_if_present(&self.store.path(&key))? {
+                self.report.orphans_removed += 1;
+                tracing::debug!(blob = key.as_str(), "removed a blob no row names");
+            }
+            let directory = key.directory();
+            if directory.contains('/') && !emptied.iter().any(|d: &String| d == directory) {
+                emptied.push(directory.to_owned());
+            }
+        }
+        for directory in emptied {
+            let _ = fs::remove_dir(self.store.root.join(directory));
+        }
+        Ok(())
+    }
+}
+
+/// Whether `relative` is a directory Signet makes: `documents/<id>` (the older layout) or
+/// `orders/<id>`, the id spelt as Signet writes it.
+fn names_blob_directory(relative: &str) -> bool {
+    match relative.split_once('/') {
+        Some(("documents", id)) => DocumentId::parse(id).is_ok_and(|p| p.to_string() == id),
+        Some(("orders", id)) => OrderId::parse(id).is_ok_and(|p| p.to_string() == id),
+        _ => false,
+    }
+}
+
+/// Whether a file was last written at least `age` before `now` (a time in the future, from a
+/// clock that moved back, counts as young).
+fn older_than(metadata: &fs::Metadata, now: SystemTime, age: Duration) -> bool {
+    metadata
+        .modified()
+        .ok()
+        .and_then(|modified| now.duration_since(modified).ok())
+        .is_some_and(|elapsed| elapsed >= age)
+}
+
+/// Removes a file; `false` when it was already gone (another sweep, or its request, was first).
+fn remove_if_present(path: &Path) -> io::Result<bool> {
+    match fs::remove_file(path) {
+        Ok(()) => Ok(true),
+        Err(error) if error.kind() == io::ErrorKind::NotFound => Ok(false),
+        Err(error) => Err(error),
     }
 }
 
@@ -301,6 +560,155 @@ mod tests {
             16,
             "the last flush covers every rename"
         );
+    }
+
+    /// Makes a file look last written `ago` before now.
+    fn age(path: &Path, ago: Duration) {
+        File::options()
+            .write(true)
+            .open(path)
+            .unwrap()
+            .set_modified(SystemTime::now() - ago)
+            .unwrap();
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn the_layout_and_every_blob_are_owner_only() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("data");
+        let blobs = BlobStore::open(&data).unwrap();
+        let key = BlobKey::order_version(OrderId::new_random(), uuid::Uuid::new_v4());
+        let (temp, file) = blobs.create_temp().unwrap();
+        let temp_mode = fs::metadata(temp.path()).unwrap().permissions().mode();
+        blobs.persist(temp, &file, &key).unwrap();
+        let mode = |p: &Path| fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(temp_mode & 0o777, 0o600);
+        assert_eq!(mode(&blobs.path(&key)), 0o600);
+        for directory in ["", "blobs", "blobs/tmp", "blobs/documents", "blobs/orders"] {
+            assert_eq!(mode(&data.join(directory)), 0o700, "{directory}");
+        }
+        assert_eq!(mode(blobs.path(&key).parent().unwrap()), 0o700);
+    }
+
+    #[test]
+    fn the_sweep_removes_old_temporary_files_and_old_unnamed_blobs_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let blobs = BlobStore::open(dir.path()).unwrap();
+        let place = |key: &BlobKey, ago: Duration| {
+            let (temp, file) = blobs.create_temp().unwrap();
+            blobs.persist(temp, &file, key).unwrap();
+            age(&blobs.path(key), ago);
+        };
+        let day = BLOB_ORPHAN_AGE + Duration::from_secs(60);
+        let named = BlobKey::prepared(DocumentId::new_random());
+        let orphan = BlobKey::prepared(DocumentId::new_random());
+        let young_orphan = BlobKey::prepared(DocumentId::new_random());
+        let order = OrderId::new_random();
+        let lone_version = BlobKey::order_version(order, uuid::Uuid::new_v4());
+        let legacy = BlobKey::parse(&format!(
+            "documents/{}/prepared.pdf",
+            DocumentId::new_random()
+        ))
+        .unwrap();
+        for key in [&named, &orphan, &lone_version, &legacy] {
+            place(key, day);
+        }
+        place(&young_orphan, Duration::from_secs(60));
+        fs::write(blobs.root.join("documents/notes.txt"), b"not ours").unwrap();
+        age(&blobs.root.join("documents/notes.txt"), day);
+        let (old_temp, _file) = blobs.create_temp().unwrap();
+        age(old_temp.path(), TEMP_ORPHAN_AGE + Duration::from_secs(60));
+        let (young_temp, _file) = blobs.create_temp().unwrap();
+
+        let mut asked = Vec::new();
+        let report = blobs
+            .sweep(SystemTime::now(), |keys| {
+                asked.extend(keys.iter().cloned());
+                Ok(keys.iter().filter(|k| **k == named).cloned().collect())
+            })
+            .unwrap();
+
+        assert_eq!(
+            report,
+            SweepReport {
+                temp_removed: 1,
+                orphans_removed: 3,
+                referenced: 1,
+                left_alone: 1
+            }
+        );
+        assert!(
+            !asked.contains(&young_orphan),
+            "young files are not even asked about"
+        );
+        assert!(blobs.path(&named).exists());
+        assert!(blobs.path(&young_orphan).exists());
+        assert!(!blobs.path(&orphan).exists());
+        assert!(
+            !blobs.root.join(format!("orders/{order}")).exists(),
+            "emptied directory"
+        );
+        assert!(!blobs.path(&legacy).parent().unwrap().exists());
+        assert!(blobs.root.join("documents/notes.txt").exists());
+        assert!(!old_temp.path().exists());
+        assert!(young_temp.path().exists());
+    }
+
+    #[test]
+    fn a_failed_lookup_removes_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let blobs = BlobStore::open(dir.path()).unwrap();
+        let key = BlobKey::prepared(DocumentId::new_random());
+        let (temp, file) = blobs.create_temp().unwrap();
+        blobs.persist(temp, &file, &key).unwrap();
+        age(&blobs.path(&key), BLOB_ORPHAN_AGE * 2);
+        let result = blobs.sweep(SystemTime::now(), |_| {
+            Err(io::Error::other("database down"))
+        });
+        assert!(result.is_err());
+        assert!(blobs.path(&key).exists());
+    }
+
+    #[test]
+    fn opening_removes_only_temporary_files_older_than_an_hour() {
+        let dir = tempfile::tempdir().unwrap();
+        let blobs = BlobStore::open(dir.path()).unwrap();
+        let (old, _file) = blobs.create_temp().unwrap();
+        age(old.path(), TEMP_ORPHAN_AGE + Duration::from_secs(60));
+        let (young, _file) = blobs.create_temp().unwrap();
+        BlobStore::open(dir.path()).unwrap();
+        assert!(!old.path().exists());
+        assert!(
+            young.path().exists(),
+            "another process may still be writing it"
+        );
+    }
+
+    #[test]
+    fn a_key_names_its_owner_only_in_the_spelling_signet_writes() {
+        let document = DocumentId::new_random();
+        let order = OrderId::new_random();
+        let version = uuid::Uuid::new_v4();
+        assert_eq!(
+            BlobKey::prepared(document).owner(),
+            Some(BlobOwner::Document(document))
+        );
+        assert_eq!(
+            BlobKey::parse(&format!("documents/{document}/prepared.pdf"))
+                .unwrap()
+                .owner(),
+            Some(BlobOwner::Document(document))
+        );
+        assert_eq!(
+            BlobKey::order_version(order, version).owner(),
+            Some(BlobOwner::Order(order))
+        );
+        let upper = format!("documents/{}.pdf", document.to_string().to_uppercase());
+        if let Ok(key) = BlobKey::parse(&upper) {
+            assert_eq!(key.owner(), None, "{upper}");
+        }
     }
 
     #[test]

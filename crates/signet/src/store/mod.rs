@@ -16,6 +16,7 @@ pub mod sqlite;
 
 use async_trait::async_trait;
 use signet_crypto::ca::{RevocationReason, SerialNumber};
+use std::collections::HashSet;
 use std::sync::Arc;
 use time::OffsetDateTime;
 
@@ -278,6 +279,11 @@ pub trait Store: Send + Sync + 'static {
 
     async fn insert_document(&self, document: &DocumentRecord) -> StoreResult<()>;
     async fn find_document(&self, document_id: &DocumentId) -> StoreResult<Option<DocumentRecord>>;
+    /// Of `keys`, those a document or order row names (each row read whole, so a key moving
+    /// from a document's prepared to its signed column is never missed). A key whose owner
+    /// cannot be told is reported as named: the orphan sweep removes only what this leaves out,
+    /// so every column that names a blob must be read here.
+    async fn referenced_blobs(&self, keys: &[BlobKey]) -> StoreResult<HashSet<BlobKey>>;
     /// Changes a document's status only if it is still `from` (compare-and-set): of two racing
     /// changes exactly one returns `true`. SIGNED records `signed` and forgets the prepared blob;
     /// DELETED forgets both blobs.

@@ -27,6 +27,7 @@ use crate::domain::{
     DocumentId, DocumentStatus, OrderId, OrderOption, OrderState, SignerId, SignerStatus, UserId,
 };
 
+mod blobs;
 mod orders;
 pub use orders::event;
 
@@ -724,6 +725,13 @@ impl Store for SqlStore {
         .fetch_optional(&self.reader)
         .await?;
         row.as_ref().map(document_from_row).transpose()
+    }
+
+    async fn referenced_blobs(
+        &self,
+        keys: &[BlobKey],
+    ) -> StoreResult<std::collections::HashSet<BlobKey>> {
+        self.referenced_blobs_sql(keys).await
     }
 
     #[tracing::instrument(skip(self, signed, now), fields(document.id = %document_id))]

@@ -14,6 +14,7 @@ static MIGRATOR: Migrator = sqlx::migrate!("../../migrations/sqlite");
 pub async fn connect(url: &str) -> StoreResult<SqlStore> {
     sqlx::any::install_default_drivers();
     let url = with_create_mode(url);
+    create_private_database_file(&url)?;
     // Every connection gets the same pragmas. synchronous=FULL makes each commit reach the disk
     // before we answer the client: an acknowledged write survives a crash or power loss.
     let options = || {
@@ -52,6 +53,33 @@ fn with_create_mode(url: &str) -> String {
         format!("{url}&mode=rwc")
     } else {
         format!("{url}?mode=rwc")
+    }
+}
+
+/// Creates a missing database file empty and owner-only before SQLite opens it, which would
+/// create it with the umask's leave (0644 under the usual 022). SQLite gives the `-wal`, `-shm`
+/// and `-journal` files it makes later the main file's mode, so they are owner-only too. An
+/// empty file is a valid empty database. In-memory databases and URLs that do not ask for
+/// creation (`mode=ro`, `mode=rw`) are left alone.
+fn create_private_database_file(url: &str) -> StoreResult<()> {
+    use std::str::FromStr;
+    if !url.contains("mode=rwc") || url.contains(":memory:") {
+        return Ok(());
+    }
+    let options = sqlx::sqlite::SqliteConnectOptions::from_str(url)?;
+    let path = options.get_filename();
+    if path.as_os_str().is_empty() || path.exists() {
+        return Ok(());
+    }
+    match crate::data_dir::private_file_options()
+        .write(true)
+        .create_new(true)
+        .open(path)
+    {
+        // Another process created it first: it is that process's (and SQLite's) file now.
+        Err(error) if error.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(error) => Err(sqlx::Error::Io(error).into()),
+        Ok(_) => Ok(()),
     }
 }
 

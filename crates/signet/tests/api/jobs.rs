@@ -115,6 +115,7 @@ async fn two_job_runners_on_one_postgres_renew_each_certificate_exactly_once() {
         store: second_store,
         pki: app.runner.pki.clone(),
         clock: app.runner.clock.clone(),
+        blobs: app.runner.blobs.clone(),
     };
     let first = app.runner.clone();
     let (a, b) = tokio::join!(
@@ -141,6 +142,7 @@ async fn two_job_runners_on_one_sqlite_file_renew_each_certificate_exactly_once(
         store: second_store,
         pki: app.runner.pki.clone(),
         clock: app.runner.clock.clone(),
+        blobs: app.runner.blobs.clone(),
     };
     let first = app.runner.clone();
     let (a, b) = tokio::join!(

@@ -8,6 +8,7 @@ mod cli;
 mod directory;
 mod documents;
 mod errors;
+mod files;
 mod helpers;
 mod jobs;
 mod openssl;

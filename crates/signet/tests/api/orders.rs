@@ -458,6 +458,7 @@ async fn two_job_runners_expire_each_due_order_exactly_once() {
             store: signet::store::connect(&app.database_url).await.unwrap(),
             pki: app.runner.pki.clone(),
             clock: app.runner.clock.clone(),
+            blobs: app.runner.blobs.clone(),
         };
         let first = app.runner.clone();
         let (a, b) = tokio::join!(
