@@ -197,6 +197,26 @@ async fn a_body_trickled_slowly_but_steadily_is_not_cut() {
 }
 
 #[tokio::test]
+async fn a_client_that_stops_reading_its_responses_is_cut_after_the_body_timeout() {
+    let app = spawn_app_with(|s| s.body_timeout_seconds = 1).await;
+    let stream = connect(&app.address).await;
+    // Pipelined requests whose responses are never read: once the socket buffers are full the
+    // server's writes wait on the client, and the client's writes on the server.
+    let (_never_read, mut writer) = stream.into_split();
+    let requests = b"GET /ca/ca.pem HTTP/1.1\r\nHost: signet\r\n\r\n".repeat(100);
+    let cut = tokio::time::timeout(BOUND, async {
+        loop {
+            if writer.write_all(&requests).await.is_err() {
+                break;
+            }
+        }
+    })
+    .await;
+    assert!(cut.is_ok(), "the connection must be cut");
+    assert_served(&app).await;
+}
+
+#[tokio::test]
 async fn an_idle_kept_alive_connection_is_closed_after_the_idle_timeout() {
     let app = spawn_app_with(|s| {
         s.idle_timeout_seconds = 1;
