@@ -287,8 +287,19 @@ async fn with_the_connection_cap_reached_new_connections_are_refused_at_once_unt
 #[tokio::test]
 async fn a_garbage_request_line_is_answered_400_with_the_error_body() {
     let app = spawn_app().await;
-    for base in [&app.address, &app.automation] {
+    for (base, after_a_request) in [
+        (&app.address, false),
+        (&app.automation, false),
+        (&app.address, true),
+    ] {
         let mut stream = connect(base).await;
+        if after_a_request {
+            stream
+                .write_all(b"GET /ca/ca.pem HTTP/1.1\r\nHost: signet\r\n\r\n")
+                .await
+                .unwrap();
+            assert_eq!(read_response(&mut stream).await.0, 200);
+        }
         stream.write_all(b"this is not http\r\n\r\n").await.unwrap();
         let received = read_until_closed(&mut stream).await.unwrap();
         let (status, body) = parse_raw(&received);
