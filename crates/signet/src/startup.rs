@@ -50,6 +50,12 @@ pub async fn open_store(settings: &Settings) -> anyhow::Result<Arc<dyn Store>> {
 
 impl Application {
     pub async fn build(settings: Settings, clock: Arc<dyn Clock>) -> anyhow::Result<Self> {
+        let listeners = if settings.automation_api.enabled {
+            2
+        } else {
+            1
+        };
+        let connections = ConnectionLimits::from_settings(&settings, listeners)?;
         let store = open_store(&settings).await?;
         let listener = TcpListener::bind(settings.listen)
             .await
@@ -83,8 +89,6 @@ impl Application {
             tracing::info!("the Automation API is disabled; enable it with --enable-automation-api (SIGNET_AUTOMATION_API_ENABLED=true, or automation_api.enabled = true in the config file)");
             None
         };
-        let listeners = if automation_listener.is_some() { 2 } else { 1 };
-        let connections = ConnectionLimits::from_settings(&settings, listeners)?;
         let state = AppState {
             store,
             blobs: Arc::new(blobs),
