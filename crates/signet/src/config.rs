@@ -36,6 +36,17 @@ pub struct Settings {
     pub ldap: LdapSettings,
     /// Due date of an order created without one, in days from its creation.
     pub default_due_days: u32,
+    /// Seconds a client has to send a request's head (request line and headers) in full, counted
+    /// from the connection's start or from the head's first byte; slower connections are closed.
+    pub header_timeout_seconds: u64,
+    /// Seconds a request body being read may go without a byte (progress-based: a client that
+    /// keeps sending is never cut); also how long a response may wait for the client to read.
+    pub body_timeout_seconds: u64,
+    /// Seconds a kept-alive connection may sit idle between requests before it is closed.
+    pub idle_timeout_seconds: u64,
+    /// Most concurrent connections per listener; more are answered 503 and closed. Lowered at
+    /// start-up (with a warning) to what the process's open-file limit allows.
+    pub max_connections: usize,
 }
 
 /// The Automation API listener: off unless enabled, because the API trusts its callers.
@@ -123,6 +134,10 @@ impl Default for Settings {
             directory_file: None,
             ldap: LdapSettings::default(),
             default_due_days: 30,
+            header_timeout_seconds: 30,
+            body_timeout_seconds: 30,
+            idle_timeout_seconds: 60,
+            max_connections: 10_000,
         }
     }
 }
@@ -208,6 +223,10 @@ impl fmt::Debug for Settings {
             .field("directory_file", &self.directory_file)
             .field("ldap", &self.ldap)
             .field("default_due_days", &self.default_due_days)
+            .field("header_timeout_seconds", &self.header_timeout_seconds)
+            .field("body_timeout_seconds", &self.body_timeout_seconds)
+            .field("idle_timeout_seconds", &self.idle_timeout_seconds)
+            .field("max_connections", &self.max_connections)
             .finish()
     }
 }
@@ -258,6 +277,18 @@ mod tests {
             "defaults fill the rest"
         );
         assert!(!format!("{settings:?}").contains("hunter2"));
+    }
+
+    #[test]
+    fn connection_limits_come_from_the_config_file_with_defaults_for_the_rest() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("signet.toml");
+        std::fs::write(&path, "header_timeout_seconds = 5\nmax_connections = 200\n").unwrap();
+        let settings = Settings::load(Some(&path), serde_json::json!({})).unwrap();
+        assert_eq!(settings.header_timeout_seconds, 5);
+        assert_eq!(settings.max_connections, 200);
+        assert_eq!(settings.body_timeout_seconds, 30);
+        assert_eq!(settings.idle_timeout_seconds, 60);
     }
 
     #[test]

@@ -80,6 +80,30 @@ struct ServeArgs {
     directory_file: Option<PathBuf>,
     #[command(flatten)]
     automation_api: AutomationArgs,
+    #[command(flatten)]
+    #[serde(flatten)]
+    connections: ConnectionArgs,
+}
+
+/// How long clients may take and how many connections each listener serves (both listeners).
+#[derive(Args, Serialize)]
+struct ConnectionArgs {
+    /// Seconds to send a request's head in full [default: 30].
+    #[arg(long, value_name = "SECONDS")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    header_timeout_seconds: Option<u64>,
+    /// Seconds a request body may go without a byte while it is read [default: 30].
+    #[arg(long, value_name = "SECONDS")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    body_timeout_seconds: Option<u64>,
+    /// Seconds a kept-alive connection may idle between requests [default: 60].
+    #[arg(long, value_name = "SECONDS")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    idle_timeout_seconds: Option<u64>,
+    /// Most concurrent connections per listener; more are answered 503 [default: 10000].
+    #[arg(long, value_name = "N")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    max_connections: Option<usize>,
 }
 
 /// The Automation API listener's flags (`automation_api.*` in the settings).

@@ -1,5 +1,10 @@
 //! Builds the application from [`Settings`] and runs it on a bound listener until a shutdown
 //! future completes (the mini-redis shape: tests bind port 0 and stop the server when done).
+//! Both listeners are served by Signet's own accept loop ([`serve`]), which bounds how long a
+//! client may hold a connection and how many it may hold.
+
+mod connection;
+pub mod serve;
 
 use anyhow::Context;
 use std::future::Future;
@@ -20,6 +25,7 @@ use crate::state::{ApiKeyCache, AppState};
 use crate::store::blobs::BlobStore;
 use crate::store::{self, Store};
 use crate::workflow::{LinkKey, OrderLocks};
+use serve::ConnectionLimits;
 
 /// File in the data directory that receives the API key created on first start.
 pub const INITIAL_API_KEY_FILE: &str = "initial-api-key";
@@ -30,6 +36,8 @@ pub struct Application {
     /// The Automation API's listener, when it is enabled.
     automation_listener: Option<TcpListener>,
     state: AppState,
+    /// Timeouts and cap of each listener's connections.
+    connections: ConnectionLimits,
     /// Where the first API key was written, when this start created it.
     pub initial_api_key_file: Option<PathBuf>,
 }
@@ -54,6 +62,12 @@ pub fn prepare_data_dir(data_dir: &Path) -> anyhow::Result<()> {
 
 impl Application {
     pub async fn build(settings: Settings, clock: Arc<dyn Clock>) -> anyhow::Result<Self> {
+        let listeners = if settings.automation_api.enabled {
+            2
+        } else {
+            1
+        };
+        let connections = ConnectionLimits::from_settings(&settings, listeners)?;
         let store = open_store(&settings).await?;
         let listener = TcpListener::bind(settings.listen)
             .await
@@ -103,6 +117,7 @@ impl Application {
             listener,
             automation_listener,
             state,
+            connections,
             initial_api_key_file,
         })
     }
@@ -161,23 +176,24 @@ impl Application {
         let app = api::main_router(self.state.clone());
         tracing::info!(listen = %self.listener.local_addr()?, public_url = %self.state.public_url, "signet is listening");
         let (stop_automation, automation_stopped) = tokio::sync::watch::channel(false);
+        let limits = self.connections;
         let automation = match self.automation_listener {
             Some(listener) => {
                 tracing::info!(listen = %listener.local_addr()?, "the Automation API is listening");
                 let app = api::automation_router(self.state.clone());
                 let mut stopped = automation_stopped.clone();
-                Some(tokio::spawn(async move {
-                    axum::serve(listener, app)
-                        .with_graceful_shutdown(async move {
-                            let _ = stopped.wait_for(|stop| *stop).await;
-                        })
-                        .await
-                }))
+                Some(tokio::spawn(serve::serve(
+                    listener,
+                    app,
+                    limits,
+                    async move {
+                        let _ = stopped.wait_for(|stop| *stop).await;
+                    },
+                )))
             }
             None => None,
         };
-        axum::serve(self.listener, app)
-            .with_graceful_shutdown(shutdown)
+        serve::serve(self.listener, app, limits, shutdown)
             .await
             .context("serving HTTP")?;
         let _ = stop_automation.send(true);

@@ -5,6 +5,7 @@
 mod anonymize;
 mod ca;
 mod cli;
+mod connections;
 mod directory;
 mod documents;
 mod errors;
