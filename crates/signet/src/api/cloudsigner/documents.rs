@@ -314,6 +314,8 @@ async fn upload(
     let document_id = DocumentId::new_random();
     tracing::Span::current().record("document.id", tracing::field::display(&document_id));
     let options = PrepareOptions::new(state.clock.now());
+    // Dropped with this future when the client hangs up: the preparation stops too.
+    let _cancel_on_hang_up = options.cancel.cancel_on_drop();
     let blobs = state.blobs.clone();
     let certificate_der = certificate.der.clone();
     let ReceivedFile {
