@@ -112,11 +112,12 @@ struct ObjectStream {
     members: HashMap<u32, usize>,
 }
 
-/// An object as read: its generation, its value's text, and whether a stream follows it.
+/// An object as read: its generation, its value's text, and for an object at a file offset,
+/// where its value ends (a stream's `stream` keyword would follow).
 struct RawObject {
     generation: u16,
     text: Vec<u8>,
-    is_stream: bool,
+    value_end: Option<u64>,
 }
 
 /// Why an object could not be read, kept so it is not read again. Errors that end the whole
@@ -487,15 +488,10 @@ impl<'r, R: Read + Seek> Source<'r, R> {
                     return Err(missing(number));
                 }
                 let (generation, text, end) = self.numbered_object_at(number, offset)?;
-                let is_stream = text.starts_with(b"<<") && {
-                    let after = self.read_at(end, 64)?;
-                    let keyword = skip_whitespace(&after, 0);
-                    after[keyword..].starts_with(b"stream")
-                };
                 Ok(RawObject {
                     generation,
                     text,
-                    is_stream,
+                    value_end: Some(end),
                 })
             }
             Some(XrefEntry::Compressed { container }) => {
@@ -514,7 +510,7 @@ impl<'r, R: Read + Seek> Source<'r, R> {
                 Ok(RawObject {
                     generation: 0,
                     text: stream.content[start..end].to_vec(),
-                    is_stream: false,
+                    value_end: None,
                 })
             }
             _ => Err(missing(number)),
@@ -533,11 +529,21 @@ impl<'r, R: Read + Seek> Source<'r, R> {
 
     /// Whether object `number` exists and is a dictionary that is not a stream's.
     pub fn is_plain_dictionary(&mut self, number: u32) -> Result<bool, PdfError> {
-        match self.object(number) {
-            Ok(object) => Ok(object.text.starts_with(b"<<") && !object.is_stream),
-            Err(e) if self.ends_parse(&e) => Err(e),
-            Err(_) => Ok(false),
+        let object = match self.object(number) {
+            Ok(object) => object,
+            Err(e) if self.ends_parse(&e) => return Err(e),
+            Err(_) => return Ok(false),
+        };
+        if !object.text.starts_with(b"<<") {
+            return Ok(false);
         }
+        // Objects in object streams are never streams.
+        let Some(end) = object.value_end else {
+            return Ok(true);
+        };
+        let after = self.read_at(end, 64)?;
+        let keyword = skip_whitespace(&after, 0);
+        Ok(!after[keyword..].starts_with(b"stream"))
     }
 
     /// `value` itself, or the text of the object it refers to; `None` for a reference to an
@@ -870,6 +876,77 @@ mod tests {
         let text = b"xref\n0 2\n0000000000 65535 f\r\n00000000";
         assert!(parse_table(text).is_err());
         assert!(parse_table(b"xref\n0 99999999999\n").is_err());
+    }
+
+    /// A reader that counts the bytes read through it.
+    struct Counted<R> {
+        inner: R,
+        read: std::rc::Rc<std::cell::Cell<u64>>,
+    }
+
+    impl<R: Read> Read for Counted<R> {
+        fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+            let n = self.inner.read(buf)?;
+            self.read.set(self.read.get() + n as u64);
+            Ok(n)
+        }
+    }
+
+    impl<R: Seek> Seek for Counted<R> {
+        fn seek(&mut self, pos: SeekFrom) -> std::io::Result<u64> {
+            self.inner.seek(pos)
+        }
+    }
+
+    #[test]
+    fn an_object_that_cannot_be_read_is_not_read_again() {
+        let pdf = signet_testkit::bombs::unclosed_fields_bomb(1, 64 << 10);
+        let read = std::rc::Rc::new(std::cell::Cell::new(0));
+        let mut input = Counted {
+            inner: std::io::Cursor::new(pdf),
+            read: std::rc::Rc::clone(&read),
+        };
+        let mut source = Source::open(&mut input, Cancel::new()).unwrap();
+        let first = source.raw_object(100).unwrap_err();
+        let after_first = read.get();
+        let second = source.raw_object(100).unwrap_err();
+        assert_eq!(read.get(), after_first, "the broken object was read twice");
+        assert_eq!(first.to_string(), second.to_string());
+        assert_eq!(source.lenient_object(100).unwrap(), None);
+    }
+
+    #[test]
+    fn object_streams_past_the_cache_drop_the_oldest() {
+        let pdf = signet_testkit::pdfs::classic_pdf(1);
+        let mut input = std::io::Cursor::new(pdf);
+        let mut source = Source::open(&mut input, Cancel::new()).unwrap();
+        let stream = |size: usize| {
+            Rc::new(ObjectStream {
+                content: vec![0; size],
+                members: HashMap::new(),
+            })
+        };
+        source.keep_object_stream(1, stream(OBJECT_STREAM_CACHE / 2));
+        source.keep_object_stream(2, stream(OBJECT_STREAM_CACHE / 2));
+        source.keep_object_stream(3, stream(1));
+        source.keep_object_stream(4, stream(OBJECT_STREAM_CACHE + 1));
+        let mut kept: Vec<u32> = source.object_streams.keys().copied().collect();
+        kept.sort_unstable();
+        assert_eq!(kept, [2, 3]);
+        assert_eq!(source.object_stream_bytes, OBJECT_STREAM_CACHE / 2 + 1);
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn packed_entries_unpack_to_themselves(offset in 0u64..1 << 62, container: u32) {
+            for entry in [
+                XrefEntry::Free,
+                XrefEntry::Normal { offset },
+                XrefEntry::Compressed { container },
+            ] {
+                proptest::prop_assert_eq!(XrefEntry::unpack(entry.pack()), entry);
+            }
+        }
     }
 
     #[test]
