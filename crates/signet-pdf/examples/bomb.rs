@@ -16,7 +16,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         ["write", dir] => {
             let dir = PathBuf::from(dir);
             std::fs::create_dir_all(&dir)?;
-            let files: [(&str, Vec<u8>); 9] = [
+            let files: [(&str, Vec<u8>); 10] = [
                 ("a-wide-xref-stream.pdf", bombs::wide_xref_stream()),
                 (
                     "a-narrow-xref-stream.pdf",
@@ -33,6 +33,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 (
                     "c-unclosed-fields.pdf",
                     bombs::unclosed_fields_bomb(2000, 4 << 20),
+                ),
+                (
+                    "c-unclosed-fields-48mb.pdf",
+                    bombs::unclosed_fields_bomb(2000, 48 << 20),
                 ),
                 (
                     "truncated-xref-stream.pdf",

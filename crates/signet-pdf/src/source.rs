@@ -276,15 +276,25 @@ impl<'r, R: Read + Seek> Source<'r, R> {
     /// to it, so it is refused. Visits the offsets in file order, reading small chunks, so a large
     /// file with few objects costs a few reads.
     fn check_offsets(&mut self) -> Result<(), PdfError> {
-        let mut targets: Vec<(u64, u32)> = self
-            .xref
-            .iter()
-            .filter_map(|(number, packed)| match XrefEntry::unpack(*packed) {
-                XrefEntry::Normal { offset } => Some((offset, *number)),
-                _ => None,
-            })
-            .collect();
-        targets.sort_unstable();
+        // The map itself is put in offset order and back, rather than copied: it may hold
+        // millions of entries. Packed offsets sort before container numbers and free entries.
+        let mut xref = std::mem::take(&mut self.xref);
+        xref.sort_unstable_by_key(|(_, packed)| *packed);
+        let checked = self.check_sorted_offsets(&xref);
+        xref.sort_unstable_by_key(|(number, _)| *number);
+        self.xref = xref;
+        checked
+    }
+
+    /// [`Self::check_offsets`] over entries in offset order.
+    fn check_sorted_offsets(&mut self, by_offset: &[(u32, u64)]) -> Result<(), PdfError> {
+        let targets =
+            by_offset
+                .iter()
+                .map_while(|(number, packed)| match XrefEntry::unpack(*packed) {
+                    XrefEntry::Normal { offset } => Some((offset, *number)),
+                    _ => None,
+                });
         let mut chunk_start = 0;
         let mut chunk = Vec::new();
         for (offset, number) in targets {
