@@ -7,7 +7,7 @@ use std::io::{Read, Seek, SeekFrom, Write};
 
 use sha2::{Digest, Sha256};
 
-use crate::{ByteRange, PdfError};
+use crate::{ByteRange, Cancel, PdfError};
 
 /// Read buffer size for hashing (and copying) file contents.
 const CHUNK: usize = 256 * 1024;
@@ -110,21 +110,24 @@ pub fn byte_range_digest<R: Read + Seek>(
         (byte_range.0[2], byte_range.0[3]),
     ] {
         file.seek(SeekFrom::Start(start))?;
-        copy_hashing(file, &mut std::io::sink(), &mut hasher, len)?;
+        copy_hashing(file, &mut std::io::sink(), &mut hasher, len, &Cancel::new())?;
     }
     Ok(hasher.finalize().into())
 }
 
-/// Reads the next `len` bytes of `input` in chunks, hashing them and writing them to `output`.
+/// Reads the next `len` bytes of `input` in chunks, hashing them and writing them to `output`;
+/// stops between chunks once `cancel` is raised.
 pub(crate) fn copy_hashing<R: Read, W: Write>(
     input: &mut R,
     output: &mut W,
     hasher: &mut Sha256,
     len: u64,
+    cancel: &Cancel,
 ) -> Result<(), PdfError> {
     let mut buffer = vec![0u8; usize::try_from(len).map_or(CHUNK, |len| len.min(CHUNK))];
     let mut left = len;
     while left > 0 {
+        cancel.check()?;
         let take = usize::try_from(left.min(CHUNK as u64)).unwrap_or(CHUNK);
         input.read_exact(&mut buffer[..take])?;
         hasher.update(&buffer[..take]);

@@ -9,15 +9,20 @@
 //! signed, builds the SignedData and calls [`embed`]. [`sign_with_key`] does all of it in one
 //! step for a key the server holds. The original file is always kept as an untouched prefix, so
 //! earlier signatures stay valid.
+//!
+//! Every parse runs under a resource budget set by the document's size ([`budget`]), and stops
+//! when the caller's [`Cancel`] token is raised.
 
+pub mod budget;
 mod embed;
 mod filters;
 mod prepare;
 mod source;
 mod syntax;
 
+pub use budget::{Cancel, CancelOnDrop};
 pub use embed::{byte_range_digest, clear_placeholder, embed, placeholder_is_empty};
-pub use prepare::{check, prepare, prepare_appending};
+pub use prepare::{check, check_with, prepare, prepare_appending};
 
 use std::io::{Read, Seek, Write};
 use time::OffsetDateTime;
@@ -53,6 +58,13 @@ pub enum PdfError {
     /// A well-formed document that uses something this engine does not handle.
     #[error("unsupported PDF: {0}")]
     Unsupported(String),
+    /// Reading the document would cost more than its size allows (see [`budget`]); the message
+    /// names the limit.
+    #[error("the PDF asks for more work than a file of its size may: {0}")]
+    OverBudget(String),
+    /// The caller raised the [`Cancel`] token (the client went away); the work stopped.
+    #[error("the work on the PDF was cancelled")]
+    Cancelled,
     /// The CMS does not fit in the placeholder reserved at preparation.
     #[error("the signature needs {needed} bytes but the placeholder holds {capacity}")]
     PlaceholderTooSmall {
@@ -86,6 +98,8 @@ pub struct PrepareOptions {
     /// be posted for the other; a per-document value makes every digest unique. `None` keeps the
     /// original `/ID` as it is.
     pub update_id: Option<[u8; 16]>,
+    /// Raised by the caller to stop the preparation (e.g. when the client hangs up).
+    pub cancel: Cancel,
 }
 
 impl PrepareOptions {
@@ -97,6 +111,7 @@ impl PrepareOptions {
             signer_name: None,
             reason: None,
             update_id: None,
+            cancel: Cancel::new(),
         }
     }
 }

@@ -21,7 +21,7 @@ use crate::source::{ObjectId, Source, XrefKind};
 use crate::syntax::{
     array_items, array_push, as_int, as_name, as_string, dict_set, entry_value, parse_reference,
 };
-use crate::{ByteRange, PdfError, PrepareOptions, Prepared};
+use crate::{ByteRange, Cancel, PdfError, PrepareOptions, Prepared};
 
 /// Width of the `/ByteRange` array text: `[0 ` + three ten-digit numbers + blanks + `]`.
 const BYTE_RANGE_WIDTH: usize = 36;
@@ -49,7 +49,13 @@ pub fn prepare<R: Read + Seek, W: Write>(
     let revision = plan_revision(&mut input, options)?;
     input.seek(SeekFrom::Start(0))?;
     let mut hasher = Sha256::new();
-    copy_hashing(&mut input, &mut output, &mut hasher, revision.base)?;
+    copy_hashing(
+        &mut input,
+        &mut output,
+        &mut hasher,
+        revision.base,
+        &options.cancel,
+    )?;
     output.write_all(&revision.bytes)?;
     output.flush()?;
     Ok(revision.finish(hasher))
@@ -65,7 +71,13 @@ pub fn prepare_appending<F: Read + Write + Seek>(
     let revision = plan_revision(&mut *file, options)?;
     file.seek(SeekFrom::Start(0))?;
     let mut hasher = Sha256::new();
-    copy_hashing(&mut *file, &mut std::io::sink(), &mut hasher, revision.base)?;
+    copy_hashing(
+        &mut *file,
+        &mut std::io::sink(),
+        &mut hasher,
+        revision.base,
+        &options.cancel,
+    )?;
     file.seek(SeekFrom::Start(revision.base))?;
     file.write_all(&revision.bytes)?;
     file.flush()?;
@@ -74,8 +86,14 @@ pub fn prepare_appending<F: Read + Write + Seek>(
 
 /// Whether [`prepare`] would accept `input`: the same parsing and the same refusals, without
 /// hashing or writing anything. For a caller that stores a document now and signs it later.
-pub fn check<R: Read + Seek>(mut input: R) -> Result<(), PdfError> {
-    let options = PrepareOptions::new(OffsetDateTime::UNIX_EPOCH);
+pub fn check<R: Read + Seek>(input: R) -> Result<(), PdfError> {
+    check_with(input, &Cancel::new())
+}
+
+/// [`check`] that stops with [`PdfError::Cancelled`] once `cancel` is raised.
+pub fn check_with<R: Read + Seek>(mut input: R, cancel: &Cancel) -> Result<(), PdfError> {
+    let mut options = PrepareOptions::new(OffsetDateTime::UNIX_EPOCH);
+    options.cancel = cancel.clone();
     plan_revision(&mut input, &options).map(drop)
 }
 
@@ -89,7 +107,7 @@ fn plan_revision<R: Read + Seek>(
         .to_offset(time::UtcOffset::UTC)
         .replace_nanosecond(0)
         .map_err(|e| PdfError::Unsupported(format!("signing time: {e}")))?;
-    let mut source = Source::open(input)?;
+    let mut source = Source::open(input, options.cancel.clone())?;
     build_revision(&mut source, options, signing_time)
 }
 
@@ -164,7 +182,7 @@ impl<R: Read + Seek> Edits<'_, '_, R> {
                 dict_set(dict, key, &array_push(&value, item)?)
             }
             Some(value) => match parse_reference(&value) {
-                Some(id) if self.is_array_object(id.0) => {
+                Some(id) if self.is_array_object(id.0)? => {
                     self.push_to_array_object(id.0, item)?;
                     Ok(dict.to_vec())
                 }
@@ -175,13 +193,16 @@ impl<R: Read + Seek> Edits<'_, '_, R> {
     }
 
     /// Whether object `number` exists and is an array.
-    fn is_array_object(&mut self, number: u32) -> bool {
-        self.text(number)
-            .is_ok_and(|(_, text)| text.starts_with(b"["))
+    fn is_array_object(&mut self, number: u32) -> Result<bool, PdfError> {
+        match self.text(number) {
+            Ok((_, text)) => Ok(text.starts_with(b"[")),
+            Err(e) if self.source.ends_parse(&e) => Err(e),
+            Err(_) => Ok(false),
+        }
     }
 
     /// Whether object `number` exists and is a dictionary (not a stream).
-    fn is_dictionary_object(&mut self, number: u32) -> bool {
+    fn is_dictionary_object(&mut self, number: u32) -> Result<bool, PdfError> {
         self.source.is_plain_dictionary(number)
     }
 
@@ -206,14 +227,14 @@ fn build_revision<R: Read + Seek>(
         .as_deref()
         .and_then(parse_reference)
         .ok_or_else(|| PdfError::Damaged("the trailer has no /Root".into()))?;
-    let catalog = match source.raw_object(catalog_id.0) {
-        Ok((_, text)) if text.starts_with(b"<<") => text,
+    let catalog = match source.lenient_object(catalog_id.0)? {
+        Some((_, text)) if text.starts_with(b"<<") => text,
         _ => return Err(PdfError::Damaged("the catalog is not a dictionary".into())),
     };
     refuse_if_certified_without_changes(source, &catalog)?;
     let page_id = first_page(source, &catalog)?;
 
-    let field_name = unused_field_name(&field_names(source, &catalog, page_id));
+    let field_name = unused_field_name(&field_names(source, &catalog, page_id)?);
     let mut next = source.next_free_number.max(1);
     let mut allocate = || {
         let number = next;
@@ -241,8 +262,12 @@ fn build_revision<R: Read + Seek>(
     let (catalog_generation, catalog_text) = edits.text(catalog_id.0)?;
     let acroform_value = entry_value(&catalog_text, b"AcroForm")?;
     let acroform_ref = acroform_value.as_deref().and_then(parse_reference);
+    let acroform_is_object = match acroform_ref {
+        Some(id) => edits.is_dictionary_object(id.0)?,
+        None => false,
+    };
     match (acroform_value.as_deref(), acroform_ref) {
-        (_, Some(id)) if edits.is_dictionary_object(id.0) => {
+        (_, Some(id)) if acroform_is_object => {
             let (generation, text) = edits.text(id.0)?;
             let edited = edits.edit_acroform(&text, &widget_ref)?;
             if edited != text {
@@ -469,14 +494,14 @@ fn first_page<R: Read + Seek>(
         if !seen.insert(id.0) || seen.len() > MAX_PAGE_NODES {
             continue;
         }
-        let Ok((_, node)) = source.raw_object(id.0) else {
+        let Some((_, node)) = source.lenient_object(id.0)? else {
             continue;
         };
         if !node.starts_with(b"<<") {
             continue;
         }
         let kind = entry_value(&node, b"Type")?.and_then(|v| as_name(&v));
-        let kids = source.get(&node, b"Kids").filter(|k| k.starts_with(b"["));
+        let kids = source.get(&node, b"Kids")?.filter(|k| k.starts_with(b"["));
         match (kind.as_deref(), kids) {
             (Some(b"Page"), _) | (None, None) => return Ok(id),
             (_, Some(kids)) => {
@@ -495,18 +520,21 @@ fn first_page<R: Read + Seek>(
 }
 
 /// Fully qualified names of the form's fields and `/T` of page 1's annotations. Best effort:
-/// what cannot be read names nothing.
+/// what cannot be read names nothing (but the budget and cancellation still stop the walk).
 fn field_names<R: Read + Seek>(
     source: &mut Source<'_, R>,
     catalog: &[u8],
     page_id: ObjectId,
-) -> BTreeSet<Vec<u8>> {
+) -> Result<BTreeSet<Vec<u8>>, PdfError> {
     let mut names = BTreeSet::new();
     let mut seen = BTreeSet::new();
-    let fields = source
-        .get(catalog, b"AcroForm")
+    let fields = match source
+        .get(catalog, b"AcroForm")?
         .filter(|form| form.starts_with(b"<<"))
-        .and_then(|form| source.get(&form, b"Fields"));
+    {
+        Some(form) => source.get(&form, b"Fields")?,
+        None => None,
+    };
     let mut stack: Vec<(Vec<u8>, Vec<u8>, usize)> = fields
         .map(|fields| items_of(&fields))
         .unwrap_or_default()
@@ -519,9 +547,12 @@ fn field_names<R: Read + Seek>(
                 continue;
             }
         }
-        let Some(dict) = source.resolve(&field).filter(|d| d.starts_with(b"<<")) else {
+        let Some(dict) = source.resolve(&field)?.filter(|d| d.starts_with(b"<<")) else {
             continue;
         };
+        // A direct field is a copy of its parent's text: charged, so nesting cannot multiply
+        // the work unseen.
+        source.charge_parsed(dict.len())?;
         let partial = entry_value(&dict, b"T")
             .ok()
             .flatten()
@@ -535,7 +566,7 @@ fn field_names<R: Read + Seek>(
             names.insert(name.clone());
         }
         if depth < MAX_FIELD_DEPTH {
-            if let Some(kids) = source.get(&dict, b"Kids") {
+            if let Some(kids) = source.get(&dict, b"Kids")? {
                 stack.extend(
                     items_of(&kids)
                         .into_iter()
@@ -544,12 +575,12 @@ fn field_names<R: Read + Seek>(
             }
         }
     }
-    let annots = source
-        .raw_object(page_id.0)
-        .ok()
-        .and_then(|(_, page)| source.get(&page, b"Annots"));
+    let annots = match source.lenient_object(page_id.0)? {
+        Some((_, page)) => source.get(&page, b"Annots")?,
+        None => None,
+    };
     for annot in annots.map(|a| items_of(&a)).unwrap_or_default() {
-        let Some(dict) = source.resolve(&annot).filter(|d| d.starts_with(b"<<")) else {
+        let Some(dict) = source.resolve(&annot)?.filter(|d| d.starts_with(b"<<")) else {
             continue;
         };
         if let Some(name) = entry_value(&dict, b"T")
@@ -560,7 +591,7 @@ fn field_names<R: Read + Seek>(
             names.insert(name);
         }
     }
-    names
+    Ok(names)
 }
 
 /// The items of an array value as texts; nothing for anything else.
@@ -577,28 +608,30 @@ fn refuse_if_certified_without_changes<R: Read + Seek>(
     catalog: &[u8],
 ) -> Result<(), PdfError> {
     let dict = |text: Option<Vec<u8>>| text.filter(|t| t.starts_with(b"<<"));
-    let Some(perms) = dict(source.get(catalog, b"Perms")) else {
+    let Some(perms) = dict(source.get(catalog, b"Perms")?) else {
         return Ok(());
     };
-    let Some(signature) = dict(source.get(&perms, b"DocMDP")) else {
+    let Some(signature) = dict(source.get(&perms, b"DocMDP")?) else {
         return Ok(());
     };
     let references = source
-        .get(&signature, b"Reference")
+        .get(&signature, b"Reference")?
         .map(|r| items_of(&r))
         .unwrap_or_default();
     for reference in references {
-        let Some(reference) = dict(source.resolve(&reference)) else {
+        let Some(reference) = dict(source.resolve(&reference)?) else {
             continue;
         };
         let method = entry_value(&reference, b"TransformMethod")?.and_then(|m| as_name(&m));
         if method.as_deref() != Some(b"DocMDP") {
             continue;
         }
-        let permission = dict(source.get(&reference, b"TransformParams"))
-            .and_then(|params| source.get(&params, b"P"))
-            .and_then(|p| as_int(&p))
-            .unwrap_or(2);
+        let permission = match dict(source.get(&reference, b"TransformParams")?) {
+            Some(params) => source.get(&params, b"P")?,
+            None => None,
+        }
+        .and_then(|p| as_int(&p))
+        .unwrap_or(2);
         if permission == 1 {
             return Err(PdfError::Certified);
         }

@@ -1,9 +1,11 @@
 //! Test support shared by Signet's crates: the tools we did not write that judge a signed PDF
-//! (pyHanko, poppler's pdfsig, `openssl cms -verify`, `qpdf --check`) and hand-built fixture PDFs.
+//! (pyHanko, poppler's pdfsig, `openssl cms -verify`, `qpdf --check`) and hand-built fixture PDFs,
+//! honest ([`pdfs`]) and hostile ([`bombs`]).
 //!
 //! Oracles are required, not optional: a missing one fails the test with install advice
 //! (`scripts/test.sh` installs them all).
 
+pub mod bombs;
 pub mod pdfs;
 
 use std::ffi::OsStr;

@@ -150,3 +150,30 @@ corpus_tests! {
     a_300_page_pdf_signs_and_validates => "many-pages", 1;
     a_20_mb_pdf_signs_and_validates => "big", 1;
 }
+
+/// A cross-reference or object stream whose compressed data stops early (issue 12) is damaged
+/// even when every row or object it lists still decodes; its intact twin, the same file
+/// generated whole, signs and validates.
+#[test]
+fn a_stream_cut_short_is_refused_as_damaged_and_its_intact_twin_signs() {
+    use signet_testkit::bombs::{truncated_object_stream, truncated_xref_stream};
+    let dir = scratch_dir("cut-short");
+    for (what, make) in [
+        ("xref-stream", truncated_xref_stream as fn(bool) -> Vec<u8>),
+        ("object-stream", truncated_object_stream),
+    ] {
+        let Err(err) = prepare_bytes(&make(true)) else {
+            panic!("{what}: a stream cut short was accepted");
+        };
+        assert!(
+            matches!(&err, signet_pdf::PdfError::Damaged(m) if m.contains("truncated")),
+            "{what}: {err}"
+        );
+
+        let input = dir.join(format!("{what}.pdf"));
+        fs::write(&input, make(false)).unwrap();
+        let output = dir.join(format!("{what}-signed.pdf"));
+        let (prepared, cms_der) = sign_file(&input, &output, &pki().p256);
+        assert_valid_everywhere(&output, 1, &prepared, &cms_der);
+    }
+}

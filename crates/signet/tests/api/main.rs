@@ -16,6 +16,7 @@ mod openssl;
 mod order_refusals;
 mod orders;
 mod orders_ldap;
+mod pdf_bombs;
 mod signers;
 mod slapd;
 mod store_story;

@@ -47,6 +47,9 @@ async fn store_upload(
     }
     let blobs = state.blobs.clone();
     let span = tracing::Span::current();
+    // Dropped with this future when the client hangs up: the check stops too.
+    let cancel = signet_pdf::Cancel::new();
+    let _cancel_on_hang_up = cancel.cancel_on_drop();
     tokio::task::spawn_blocking(move || {
         span.in_scope(|| {
             use std::io::{BufReader, Read, Seek, SeekFrom};
@@ -70,7 +73,8 @@ async fn store_upload(
             }
             file.seek(SeekFrom::Start(0)).map_err(io)?;
             // What the engine cannot prepare now it could not sign later.
-            signet_pdf::check(BufReader::new(&mut file)).map_err(ApiError::from_pdf)?;
+            signet_pdf::check_with(BufReader::new(&mut file), &cancel)
+                .map_err(ApiError::from_pdf)?;
             let key = BlobKey::order_version(order_id, uuid::Uuid::new_v4());
             blobs.persist(temp, &file, &key).map_err(io)?;
             Ok(OrderDocument {

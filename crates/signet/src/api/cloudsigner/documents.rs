@@ -298,6 +298,8 @@ async fn upload(
     // Unique per upload: the same PDF uploaded twice in one second for one signer must not get
     // the same data to be signed, or a signature for one could be posted for the other.
     options.update_id = Some(*document_id.as_bytes());
+    // Dropped with this future when the client hangs up: the preparation stops too.
+    let _cancel_on_hang_up = options.cancel.cancel_on_drop();
     let blobs = state.blobs.clone();
     let certificate_der = certificate.der.clone();
     let ReceivedFile {

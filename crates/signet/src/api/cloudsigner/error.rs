@@ -108,7 +108,8 @@ impl ApiError {
             | PdfError::Unparseable(_)
             | PdfError::Damaged(_)
             | PdfError::Certified
-            | PdfError::Unsupported(_) => Self::document_upload(error.to_string()),
+            | PdfError::Unsupported(_)
+            | PdfError::OverBudget(_) => Self::document_upload(error.to_string()),
             other => ApiError::Internal(anyhow::Error::new(other).context("preparing the PDF")),
         }
     }
