@@ -94,7 +94,7 @@ for target in "${targets[@]}"; do
   echo "FAIL $target (exit $status): $stats"
   # The report: libFuzzer's error and the panic message or stack, lines cut short (cargo-fuzz
   # also prints the whole input), then where the input went.
-  sed -n '/^==[0-9]*== ERROR\|^thread .* panicked\|^ERROR: libFuzzer/,/^SUMMARY: libFuzzer/p' "$log" |
+  sed -n '/^memory allocation of\|^==[0-9]*== ERROR\|^thread .* panicked\|^ERROR: libFuzzer/,/^SUMMARY: libFuzzer/p' "$log" |
     cut -c1-300 | head -60
   for artifact in $(grep -oE 'Test unit written to [^ ]+' "$log" | awk '{print $5}'); do
     echo "reproducer: fuzz/$artifact"

@@ -9,6 +9,10 @@ use base64::Engine;
 use libfuzzer_sys::fuzz_target;
 use signet_crypto::csr::{CertificationRequest, PublicKey};
 
+/// Allocations past the heap budget fail, so a memory bomb is a crash however brief.
+#[global_allocator]
+static HEAP: signet_fuzz::HeapBudget = signet_fuzz::HeapBudget;
+
 fuzz_target!(|data: &[u8]| {
     let Some((&mode, rest)) = data.split_first() else {
         return;

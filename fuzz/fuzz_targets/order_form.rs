@@ -21,6 +21,10 @@ use signet::startup::Application;
 use time::macros::datetime;
 use tower::ServiceExt;
 
+/// Allocations past the heap budget fail, so a memory bomb is a crash however brief.
+#[global_allocator]
+static HEAP: signet_fuzz::HeapBudget = signet_fuzz::HeapBudget;
+
 /// The people the seeds name: INTERNAL jdoe and EXTERNAL 200001011907.
 const PEOPLE: &str = r#"[
   {"source": "INTERNAL", "identifier": "sAMAccountName=jdoe", "userId": "jdoe",

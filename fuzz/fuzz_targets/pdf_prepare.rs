@@ -12,6 +12,10 @@ use signet_pdf::{
 };
 use time::OffsetDateTime;
 
+/// Allocations past the heap budget fail, so a memory bomb is a crash however brief.
+#[global_allocator]
+static HEAP: signet_fuzz::HeapBudget = signet_fuzz::HeapBudget;
+
 fuzz_target!(|data: &[u8]| {
     // A fixed time keeps every run of one input identical (preparation is deterministic).
     let mut options = PrepareOptions::new(OffsetDateTime::UNIX_EPOCH);

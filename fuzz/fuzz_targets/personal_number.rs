@@ -8,6 +8,10 @@ use libfuzzer_sys::fuzz_target;
 use signet::domain::PersonalNumber;
 use time::{Date, Duration};
 
+/// Allocations past the heap budget fail, so a memory bomb is a crash however brief.
+#[global_allocator]
+static HEAP: signet_fuzz::HeapBudget = signet_fuzz::HeapBudget;
+
 fuzz_target!(|data: &[u8]| {
     let (today, raw) = match data {
         [high, low, rest @ ..] => {
