@@ -97,7 +97,14 @@ for target in "${targets[@]}"; do
   sed -n '/^memory allocation of\|^==[0-9]*== ERROR\|^thread .* panicked\|^ERROR: libFuzzer/,/^SUMMARY: libFuzzer/p' "$log" |
     cut -c1-300 | head -60
   for artifact in $(grep -oE 'Test unit written to [^ ]+' "$log" | awk '{print $5}'); do
-    echo "reproducer: fuzz/$artifact"
+    echo "reproducer: fuzz/$artifact ($(wc -c <"$artifact") bytes)"
+    for kept in "corpus/$target"/* "regressions/$target"/*; do
+      if [ -f "$kept" ] && cmp -s "$kept" "$artifact"; then echo "  the same bytes as fuzz/$kept"; fi
+    done
+    # CI's clone is thrown away: a small input is printed so the log alone reproduces it.
+    if [ "$(wc -c <"$artifact")" -le 4096 ]; then
+      echo "  base64:   $(base64 -w0 "$artifact")"
+    fi
     echo "  replay:   cd fuzz && RUSTC_BOOTSTRAP=1 cargo fuzz run ${build[*]} $target $artifact"
   done
   if ! grep -q 'Test unit written to' "$log"; then
