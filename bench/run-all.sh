@@ -4,11 +4,12 @@
 #   2. the device flow per 100 KiB document: upload -> sign -> download       -> documents/s, p99
 #   3. a 50 MB upload + sign: the server's peak RSS growth (VmHWM)            -> MiB
 #   4. the engine beside pyHanko (1-page PDF) and beside one SHA-256 pass (20 MB PDF)
+#   5. the hostile PDFs of the hardening issue through both APIs: answer, time, peak RSS growth
 # Each server gets a fresh data directory; each load figure is printed per run (report the
 # median). The CPU split after each run says how much the server, the generator and everything
 # else on the machine took, so a run disturbed by other work can be told apart.
 #
-# Usage: bench/run-all.sh [enroll|documents|rss|engine]...   (default: all four)
+# Usage: bench/run-all.sh [enroll|documents|rss|engine|bombs]...   (default: all five)
 # Env:   RUNS (3), ENROLLMENTS (20000), DOCUMENTS (5000), CONCURRENCY (64),
 #        CARGO_TARGET_DIR (release builds go there; keep it apart from the debug build's)
 set -euo pipefail
@@ -115,11 +116,55 @@ engine() {
   "$repo/bench/engine-vs-pyhanko.sh"
 }
 
+bombs() {
+  echo "== 5. hostile PDFs (signet_testkit::bombs) through POST /documents and POST /orders," \
+    "one at a time: answer, wall time, server peak RSS growth"
+  cargo build -q --release -p signet-pdf --example bomb
+  "$target/release/examples/bomb" write "$work/bombs" >/dev/null
+  local data="$work/data-bombs"
+  "$signet" serve --data-dir "$data" --listen 127.0.0.1:18183 \
+    --enable-automation-api --automation-listen 127.0.0.1:18184 \
+    --directory-file "$repo/bench/people.json" >"$work/server-bombs.log" 2>&1 &
+  server_pid=$!
+  for _ in $(seq 100); do [ -s "$data/initial-api-key" ] && break; sleep 0.1; done
+  sleep 0.3
+  local key
+  key="$(cat "$data/initial-api-key")"
+  openssl ecparam -name prime256v1 -genkey -noout -out "$work/device.key"
+  openssl req -new -key "$work/device.key" -subj "/CN=Bench" -out "$work/device.csr"
+  curl -s -o /dev/null http://127.0.0.1:18183/signers -H "Authorization: Bearer $key" \
+    -H 'Content-Type: application/json' \
+    -d "{\"signerId\": \"bench\", \"userId\": \"bench\", \"csr\": $(jq -Rs . "$work/device.csr")}"
+  local file name api answer before peak
+  for file in "$work"/bombs/*.pdf; do
+    name=$(basename "$file" .pdf)
+    for api in documents orders; do
+      echo 5 >"/proc/$server_pid/clear_refs"
+      before=$(awk '/^VmRSS/{print $2}' "/proc/$server_pid/status")
+      if [ "$api" = documents ]; then
+        answer=$(curl -s -o "$work/answer.json" -w '%{http_code} %{time_total}' \
+          http://127.0.0.1:18183/documents -H "Authorization: Bearer $key" \
+          -F signerId=bench -F "file=@$file;type=application/pdf")
+      else
+        answer=$(curl -s -o "$work/answer.json" -w '%{http_code} %{time_total}' \
+          http://127.0.0.1:18184/orders -F title=Bomb -F "upload=@$file;type=application/pdf" \
+          -F 'solicitor={"source":"EXTERNAL","identifier":"200001011907"}' \
+          -F 'signers={"source":"EXTERNAL","identifier":"198603052385"}')
+      fi
+      peak=$(awk '/^VmHWM/{print $2}' "/proc/$server_pid/status")
+      printf '   %-28s %-9s HTTP %s s  %-22s RSS growth %d MiB\n' "$name" "$api" "$answer" \
+        "$(jq -r '.responseObject.code // "accepted"' "$work/answer.json" 2>/dev/null || echo '?')" \
+        $(((peak - before) / 1024))
+    done
+  done
+  stop_server
+}
+
 steps=("$@")
-if [ ${#steps[@]} -eq 0 ]; then steps=(enroll documents rss engine); fi
+if [ ${#steps[@]} -eq 0 ]; then steps=(enroll documents rss engine bombs); fi
 for step in "${steps[@]}"; do
   case "$step" in
-    enroll | documents | rss | engine) "$step" ;;
-    *) echo "unknown step: $step (enroll, documents, rss, engine)" >&2; exit 2 ;;
+    enroll | documents | rss | engine | bombs) "$step" ;;
+    *) echo "unknown step: $step (enroll, documents, rss, engine, bombs)" >&2; exit 2 ;;
   esac
 done
