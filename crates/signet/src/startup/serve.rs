@@ -1,6 +1,6 @@
 //! The accept loop both listeners run instead of `axum::serve`: a cap on concurrent connections,
 //! accept errors backed off, each connection served by hyper under the deadlines of
-//! [`super::connection`], and a graceful shutdown that lets requests in flight finish.
+//! `startup::connection`, and a graceful shutdown that lets requests in flight finish.
 //!
 //! `axum::serve` has no timeouts and no cap, so slow or idle clients could hold connections — and
 //! file descriptors — forever, and once the process ran out of descriptors every request timed
