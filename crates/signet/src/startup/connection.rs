@@ -5,7 +5,8 @@
 //! byte every few seconds is still cut), idle between requests (the keep-alive timeout), or busy
 //! with a request (no connection deadline: the request body has its own progress-based timeout in
 //! [`StallingBody`], and the application may take its time). A watchdog in the connection's task
-//! ([`super::serve`]) sleeps until the phase's deadline and drops the connection when it passes;
+//! ([`super::serve`]) sleeps until the phase's deadline and drops the connection when it passes
+//! (a response the client stops reading is cut after the body timeout, too);
 //! the phase is moved by three observers hyper cannot bypass: the socket wrapper [`WatchedIo`]
 //! (the first byte of a head, writes that wait on a client that does not read), the service
 //! wrapper [`ConnService`] (a request reached the application) and the response body wrapper
@@ -21,17 +22,18 @@ use axum::body::Body as AxumBody;
 use axum::body::Bytes;
 use axum::http::{Request, Response, StatusCode};
 use axum::Router;
+use futures::task::AtomicWaker;
 use hyper::body::{Body, Frame, Incoming, SizeHint};
 use std::convert::Infallible;
 use std::future::Future;
 use std::io;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::task::{ready, Context, Poll};
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
-use tokio::sync::Notify;
 use tokio::time::{Instant, Sleep};
 use tower::ServiceExt;
 
@@ -82,13 +84,23 @@ struct State {
     write_stalled_since: Option<Instant>,
 }
 
-/// A connection's phase and deadlines, shared by its observers and its watchdog.
+/// A connection's phase and deadlines, shared by its observers and its watchdog. Everything that
+/// moves the phase runs inside the connection's own task (hyper polls the socket, the service and
+/// the bodies there), so the watchdog learns of a change by a flag it checks after each poll of
+/// the connection, not by a wake-up; the atomics spare the hot path the lock when nothing changes.
 #[derive(Debug)]
 pub struct Tracker {
     state: Mutex<State>,
-    /// Woken when a deadline may have moved earlier.
-    changed: Notify,
     timeouts: Timeouts,
+    /// A deadline may have moved since the watchdog last looked.
+    changed: AtomicBool,
+    /// Mirrors of the state the socket wrapper asks about on every read and write.
+    idle: AtomicBool,
+    busy: AtomicBool,
+    write_stalled: AtomicBool,
+    /// Set when the server shuts down; `waker` wakes the connection's task to see it.
+    shutdown: AtomicBool,
+    waker: AtomicWaker,
 }
 
 impl Tracker {
@@ -101,8 +113,13 @@ impl Tracker {
                 },
                 write_stalled_since: None,
             }),
-            changed: Notify::new(),
             timeouts,
+            changed: AtomicBool::new(true),
+            idle: AtomicBool::new(false),
+            busy: AtomicBool::new(false),
+            write_stalled: AtomicBool::new(false),
+            shutdown: AtomicBool::new(false),
+            waker: AtomicWaker::new(),
         })
     }
 
@@ -113,18 +130,24 @@ impl Tracker {
 
     /// Bytes arrived: after an idle wait they start a new head, whose deadline starts now.
     fn bytes_arrived(&self) {
+        if !self.idle.load(Ordering::Relaxed) {
+            return;
+        }
         let mut state = self.lock();
         if let Phase::Idle { .. } = state.phase {
             state.phase = Phase::Head {
                 deadline: Instant::now() + self.timeouts.header,
             };
-            drop(state);
-            self.changed.notify_one();
+            self.idle.store(false, Ordering::Relaxed);
+            self.changed.store(true, Ordering::Relaxed);
         }
     }
 
     fn request_started(&self) {
         self.lock().phase = Phase::Busy;
+        self.idle.store(false, Ordering::Relaxed);
+        self.busy.store(true, Ordering::Relaxed);
+        self.changed.store(true, Ordering::Relaxed);
     }
 
     fn response_done(&self) {
@@ -136,33 +159,37 @@ impl Tracker {
 
     /// Everything hyper wrote so far reached the socket: a finished response is now fully sent.
     fn flushed(&self) {
+        if !self.busy.load(Ordering::Relaxed) {
+            return;
+        }
         let mut state = self.lock();
         if state.phase == Phase::Finishing {
             state.phase = Phase::Idle {
                 since: Instant::now(),
             };
-            drop(state);
-            self.changed.notify_one();
+            self.busy.store(false, Ordering::Relaxed);
+            self.idle.store(true, Ordering::Relaxed);
+            self.changed.store(true, Ordering::Relaxed);
         }
     }
 
     /// Whether hyper may write now without a request having reached the application.
     fn awaiting_request(&self) -> bool {
-        matches!(self.lock().phase, Phase::Head { .. } | Phase::Idle { .. })
+        !self.busy.load(Ordering::Relaxed)
     }
 
     fn write_stalled(&self) {
-        let mut state = self.lock();
-        if state.write_stalled_since.is_none() {
-            state.write_stalled_since = Some(Instant::now());
-            drop(state);
-            self.changed.notify_one();
+        if self.write_stalled.swap(true, Ordering::Relaxed) {
+            return;
         }
+        self.lock().write_stalled_since = Some(Instant::now());
+        self.changed.store(true, Ordering::Relaxed);
     }
 
     fn write_progressed(&self) {
-        let mut state = self.lock();
-        state.write_stalled_since = None;
+        if self.write_stalled.swap(false, Ordering::Relaxed) {
+            self.lock().write_stalled_since = None;
+        }
     }
 
     /// The earliest deadline in force and what passing it means; `None` while nothing is due.
@@ -182,9 +209,24 @@ impl Tracker {
         }
     }
 
-    /// Completes when a deadline may have moved (the watchdog then looks again).
-    pub async fn changed(&self) {
-        self.changed.notified().await;
+    /// Whether a deadline may have moved since the last call.
+    pub fn take_changed(&self) -> bool {
+        self.changed.swap(false, Ordering::Relaxed)
+    }
+
+    /// Asks the connection to finish its request in flight and close.
+    pub fn request_shutdown(&self) {
+        self.shutdown.store(true, Ordering::Release);
+        self.waker.wake();
+    }
+
+    /// Whether shutdown was asked for; otherwise `cx` is woken when it is.
+    pub fn shutdown_requested(&self, cx: &Context<'_>) -> bool {
+        if self.shutdown.load(Ordering::Acquire) {
+            return true;
+        }
+        self.waker.register(cx.waker());
+        self.shutdown.load(Ordering::Acquire)
     }
 }
 

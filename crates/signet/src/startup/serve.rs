@@ -1,6 +1,6 @@
 //! The accept loop both listeners run instead of `axum::serve`: a cap on concurrent connections,
 //! accept errors backed off, each connection served by hyper under the deadlines of
-//! [`super::connection`], and a graceful shutdown that lets requests in flight finish.
+//! `startup::connection`, and a graceful shutdown that lets requests in flight finish.
 //!
 //! `axum::serve` has no timeouts and no cap, so slow or idle clients could hold connections — and
 //! file descriptors — forever, and once the process ran out of descriptors every request timed
@@ -12,13 +12,17 @@
 use anyhow::Context;
 use axum::Router;
 use hyper_util::rt::TokioIo;
+use std::collections::HashMap;
 use std::future::Future;
 use std::io;
 use std::pin::pin;
 use std::sync::Arc;
+use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::task::Poll;
 use std::time::Duration;
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
+use tokio::sync::Semaphore;
+use tokio::time::Instant;
 
 use super::connection::{self, ConnService, Tracker, WatchedIo};
 use crate::config::Settings;
@@ -121,7 +125,7 @@ pub async fn serve(
         .local_addr()
         .context("reading the listener's address")?;
     let permits = Arc::new(Semaphore::new(limits.max_connections));
-    let (stop, stopped) = watch::channel(false);
+    let open = Arc::new(OpenConnections::default());
     let mut backoff = AcceptBackoff::default();
     let mut refusing = false;
     let mut shutdown = pin!(shutdown);
@@ -152,13 +156,14 @@ pub async fn serve(
                 if std::mem::take(&mut refusing) {
                     tracing::info!(listen = %address, "below the connection cap again");
                 }
-                tokio::spawn(serve_connection(
-                    stream,
-                    router.clone(),
-                    limits.timeouts,
-                    permit,
-                    stopped.clone(),
-                ));
+                let tracker = Tracker::new(limits.timeouts);
+                let registered = open.register(tracker.clone());
+                let router = router.clone();
+                tokio::spawn(async move {
+                    serve_connection(stream, router, tracker).await;
+                    drop(registered);
+                    drop(permit);
+                });
             }
             Err(_) => {
                 if !std::mem::replace(&mut refusing, true) {
@@ -170,10 +175,57 @@ pub async fn serve(
     }
     // No new connections from here; open ones finish what they are doing.
     drop(listener);
-    let _ = stop.send(true);
+    open.shut_down();
     let all = u32::try_from(limits.max_connections).unwrap_or(u32::MAX);
     let _every_connection_closed = permits.acquire_many(all).await;
     Ok(())
+}
+
+/// The open connections, so shutdown can reach each one (once per connection, not per poll).
+#[derive(Default)]
+struct OpenConnections {
+    inner: Mutex<Registry>,
+}
+
+#[derive(Default)]
+struct Registry {
+    next: u64,
+    trackers: HashMap<u64, Arc<Tracker>>,
+}
+
+/// Removes its connection from the registry when the connection ends.
+struct Registered {
+    open: Arc<OpenConnections>,
+    id: u64,
+}
+
+impl OpenConnections {
+    fn lock(&self) -> MutexGuard<'_, Registry> {
+        self.inner.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn register(self: &Arc<Self>, tracker: Arc<Tracker>) -> Registered {
+        let mut registry = self.lock();
+        let id = registry.next;
+        registry.next += 1;
+        registry.trackers.insert(id, tracker);
+        Registered {
+            open: self.clone(),
+            id,
+        }
+    }
+
+    fn shut_down(&self) {
+        for tracker in self.lock().trackers.values() {
+            tracker.request_shutdown();
+        }
+    }
+}
+
+impl Drop for Registered {
+    fn drop(&mut self) {
+        self.open.lock().trackers.remove(&self.id);
+    }
 }
 
 /// Errors that concern one connection that never got going; the next accept is unaffected.
@@ -206,15 +258,9 @@ fn over_capacity_response() -> &'static [u8] {
 }
 
 /// One connection: hyper serves it, the watchdog closes it when a deadline passes, and shutdown
-/// asks hyper to finish the request in flight and close.
-async fn serve_connection(
-    stream: TcpStream,
-    router: Router,
-    timeouts: Timeouts,
-    _permit: OwnedSemaphorePermit,
-    mut stopped: watch::Receiver<bool>,
-) {
-    let tracker = Tracker::new(timeouts);
+/// asks hyper to finish the request in flight and close. One hand-written poll instead of a
+/// `select!`, so a wake-up polls only the connection and, when it moved, the watchdog's timer.
+async fn serve_connection(stream: TcpStream, router: Router, tracker: Arc<Tracker>) {
     let io = TokioIo::new(WatchedIo::new(stream, tracker.clone()));
     let service = ConnService::new(router, tracker.clone());
     let mut builder = hyper::server::conn::http1::Builder::new();
@@ -222,35 +268,46 @@ async fn serve_connection(
     // apart from the idle one.
     builder.max_header_size(connection::MAX_HEAD_BYTES);
     let mut connection = pin!(builder.serve_connection(io, service));
-    let mut watchdog = pin!(tokio::time::sleep(timeouts.header));
+    let mut watchdog = pin!(tokio::time::sleep(Duration::ZERO));
+    let mut armed = false;
     let mut shutting_down = false;
-    loop {
-        let deadline = tracker.deadline();
-        if let Some((at, _)) = deadline {
-            watchdog.as_mut().reset(at);
+    std::future::poll_fn(|cx| loop {
+        if !shutting_down && tracker.shutdown_requested(cx) {
+            shutting_down = true;
+            connection.as_mut().graceful_shutdown();
         }
-        tokio::select! {
-            result = connection.as_mut() => {
-                if let Err(error) = result {
-                    tracing::debug!(error = %error, "connection ended with an error");
-                }
-                return;
+        if let Poll::Ready(result) = connection.as_mut().poll(cx) {
+            if let Err(error) = result {
+                tracing::debug!(error = %error, "connection ended with an error");
             }
-            () = tracker.changed() => {}
-            () = watchdog.as_mut(), if deadline.is_some() => {
-                if let Some((at, why)) = tracker.deadline() {
-                    if at <= tokio::time::Instant::now() {
-                        tracing::debug!(reason = why.as_str(), "closing a slow connection");
-                        return;
-                    }
+            return Poll::Ready(());
+        }
+        // The timer only ever moves earlier here; a deadline that moved later is found when it
+        // fires, which spares a timer reset per request on a busy kept-alive connection.
+        if tracker.take_changed() {
+            if let Some((at, _)) = tracker.deadline() {
+                if !armed || at < watchdog.deadline() {
+                    watchdog.as_mut().reset(at);
+                    armed = true;
                 }
-            }
-            _ = stopped.wait_for(|stop| *stop), if !shutting_down => {
-                shutting_down = true;
-                connection.as_mut().graceful_shutdown();
             }
         }
-    }
+        if !armed || watchdog.as_mut().poll(cx).is_pending() {
+            return Poll::Pending;
+        }
+        match tracker.deadline() {
+            Some((at, why)) if at <= Instant::now() => {
+                tracing::debug!(reason = why.as_str(), "closing a slow connection");
+                return Poll::Ready(());
+            }
+            Some((at, _)) => watchdog.as_mut().reset(at),
+            None => {
+                armed = false;
+                return Poll::Pending;
+            }
+        }
+    })
+    .await;
 }
 
 /// Accept failures (out of descriptors, out of memory) are retried after a pause that doubles
