@@ -230,12 +230,15 @@ fn attribute(oid: ObjectIdentifier, value: Any) -> Result<Attribute, CmsError> {
     })
 }
 
-fn oid_der(oid: ObjectIdentifier) -> Vec<u8> {
+pub(crate) fn oid_der(oid: ObjectIdentifier) -> Vec<u8> {
     tlv(0x06, oid.as_bytes())
 }
 
 /// `AlgorithmIdentifier ::= SEQUENCE { algorithm OID, parameters ANY OPTIONAL }`.
-fn algorithm_identifier(oid: ObjectIdentifier, parameters_der: Option<&[u8]>) -> Vec<u8> {
+pub(crate) fn algorithm_identifier(
+    oid: ObjectIdentifier,
+    parameters_der: Option<&[u8]>,
+) -> Vec<u8> {
     let mut content = oid_der(oid);
     if let Some(parameters) = parameters_der {
         content.extend_from_slice(parameters);
@@ -244,7 +247,7 @@ fn algorithm_identifier(oid: ObjectIdentifier, parameters_der: Option<&[u8]>) ->
 }
 
 /// One DER tag-length-value with a definite length.
-fn tlv(tag: u8, content: &[u8]) -> Vec<u8> {
+pub(crate) fn tlv(tag: u8, content: &[u8]) -> Vec<u8> {
     let len = content.len();
     let mut out = Vec::with_capacity(content.len() + 6);
     out.push(tag);
