@@ -15,7 +15,7 @@ use rcgen::{
 };
 use time::{Duration, OffsetDateTime};
 use x509_parser::extensions::ParsedExtension;
-use zeroize::Zeroizing;
+pub use zeroize::Zeroizing;
 
 use const_oid::db::rfc5280::{
     ID_AD_CA_ISSUERS, ID_AD_OCSP, ID_CE_EXT_KEY_USAGE, ID_KP_OCSP_SIGNING, ID_KP_TIME_STAMPING,
@@ -276,6 +276,20 @@ impl CertificateAuthority {
         })
     }
 
+    /// Whether `certificate_der` carries this CA's signature and stays valid beyond `until`:
+    /// a service certificate that fails this is replaced.
+    pub fn issued_and_valid_until(&self, certificate_der: &[u8], until: OffsetDateTime) -> bool {
+        let Ok((_, certificate)) = x509_parser::parse_x509_certificate(certificate_der) else {
+            return false;
+        };
+        let Ok((_, ca)) = x509_parser::parse_x509_certificate(&self.certificate_der) else {
+            return false;
+        };
+        certificate.validity().not_after.timestamp() > until.unix_timestamp()
+            && certificate.issuer().as_raw() == ca.subject().as_raw()
+            && certificate.verify_signature(Some(ca.public_key())).is_ok()
+    }
+
     /// Issues a certificate for one of Signet's own services: the timestamp authority (extended
     /// key usage timeStamping, critical, as RFC 3161 §2.3 demands) or the delegated OCSP
     /// responder (OCSPSigning plus id-pkix-ocsp-nocheck, RFC 6960 §4.2.2.2). keyUsage
@@ -380,6 +394,37 @@ impl CertificateAuthority {
             .map_err(|e| CaError::Signing(e.to_string()))?;
         Ok(crl.der().to_vec())
     }
+}
+
+/// A fresh ECDSA P-256 key for one of Signet's services: its PKCS#8 DER (zeroed when dropped)
+/// and its public key, ready for [`CertificateAuthority::issue_service`].
+pub fn generate_service_key() -> Result<(Zeroizing<Vec<u8>>, PublicKey), CaError> {
+    let key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)
+        .map_err(|e| CaError::KeyGeneration(e.to_string()))?;
+    let public_key = PublicKey::from_spki_der(&rcgen::PublicKeyData::subject_public_key_info(&key))
+        .map_err(|e| CaError::KeyGeneration(e.to_string()))?;
+    Ok((Zeroizing::new(key.serialize_der()), public_key))
+}
+
+/// PEM (`PRIVATE KEY`, LF line endings) for a PKCS#8 DER key, zeroed when dropped.
+pub fn private_key_pem_from_der(der: &[u8]) -> Zeroizing<String> {
+    let block = pem::Pem::new("PRIVATE KEY", der.to_vec());
+    Zeroizing::new(pem::encode_config(
+        &block,
+        pem::EncodeConfig::new().set_line_ending(pem::LineEnding::LF),
+    ))
+}
+
+/// The DER inside one PEM block with the given tag (`CERTIFICATE`, `PRIVATE KEY`).
+pub fn der_from_pem(text: &str, tag: &str) -> Result<Zeroizing<Vec<u8>>, String> {
+    let block = pem::parse(text).map_err(|e| format!("not PEM ({e})"))?;
+    if block.tag() != tag {
+        return Err(format!(
+            "expected a {tag} PEM block, found {:?}",
+            block.tag()
+        ));
+    }
+    Ok(Zeroizing::new(block.into_contents()))
 }
 
 /// A URI that can go into an IA5String GeneralName without surprises.

@@ -12,7 +12,6 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use cmpv2::status::{PkiFailureInfoValues, PkiStatus, PkiStatusInfo};
 use const_oid::db::rfc5280::ID_KP_TIME_STAMPING;
 use const_oid::db::rfc5911::{
     ID_AA_SIGNING_CERTIFICATE, ID_AA_SIGNING_CERTIFICATE_V_2, ID_CONTENT_TYPE, ID_MESSAGE_DIGEST,
@@ -23,14 +22,14 @@ use const_oid::db::rfc5912::{
     ID_SHA_384, ID_SHA_512, RSA_ENCRYPTION, SECP_256_R_1, SECP_384_R_1,
     SHA_256_WITH_RSA_ENCRYPTION, SHA_384_WITH_RSA_ENCRYPTION, SHA_512_WITH_RSA_ENCRYPTION,
 };
-use der::asn1::{Any, GeneralizedTime, Int, ObjectIdentifier, OctetString, SetOfVec};
+use der::asn1::{Any, BitString, GeneralizedTime, Int, ObjectIdentifier, OctetString, SetOfVec};
 use der::{Decode, Encode, Tagged};
 use ring::signature::{self as ring_signature, EcdsaKeyPair, UnparsedPublicKey};
 use time::OffsetDateTime;
 use x509_cert::attr::Attribute;
 use x509_cert::ext::pkix::name::GeneralName;
 use x509_cert::Certificate;
-use x509_tsp::{Accuracy, MessageImprint, TimeStampReq, TimeStampResp, TspVersion, TstInfo};
+use x509_tsp::{Accuracy, MessageImprint, TimeStampReq, TspVersion, TstInfo};
 
 use crate::cms::{algorithm_identifier, oid_der, tlv};
 
@@ -117,17 +116,44 @@ pub enum FailureInfo {
 }
 
 impl FailureInfo {
-    fn flag(self) -> PkiFailureInfoValues {
+    /// The bit's number in `PKIFailureInfo` (RFC 3161 §2.4.2). Encoded here rather than with
+    /// cmpv2's flag set, whose 0.2 values are masks where numbers were meant.
+    fn bit(self) -> usize {
         match self {
-            Self::BadAlg => PkiFailureInfoValues::BadAlg,
-            Self::BadRequest => PkiFailureInfoValues::BadRequest,
-            Self::BadDataFormat => PkiFailureInfoValues::BadDataFormat,
-            // cmpv2 0.2 names bits by CMP's meaning; RFC 3161 reuses bits 15, 16 and 25.
-            Self::UnacceptedPolicy => PkiFailureInfoValues::UnacceptedPolicy,
-            Self::UnacceptedExtension => PkiFailureInfoValues::UnacceptedExtension,
-            Self::SystemFailure => PkiFailureInfoValues::SystemFailure,
+            Self::BadAlg => 0,
+            Self::BadRequest => 2,
+            Self::BadDataFormat => 5,
+            Self::UnacceptedPolicy => 15,
+            Self::UnacceptedExtension => 16,
+            Self::SystemFailure => 25,
         }
     }
+
+    /// `PKIFailureInfo` as a DER named BIT STRING with only this bit set.
+    fn bit_string(self) -> Result<BitString, der::Error> {
+        let bit = self.bit();
+        let mut bytes = vec![0u8; bit / 8 + 1];
+        bytes[bit / 8] = 0x80 >> (bit % 8);
+        BitString::new((7 - bit % 8) as u8, bytes)
+    }
+}
+
+/// `PKIStatusInfo` (RFC 3161 §2.4.2), decoded leniently: any failure bits, any status text.
+#[derive(Clone, Debug, der::Sequence)]
+struct StatusInfo {
+    status: u32,
+    #[asn1(optional = "true")]
+    status_string: Option<Vec<String>>,
+    #[asn1(optional = "true")]
+    fail_info: Option<BitString>,
+}
+
+/// `TimeStampResp ::= SEQUENCE { status PKIStatusInfo, timeStampToken TimeStampToken OPTIONAL }`.
+#[derive(Clone, Debug, der::Sequence)]
+struct TimeStampResponse {
+    status: StatusInfo,
+    #[asn1(optional = "true")]
+    token: Option<cms::content_info::ContentInfo>,
 }
 
 /// A timestamp request that was refused: the failure bit and a sentence for `statusString`.
@@ -547,19 +573,20 @@ fn granted_response(token: &[u8]) -> Result<Vec<u8>, der::Error> {
 
 /// `TimeStampResp { status rejection, statusString, failInfo }` for `rejection`.
 pub fn rejection_response(rejection: &Rejection) -> Vec<u8> {
-    let text = der::asn1::Utf8StringRef::new(&rejection.reason).ok();
-    let response = TimeStampResp {
-        status: PkiStatusInfo {
-            status: PkiStatus::Rejection,
-            status_string: text.map(|t| vec![t]),
-            fail_info: Some(rejection.info.flag().into()),
-        },
-        time_stamp_token: None,
-    };
-    response.to_der().unwrap_or_else(|_| {
-        // Only a status string of gigabytes could fail; answer without it.
-        tlv(0x30, &tlv(0x30, &tlv(0x02, &[2])))
-    })
+    let response = rejection
+        .info
+        .bit_string()
+        .map(|fail_info| TimeStampResponse {
+            status: StatusInfo {
+                status: 2, // rejection
+                status_string: Some(vec![rejection.reason.clone()]),
+                fail_info: Some(fail_info),
+            },
+            token: None,
+        });
+    response
+        .and_then(|r| r.to_der())
+        .unwrap_or_else(|_| tlv(0x30, &tlv(0x30, &tlv(0x02, &[2]))))
 }
 
 /// `r` with one leading zero byte when its top bit is set, so a DER INTEGER reads it as positive.
@@ -653,22 +680,20 @@ pub fn verify_response(
             "the response is more than {MAX_RESPONSE_BYTES} bytes"
         )));
     }
-    let response = TimeStampResp::from_der(response_der)
+    let response = TimeStampResponse::from_der(response_der)
         .map_err(|e| TspError::Malformed(format!("not a DER TimeStampResp: {e}")))?;
-    if !matches!(
-        response.status.status,
-        PkiStatus::Accepted | PkiStatus::GrantedWithMods
-    ) {
+    // 0 granted, 1 grantedWithMods; 2 rejection, 3 waiting, 4 and 5 revocation notices.
+    if response.status.status > 1 {
         let text = response
             .status
             .status_string
             .iter()
             .flatten()
-            .map(|s| s.as_str())
+            .map(String::as_str)
             .collect::<Vec<_>>()
             .join("; ");
         return Err(TspError::Refused(format!(
-            "status {:?}{}",
+            "status {}{}",
             response.status.status,
             if text.is_empty() {
                 String::new()
@@ -678,7 +703,7 @@ pub fn verify_response(
         )));
     }
     let token = response
-        .time_stamp_token
+        .token
         .ok_or_else(|| TspError::Malformed("granted but no token".into()))?
         .to_der()?;
     verify_token(&token, expected)
@@ -1041,10 +1066,35 @@ mod tests {
     #[test]
     fn rejections_carry_their_failure_bit() {
         let der = rejection_response(&Rejection::new(FailureInfo::BadDataFormat, "garbage"));
-        let response = TimeStampResp::from_der(&der).unwrap();
-        assert_eq!(response.status.status, PkiStatus::Rejection);
+        let response = TimeStampResponse::from_der(&der).unwrap();
+        assert_eq!(response.status.status, 2);
         let info = response.status.fail_info.unwrap();
-        assert!(info.contains(PkiFailureInfoValues::BadDataFormat));
-        assert!(response.time_stamp_token.is_none());
+        // badDataFormat is bit 5: one byte 0b0000_0100 with two unused bits.
+        assert_eq!(info.raw_bytes(), [0x04]);
+        assert_eq!(info.unused_bits(), 2);
+        assert!(response.token.is_none());
+        let error = verify_response(
+            &der,
+            &Expectation {
+                hash_algorithm: HashAlgorithm::Sha256,
+                hashed_message: &[0; 32],
+                nonce: None,
+                policy: None,
+                trust_anchors: &[],
+                extra_certificates: &[],
+            },
+        )
+        .unwrap_err();
+        assert!(
+            matches!(error, TspError::Refused(ref m) if m.contains("garbage")),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn system_failure_is_bit_25() {
+        let bits = FailureInfo::SystemFailure.bit_string().unwrap();
+        assert_eq!(bits.raw_bytes(), [0, 0, 0, 0x40]);
+        assert_eq!(bits.unused_bits(), 6);
     }
 }

@@ -10,6 +10,7 @@ mod documents;
 mod errors;
 mod helpers;
 mod jobs;
+mod ltv;
 mod openssl;
 mod order_refusals;
 mod orders;

@@ -6,6 +6,7 @@ pub mod ca;
 pub mod documents;
 pub mod error;
 pub mod extract;
+pub mod ltv;
 pub mod signers;
 
 use axum::http::{Method, StatusCode};
@@ -20,7 +21,10 @@ pub fn router(state: AppState) -> Router<AppState> {
     let authenticated = signers::router()
         .merge(documents::router())
         .route_layer(middleware::from_fn_with_state(state, auth::require_api_key));
-    Router::new().merge(authenticated).merge(ca::router())
+    Router::new()
+        .merge(authenticated)
+        .merge(ca::router())
+        .merge(ltv::router())
 }
 
 /// Answers paths no route knows.
