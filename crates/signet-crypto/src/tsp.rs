@@ -18,9 +18,9 @@ use const_oid::db::rfc5911::{
     ID_SIGNED_DATA,
 };
 use const_oid::db::rfc5912::{
-    ECDSA_WITH_SHA_256, ECDSA_WITH_SHA_384, ECDSA_WITH_SHA_512, ID_EC_PUBLIC_KEY, ID_SHA_256,
-    ID_SHA_384, ID_SHA_512, RSA_ENCRYPTION, SECP_256_R_1, SECP_384_R_1,
-    SHA_256_WITH_RSA_ENCRYPTION, SHA_384_WITH_RSA_ENCRYPTION, SHA_512_WITH_RSA_ENCRYPTION,
+    ECDSA_WITH_SHA_256, ECDSA_WITH_SHA_384, ID_EC_PUBLIC_KEY, ID_SHA_256, ID_SHA_384, ID_SHA_512,
+    RSA_ENCRYPTION, SECP_256_R_1, SECP_384_R_1, SHA_256_WITH_RSA_ENCRYPTION,
+    SHA_384_WITH_RSA_ENCRYPTION, SHA_512_WITH_RSA_ENCRYPTION,
 };
 use der::asn1::{Any, BitString, GeneralizedTime, Int, ObjectIdentifier, OctetString, SetOfVec};
 use der::{Decode, Encode, Tagged};
@@ -987,7 +987,7 @@ fn verify_signature(
             (SHA_512_WITH_RSA_ENCRYPTION, RSA_ENCRYPTION, _) => {
                 &ring_signature::RSA_PKCS1_2048_8192_SHA512
             }
-            (ECDSA_WITH_SHA_512, ..) | _ => {
+            _ => {
                 return Err(TspError::Invalid(format!(
                     "signature algorithm {algorithm} with key {} is not supported",
                     spki.algorithm.oid

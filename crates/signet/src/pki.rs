@@ -48,6 +48,12 @@ pub struct Pki {
     services: Option<LtvServices>,
 }
 
+/// A service's certificate DER and PKCS#8 private key DER, as read from or written to disk.
+struct ServiceFiles {
+    certificate: Vec<u8>,
+    key: Zeroizing<Vec<u8>>,
+}
+
 /// The timestamp authority and the OCSP responder, parsed once at start-up.
 pub struct LtvServices {
     pub tsa: TimeStampAuthority,
@@ -160,21 +166,24 @@ impl Pki {
         let policy = TSA_POLICY_OID
             .parse()
             .map_err(|e| anyhow::anyhow!("the TSA policy OID {TSA_POLICY_OID}: {e}"))?;
-        let build_tsa = |(certificate, key): &(Vec<u8>, Zeroizing<Vec<u8>>)| {
-            TimeStampAuthority::new(certificate, key, policy, TSA_ACCURACY_SECONDS)
+        let build_tsa = |files: &ServiceFiles| {
+            TimeStampAuthority::new(&files.certificate, &files.key, policy, TSA_ACCURACY_SECONDS)
                 .context("setting up the timestamp authority")
         };
         let (tsa_files, tsa) =
             self.load_or_issue_service(data_dir, ServicePurpose::TimeStamping, now, build_tsa)?;
         let ca_der = self.ca.certificate_der().to_vec();
-        let build_ocsp = |(certificate, key): &(Vec<u8>, Zeroizing<Vec<u8>>)| {
-            OcspResponder::new(&ca_der, certificate, key).context("setting up the OCSP responder")
+        let build_ocsp = |files: &ServiceFiles| {
+            OcspResponder::new(&ca_der, &files.certificate, &files.key)
+                .context("setting up the OCSP responder")
         };
         let (_, ocsp) =
             self.load_or_issue_service(data_dir, ServicePurpose::OcspSigning, now, build_ocsp)?;
         self.services = Some(LtvServices {
             tsa,
-            tsa_certificate_pem: signet_crypto::ca::certificate_pem_from_der(&tsa_files.0),
+            tsa_certificate_pem: signet_crypto::ca::certificate_pem_from_der(
+                &tsa_files.certificate,
+            ),
             ocsp,
         });
         Ok(self)
@@ -196,8 +205,8 @@ impl Pki {
         data_dir: &Path,
         purpose: ServicePurpose,
         now: OffsetDateTime,
-        build: impl Fn(&(Vec<u8>, Zeroizing<Vec<u8>>)) -> anyhow::Result<T>,
-    ) -> anyhow::Result<((Vec<u8>, Zeroizing<Vec<u8>>), T)> {
+        build: impl Fn(&ServiceFiles) -> anyhow::Result<T>,
+    ) -> anyhow::Result<(ServiceFiles, T)> {
         match self.load_service(data_dir, purpose, now) {
             Ok(Some(files)) => match build(&files) {
                 Ok(service) => return Ok((files, service)),
@@ -226,7 +235,7 @@ impl Pki {
         data_dir: &Path,
         purpose: ServicePurpose,
         now: OffsetDateTime,
-    ) -> anyhow::Result<Option<(Vec<u8>, Zeroizing<Vec<u8>>)>> {
+    ) -> anyhow::Result<Option<ServiceFiles>> {
         let (certificate_path, key_path) = service_paths(data_dir, purpose);
         if !key_path.exists() || !certificate_path.exists() {
             return Ok(None);
@@ -248,7 +257,10 @@ impl Pki {
             tracing::info!(service = ?purpose, "the service certificate is near its end or from another CA");
             return Ok(None);
         }
-        Ok(Some((certificate.to_vec(), key)))
+        Ok(Some(ServiceFiles {
+            certificate: certificate.to_vec(),
+            key,
+        }))
     }
 
     /// A new P-256 key and certificate for the service, written next to the CA's files.
@@ -257,7 +269,7 @@ impl Pki {
         data_dir: &Path,
         purpose: ServicePurpose,
         now: OffsetDateTime,
-    ) -> anyhow::Result<(Vec<u8>, Zeroizing<Vec<u8>>)> {
+    ) -> anyhow::Result<ServiceFiles> {
         let (certificate_path, key_path) = service_paths(data_dir, purpose);
         let (key, public_key) =
             signet_crypto::ca::generate_service_key().context("generating a service key")?;
@@ -291,7 +303,10 @@ impl Pki {
         std::fs::rename(&fresh_certificate, &certificate_path)
             .with_context(|| format!("installing {}", certificate_path.display()))?;
         tracing::info!(service = ?purpose, key = %key_path.display(), "issued a service certificate");
-        Ok((issued.der, key))
+        Ok(ServiceFiles {
+            certificate: issued.der,
+            key,
+        })
     }
 
     /// Issues the certificate for one signing-order signature: `public_key` is a key Signet made
