@@ -8,6 +8,7 @@ use signet_crypto::tsp::{
     TimeStampRequest, TspError,
 };
 use x509_cert::der::asn1::ObjectIdentifier;
+use x509_cert::der::{Decode, Encode};
 
 use crate::ltv_support::{ca, now, service};
 use crate::support::Openssl;
@@ -254,4 +255,84 @@ proptest! {
         let reply = fixture.tsa.respond(&der, now());
         prop_assert!(!reply.der.is_empty());
     }
+}
+
+#[test]
+fn a_signature_timestamp_attribute_leaves_the_cms_verifiable_by_openssl() {
+    use signet_crypto::ca::IssueRequest;
+    use signet_crypto::cms::{add_signature_timestamp, sign_with_key, signature_value};
+
+    let fixture = fixture();
+    let (key, public_key) = signet_crypto::ca::generate_service_key().unwrap();
+    let subject = signet_crypto::csr::Subject::builder()
+        .common_name("B-T signer")
+        .build();
+    let signer = fixture
+        .ca
+        .issue(&IssueRequest {
+            subject: &subject,
+            public_key: &public_key,
+            not_before: now() - time::Duration::minutes(1),
+            not_after: now() + time::Duration::days(1),
+            crl_distribution_url: crate::support::CRL_URL,
+            email: None,
+            authority_info_access: None,
+        })
+        .unwrap();
+    let data = b"the signed content";
+    let digest: [u8; 32] = HashAlgorithm::Sha256.digest(data).try_into().unwrap();
+    let cms = sign_with_key(&digest, &key, &signer.der, &[fixture.ca.certificate_der()]).unwrap();
+
+    // The token covers the signature value (RFC 3161 Appendix A).
+    let signature = signature_value(&cms).unwrap();
+    let request = TimeStampRequest::new(
+        HashAlgorithm::Sha256,
+        HashAlgorithm::Sha256.digest(&signature),
+        Some(42),
+    );
+    let token = fixture.tsa.issue(&request, now()).unwrap();
+    let with_timestamp = add_signature_timestamp(&cms, &token).unwrap();
+    assert!(add_signature_timestamp(&with_timestamp, &token).is_err());
+
+    // The token is found again where PAdES B-T validators look, and verifies.
+    let info = cms::content_info::ContentInfo::from_der(&with_timestamp).unwrap();
+    let signed: cms::signed_data::SignedData = info.content.decode_as().unwrap();
+    let signer_info = &signed.signer_infos.0.as_slice()[0];
+    let unsigned = signer_info.unsigned_attrs.as_ref().unwrap();
+    let attribute = unsigned.iter().next().unwrap();
+    assert_eq!(
+        attribute.oid,
+        signet_crypto::tsp::ID_AA_SIGNATURE_TIME_STAMP_TOKEN
+    );
+    let embedded = attribute.values.get(0).unwrap().to_der().unwrap();
+    assert_eq!(embedded, token);
+    let anchors = [fixture.ca.certificate_der()];
+    verify_token(&embedded, &expectation(&fixture, &request, &anchors)).unwrap();
+
+    let openssl = Openssl::new();
+    openssl.write("data.bin", data);
+    openssl.write("sig.der", &with_timestamp);
+    openssl.write("ca.pem", fixture.ca.certificate_pem());
+    let text = openssl.run(&[
+        "cms",
+        "-verify",
+        "-binary",
+        "-inform",
+        "DER",
+        "-in",
+        "sig.der",
+        "-content",
+        "data.bin",
+        "-CAfile",
+        "ca.pem",
+        "-purpose",
+        "any",
+        "-out",
+        "/dev/null",
+    ]);
+    assert!(text.contains("Verification successful"), "{text}");
+    let text = openssl.run(&[
+        "cms", "-cmsout", "-print", "-inform", "DER", "-in", "sig.der",
+    ]);
+    assert!(text.contains("id-smime-aa-timeStampToken"), "{text}");
 }
