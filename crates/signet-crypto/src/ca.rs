@@ -10,13 +10,20 @@ use std::str::FromStr;
 use rand::RngCore;
 use rcgen::{
     BasicConstraints, CertificateParams, CertificateRevocationListParams, CrlDistributionPoint,
-    ExtendedKeyUsagePurpose, IsCa, Issuer, KeyIdMethod, KeyPair, KeyUsagePurpose,
+    CustomExtension, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyIdMethod, KeyPair, KeyUsagePurpose,
     RevokedCertParams, SanType,
 };
 use time::{Duration, OffsetDateTime};
 use x509_parser::extensions::ParsedExtension;
-use zeroize::Zeroizing;
+pub use zeroize::Zeroizing;
 
+use const_oid::db::rfc5280::{
+    ID_AD_CA_ISSUERS, ID_AD_OCSP, ID_CE_EXT_KEY_USAGE, ID_KP_OCSP_SIGNING, ID_KP_TIME_STAMPING,
+    ID_PE_AUTHORITY_INFO_ACCESS,
+};
+use const_oid::db::rfc6960::ID_PKIX_OCSP_NOCHECK;
+
+use crate::cms::{oid_der, tlv};
 use crate::csr::{PublicKey, RcgenPublicKey, Subject};
 
 /// How far back a new CA certificate's notBefore is set, to tolerate clock skew.
@@ -202,7 +209,9 @@ impl CertificateAuthority {
     /// CRL distribution point, authority key identifier (the CA's SKI), subject key identifier,
     /// basicConstraints CA:false, SAN rfc822Name when an e-mail is given, a random positive
     /// 128-bit serial, signed ECDSA-SHA256 by the CA. The validity is taken as given, truncated
-    /// to whole seconds; it is not clamped to the CA's own validity.
+    /// to whole seconds; it is not clamped to the CA's own validity. With
+    /// `authority_info_access`, the certificate also names the OCSP responder and where the
+    /// CA certificate can be fetched (RFC 5280 §4.2.2.1).
     pub fn issue(&self, request: &IssueRequest<'_>) -> Result<IssuedCertificate, CaError> {
         let not_before = whole_seconds(request.not_before);
         let not_after = whole_seconds(request.not_after);
@@ -212,14 +221,11 @@ impl CertificateAuthority {
             )));
         }
         let url = request.crl_distribution_url;
-        if url.is_empty()
-            || !url.is_ascii()
-            || url.chars().any(|c| c.is_ascii_control() || c == ' ')
-        {
-            return Err(CaError::InvalidRequest(format!(
-                "the CRL distribution URL {url:?} must be a non-empty ASCII URI without spaces"
-            )));
-        }
+        check_uri("CRL distribution", url)?;
+        let aia = request
+            .authority_info_access
+            .map(|aia| aia.extension())
+            .transpose()?;
         let mut subject_alt_names = Vec::new();
         if let Some(email) = request.email {
             if !email.contains('@') || email.chars().any(|c| c.is_ascii_control() || c == ' ') {
@@ -256,6 +262,91 @@ impl CertificateAuthority {
             uris: vec![url.to_owned()],
         }];
         params.subject_alt_names = subject_alt_names;
+        params.custom_extensions.extend(aia);
+        params.use_authority_key_identifier_extension = true;
+        params.key_identifier_method = KeyIdMethod::Sha256;
+        let certificate = params
+            .signed_by(&RcgenPublicKey(request.public_key), &self.issuer)
+            .map_err(|e| CaError::Signing(e.to_string()))?;
+        Ok(IssuedCertificate {
+            serial,
+            der: certificate.der().to_vec(),
+            not_before,
+            not_after,
+        })
+    }
+
+    /// Whether `certificate_der` carries this CA's signature and stays valid beyond `until`:
+    /// a service certificate that fails this is replaced.
+    pub fn issued_and_valid_until(&self, certificate_der: &[u8], until: OffsetDateTime) -> bool {
+        let Ok((_, certificate)) = x509_parser::parse_x509_certificate(certificate_der) else {
+            return false;
+        };
+        let Ok((_, ca)) = x509_parser::parse_x509_certificate(&self.certificate_der) else {
+            return false;
+        };
+        certificate.validity().not_after.timestamp() > until.unix_timestamp()
+            && certificate.issuer().as_raw() == ca.subject().as_raw()
+            && certificate.verify_signature(Some(ca.public_key())).is_ok()
+    }
+
+    /// Issues a certificate for one of Signet's own services: the timestamp authority (extended
+    /// key usage timeStamping, critical, as RFC 3161 §2.3 demands) or the delegated OCSP
+    /// responder (OCSPSigning plus id-pkix-ocsp-nocheck, RFC 6960 §4.2.2.2). keyUsage
+    /// digitalSignature (critical), CRL distribution point and AIA as for signers.
+    pub fn issue_service(
+        &self,
+        request: &ServiceCertificateRequest<'_>,
+    ) -> Result<IssuedCertificate, CaError> {
+        let not_before = whole_seconds(request.not_before);
+        let not_after = whole_seconds(request.not_after);
+        if not_after <= not_before {
+            return Err(CaError::InvalidValidity(format!(
+                "notAfter {not_after} is not after notBefore {not_before}"
+            )));
+        }
+        check_uri("CRL distribution", request.crl_distribution_url)?;
+        if request.common_name.trim().is_empty() {
+            return Err(CaError::InvalidRequest("the common name is empty".into()));
+        }
+        let serial = SerialNumber::random();
+        let mut params = CertificateParams::default();
+        params.distinguished_name = Subject::builder()
+            .common_name(request.common_name)
+            .build()
+            .to_rcgen();
+        params.serial_number = Some(rcgen::SerialNumber::from_slice(serial.as_bytes()));
+        params.not_before = not_before;
+        params.not_after = not_after;
+        params.is_ca = IsCa::ExplicitNoCa;
+        params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+        params.crl_distribution_points = vec![CrlDistributionPoint {
+            uris: vec![request.crl_distribution_url.to_owned()],
+        }];
+        // rcgen writes extendedKeyUsage non-critical; RFC 3161 wants it critical for a TSA, so
+        // the extension is encoded here: SEQUENCE OF KeyPurposeId.
+        let (purpose, nocheck) = match request.purpose {
+            ServicePurpose::TimeStamping => (ID_KP_TIME_STAMPING, false),
+            ServicePurpose::OcspSigning => (ID_KP_OCSP_SIGNING, true),
+        };
+        let mut eku = CustomExtension::from_oid_content(
+            &oid_arcs(ID_CE_EXT_KEY_USAGE),
+            tlv(0x30, &oid_der(purpose)),
+        );
+        eku.set_criticality(true);
+        params.custom_extensions.push(eku);
+        if nocheck {
+            // id-pkix-ocsp-nocheck: relying parties need not ask about the responder itself.
+            params
+                .custom_extensions
+                .push(CustomExtension::from_oid_content(
+                    &oid_arcs(ID_PKIX_OCSP_NOCHECK),
+                    vec![0x05, 0x00],
+                ));
+        }
+        if let Some(aia) = request.authority_info_access {
+            params.custom_extensions.push(aia.extension()?);
+        }
         params.use_authority_key_identifier_extension = true;
         params.key_identifier_method = KeyIdMethod::Sha256;
         let certificate = params
@@ -305,6 +396,51 @@ impl CertificateAuthority {
     }
 }
 
+/// A fresh ECDSA P-256 key for one of Signet's services: its PKCS#8 DER (zeroed when dropped)
+/// and its public key, ready for [`CertificateAuthority::issue_service`].
+pub fn generate_service_key() -> Result<(Zeroizing<Vec<u8>>, PublicKey), CaError> {
+    let key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)
+        .map_err(|e| CaError::KeyGeneration(e.to_string()))?;
+    let public_key = PublicKey::from_spki_der(&rcgen::PublicKeyData::subject_public_key_info(&key))
+        .map_err(|e| CaError::KeyGeneration(e.to_string()))?;
+    Ok((Zeroizing::new(key.serialize_der()), public_key))
+}
+
+/// PEM (`PRIVATE KEY`, LF line endings) for a PKCS#8 DER key, zeroed when dropped.
+pub fn private_key_pem_from_der(der: &[u8]) -> Zeroizing<String> {
+    let block = pem::Pem::new("PRIVATE KEY", der.to_vec());
+    Zeroizing::new(pem::encode_config(
+        &block,
+        pem::EncodeConfig::new().set_line_ending(pem::LineEnding::LF),
+    ))
+}
+
+/// The DER inside one PEM block with the given tag (`CERTIFICATE`, `PRIVATE KEY`).
+pub fn der_from_pem(text: &str, tag: &str) -> Result<Zeroizing<Vec<u8>>, String> {
+    let block = pem::parse(text).map_err(|e| format!("not PEM ({e})"))?;
+    if block.tag() != tag {
+        return Err(format!(
+            "expected a {tag} PEM block, found {:?}",
+            block.tag()
+        ));
+    }
+    Ok(Zeroizing::new(block.into_contents()))
+}
+
+/// A URI that can go into an IA5String GeneralName without surprises.
+fn check_uri(what: &str, url: &str) -> Result<(), CaError> {
+    if url.is_empty() || !url.is_ascii() || url.chars().any(|c| c.is_ascii_control() || c == ' ') {
+        return Err(CaError::InvalidRequest(format!(
+            "the {what} URL {url:?} must be a non-empty ASCII URI without spaces"
+        )));
+    }
+    Ok(())
+}
+
+fn oid_arcs(oid: der::asn1::ObjectIdentifier) -> Vec<u64> {
+    oid.arcs().map(u64::from).collect()
+}
+
 /// Drops sub-second precision, which certificates cannot carry, so returned times match the
 /// encoded ones.
 fn whole_seconds(t: OffsetDateTime) -> OffsetDateTime {
@@ -335,6 +471,67 @@ pub struct IssueRequest<'a> {
     pub crl_distribution_url: &'a str,
     /// The holder's e-mail address, put into subjectAltName as rfc822Name.
     pub email: Option<&'a str>,
+    /// OCSP and caIssuers URLs, put into the Authority Information Access extension.
+    pub authority_info_access: Option<AuthorityInfoAccess<'a>>,
+}
+
+/// The Authority Information Access extension's two entries (RFC 5280 §4.2.2.1).
+#[derive(Clone, Copy, Debug)]
+pub struct AuthorityInfoAccess<'a> {
+    /// The OCSP responder (id-ad-ocsp).
+    pub ocsp_url: &'a str,
+    /// Where the issuing CA's certificate is served, DER (id-ad-caIssuers).
+    pub ca_issuers_url: &'a str,
+}
+
+impl AuthorityInfoAccess<'_> {
+    /// `SEQUENCE OF AccessDescription { accessMethod, accessLocation [6] IA5String }`, non-critical.
+    fn extension(&self) -> Result<CustomExtension, CaError> {
+        check_uri("OCSP", self.ocsp_url)?;
+        check_uri("caIssuers", self.ca_issuers_url)?;
+        let description =
+            |method, url: &str| tlv(0x30, &[oid_der(method), tlv(0x86, url.as_bytes())].concat());
+        let content = tlv(
+            0x30,
+            &[
+                description(ID_AD_OCSP, self.ocsp_url),
+                description(ID_AD_CA_ISSUERS, self.ca_issuers_url),
+            ]
+            .concat(),
+        );
+        Ok(CustomExtension::from_oid_content(
+            &oid_arcs(ID_PE_AUTHORITY_INFO_ACCESS),
+            content,
+        ))
+    }
+}
+
+/// Which service a [`ServiceCertificateRequest`] is for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ServicePurpose {
+    /// The RFC 3161 timestamp authority.
+    TimeStamping,
+    /// The delegated RFC 6960 OCSP responder.
+    OcspSigning,
+}
+
+/// What to put into a service certificate.
+#[derive(Clone, Copy, Debug)]
+pub struct ServiceCertificateRequest<'a> {
+    /// What the certificate is for; decides the extended key usage.
+    pub purpose: ServicePurpose,
+    /// The subject's common name.
+    pub common_name: &'a str,
+    /// The service's key.
+    pub public_key: &'a PublicKey,
+    /// Start of validity (sub-seconds are dropped).
+    pub not_before: OffsetDateTime,
+    /// End of validity (sub-seconds are dropped).
+    pub not_after: OffsetDateTime,
+    /// The URL of the CA's CRL.
+    pub crl_distribution_url: &'a str,
+    /// OCSP and caIssuers URLs, when Signet publishes them.
+    pub authority_info_access: Option<AuthorityInfoAccess<'a>>,
 }
 
 /// A freshly issued certificate.

@@ -177,6 +177,129 @@ pub fn sign_with_key(
     )
 }
 
+/// The signature value of the single SignerInfo in a DER ContentInfo { SignedData }: what a
+/// signature timestamp covers (RFC 3161 Appendix A hashes these content octets).
+pub fn signature_value(signed_data_der: &[u8]) -> Result<Vec<u8>, CmsError> {
+    let info = cms::content_info::ContentInfo::from_der(signed_data_der)?;
+    let signed: cms::signed_data::SignedData = info.content.decode_as()?;
+    match signed.signer_infos.0.as_slice() {
+        [signer] => Ok(signer.signature.as_bytes().to_vec()),
+        _ => Err(CmsError::SignedAttributes(
+            "expected exactly one SignerInfo".into(),
+        )),
+    }
+}
+
+/// Adds `token_der` (an RFC 3161 timestamp token over [`signature_value`]) as the unsigned
+/// attribute id-aa-signatureTimeStampToken of the single SignerInfo, for PAdES B-T.
+///
+/// The bytes are spliced, not re-encoded: the SignerInfo (which must not have unsigned attributes
+/// yet) gets `[1] IMPLICIT SET OF Attribute` appended and the lengths of its enclosing structures
+/// are rewritten; every other byte, the signed attributes included, stays as it was.
+pub fn add_signature_timestamp(
+    signed_data_der: &[u8],
+    token_der: &[u8],
+) -> Result<Vec<u8>, CmsError> {
+    let malformed = |what: &str| CmsError::SignedAttributes(format!("not a SignedData: {what}"));
+    cms::content_info::ContentInfo::from_der(token_der)
+        .map_err(|e| CmsError::SignedAttributes(format!("the token is not a ContentInfo: {e}")))?;
+    // ContentInfo ::= SEQUENCE { contentType, [0] EXPLICIT SignedData }
+    let outer = Tlv::read(signed_data_der).ok_or_else(|| malformed("ContentInfo"))?;
+    let content_type = Tlv::read(outer.content).ok_or_else(|| malformed("contentType"))?;
+    let explicit = Tlv::read(&outer.content[content_type.len..]).ok_or_else(|| malformed("[0]"))?;
+    let signed = Tlv::read(explicit.content).ok_or_else(|| malformed("SignedData"))?;
+    // The last field of SignedData is signerInfos, a SET with one SignerInfo.
+    let mut offset = 0;
+    let mut last = None;
+    while offset < signed.content.len() {
+        let field = Tlv::read(&signed.content[offset..]).ok_or_else(|| malformed("field"))?;
+        last = Some((offset, field.len));
+        offset += field.len;
+    }
+    let (set_offset, set_len) = last.ok_or_else(|| malformed("empty"))?;
+    let set = Tlv::read(&signed.content[set_offset..]).ok_or_else(|| malformed("signerInfos"))?;
+    if set.tag != 0x31 {
+        return Err(malformed("signerInfos is not a SET"));
+    }
+    let signer = Tlv::read(set.content).ok_or_else(|| malformed("SignerInfo"))?;
+    if signer.len != set.content.len() {
+        return Err(CmsError::SignedAttributes(
+            "expected exactly one SignerInfo".into(),
+        ));
+    }
+    let mut field_offset = 0;
+    while field_offset < signer.content.len() {
+        let field = Tlv::read(&signer.content[field_offset..])
+            .ok_or_else(|| malformed("SignerInfo field"))?;
+        if field.tag == 0xA1 {
+            return Err(CmsError::SignedAttributes(
+                "the SignerInfo has unsigned attributes already".into(),
+            ));
+        }
+        field_offset += field.len;
+    }
+    let attribute = tlv(
+        0x30,
+        &[
+            oid_der(crate::tsp::ID_AA_SIGNATURE_TIME_STAMP_TOKEN),
+            tlv(0x31, token_der),
+        ]
+        .concat(),
+    );
+    let signer_info = tlv(0x30, &[signer.content, &tlv(0xA1, &attribute)].concat());
+    let signed_content = [
+        &signed.content[..set_offset],
+        &tlv(0x31, &signer_info),
+        &signed.content[set_offset + set_len..],
+    ]
+    .concat();
+    let explicit_content = tlv(0x30, &signed_content);
+    Ok(tlv(
+        0x30,
+        &[
+            &outer.content[..content_type.len],
+            &tlv(0xA0, &explicit_content),
+        ]
+        .concat(),
+    ))
+}
+
+/// One DER TLV read from the front of a buffer.
+struct Tlv<'a> {
+    tag: u8,
+    /// The content octets.
+    content: &'a [u8],
+    /// Header plus content.
+    len: usize,
+}
+
+impl<'a> Tlv<'a> {
+    /// `None` for anything but a single-byte tag with a definite length that fits the buffer.
+    fn read(bytes: &'a [u8]) -> Option<Self> {
+        let tag = *bytes.first()?;
+        let first = *bytes.get(1)? as usize;
+        let (content_len, header) = if first < 0x80 {
+            (first, 2)
+        } else {
+            let count = first & 0x7f;
+            if count == 0 || count > 4 {
+                return None;
+            }
+            let mut len = 0usize;
+            for byte in bytes.get(2..2 + count)? {
+                len = (len << 8) | *byte as usize;
+            }
+            (len, 2 + count)
+        };
+        let end = header.checked_add(content_len)?;
+        Some(Self {
+            tag,
+            content: bytes.get(header..end)?,
+            len: end,
+        })
+    }
+}
+
 /// The DER `AlgorithmIdentifier` a SignerInfo's `signatureAlgorithm` carries for `algorithm`.
 pub fn signature_algorithm_der(algorithm: SignatureAlgorithm) -> Vec<u8> {
     match algorithm {
@@ -230,12 +353,15 @@ fn attribute(oid: ObjectIdentifier, value: Any) -> Result<Attribute, CmsError> {
     })
 }
 
-fn oid_der(oid: ObjectIdentifier) -> Vec<u8> {
+pub(crate) fn oid_der(oid: ObjectIdentifier) -> Vec<u8> {
     tlv(0x06, oid.as_bytes())
 }
 
 /// `AlgorithmIdentifier ::= SEQUENCE { algorithm OID, parameters ANY OPTIONAL }`.
-fn algorithm_identifier(oid: ObjectIdentifier, parameters_der: Option<&[u8]>) -> Vec<u8> {
+pub(crate) fn algorithm_identifier(
+    oid: ObjectIdentifier,
+    parameters_der: Option<&[u8]>,
+) -> Vec<u8> {
     let mut content = oid_der(oid);
     if let Some(parameters) = parameters_der {
         content.extend_from_slice(parameters);
@@ -244,7 +370,7 @@ fn algorithm_identifier(oid: ObjectIdentifier, parameters_der: Option<&[u8]>) ->
 }
 
 /// One DER tag-length-value with a definite length.
-fn tlv(tag: u8, content: &[u8]) -> Vec<u8> {
+pub(crate) fn tlv(tag: u8, content: &[u8]) -> Vec<u8> {
     let len = content.len();
     let mut out = Vec::with_capacity(content.len() + 6);
     out.push(tag);
@@ -318,6 +444,18 @@ mod tests {
         )
         .unwrap_err();
         assert!(matches!(err, CmsError::SignedAttributes(_)), "{err:?}");
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn splicing_a_timestamp_into_arbitrary_bytes_never_panics(
+            bytes in proptest::collection::vec(proptest::num::u8::ANY, 0..300)
+        ) {
+            let (cert, key) = self_signed();
+            let token = sign_with_key(&[3; 32], &key, &cert, &[]).unwrap();
+            let _ = add_signature_timestamp(&bytes, &token);
+            let _ = signature_value(&bytes);
+        }
     }
 
     #[test]

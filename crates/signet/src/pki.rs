@@ -1,11 +1,19 @@
 //! Signet's certificate authority in service: the CA key and certificate on disk, the issuing
-//! policy (validity, renewal point, CRL location) and the current CRL.
+//! policy (validity, renewal point, CRL and AIA locations) and the current CRL; beside it the
+//! services built on the CA for long-term validation: the RFC 3161 timestamp authority and the
+//! delegated OCSP responder, each with its own key and a certificate from the CA.
 
 use anyhow::Context;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine;
-use signet_crypto::ca::{CertificateAuthority, CrlRequest, IssueRequest, RevokedCertificate};
+use signet_crypto::ca::Zeroizing;
+use signet_crypto::ca::{
+    AuthorityInfoAccess, CertificateAuthority, CrlRequest, IssueRequest, RevokedCertificate,
+    ServiceCertificateRequest, ServicePurpose,
+};
 use signet_crypto::csr::{CertificationRequest, PublicKey, Subject};
+use signet_crypto::ocsp::OcspResponder;
+use signet_crypto::tsp::TimeStampAuthority;
 use std::path::{Path, PathBuf};
 use time::{Duration, OffsetDateTime};
 
@@ -17,11 +25,42 @@ const CRL_VALIDITY: Duration = Duration::days(7);
 /// How long the CA certificate itself is valid when first created.
 const CA_VALIDITY: Duration = Duration::days(365 * 20);
 
+/// How long the TSA and OCSP responder certificates are valid when issued.
+const SERVICE_VALIDITY: Duration = Duration::days(365 * 3);
+/// A service certificate this close to its end (or past it) is replaced at start-up.
+const SERVICE_RENEWAL_MARGIN: Duration = Duration::days(90);
+/// How long an OCSP answer may be relied on (its nextUpdate). Answers come live from the store,
+/// so this only bounds how long a client may cache a "good"; the CRL allows 7 days.
+pub const OCSP_VALIDITY: Duration = Duration::days(1);
+/// The TSA's accuracy (RFC 3161 `Accuracy`): genTime has whole seconds.
+const TSA_ACCURACY_SECONDS: u64 = 1;
+/// The policy Signet's TSA issues under. Signet has no registered OID arc; this one sits under
+/// IANA's reserved private-enterprise number 0, so it cannot collide with anyone's policy.
+/// An operator with a documented policy will want to set their own (not configurable yet).
+pub const TSA_POLICY_OID: &str = "1.3.6.1.4.1.0.3161.1";
+
 /// The CA plus the rules it issues by.
 pub struct Pki {
     ca: CertificateAuthority,
     certificate_validity: Duration,
     crl_url: String,
+    ocsp_url: String,
+    ca_issuers_url: String,
+    services: Option<LtvServices>,
+}
+
+/// A service's certificate DER and PKCS#8 private key DER, as read from or written to disk.
+struct ServiceFiles {
+    certificate: Vec<u8>,
+    key: Zeroizing<Vec<u8>>,
+}
+
+/// The timestamp authority and the OCSP responder, parsed once at start-up.
+pub struct LtvServices {
+    pub tsa: TimeStampAuthority,
+    /// The TSA certificate as PEM, for `GET /ca/tsa.pem`.
+    pub tsa_certificate_pem: String,
+    pub ocsp: OcspResponder,
 }
 
 impl std::fmt::Debug for Pki {
@@ -37,6 +76,19 @@ impl std::fmt::Debug for Pki {
 pub fn ca_paths(data_dir: &Path) -> (PathBuf, PathBuf) {
     let dir = data_dir.join("ca");
     (dir.join("ca.pem"), dir.join("ca.key"))
+}
+
+/// Where a service's certificate and key live: `ca/tsa.pem` + `ca/tsa.key`, `ca/ocsp.pem` + `ca/ocsp.key`.
+pub fn service_paths(data_dir: &Path, purpose: ServicePurpose) -> (PathBuf, PathBuf) {
+    let dir = data_dir.join("ca");
+    let name = match purpose {
+        ServicePurpose::TimeStamping => "tsa",
+        ServicePurpose::OcspSigning => "ocsp",
+    };
+    (
+        dir.join(format!("{name}.pem")),
+        dir.join(format!("{name}.key")),
+    )
 }
 
 /// Loads the CA from the data directory, creating it (directory 0700, files 0600) on first start.
@@ -101,11 +153,172 @@ impl Pki {
             ca,
             certificate_validity,
             crl_url: format!("{public_url}/ca/crl.der"),
+            ocsp_url: format!("{public_url}/ca/ocsp"),
+            ca_issuers_url: format!("{public_url}/ca/ca.der"),
+            services: None,
         }
     }
 
     pub fn ca(&self) -> &CertificateAuthority {
         &self.ca
+    }
+
+    /// The TSA and OCSP responder, when [`Pki::with_ltv_services`] set them up.
+    pub fn services(&self) -> Option<&LtvServices> {
+        self.services.as_ref()
+    }
+
+    /// Loads (or creates, or renews near expiry) the TSA and OCSP responder keys and certificates
+    /// in the data directory, next to the CA's, and keeps them parsed for every request.
+    pub fn with_ltv_services(
+        mut self,
+        data_dir: &Path,
+        now: OffsetDateTime,
+    ) -> anyhow::Result<Self> {
+        let policy = TSA_POLICY_OID
+            .parse()
+            .map_err(|e| anyhow::anyhow!("the TSA policy OID {TSA_POLICY_OID}: {e}"))?;
+        let build_tsa = |files: &ServiceFiles| {
+            TimeStampAuthority::new(&files.certificate, &files.key, policy, TSA_ACCURACY_SECONDS)
+                .context("setting up the timestamp authority")
+        };
+        let (tsa_files, tsa) =
+            self.load_or_issue_service(data_dir, ServicePurpose::TimeStamping, now, build_tsa)?;
+        let ca_der = self.ca.certificate_der().to_vec();
+        let build_ocsp = |files: &ServiceFiles| {
+            OcspResponder::new(&ca_der, &files.certificate, &files.key)
+                .context("setting up the OCSP responder")
+        };
+        let (_, ocsp) =
+            self.load_or_issue_service(data_dir, ServicePurpose::OcspSigning, now, build_ocsp)?;
+        self.services = Some(LtvServices {
+            tsa,
+            tsa_certificate_pem: signet_crypto::ca::certificate_pem_from_der(
+                &tsa_files.certificate,
+            ),
+            ocsp,
+        });
+        Ok(self)
+    }
+
+    fn authority_info_access(&self) -> AuthorityInfoAccess<'_> {
+        AuthorityInfoAccess {
+            ocsp_url: &self.ocsp_url,
+            ca_issuers_url: &self.ca_issuers_url,
+        }
+    }
+
+    /// The service built from its files in the data directory; from a new key and certificate
+    /// when there are none, when the certificate ends within the renewal margin or is not from
+    /// the current CA, or when the files do not make a working service (a crash between the two
+    /// renames of a renewal, a hand-edited file).
+    fn load_or_issue_service<T>(
+        &self,
+        data_dir: &Path,
+        purpose: ServicePurpose,
+        now: OffsetDateTime,
+        build: impl Fn(&ServiceFiles) -> anyhow::Result<T>,
+    ) -> anyhow::Result<(ServiceFiles, T)> {
+        match self.load_service(data_dir, purpose, now) {
+            Ok(Some(files)) => match build(&files) {
+                Ok(service) => return Ok((files, service)),
+                Err(error) => tracing::warn!(
+                    service = ?purpose,
+                    error = format!("{error:#}"),
+                    "the stored service key and certificate do not work; issuing new ones"
+                ),
+            },
+            Ok(None) => {}
+            Err(error) => tracing::warn!(
+                service = ?purpose,
+                error = format!("{error:#}"),
+                "the stored service key or certificate cannot be read; issuing new ones"
+            ),
+        }
+        let files = self.issue_service_files(data_dir, purpose, now)?;
+        let service = build(&files)?;
+        Ok((files, service))
+    }
+
+    /// The stored certificate DER and PKCS#8 key DER, if both exist and the certificate is from
+    /// this CA and not near its end.
+    fn load_service(
+        &self,
+        data_dir: &Path,
+        purpose: ServicePurpose,
+        now: OffsetDateTime,
+    ) -> anyhow::Result<Option<ServiceFiles>> {
+        let (certificate_path, key_path) = service_paths(data_dir, purpose);
+        if !key_path.exists() || !certificate_path.exists() {
+            return Ok(None);
+        }
+        let certificate = std::fs::read_to_string(&certificate_path)
+            .with_context(|| format!("reading {}", certificate_path.display()))?;
+        let key = Zeroizing::new(
+            std::fs::read_to_string(&key_path)
+                .with_context(|| format!("reading {}", key_path.display()))?,
+        );
+        let certificate = signet_crypto::ca::der_from_pem(&certificate, "CERTIFICATE")
+            .map_err(|e| anyhow::anyhow!("{}: {e}", certificate_path.display()))?;
+        let key = signet_crypto::ca::der_from_pem(&key, "PRIVATE KEY")
+            .map_err(|e| anyhow::anyhow!("{}: {e}", key_path.display()))?;
+        if !self
+            .ca
+            .issued_and_valid_until(&certificate, now + SERVICE_RENEWAL_MARGIN)
+        {
+            tracing::info!(service = ?purpose, "the service certificate is near its end or from another CA");
+            return Ok(None);
+        }
+        Ok(Some(ServiceFiles {
+            certificate: certificate.to_vec(),
+            key,
+        }))
+    }
+
+    /// A new P-256 key and certificate for the service, written next to the CA's files.
+    fn issue_service_files(
+        &self,
+        data_dir: &Path,
+        purpose: ServicePurpose,
+        now: OffsetDateTime,
+    ) -> anyhow::Result<ServiceFiles> {
+        let (certificate_path, key_path) = service_paths(data_dir, purpose);
+        let (key, public_key) =
+            signet_crypto::ca::generate_service_key().context("generating a service key")?;
+        let common_name = match purpose {
+            ServicePurpose::TimeStamping => "Signet Timestamp Authority",
+            ServicePurpose::OcspSigning => "Signet OCSP Responder",
+        };
+        let issued = self
+            .ca
+            .issue_service(&ServiceCertificateRequest {
+                purpose,
+                common_name,
+                public_key: &public_key,
+                not_before: now - Duration::minutes(5),
+                not_after: now + SERVICE_VALIDITY,
+                crl_distribution_url: &self.crl_url,
+                authority_info_access: Some(self.authority_info_access()),
+            })
+            .context("issuing a service certificate")?;
+        // New files beside the old, then renamed over them; a crash between the two renames
+        // leaves a pair that does not match, which the next start replaces.
+        let key_pem = signet_crypto::ca::private_key_pem_from_der(&key);
+        let fresh_key = key_path.with_extension("key.new");
+        let _ = std::fs::remove_file(&fresh_key);
+        write_private(&fresh_key, key_pem.as_bytes())?;
+        let fresh_certificate = certificate_path.with_extension("pem.new");
+        let _ = std::fs::remove_file(&fresh_certificate);
+        write_private(&fresh_certificate, issued.pem().as_bytes())?;
+        std::fs::rename(&fresh_key, &key_path)
+            .with_context(|| format!("installing {}", key_path.display()))?;
+        std::fs::rename(&fresh_certificate, &certificate_path)
+            .with_context(|| format!("installing {}", certificate_path.display()))?;
+        tracing::info!(service = ?purpose, key = %key_path.display(), "issued a service certificate");
+        Ok(ServiceFiles {
+            certificate: issued.der,
+            key,
+        })
     }
 
     /// Issues the certificate for one signing-order signature: `public_key` is a key Signet made
@@ -125,6 +338,7 @@ impl Pki {
             not_after: now + validity,
             crl_distribution_url: &self.crl_url,
             email,
+            authority_info_access: Some(self.authority_info_access()),
         })?;
         Ok(issued.der)
     }
@@ -144,6 +358,7 @@ impl Pki {
             not_after,
             crl_distribution_url: &self.crl_url,
             email: None,
+            authority_info_access: Some(self.authority_info_access()),
         })?;
         // Renew once two thirds of the lifetime have passed: early enough that a device that
         // is offline for a while still finds a valid certificate, late enough not to churn.

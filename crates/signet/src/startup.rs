@@ -76,7 +76,10 @@ impl Application {
         let public_url = settings.public_url(bound);
         let ca = load_or_create_ca(&settings.data_dir, clock.now())?;
         let validity = time::Duration::days(i64::from(settings.certificate_validity_days));
-        let pki = Arc::new(Pki::new(ca, validity, &public_url));
+        let pki = Arc::new(
+            Pki::new(ca, validity, &public_url)
+                .with_ltv_services(&settings.data_dir, clock.now())?,
+        );
         let initial_api_key_file =
             ensure_first_api_key(store.as_ref(), &settings.data_dir, clock.as_ref()).await?;
         let blobs = BlobStore::open(&settings.data_dir).with_context(|| {

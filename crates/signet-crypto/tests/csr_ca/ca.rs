@@ -194,6 +194,7 @@ fn issued_times_are_whole_seconds_as_encoded() {
             not_after: not_before + Duration::days(30),
             crl_distribution_url: CRL_URL,
             email: None,
+            authority_info_access: None,
         })
         .unwrap();
 

@@ -117,6 +117,7 @@ pub fn issue(
         not_after: now() + Duration::days(365),
         crl_distribution_url: CRL_URL,
         email,
+        authority_info_access: None,
     })
     .unwrap()
 }

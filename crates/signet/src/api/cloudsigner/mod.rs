@@ -6,6 +6,7 @@ pub mod ca;
 pub mod documents;
 pub mod error;
 pub mod extract;
+pub mod ltv;
 pub mod signers;
 
 use axum::http::{Method, StatusCode};
@@ -24,7 +25,10 @@ pub fn router(state: AppState) -> Router<AppState> {
     let authenticated = signers::router()
         .merge(documents::router())
         .route_layer(middleware::from_fn_with_state(state, auth::require_api_key));
-    let surface = Router::new().merge(authenticated).merge(ca::router());
+    let surface = Router::new()
+        .merge(authenticated)
+        .merge(ca::router())
+        .merge(ltv::router());
     Router::new()
         .nest(PRODUCT_PREFIX, surface.clone())
         .merge(surface)

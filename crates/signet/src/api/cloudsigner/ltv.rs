@@ -1,0 +1,220 @@
+//! The public services for long-term validation, beside the CA's certificate and CRL: the RFC 3161
+//! timestamp authority (`POST /tsa`, its certificate at `GET /ca/tsa.pem`) and the RFC 6960 OCSP
+//! responder (`POST /ca/ocsp`, `GET /ca/ocsp/{base64}`), without authentication like the CRL.
+//!
+//! Protocol-level refusals are answered in the protocol, so clients that speak it learn why: a
+//! timestamp request that does not parse gets a `TimeStampResp` with status rejection and its
+//! failInfo (RFC 3161 §2.4.2) under HTTP 400; an OCSP request that does not parse gets
+//! `malformedRequest` under HTTP 200, as OCSP clients expect (they read the body whatever the
+//! status, and openssl reports non-200 only as a transport error). A request that is not the
+//! protocol at all — a wrong content type — gets Signet's JSON error body with 415.
+//!
+//! Both answers are one P-256 signature with a key parsed at start-up; they run on the async
+//! executor because they take tens of microseconds, less than a hop to the blocking pool.
+
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, Path, State};
+use axum::http::header::{CACHE_CONTROL, CONTENT_TYPE};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::Router;
+use base64::Engine;
+use signet_crypto::ocsp::{
+    error_response, CertificateStatus, Lookup, OcspRequest, OcspResponseStatus,
+};
+use signet_crypto::tsp;
+
+use super::error::{ApiError, ErrorCode};
+use crate::pki::{LtvServices, OCSP_VALIDITY};
+use crate::state::AppState;
+
+const TIMESTAMP_QUERY: &str = "application/timestamp-query";
+const TIMESTAMP_REPLY: &str = "application/timestamp-reply";
+const OCSP_REQUEST: &str = "application/ocsp-request";
+const OCSP_RESPONSE: &str = "application/ocsp-response";
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route(
+            "/tsa",
+            post(timestamp).layer(DefaultBodyLimit::max(tsp::MAX_REQUEST_BYTES)),
+        )
+        .route("/ca/tsa.pem", get(tsa_certificate))
+        .route(
+            "/ca/ocsp",
+            post(ocsp_post).layer(DefaultBodyLimit::max(
+                signet_crypto::ocsp::MAX_REQUEST_BYTES,
+            )),
+        )
+        .route("/ca/ocsp/{*request}", get(ocsp_get))
+}
+
+fn services(state: &AppState) -> Result<&LtvServices, ApiError> {
+    state.pki.services().ok_or_else(|| {
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            ErrorCode::Generic,
+            "the timestamp authority and OCSP responder are not set up on this server",
+        )
+    })
+}
+
+/// The request's media type without parameters must be `expected`.
+fn require_content_type(headers: &HeaderMap, expected: &str) -> Result<(), ApiError> {
+    let given = headers
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .map(str::trim)
+        .unwrap_or("");
+    if given.eq_ignore_ascii_case(expected) {
+        Ok(())
+    } else {
+        Err(ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            ErrorCode::RequestValidation,
+            format!("the request body must be {expected}, not {given:?}"),
+        ))
+    }
+}
+
+#[tracing::instrument(skip_all)]
+async fn timestamp(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Result<Bytes, axum::extract::rejection::BytesRejection>,
+) -> Result<Response, ApiError> {
+    let services = services(&state)?;
+    require_content_type(&headers, TIMESTAMP_QUERY)?;
+    let body = body.map_err(|e| {
+        ApiError::new(
+            e.status(),
+            ErrorCode::RequestValidation,
+            format!("the timestamp request could not be read: {e}"),
+        )
+    })?;
+    let reply = services.tsa.respond(&body, state.clock.now());
+    let status = match &reply.rejection {
+        None => StatusCode::OK,
+        Some(rejection) => {
+            tracing::info!(reason = %rejection.reason, "timestamp request rejected");
+            StatusCode::BAD_REQUEST
+        }
+    };
+    Ok((status, [(CONTENT_TYPE, TIMESTAMP_REPLY)], reply.der).into_response())
+}
+
+async fn tsa_certificate(State(state): State<AppState>) -> Result<Response, ApiError> {
+    let services = services(&state)?;
+    Ok((
+        [(CONTENT_TYPE, "application/x-pem-file")],
+        services.tsa_certificate_pem.clone(),
+    )
+        .into_response())
+}
+
+#[tracing::instrument(skip_all)]
+async fn ocsp_post(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Result<Bytes, axum::extract::rejection::BytesRejection>,
+) -> Result<Response, ApiError> {
+    services(&state)?;
+    require_content_type(&headers, OCSP_REQUEST)?;
+    let body = body.map_err(|e| {
+        ApiError::new(
+            e.status(),
+            ErrorCode::RequestValidation,
+            format!("the OCSP request could not be read: {e}"),
+        )
+    })?;
+    answer_ocsp(&state, &body).await
+}
+
+/// RFC 6960 Appendix A.1: the DER request, base64-encoded, then URL-encoded, as the path's last
+/// part. The router has percent-decoded it already; base64 padding may be missing and some
+/// clients use the URL-safe alphabet.
+#[tracing::instrument(skip_all)]
+async fn ocsp_get(
+    State(state): State<AppState>,
+    Path(request): Path<String>,
+) -> Result<Response, ApiError> {
+    services(&state)?;
+    let text: String = request.chars().filter(|c| !c.is_whitespace()).collect();
+    let decoded = base64::engine::general_purpose::STANDARD_NO_PAD
+        .decode(text.trim_end_matches('='))
+        .or_else(|_| {
+            base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(text.trim_end_matches('='))
+        });
+    match decoded {
+        Ok(der) => answer_ocsp(&state, &der).await,
+        Err(_) => Ok(ocsp_reply(error_response(
+            OcspResponseStatus::MalformedRequest,
+        ))),
+    }
+}
+
+async fn answer_ocsp(state: &AppState, der: &[u8]) -> Result<Response, ApiError> {
+    let responder = &services(state)?.ocsp;
+    let request = match OcspRequest::from_der(der) {
+        Ok(request) => request,
+        Err(error) => {
+            tracing::info!(%error, "OCSP request refused");
+            return Ok(ocsp_reply(error_response(
+                OcspResponseStatus::MalformedRequest,
+            )));
+        }
+    };
+    let lookups: Vec<Lookup> = request
+        .cert_ids
+        .iter()
+        .map(|id| responder.identify(id))
+        .collect();
+    // Asking only about other CAs' certificates: this responder is not authorized for them
+    // (RFC 6960 §2.3). In a mixed request the foreign ones are answered "unknown", as openssl's
+    // responder does.
+    if lookups.iter().all(|l| *l == Lookup::ForeignIssuer) {
+        return Ok(ocsp_reply(error_response(OcspResponseStatus::Unauthorized)));
+    }
+    let mut statuses = Vec::with_capacity(lookups.len());
+    for lookup in lookups {
+        let status = match lookup {
+            Lookup::Serial(serial) => match state.store.find_certificate(&serial).await {
+                Ok(Some(record)) => match (record.revoked_at, record.revocation_reason) {
+                    (Some(revoked_at), reason) => CertificateStatus::Revoked {
+                        revoked_at,
+                        reason: reason.unwrap_or(signet_crypto::ca::RevocationReason::Unspecified),
+                    },
+                    (None, _) => CertificateStatus::Good,
+                },
+                Ok(None) => CertificateStatus::Unknown,
+                Err(error) => {
+                    tracing::error!(error = %error, "OCSP status lookup failed");
+                    return Ok(ocsp_reply(error_response(
+                        OcspResponseStatus::InternalError,
+                    )));
+                }
+            },
+            Lookup::Unknown | Lookup::ForeignIssuer => CertificateStatus::Unknown,
+        };
+        statuses.push(status);
+    }
+    match responder.respond(&request, &statuses, state.clock.now(), OCSP_VALIDITY) {
+        Ok(der) => Ok(ocsp_reply(der)),
+        Err(error) => {
+            tracing::error!(error = %error, "signing an OCSP response failed");
+            Ok(ocsp_reply(error_response(
+                OcspResponseStatus::InternalError,
+            )))
+        }
+    }
+}
+
+fn ocsp_reply(der: Vec<u8>) -> Response {
+    (
+        [(CONTENT_TYPE, OCSP_RESPONSE), (CACHE_CONTROL, "no-cache")],
+        der,
+    )
+        .into_response()
+}
