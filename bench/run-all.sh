@@ -153,7 +153,7 @@ bombs() {
       fi
       peak=$(awk '/^VmHWM/{print $2}' "/proc/$server_pid/status")
       printf '   %-28s %-9s HTTP %s s  %-22s RSS growth %d MiB\n' "$name" "$api" "$answer" \
-        "$(jq -r '.responseObject.code // "accepted"' "$work/answer.json" 2>/dev/null || echo '?')" \
+        "$(case "$answer" in 2*) echo accepted ;; *) jq -r '.responseObject.code' "$work/answer.json" ;; esac)" \
         $(((peak - before) / 1024))
     done
   done
