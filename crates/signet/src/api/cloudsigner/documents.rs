@@ -399,6 +399,32 @@ async fn live_document(state: &AppState, raw_id: &str) -> Result<DocumentRecord,
     }
 }
 
+/// Reads the live document and moves it to `to` with a compare-and-set on the status it was
+/// read in: the document as read when the move applied, `None` when a racing request changed
+/// the status first. A move the status machine refuses is an illegal operation.
+async fn move_live_document(
+    state: &AppState,
+    raw_id: &str,
+    to: DocumentStatus,
+) -> Result<Option<DocumentRecord>, ApiError> {
+    let document = live_document(state, raw_id).await?;
+    let to = document
+        .status
+        .transition(to)
+        .map_err(|e| ApiError::illegal(e.to_string()))?;
+    let changed = state
+        .store
+        .change_document_status(
+            &document.document_id,
+            document.status,
+            to,
+            None,
+            state.clock.now(),
+        )
+        .await?;
+    Ok(changed.then_some(document))
+}
+
 /// `PUT /documents/{id}` body.
 #[derive(Debug, Deserialize)]
 struct RejectRequest {
@@ -420,26 +446,13 @@ async fn reject(
         }
         None => return Err(ApiError::validation("field status is required")),
     }
-    let document = live_document(&state, &raw_id).await?;
-    let to = document
-        .status
-        .transition(DocumentStatus::Rejected)
-        .map_err(|e| ApiError::illegal(e.to_string()))?;
-    let changed = state
-        .store
-        .change_document_status(
-            &document.document_id,
-            document.status,
-            to,
-            None,
-            state.clock.now(),
-        )
-        .await?;
-    if !changed {
-        return Err(ApiError::illegal(
-            "the document changed while it was being rejected; read it and try again",
-        ));
-    }
+    let document = move_live_document(&state, &raw_id, DocumentStatus::Rejected)
+        .await?
+        .ok_or_else(|| {
+            ApiError::illegal(
+                "the document changed while it was being rejected; read it and try again",
+            )
+        })?;
     Ok(Json(DocumentSummary::from(&document)))
 }
 
@@ -456,23 +469,8 @@ async fn delete(
     // delete finds the row DELETED and answers its own refusal; one that won is simply deleted.
     let mut deleted = None;
     for _ in 0..3 {
-        let document = live_document(&state, &raw_id).await?;
-        let to = document
-            .status
-            .transition(DocumentStatus::Deleted)
-            .map_err(|e| ApiError::illegal(e.to_string()))?;
-        let changed = state
-            .store
-            .change_document_status(
-                &document.document_id,
-                document.status,
-                to,
-                None,
-                state.clock.now(),
-            )
-            .await?;
-        if changed {
-            deleted = Some(document);
+        deleted = move_live_document(&state, &raw_id, DocumentStatus::Deleted).await?;
+        if deleted.is_some() {
             break;
         }
     }
