@@ -213,13 +213,7 @@ impl CertificateAuthority {
     /// `authority_info_access`, the certificate also names the OCSP responder and where the
     /// CA certificate can be fetched (RFC 5280 §4.2.2.1).
     pub fn issue(&self, request: &IssueRequest<'_>) -> Result<IssuedCertificate, CaError> {
-        let not_before = whole_seconds(request.not_before);
-        let not_after = whole_seconds(request.not_after);
-        if not_after <= not_before {
-            return Err(CaError::InvalidValidity(format!(
-                "notAfter {not_after} is not after notBefore {not_before}"
-            )));
-        }
+        let (not_before, not_after) = validity(request.not_before, request.not_after)?;
         let url = request.crl_distribution_url;
         check_uri("CRL distribution", url)?;
         let aia = request
@@ -246,34 +240,16 @@ impl CertificateAuthority {
             ));
         }
 
-        let serial = SerialNumber::random();
-        let mut params = CertificateParams::default();
+        let (serial, mut params) = leaf_params(not_before, not_after, url);
         params.distinguished_name = request.subject.to_rcgen();
-        params.serial_number = Some(rcgen::SerialNumber::from_slice(serial.as_bytes()));
-        params.not_before = not_before;
-        params.not_after = not_after;
-        params.is_ca = IsCa::ExplicitNoCa;
         params.key_usages = vec![
             KeyUsagePurpose::DigitalSignature,
             KeyUsagePurpose::ContentCommitment,
         ];
         params.extended_key_usages = vec![ExtendedKeyUsagePurpose::EmailProtection];
-        params.crl_distribution_points = vec![CrlDistributionPoint {
-            uris: vec![url.to_owned()],
-        }];
         params.subject_alt_names = subject_alt_names;
         params.custom_extensions.extend(aia);
-        params.use_authority_key_identifier_extension = true;
-        params.key_identifier_method = KeyIdMethod::Sha256;
-        let certificate = params
-            .signed_by(&RcgenPublicKey(request.public_key), &self.issuer)
-            .map_err(|e| CaError::Signing(e.to_string()))?;
-        Ok(IssuedCertificate {
-            serial,
-            der: certificate.der().to_vec(),
-            not_before,
-            not_after,
-        })
+        self.sign_leaf(serial, params, request.public_key)
     }
 
     /// Whether `certificate_der` carries this CA's signature and stays valid beyond `until`:
@@ -298,31 +274,17 @@ impl CertificateAuthority {
         &self,
         request: &ServiceCertificateRequest<'_>,
     ) -> Result<IssuedCertificate, CaError> {
-        let not_before = whole_seconds(request.not_before);
-        let not_after = whole_seconds(request.not_after);
-        if not_after <= not_before {
-            return Err(CaError::InvalidValidity(format!(
-                "notAfter {not_after} is not after notBefore {not_before}"
-            )));
-        }
+        let (not_before, not_after) = validity(request.not_before, request.not_after)?;
         check_uri("CRL distribution", request.crl_distribution_url)?;
         if request.common_name.trim().is_empty() {
             return Err(CaError::InvalidRequest("the common name is empty".into()));
         }
-        let serial = SerialNumber::random();
-        let mut params = CertificateParams::default();
+        let (serial, mut params) = leaf_params(not_before, not_after, request.crl_distribution_url);
         params.distinguished_name = Subject::builder()
             .common_name(request.common_name)
             .build()
             .to_rcgen();
-        params.serial_number = Some(rcgen::SerialNumber::from_slice(serial.as_bytes()));
-        params.not_before = not_before;
-        params.not_after = not_after;
-        params.is_ca = IsCa::ExplicitNoCa;
         params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
-        params.crl_distribution_points = vec![CrlDistributionPoint {
-            uris: vec![request.crl_distribution_url.to_owned()],
-        }];
         // rcgen writes extendedKeyUsage non-critical; RFC 3161 wants it critical for a TSA, so
         // the extension is encoded here: SEQUENCE OF KeyPurposeId.
         let (purpose, nocheck) = match request.purpose {
@@ -347,16 +309,27 @@ impl CertificateAuthority {
         if let Some(aia) = request.authority_info_access {
             params.custom_extensions.push(aia.extension()?);
         }
+        self.sign_leaf(serial, params, request.public_key)
+    }
+
+    /// Signs an end-entity certificate built on [`leaf_params`] with its serial, adding the
+    /// authority key identifier.
+    fn sign_leaf(
+        &self,
+        serial: SerialNumber,
+        mut params: CertificateParams,
+        public_key: &PublicKey,
+    ) -> Result<IssuedCertificate, CaError> {
         params.use_authority_key_identifier_extension = true;
         params.key_identifier_method = KeyIdMethod::Sha256;
         let certificate = params
-            .signed_by(&RcgenPublicKey(request.public_key), &self.issuer)
+            .signed_by(&RcgenPublicKey(public_key), &self.issuer)
             .map_err(|e| CaError::Signing(e.to_string()))?;
         Ok(IssuedCertificate {
             serial,
             der: certificate.der().to_vec(),
-            not_before,
-            not_after,
+            not_before: params.not_before,
+            not_after: params.not_after,
         })
     }
 
@@ -443,6 +416,39 @@ fn oid_arcs(oid: der::asn1::ObjectIdentifier) -> Vec<u64> {
 
 /// Drops sub-second precision, which certificates cannot carry, so returned times match the
 /// encoded ones.
+/// The validity to whole seconds (what DER times hold), refused unless notAfter follows notBefore.
+fn validity(
+    not_before: OffsetDateTime,
+    not_after: OffsetDateTime,
+) -> Result<(OffsetDateTime, OffsetDateTime), CaError> {
+    let (not_before, not_after) = (whole_seconds(not_before), whole_seconds(not_after));
+    if not_after <= not_before {
+        return Err(CaError::InvalidValidity(format!(
+            "notAfter {not_after} is not after notBefore {not_before}"
+        )));
+    }
+    Ok((not_before, not_after))
+}
+
+/// What every end-entity certificate of this CA has: a fresh random serial, the validity, not a
+/// CA, and the CRL distribution point.
+fn leaf_params(
+    not_before: OffsetDateTime,
+    not_after: OffsetDateTime,
+    crl_distribution_url: &str,
+) -> (SerialNumber, CertificateParams) {
+    let serial = SerialNumber::random();
+    let mut params = CertificateParams::default();
+    params.serial_number = Some(rcgen::SerialNumber::from_slice(serial.as_bytes()));
+    params.not_before = not_before;
+    params.not_after = not_after;
+    params.is_ca = IsCa::ExplicitNoCa;
+    params.crl_distribution_points = vec![CrlDistributionPoint {
+        uris: vec![crl_distribution_url.to_owned()],
+    }];
+    (serial, params)
+}
+
 fn whole_seconds(t: OffsetDateTime) -> OffsetDateTime {
     t.replace_nanosecond(0).unwrap_or(t)
 }
