@@ -79,6 +79,21 @@ fn require_content_type(headers: &HeaderMap, expected: &str) -> Result<(), ApiEr
     }
 }
 
+/// The request's DER body, or the error body with the status of why it could not be read
+/// (too large, cut short).
+fn request_body(
+    body: Result<Bytes, axum::extract::rejection::BytesRejection>,
+    what: &str,
+) -> Result<Bytes, ApiError> {
+    body.map_err(|e| {
+        ApiError::new(
+            e.status(),
+            ErrorCode::RequestValidation,
+            format!("the {what} request could not be read: {e}"),
+        )
+    })
+}
+
 #[tracing::instrument(skip_all)]
 async fn timestamp(
     State(state): State<AppState>,
@@ -87,13 +102,7 @@ async fn timestamp(
 ) -> Result<Response, ApiError> {
     let services = services(&state)?;
     require_content_type(&headers, TIMESTAMP_QUERY)?;
-    let body = body.map_err(|e| {
-        ApiError::new(
-            e.status(),
-            ErrorCode::RequestValidation,
-            format!("the timestamp request could not be read: {e}"),
-        )
-    })?;
+    let body = request_body(body, "timestamp")?;
     let reply = services.tsa.respond(&body, state.clock.now());
     let status = match &reply.rejection {
         None => StatusCode::OK,
@@ -122,13 +131,7 @@ async fn ocsp_post(
 ) -> Result<Response, ApiError> {
     services(&state)?;
     require_content_type(&headers, OCSP_REQUEST)?;
-    let body = body.map_err(|e| {
-        ApiError::new(
-            e.status(),
-            ErrorCode::RequestValidation,
-            format!("the OCSP request could not be read: {e}"),
-        )
-    })?;
+    let body = request_body(body, "OCSP")?;
     answer_ocsp(&state, &body).await
 }
 
