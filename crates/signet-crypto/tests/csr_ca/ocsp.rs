@@ -181,6 +181,24 @@ fn empty_and_garbage_requests_are_malformed() {
 }
 
 #[test]
+fn requests_beyond_the_size_and_certificate_bounds_are_malformed() {
+    let ca = ca();
+    let oversize = vec![0x30; signet_crypto::ocsp::MAX_REQUEST_BYTES + 1];
+    let error = OcspRequest::from_der(&oversize).unwrap_err();
+    assert!(error.0.contains("at most"), "{}", error.0);
+
+    let ids = |count: usize| -> Vec<CertId> {
+        (0..count)
+            .map(|i| cert_id(ca.certificate_der(), &[1, i as u8 + 1], true))
+            .collect()
+    };
+    let most = signet_crypto::ocsp::MAX_CERTIFICATES_PER_REQUEST;
+    assert!(OcspRequest::from_der(&request_der(&ids(most), None)).is_ok());
+    let error = OcspRequest::from_der(&request_der(&ids(most + 1), None)).unwrap_err();
+    assert!(error.0.contains("at most"), "{}", error.0);
+}
+
+#[test]
 fn openssl_verifies_a_response_to_its_own_request() {
     let ca = ca();
     let (responder_cert, responder_key) = service(&ca, ServicePurpose::OcspSigning);

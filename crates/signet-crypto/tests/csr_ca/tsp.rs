@@ -240,6 +240,13 @@ fn openssl_ts_verifies_a_token_for_its_own_query() {
     assert!(verdict.contains("Verification: OK"), "{verdict}");
 }
 
+#[test]
+fn a_request_beyond_the_size_bound_is_refused_as_bad_data() {
+    let oversize = vec![0x30; signet_crypto::tsp::MAX_REQUEST_BYTES + 1];
+    let rejection = TimeStampRequest::from_der(&oversize).unwrap_err();
+    assert!(rejection.reason.contains("at most"), "{}", rejection.reason);
+}
+
 proptest! {
     #[test]
     fn parsing_arbitrary_bytes_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..400)) {
