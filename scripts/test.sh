@@ -4,8 +4,10 @@
 #     libreoffice-writer-nogui (PDF corpus),
 #     postgresql-client (pg_isready), slapd and ldap-utils (a real OpenLDAP for the directory tests;
 #     the tests start their own slapd on a free port, never the system one), curl (the
-#     reference's own order command is run verbatim);
-#   - a Python venv with the signature oracles (pyHanko) and PDF producers (reportlab, pypdf).
+#     reference's own order command is run verbatim), chromium and chromium-driver (a real browser
+#     for the signer pages, driven over WebDriver; never a browser download);
+#   - a Python venv with the signature oracles (pyHanko), PDF producers (reportlab, pypdf), a real
+#     SMTP server (aiosmtpd) and the Standard Webhooks verifier (standardwebhooks).
 # PostgreSQL tests run against $SIGNET_TEST_POSTGRES_URL; outside CI they skip with a notice when it
 # is unset. With CI set, an unreachable PostgreSQL fails the run.
 set -euo pipefail
@@ -13,7 +15,7 @@ repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$repo"
 
 apt_packages=(openssl poppler-utils qpdf ghostscript librsvg2-bin libreoffice-writer-nogui
-  postgresql-client python3-venv slapd ldap-utils curl)
+  postgresql-client python3-venv slapd ldap-utils curl chromium chromium-driver)
 missing=()
 for pkg in "${apt_packages[@]}"; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")

@@ -1,4 +1,4 @@
-//! One `sign_order_as` on a one-page order, in-process: a fresh P-256 key, its certificate from
+//! One `OrderService::sign_as` on a one-page order, in-process: a fresh P-256 key, its certificate from
 //! Signet's CA, the PAdES revision appended by the engine, the blob made durable and the
 //! signature recorded in SQLite. Each iteration signs a new order (a signer signs once).
 #![allow(clippy::unwrap_used)]
@@ -95,7 +95,7 @@ fn sign_order(c: &mut Criterion) {
                 let (order_id, signer) = new_order();
                 let start = Instant::now();
                 runtime
-                    .block_on(signet::workflow::sign_order_as(&state, order_id, &signer))
+                    .block_on(state.orders.sign_as(order_id, &signer))
                     .unwrap();
                 total += start.elapsed();
             }

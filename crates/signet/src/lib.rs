@@ -10,7 +10,7 @@ pub mod directory;
 pub mod domain;
 pub mod jobs;
 pub mod pki;
+pub mod services;
 pub mod startup;
 pub mod state;
 pub mod store;
-pub mod workflow;

@@ -21,10 +21,11 @@ use crate::config::Settings;
 use crate::data_dir;
 use crate::jobs::JobRunner;
 use crate::pki::{load_or_create_ca, write_private, Pki};
+use crate::services::orders::OrderService;
+use crate::services::signing_links::LinkKey;
 use crate::state::{ApiKeyCache, AppState};
 use crate::store::blobs::BlobStore;
 use crate::store::{self, Store};
-use crate::workflow::{LinkKey, OrderLocks};
 use serve::ConnectionLimits;
 
 /// File in the data directory that receives the API key created on first start.
@@ -104,17 +105,26 @@ impl Application {
             tracing::info!("the Automation API is disabled; enable it with --enable-automation-api (SIGNET_AUTOMATION_API_ENABLED=true, or automation_api.enabled = true in the config file)");
             None
         };
+        let blobs = Arc::new(blobs);
+        let public_url: Arc<str> = public_url.into();
+        let orders = Arc::new(OrderService::new(
+            store.clone(),
+            blobs.clone(),
+            pki.clone(),
+            clock.clone(),
+            link_key,
+            public_url.clone(),
+        ));
         let state = AppState {
             store,
-            blobs: Arc::new(blobs),
+            blobs,
             pki,
             clock,
             settings: Arc::new(settings),
-            public_url: public_url.into(),
+            public_url,
             api_keys: Arc::new(ApiKeyCache::default()),
             directory,
-            order_locks: Arc::new(OrderLocks::default()),
-            link_key: Arc::new(link_key),
+            orders,
         };
         Ok(Self {
             listener,

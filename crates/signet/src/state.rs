@@ -7,9 +7,9 @@ use crate::clock::Clock;
 use crate::config::Settings;
 use crate::directory::Directory;
 use crate::pki::Pki;
+use crate::services::orders::OrderService;
 use crate::store::blobs::BlobStore;
 use crate::store::Store;
-use crate::workflow::{LinkKey, OrderLocks};
 
 /// Cheap to clone: everything inside is shared.
 #[derive(Clone)]
@@ -25,10 +25,8 @@ pub struct AppState {
     pub api_keys: Arc<ApiKeyCache>,
     /// Finds people for signing orders (file directory, LDAP).
     pub directory: Arc<dyn Directory>,
-    /// Serialises signing per order within this process.
-    pub order_locks: Arc<OrderLocks>,
-    /// Derives signing-link tokens.
-    pub link_key: Arc<LinkKey>,
+    /// Signing orders: signing, rejecting, links.
+    pub orders: Arc<OrderService>,
 }
 
 /// Hashes of API keys already seen valid. Keys cannot be deleted through any interface yet, so

@@ -352,6 +352,11 @@ pub trait Store: Send + Sync + 'static {
     async fn order_events(&self, order_id: &OrderId) -> StoreResult<Vec<EventRecord>>;
     async fn events_named(&self, name: &str) -> StoreResult<Vec<EventRecord>>;
     async fn find_login(&self, internal_id: &str) -> StoreResult<Option<LoginRecord>>;
+    /// The order and task position whose signing link has this token hash (an indexed lookup).
+    async fn find_task_by_token_hash(
+        &self,
+        token_hash: &str,
+    ) -> StoreResult<Option<(OrderId, i64)>>;
 }
 
 /// Opens the database named by `url` (`sqlite:…` or `postgres://…`) and brings its schema up to date.

@@ -935,4 +935,11 @@ impl Store for SqlStore {
     async fn find_login(&self, internal_id: &str) -> StoreResult<Option<LoginRecord>> {
         self.find_login_sql(internal_id).await
     }
+
+    async fn find_task_by_token_hash(
+        &self,
+        token_hash: &str,
+    ) -> StoreResult<Option<(OrderId, i64)>> {
+        self.find_task_by_token_hash_sql(token_hash).await
+    }
 }

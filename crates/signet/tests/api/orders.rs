@@ -111,7 +111,9 @@ impl TestApp {
             .as_str()
             .unwrap()
             .to_owned();
-        signet::workflow::sign_order_as(&self.state, OrderId::parse(id).unwrap(), &internal_id)
+        self.state
+            .orders
+            .sign_as(OrderId::parse(id).unwrap(), &internal_id)
             .await
             .map_err(|e| e.to_string())
     }
@@ -348,14 +350,12 @@ async fn a_rejection_ends_the_order_and_nobody_signs_after_it() {
             .as_str()
             .unwrap()
             .to_owned();
-        let state = signet::workflow::reject_order_as(
-            &app.state,
-            OrderId::parse(&id).unwrap(),
-            &jdoe,
-            Some("wrong amount"),
-        )
-        .await
-        .unwrap();
+        let state = app
+            .state
+            .orders
+            .reject_as(OrderId::parse(&id).unwrap(), &jdoe, Some("wrong amount"))
+            .await
+            .unwrap();
         assert_eq!(state.as_str(), "REJECTED");
         assert_eq!(app.order_state(&id).await, "REJECTED");
         let order = app.order(&id).await;
@@ -498,9 +498,18 @@ async fn signers_on_two_processes_lose_no_signature() {
                 .unwrap()
                 .to_owned()
         };
+        // A second process: its own database connections and its own in-process locks, over
+        // the same database, files and link key.
         let mut other = app.state.clone();
         other.store = signet::store::connect(&app.database_url).await.unwrap();
-        other.order_locks = Default::default();
+        other.orders = std::sync::Arc::new(signet::services::orders::OrderService::new(
+            other.store.clone(),
+            other.blobs.clone(),
+            other.pki.clone(),
+            other.clock.clone(),
+            signet::services::signing_links::LinkKey::load_or_create(app.data_dir.path()).unwrap(),
+            other.public_url.clone(),
+        ));
         let order_id = OrderId::parse(&id).unwrap();
         let tasks = (0..4).map(|i| {
             let state = if i % 2 == 0 {
@@ -509,9 +518,7 @@ async fn signers_on_two_processes_lose_no_signature() {
                 other.clone()
             };
             let signer = internal(i);
-            tokio::spawn(
-                async move { signet::workflow::sign_order_as(&state, order_id, &signer).await },
-            )
+            tokio::spawn(async move { state.orders.sign_as(order_id, &signer).await })
         });
         for result in futures::future::join_all(tasks).await {
             result.unwrap().unwrap();

@@ -26,7 +26,6 @@ use crate::store::blobs::BlobKey;
 use crate::store::orders::{
     NewOrder, NewOrderSigner, OrderChange, OrderDocument, OrderPerson, OrderRecord, OrderUpdate,
 };
-use crate::workflow::{new_link_nonce, token_hash};
 
 /// Longest title accepted.
 const MAX_TITLE: usize = 1024;
@@ -118,13 +117,12 @@ async fn resolve_signers(
         .into_iter()
         .zip(requests)
         .map(|(person, request)| {
-            let nonce = new_link_nonce();
-            let token = state.link_key.token(&order_id, &nonce);
+            let link = state.orders.new_link(&order_id);
             NewOrderSigner {
                 person,
                 group: request.priority_group,
-                link_nonce: nonce,
-                token_hash: token_hash(&token),
+                link_nonce: link.nonce,
+                token_hash: link.token_hash,
             }
         })
         .collect())
@@ -262,15 +260,13 @@ pub fn order_json(state: &AppState, order: &OrderRecord) -> Value {
         .iter()
         .map(|s| {
             let mut map = person_json(&s.person);
-            let token = state.link_key.token(&order.order_id, &s.link_nonce);
-            let link_alive = !order.state.is_final() && !s.status.has_acted();
             map.insert("priorityGroup".into(), json!(s.group.get()));
             map.insert("status".into(), json!(s.status.as_str()));
             map.insert("actionTimestamp".into(), json!(s.action_at.map(timestamp)));
             map.insert("rejectReason".into(), json!(s.reject_reason));
             map.insert(
                 "signingUrl".into(),
-                json!(link_alive.then(|| format!("{}/sign/{token}", state.public_url))),
+                json!(state.orders.signing_url(order, s)),
             );
             Value::Object(map)
         })

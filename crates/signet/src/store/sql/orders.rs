@@ -905,6 +905,24 @@ impl SqlStore {
         rows.iter().map(event_from_row).collect()
     }
 
+    pub(crate) async fn find_task_by_token_hash_sql(
+        &self,
+        token_hash: &str,
+    ) -> StoreResult<Option<(OrderId, i64)>> {
+        let row = sqlx::query("SELECT order_id, position FROM order_signers WHERE token_hash = $1")
+            .bind(token_hash)
+            .fetch_optional(&self.reader)
+            .await?;
+        row.map(|row| {
+            let order_id: String = row.try_get("order_id")?;
+            Ok((
+                OrderId::parse(&order_id).map_err(corrupt("order id"))?,
+                row.try_get("position")?,
+            ))
+        })
+        .transpose()
+    }
+
     pub(crate) async fn find_login_sql(
         &self,
         internal_id: &str,

@@ -1,0 +1,6 @@
+//! Services between HTTP and storage: each owns the rules and protocols of one part of Signet
+//! and takes its own dependencies (store, blobs, CA, clock), never `AppState`, so every surface
+//! and job calls the same operations.
+
+pub mod orders;
+pub mod signing_links;
