@@ -112,6 +112,7 @@ impl Application {
             blobs.clone(),
             pki.clone(),
             clock.clone(),
+            directory.clone(),
             link_key,
             public_url.clone(),
         ));

@@ -343,6 +343,241 @@ pub fn may_act(order: OrderState, task: TaskStatus) -> Result<(), SigningError> 
     }
 }
 
+/// Why the order's rules refuse a change. `Display` is the message the API answers with (as
+/// ILLEGAL_OPERATION_ERROR), so each variant words what the client may do instead.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum OrderRefusal {
+    /// The order has ended: only a PENDING order changes.
+    #[error(transparent)]
+    Closed(#[from] OrderTransitionError),
+    /// The signer cannot sign or reject now.
+    #[error(transparent)]
+    Signing(#[from] SigningError),
+    #[error("the document cannot be replaced once someone has signed it")]
+    DocumentAlreadySigned,
+    #[error("an order needs at least one signer")]
+    NoSigners,
+    /// Whoever signed or rejected is part of the record and stays on the order.
+    #[error("signer {identifier} has {} and cannot be removed", status.as_str().to_ascii_lowercase())]
+    ActedSignerRemoved {
+        identifier: String,
+        status: TaskStatus,
+    },
+    /// New signers may join the group signing now or a later one, never an earlier one: that
+    /// group's turn has passed.
+    #[error("priorityGroup {} precedes group {} that is signing now", group.get(), current.get())]
+    PrecedesCurrentGroup {
+        group: PriorityGroup,
+        current: PriorityGroup,
+    },
+    /// Anonymizing waits until the person's orders are finished.
+    #[error("the user has PENDING orders: cancel or delete them first")]
+    PersonHasPendingOrders,
+}
+
+impl PlanOutcome {
+    /// The final state the order moves into after settling, if the plan has ended it.
+    pub fn final_state(self) -> Option<OrderState> {
+        match self {
+            PlanOutcome::Open => None,
+            PlanOutcome::AllSigned => Some(OrderState::Accepted),
+            PlanOutcome::Rejected => Some(OrderState::Rejected),
+        }
+    }
+}
+
+/// What a change to an order's metadata, document or state asks for (the rule-relevant part).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct UpdateRequest {
+    pub new_document: bool,
+    pub cancel: bool,
+}
+
+/// What the store does for an allowed update.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct UpdatePlan {
+    pub replace_document: bool,
+    /// The final state to move into (CANCELLED when asked to cancel).
+    pub finish: Option<OrderState>,
+}
+
+/// Decides an update: only a PENDING order changes, and its document only while nobody has
+/// signed it (a signature covers the bytes it signed).
+pub fn plan_update(
+    state: OrderState,
+    signatures: u32,
+    request: UpdateRequest,
+) -> Result<UpdatePlan, OrderRefusal> {
+    state.require_pending("changed")?;
+    if request.new_document && signatures > 0 {
+        return Err(OrderRefusal::DocumentAlreadySigned);
+    }
+    let finish = if request.cancel {
+        Some(state.cancel()?)
+    } else {
+        None
+    };
+    Ok(UpdatePlan {
+        replace_document: request.new_document,
+        finish,
+    })
+}
+
+/// Whether a signature built on `based_on_revision` lands on the order as it stands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SignatureCheck {
+    Apply,
+    /// Another signature landed first: sign again on the new revision.
+    Stale,
+}
+
+/// Decides a signature: the signer must be allowed to act (that comes first, so a signer who may
+/// not act is told so rather than asked to retry), and it must be built on the current revision.
+pub fn check_signature(
+    state: OrderState,
+    task: TaskStatus,
+    revision: i64,
+    based_on_revision: i64,
+) -> Result<SignatureCheck, OrderRefusal> {
+    may_act(state, task)?;
+    Ok(if revision == based_on_revision {
+        SignatureCheck::Apply
+    } else {
+        SignatureCheck::Stale
+    })
+}
+
+/// Decides a rejection: one signer's rejection ends the order REJECTED.
+pub fn plan_rejection(state: OrderState, task: TaskStatus) -> Result<OrderState, OrderRefusal> {
+    may_act(state, task)?;
+    Ok(OrderState::Rejected)
+}
+
+/// Who a task belongs to, as both a request (after the directory lookup) and the store can say
+/// it: the source and the person's id in it.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct PersonKey {
+    pub source: crate::domain::PersonSource,
+    pub user_id: String,
+}
+
+/// A task of the order as it stands.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CurrentTask {
+    pub position: i64,
+    pub person: PersonKey,
+    /// As the order shows it, for the refusal message.
+    pub identifier: String,
+    pub task: Task,
+}
+
+/// A signer the new list names.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RequestedSigner {
+    pub person: PersonKey,
+    pub group: PriorityGroup,
+}
+
+/// How to turn the present tasks into the requested list.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SignerPlan {
+    /// Positions of the tasks to delete; none of them has acted.
+    pub remove: Vec<i64>,
+    /// Kept tasks that have not acted, with the group the request gives them.
+    pub regroup: Vec<(i64, PriorityGroup)>,
+    /// New tasks: their position (after every present one) and their index in the request.
+    pub add: Vec<(i64, usize)>,
+    /// Every task afterwards, by position, before settling (new ones QUEUED).
+    pub after: Vec<(i64, Task)>,
+}
+
+/// Decides a new signer list for a PENDING order. Requested signers are matched to present tasks
+/// by person; a present task the list leaves out is removed, unless its signer has acted (those
+/// stay: their signature or rejection is in the record). Signers yet to act, new or kept, may not
+/// be put before the group whose turn it is.
+pub fn plan_signers(
+    state: OrderState,
+    current: &[CurrentTask],
+    requested: &[RequestedSigner],
+) -> Result<SignerPlan, OrderRefusal> {
+    state.require_pending("changed")?;
+    if requested.is_empty() {
+        return Err(OrderRefusal::NoSigners);
+    }
+    let mut present: Vec<&CurrentTask> = current.iter().collect();
+    present.sort_by_key(|t| t.position);
+    let mut kept: Vec<(&CurrentTask, &RequestedSigner)> = Vec::new();
+    let mut added: Vec<usize> = Vec::new();
+    for (index, signer) in requested.iter().enumerate() {
+        match present.iter().position(|t| t.person == signer.person) {
+            Some(found) => kept.push((present.remove(found), signer)),
+            None => added.push(index),
+        }
+    }
+    if let Some(acted) = present.iter().find(|t| t.task.status.has_acted()) {
+        return Err(OrderRefusal::ActedSignerRemoved {
+            identifier: acted.identifier.clone(),
+            status: acted.task.status,
+        });
+    }
+    let before: Vec<Task> = current.iter().map(|t| t.task).collect();
+    if let Some(current_group) = current_group(&before) {
+        let waiting = added.iter().map(|&i| requested[i].group).chain(
+            kept.iter()
+                .filter(|(t, _)| !t.task.status.has_acted())
+                .map(|(_, s)| s.group),
+        );
+        for group in waiting {
+            if group < current_group {
+                return Err(OrderRefusal::PrecedesCurrentGroup {
+                    group,
+                    current: current_group,
+                });
+            }
+        }
+    }
+    let first_new = current.iter().map(|t| t.position).max().unwrap_or(-1) + 1;
+    let add: Vec<(i64, usize)> = (first_new..).zip(added).collect();
+    let regroup: Vec<(i64, PriorityGroup)> = kept
+        .iter()
+        .filter(|(t, _)| !t.task.status.has_acted())
+        .map(|(t, s)| (t.position, s.group))
+        .collect();
+    let mut after: Vec<(i64, Task)> = kept
+        .iter()
+        .map(|(t, s)| {
+            let group = if t.task.status.has_acted() {
+                t.task.group
+            } else {
+                s.group
+            };
+            (
+                t.position,
+                Task {
+                    group,
+                    status: t.task.status,
+                },
+            )
+        })
+        .chain(add.iter().map(|&(position, index)| {
+            (
+                position,
+                Task {
+                    group: requested[index].group,
+                    status: TaskStatus::Queued,
+                },
+            )
+        }))
+        .collect();
+    after.sort_by_key(|(position, _)| *position);
+    Ok(SignerPlan {
+        remove: present.iter().map(|t| t.position).collect(),
+        regroup,
+        add,
+        after,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

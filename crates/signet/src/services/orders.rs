@@ -1,24 +1,31 @@
-//! The order service: signing orders as operations over the store, the blob store, the CA and
-//! the PDF engine — what happens when a signer signs or rejects, and each signer's link. The
-//! Automation API, the signer pages and the jobs all call these; the rules live in
-//! `domain::order` and the atomic bookkeeping in the store. It takes its own dependencies, never
-//! `AppState`.
+//! The order service: every operation on a signing order — create (with the upload check and
+//! the first document version), read, state, the document to download, update, replace signers,
+//! delete, events, anonymize, and what happens when a signer signs or rejects — plus each
+//! signer's link. The Automation API, the signer pages and the jobs all call these; the rules
+//! live in `domain::order`, the atomic bookkeeping in the store. It takes its own dependencies
+//! (store, blobs, CA, clock, directory, link key), never `AppState`.
 
 use anyhow::Context;
 use sha2::{Digest, Sha256};
 use signet_crypto::csr::{PublicKey, Subject};
 use signet_pdf::PrepareOptions;
+use std::future::Future;
+use std::path::PathBuf;
 use std::sync::Arc;
-use time::Duration;
+use time::{Duration, OffsetDateTime};
 
 use super::signing_links::{new_link_nonce, token_hash, LinkKey};
 use crate::clock::Clock;
+use crate::directory::{Directory, DirectoryError, PersonAttributes};
+use crate::domain::order::OrderRefusal;
 use crate::domain::person::PersonSource;
-use crate::domain::{OrderId, OrderState};
+use crate::domain::{LinkType, OrderId, OrderOption, OrderState, PriorityGroup, Sha256Digest};
 use crate::pki::Pki;
-use crate::store::blobs::{BlobKey, BlobStore};
+use crate::store::blobs::{BlobKey, BlobStore, TempBlob};
 use crate::store::orders::{
-    OrderDocument, OrderRecord, OrderSignerRecord, RecordedSignature, SignatureOutcome,
+    AnonymizeOutcome, AnonymizeTarget, EventRecord, NewOrder, NewOrderSigner, OrderChange,
+    OrderDocument, OrderRecord, OrderSignerRecord, OrderUpdate, RecordedSignature, ResolvedPerson,
+    SignatureOutcome,
 };
 use crate::store::Store;
 
@@ -29,14 +36,64 @@ pub const SIGNATURE_CERTIFICATE_VALIDITY: Duration = Duration::days(1);
 /// How often signing is retried when another process signed the same order first.
 const MAX_SIGNING_ATTEMPTS: usize = 8;
 
-/// Why a signer's action on an order did not happen.
+/// How often a download reads the order again when a signature replaced the version it was
+/// about to open.
+const MAX_DOCUMENT_READS: usize = 3;
+
+/// What an order operation could not find.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Missing {
+    #[error("no order {0}")]
+    Order(OrderId),
+    #[error("order {order_id} has no signer {internal_id}")]
+    Signer {
+        order_id: OrderId,
+        internal_id: String,
+    },
+    #[error("no events for order {0}")]
+    Events(OrderId),
+    #[error("no such user")]
+    User,
+}
+
+/// Why an uploaded document is not taken as an order's document.
+#[derive(Debug, thiserror::Error)]
+pub enum UploadRefusal {
+    #[error("the uploaded file is empty")]
+    Empty,
+    #[error("the upload is not a PDF: it does not start with %PDF-")]
+    NotPdf,
+    /// What the engine cannot prepare now it could not sign later.
+    #[error(transparent)]
+    Pdf(signet_pdf::PdfError),
+}
+
+/// Why the people a request names cannot be put on an order.
+#[derive(Debug, thiserror::Error)]
+pub enum PersonRefusal {
+    /// The detail (server address, bind error) goes to the operator's log, not the client.
+    #[error("the user directory is unreachable, nothing was created; try again later")]
+    DirectoryUnavailable,
+    #[error("{0}")]
+    BadIdentifier(String),
+    #[error("no INTERNAL user {0:?} in the directory")]
+    UnknownInternal(String),
+    #[error("signers {0:?} and {1:?} are the same person; name each signer once")]
+    SamePerson(String, String),
+}
+
+/// Why an order operation did not happen.
 #[derive(Debug, thiserror::Error)]
 pub enum OrderError {
-    #[error("{0}")]
-    NotFound(String),
-    /// The order's rules refuse it (order finished, signer already acted, not their turn).
-    #[error("{0}")]
-    Illegal(String),
+    #[error(transparent)]
+    NotFound(#[from] Missing),
+    /// The order's rules refuse it (order finished, signer already acted, not their turn, ...).
+    #[error(transparent)]
+    Rule(#[from] OrderRefusal),
+    #[error(transparent)]
+    Upload(#[from] UploadRefusal),
+    #[error(transparent)]
+    People(#[from] PersonRefusal),
     #[error(transparent)]
     Internal(#[from] anyhow::Error),
 }
@@ -45,6 +102,67 @@ impl From<crate::store::StoreError> for OrderError {
     fn from(error: crate::store::StoreError) -> Self {
         OrderError::Internal(error.into())
     }
+}
+
+/// A person as a request names them, parsed but not yet looked up.
+#[derive(Debug, Clone)]
+pub struct PersonRequest {
+    pub source: PersonSource,
+    /// INTERNAL: as given; EXTERNAL: the normalised personal number.
+    pub identifier: String,
+    pub attributes: PersonAttributes,
+    pub priority_group: PriorityGroup,
+}
+
+/// The uploaded PDF, on disk under the blob store's `tmp/` (removed on drop unless persisted).
+pub struct UploadedFile {
+    pub temp: TempBlob,
+    pub file: std::fs::File,
+    pub file_name: String,
+    pub size: u64,
+    pub sha256: Sha256Digest,
+}
+
+/// A new order as the request describes it; the service looks the people up, makes the links
+/// and stores the document.
+#[derive(Debug, Clone)]
+pub struct OrderDraft {
+    pub title: String,
+    pub description: Option<String>,
+    pub due_at: OffsetDateTime,
+    pub link_type: LinkType,
+    pub tags: Vec<serde_json::Value>,
+    pub options: Vec<OrderOption>,
+    pub solicitor: PersonRequest,
+    pub signers: Vec<PersonRequest>,
+}
+
+/// A change to an order's metadata or state (`PUT /orders/{id}`); a new document comes beside it.
+#[derive(Debug, Clone, Default)]
+pub struct OrderEdit {
+    pub title: Option<String>,
+    pub description: Option<String>,
+    pub due_at: Option<OffsetDateTime>,
+    pub cancel: bool,
+}
+
+/// Where the order's current document lies, to be served.
+#[derive(Debug, Clone)]
+pub struct DocumentSource {
+    pub path: PathBuf,
+    pub document: OrderDocument,
+}
+
+/// Who to anonymize, as a request names them.
+#[derive(Debug, Clone)]
+pub enum AnonymizeRequest {
+    InternalId(uuid::Uuid),
+    /// By source and identifier; an INTERNAL `attr=value` identifier names them through the
+    /// directory.
+    Person {
+        source: PersonSource,
+        identifier: String,
+    },
 }
 
 /// Serialises signing per order inside this process, so concurrent signers do not each build a
@@ -77,6 +195,7 @@ pub struct OrderService {
     blobs: Arc<BlobStore>,
     pki: Arc<Pki>,
     clock: Arc<dyn Clock>,
+    directory: Arc<dyn Directory>,
     locks: OrderLocks,
     links: LinkKey,
     /// Base URL for signing links, without a trailing slash.
@@ -114,6 +233,7 @@ impl OrderService {
         blobs: Arc<BlobStore>,
         pki: Arc<Pki>,
         clock: Arc<dyn Clock>,
+        directory: Arc<dyn Directory>,
         links: LinkKey,
         public_url: Arc<str>,
     ) -> Self {
@@ -122,6 +242,7 @@ impl OrderService {
             blobs,
             pki,
             clock,
+            directory,
             locks: OrderLocks::default(),
             links,
             public_url,
@@ -174,6 +295,346 @@ impl OrderService {
     pub async fn find_order(&self, order_id: &OrderId) -> Result<Option<OrderRecord>, OrderError> {
         Ok(self.store.find_order(order_id).await?)
     }
+
+    /// The order, or `NotFound`.
+    pub async fn order(&self, order_id: OrderId) -> Result<OrderRecord, OrderError> {
+        Ok(self
+            .store
+            .find_order(&order_id)
+            .await?
+            .ok_or(Missing::Order(order_id))?)
+    }
+
+    /// Only the order's state (the cheap poll).
+    pub async fn state(&self, order_id: OrderId) -> Result<OrderState, OrderError> {
+        Ok(self
+            .store
+            .order_state(&order_id)
+            .await?
+            .ok_or(Missing::Order(order_id))?)
+    }
+
+    /// The order's audit trail, oldest first; `NotFound` when there is none (the events outlive
+    /// a deleted order, so an id with events is known even after deletion).
+    pub async fn events(&self, order_id: OrderId) -> Result<Vec<EventRecord>, OrderError> {
+        let events = self.store.order_events(&order_id).await?;
+        if events.is_empty() {
+            return Err(Missing::Events(order_id).into());
+        }
+        Ok(events)
+    }
+
+    /// Hands the order's current document to `serve`. A signature landing between reading the
+    /// row and opening the file removes the version the row named (`serve` then fails with
+    /// `NotFound`): the row is read again and the new version served.
+    pub async fn serve_document<T, F, Fut>(
+        &self,
+        order_id: OrderId,
+        mut serve: F,
+    ) -> Result<T, OrderError>
+    where
+        F: FnMut(DocumentSource) -> Fut,
+        Fut: Future<Output = std::io::Result<T>>,
+    {
+        for _ in 0..MAX_DOCUMENT_READS {
+            let order = self.order(order_id).await?;
+            let source = DocumentSource {
+                path: self.blobs.path(&order.document.blob),
+                document: order.document,
+            };
+            match serve(source).await {
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                other => {
+                    return other.map_err(|e| {
+                        OrderError::Internal(anyhow::Error::new(e).context("serving the document"))
+                    })
+                }
+            }
+        }
+        Err(OrderError::Internal(anyhow::anyhow!(
+            "the order's document kept changing while it was being served"
+        )))
+    }
+
+    /// Creates an order: the people are looked up first (a directory that is down must not leave
+    /// a stored document behind), then the upload is checked and stored as the first version,
+    /// then the order and its events are written in one transaction.
+    #[tracing::instrument(skip_all, fields(order.id))]
+    pub async fn create(
+        &self,
+        draft: OrderDraft,
+        upload: UploadedFile,
+    ) -> Result<OrderId, OrderError> {
+        let now = self.clock.now();
+        let order_id = OrderId::new_random();
+        tracing::Span::current().record("order.id", tracing::field::display(&order_id));
+        let solicitor = self.resolve(&draft.solicitor).await?;
+        let signers = self.resolve_signers(order_id, &draft.signers).await?;
+        let document = self.store_upload(order_id, upload).await?;
+        let order = NewOrder {
+            order_id,
+            title: draft.title,
+            description: draft.description,
+            due_at: draft.due_at,
+            link_type: draft.link_type,
+            tags: draft.tags,
+            options: draft.options,
+            solicitor,
+            signers,
+            document,
+        };
+        if let Err(error) = self.store.create_order(&order, now).await {
+            let _ = self.blobs.remove_order(order_id);
+            return Err(error.into());
+        }
+        tracing::info!(signers = order.signers.len(), "order created");
+        Ok(order_id)
+    }
+
+    /// Changes title, description, due date, the document (while nobody has signed) or cancels.
+    /// Answers the order afterwards.
+    #[tracing::instrument(skip_all, fields(order.id = %order_id))]
+    pub async fn update(
+        &self,
+        order_id: OrderId,
+        edit: OrderEdit,
+        upload: Option<UploadedFile>,
+    ) -> Result<OrderRecord, OrderError> {
+        let now = self.clock.now();
+        let document = match upload {
+            Some(upload) => {
+                // Refuse before storing anything when the order cannot take a new document.
+                let order = self.order(order_id).await?;
+                order
+                    .state
+                    .require_pending("changed")
+                    .map_err(OrderRefusal::from)?;
+                Some(self.store_upload(order_id, upload).await?)
+            }
+            None => None,
+        };
+        let new_blob = document.as_ref().map(|d| d.blob.clone());
+        let change = OrderUpdate {
+            title: edit.title,
+            description: edit.description,
+            due_at: edit.due_at,
+            document,
+            cancel: edit.cancel,
+        };
+        let outcome = self.store.update_order(&order_id, &change, now).await;
+        if !matches!(outcome, Ok(OrderChange::Applied { .. })) {
+            if let Some(blob) = &new_blob {
+                let _ = self.blobs.remove(blob);
+            }
+        }
+        self.applied(outcome?, order_id)?;
+        self.order(order_id).await
+    }
+
+    /// Replaces the signer list (and, when given, the options). Answers the order afterwards.
+    #[tracing::instrument(skip_all, fields(order.id = %order_id))]
+    pub async fn replace_signers(
+        &self,
+        order_id: OrderId,
+        signers: &[PersonRequest],
+        options: Option<Vec<OrderOption>>,
+    ) -> Result<OrderRecord, OrderError> {
+        let resolved = self.resolve_signers(order_id, signers).await?;
+        let change = self
+            .store
+            .replace_order_signers(&order_id, &resolved, options.as_deref(), self.clock.now())
+            .await?;
+        self.applied(change, order_id)?;
+        self.order(order_id).await
+    }
+
+    /// Deletes the order, its tasks and its document bytes; the events stay.
+    #[tracing::instrument(skip(self), fields(order.id = %order_id))]
+    pub async fn delete(&self, order_id: OrderId) -> Result<(), OrderError> {
+        self.store
+            .delete_order(&order_id, self.clock.now())
+            .await?
+            .ok_or(Missing::Order(order_id))?;
+        if let Err(error) = self.blobs.remove_order(order_id) {
+            tracing::warn!(%error, "the deleted order's document could not be removed");
+        }
+        Ok(())
+    }
+
+    /// Removes a person's name, phone number and e-mail address from Signet's records and gives
+    /// them a new internal id, once they have no PENDING order. Answers the new internal id.
+    #[tracing::instrument(skip_all)]
+    pub async fn anonymize(&self, request: AnonymizeRequest) -> Result<String, OrderError> {
+        let target = match request {
+            AnonymizeRequest::InternalId(id) => AnonymizeTarget::InternalId(id.to_string()),
+            AnonymizeRequest::Person { source, identifier } => {
+                self.person_target(source, &identifier).await
+            }
+        };
+        match self.store.anonymize(&target, self.clock.now()).await? {
+            AnonymizeOutcome::NotFound => Err(Missing::User.into()),
+            AnonymizeOutcome::HasPendingOrders => Err(OrderRefusal::PersonHasPendingOrders.into()),
+            AnonymizeOutcome::Done { internal_id } => {
+                tracing::info!("user anonymized");
+                Ok(internal_id)
+            }
+        }
+    }
+
+    /// The login key of a person named by source and identifier: EXTERNAL people are their
+    /// personal number; INTERNAL ones are looked up (an `attr=value` identifier names the person
+    /// through the directory), falling back to the identifier itself when the directory no longer
+    /// has them.
+    async fn person_target(&self, source: PersonSource, identifier: &str) -> AnonymizeTarget {
+        let user_id = match source {
+            PersonSource::External => identifier.to_owned(),
+            PersonSource::Internal => match self.directory.lookup(source, identifier).await {
+                Ok(Some(found)) => found.user_id,
+                Ok(None) | Err(_) => identifier
+                    .split_once('=')
+                    .map_or(identifier, |(_, value)| value)
+                    .to_owned(),
+            },
+        };
+        AnonymizeTarget::Person { source, user_id }
+    }
+
+    /// What a store change did, as a result; superseded blobs are removed once it committed.
+    fn applied(&self, change: OrderChange, order_id: OrderId) -> Result<(), OrderError> {
+        match change {
+            OrderChange::NotFound => Err(Missing::Order(order_id).into()),
+            OrderChange::Illegal(refusal) => Err(refusal.into()),
+            OrderChange::Applied { superseded } => {
+                for blob in superseded {
+                    if let Err(error) = self.blobs.remove(&blob) {
+                        tracing::warn!(%error, "a superseded document could not be removed");
+                    }
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// Looks the person up and merges: directory attributes first, the request's for the rest.
+    /// An INTERNAL person the directory does not know is refused; an EXTERNAL one is taken as
+    /// the request describes them.
+    async fn resolve(&self, person: &PersonRequest) -> Result<ResolvedPerson, OrderError> {
+        let found = self
+            .directory
+            .lookup(person.source, &person.identifier)
+            .await
+            .map_err(|error| match error {
+                DirectoryError::Unavailable(why) => {
+                    tracing::error!(error = %why, "the user directory is unreachable");
+                    PersonRefusal::DirectoryUnavailable
+                }
+                DirectoryError::BadIdentifier(why) => PersonRefusal::BadIdentifier(why),
+            })?;
+        let (user_id, mut attributes) = match (found, person.source) {
+            (Some(found), _) => (found.user_id, found.attributes),
+            (None, PersonSource::Internal) => {
+                return Err(PersonRefusal::UnknownInternal(person.identifier.clone()).into())
+            }
+            (None, PersonSource::External) => {
+                (person.identifier.clone(), PersonAttributes::default())
+            }
+        };
+        attributes.fill_missing_from(&person.attributes);
+        Ok(ResolvedPerson {
+            source: person.source,
+            identifier: person.identifier.clone(),
+            user_id,
+            attributes,
+        })
+    }
+
+    /// Resolves every signer of a request against the directory, concurrently, and gives each
+    /// a fresh link.
+    async fn resolve_signers(
+        &self,
+        order_id: OrderId,
+        requests: &[PersonRequest],
+    ) -> Result<Vec<NewOrderSigner>, OrderError> {
+        let resolved =
+            futures::future::try_join_all(requests.iter().map(|r| self.resolve(r))).await?;
+        // One person, one task: two spellings of one person (`uid=x` and `x`) would give them
+        // two signatures to make, and the second could never be told apart from the first.
+        for (index, person) in resolved.iter().enumerate() {
+            if let Some(twin) = resolved[..index].iter().find(|earlier| {
+                earlier.source == person.source && earlier.user_id == person.user_id
+            }) {
+                return Err(PersonRefusal::SamePerson(
+                    twin.identifier.clone(),
+                    person.identifier.clone(),
+                )
+                .into());
+            }
+        }
+        Ok(resolved
+            .into_iter()
+            .zip(requests)
+            .map(|(person, request)| {
+                let link = self.new_link(&order_id);
+                NewOrderSigner {
+                    person,
+                    group: request.priority_group,
+                    link_nonce: link.nonce,
+                    token_hash: link.token_hash,
+                }
+            })
+            .collect())
+    }
+
+    /// Checks the upload is a PDF the engine can sign later, then makes it durable as a version
+    /// of the order's document. Blocking work runs off the executor.
+    async fn store_upload(
+        &self,
+        order_id: OrderId,
+        upload: UploadedFile,
+    ) -> Result<OrderDocument, OrderError> {
+        if upload.size == 0 {
+            return Err(UploadRefusal::Empty.into());
+        }
+        let blobs = self.blobs.clone();
+        let span = tracing::Span::current();
+        // Dropped with this future when the client hangs up: the check stops too.
+        let cancel = signet_pdf::Cancel::new();
+        let _cancel_on_hang_up = cancel.cancel_on_drop();
+        tokio::task::spawn_blocking(move || {
+            span.in_scope(|| {
+                use std::io::{BufReader, Read, Seek, SeekFrom};
+                let UploadedFile {
+                    temp,
+                    mut file,
+                    file_name,
+                    size,
+                    sha256,
+                } = upload;
+                let io = |e: std::io::Error| {
+                    OrderError::Internal(anyhow::Error::new(e).context("reading the upload"))
+                };
+                file.seek(SeekFrom::Start(0)).map_err(io)?;
+                let mut magic = [0u8; 5];
+                let read = file.read(&mut magic).map_err(io)?;
+                if &magic[..read] != b"%PDF-" {
+                    return Err(UploadRefusal::NotPdf.into());
+                }
+                file.seek(SeekFrom::Start(0)).map_err(io)?;
+                signet_pdf::check_with(BufReader::new(&mut file), &cancel)
+                    .map_err(UploadRefusal::Pdf)?;
+                let key = BlobKey::order_version(order_id, uuid::Uuid::new_v4());
+                blobs.persist(temp, &file, &key).map_err(io)?;
+                Ok(OrderDocument {
+                    file_name,
+                    blob: key,
+                    size,
+                    sha256,
+                })
+            })
+        })
+        .await
+        .map_err(|e| OrderError::Internal(e.into()))?
+    }
 }
 
 /// Finds the task of the signer with this internal id.
@@ -188,10 +649,10 @@ fn position_of(order: &OrderRecord, signer_internal_id: &str) -> Result<i64, Ord
         })
         .map(|s| s.position)
         .ok_or_else(|| {
-            OrderError::NotFound(format!(
-                "order {} has no signer {signer_internal_id}",
-                order.order_id
-            ))
+            OrderError::NotFound(Missing::Signer {
+                order_id: order.order_id,
+                internal_id: signer_internal_id.to_owned(),
+            })
         })
 }
 
@@ -214,15 +675,14 @@ impl OrderService {
                 .store
                 .find_order(&order_id)
                 .await?
-                .ok_or_else(|| OrderError::NotFound(format!("no order {order_id}")))?;
+                .ok_or(Missing::Order(order_id))?;
             let position = position_of(&order, signer_internal_id)?;
             let task = order
                 .signers
                 .iter()
                 .find(|s| s.position == position)
                 .context("the task vanished")?;
-            crate::domain::order::may_act(order.state, task.status)
-                .map_err(|e| OrderError::Illegal(e.to_string()))?;
+            crate::domain::order::may_act(order.state, task.status).map_err(OrderRefusal::from)?;
 
             let now = self.clock.now();
             let person = task.person.clone();
@@ -258,13 +718,13 @@ impl OrderService {
                 }
                 // Another process signed first: our revision is built on an old one. Try again.
                 SignatureOutcome::Stale => remove_blobs(&self.blobs, &[document.blob]),
-                SignatureOutcome::Illegal(why) => {
+                SignatureOutcome::Illegal(refusal) => {
                     remove_blobs(&self.blobs, &[document.blob]);
-                    return Err(OrderError::Illegal(why));
+                    return Err(refusal.into());
                 }
                 SignatureOutcome::NotFound => {
                     remove_blobs(&self.blobs, &[document.blob]);
-                    return Err(OrderError::NotFound(format!("no order {order_id}")));
+                    return Err(Missing::Order(order_id).into());
                 }
             }
         }
@@ -286,7 +746,7 @@ impl OrderService {
             .store
             .find_order(&order_id)
             .await?
-            .ok_or_else(|| OrderError::NotFound(format!("no order {order_id}")))?;
+            .ok_or(Missing::Order(order_id))?;
         let position = position_of(&order, signer_internal_id)?;
         match self
             .store
@@ -294,9 +754,9 @@ impl OrderService {
             .await?
         {
             SignatureOutcome::Recorded { state, .. } => Ok(state),
-            SignatureOutcome::Illegal(why) => Err(OrderError::Illegal(why)),
+            SignatureOutcome::Illegal(refusal) => Err(refusal.into()),
             SignatureOutcome::NotFound | SignatureOutcome::Stale => {
-                Err(OrderError::NotFound(format!("no order {order_id}")))
+                Err(Missing::Order(order_id).into())
             }
         }
     }

@@ -5,6 +5,7 @@ use time::OffsetDateTime;
 
 use super::blobs::BlobKey;
 use crate::directory::PersonAttributes;
+use crate::domain::order::OrderRefusal;
 use crate::domain::person::PersonSource;
 use crate::domain::{
     LinkType, OrderId, OrderOption, OrderState, PriorityGroup, Sha256Digest, TaskStatus,
@@ -122,8 +123,8 @@ pub struct OrderUpdate {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum OrderChange {
     NotFound,
-    /// Refused by the order's rules; the message says why.
-    Illegal(String),
+    /// Refused by the order's rules (`domain::order`).
+    Illegal(OrderRefusal),
     /// Applied; `superseded` names blobs no longer referenced (to remove once committed).
     Applied {
         superseded: Vec<BlobKey>,
@@ -143,7 +144,8 @@ pub struct RecordedSignature {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SignatureOutcome {
     NotFound,
-    Illegal(String),
+    /// Refused by the order's rules (`domain::order`).
+    Illegal(OrderRefusal),
     /// Another signature landed first: sign again on the new revision.
     Stale,
     Recorded {

@@ -507,6 +507,7 @@ async fn signers_on_two_processes_lose_no_signature() {
             other.blobs.clone(),
             other.pki.clone(),
             other.clock.clone(),
+            other.directory.clone(),
             signet::services::signing_links::LinkKey::load_or_create(app.data_dir.path()).unwrap(),
             other.public_url.clone(),
         ));

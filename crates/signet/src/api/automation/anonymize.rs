@@ -9,8 +9,8 @@ use super::form::{read_small_body, SmallBody};
 use super::people::{parse_json_field, person_from_value};
 use crate::api::cloudsigner::error::ApiError;
 use crate::domain::person::{PersonSource, PersonalNumber};
+use crate::services::orders::AnonymizeRequest;
 use crate::state::AppState;
-use crate::store::orders::{AnonymizeOutcome, AnonymizeTarget};
 
 /// The three ways the source names a user.
 const SELECTORS: [&str; 3] = ["internalId", "externalId", "ldapSearch"];
@@ -69,16 +69,16 @@ pub async fn anonymize(
             "give exactly one of internalId, externalId, ldapSearch",
         ));
     };
-    let target = match selector.as_str() {
+    let request = match selector.as_str() {
         "internalId" => {
             let raw = text_of(value).unwrap_or_default();
             let id = uuid::Uuid::try_parse(raw.trim())
                 .map_err(|_| ApiError::validation(format!("internalId {raw:?} is not a UUID")))?;
-            AnonymizeTarget::InternalId(id.to_string())
+            AnonymizeRequest::InternalId(id)
         }
         "externalId" => {
             let (source, identifier) = parse_external_id(&text_of(value).unwrap_or_default())?;
-            person_target(&state, source, &identifier).await?
+            AnonymizeRequest::Person { source, identifier }
         }
         _ => {
             let person = match value {
@@ -87,38 +87,12 @@ pub async fn anonymize(
                 }
                 other => person_from_value(other, "ldapSearch")?,
             };
-            person_target(&state, person.source, &person.identifier).await?
+            AnonymizeRequest::Person {
+                source: person.source,
+                identifier: person.identifier,
+            }
         }
     };
-    match state.store.anonymize(&target, state.clock.now()).await? {
-        AnonymizeOutcome::NotFound => Err(ApiError::not_found("no such user")),
-        AnonymizeOutcome::HasPendingOrders => Err(ApiError::illegal(
-            "the user has PENDING orders: cancel or delete them first",
-        )),
-        AnonymizeOutcome::Done { internal_id } => {
-            tracing::info!("user anonymized");
-            Ok(Json(json!({"anonymized": true, "internalId": internal_id})))
-        }
-    }
-}
-
-/// The login key of a person named by source and identifier: EXTERNAL people are their personal
-/// number; INTERNAL ones are looked up (an `attr=value` identifier names the person through the
-/// directory), falling back to the identifier itself when the directory no longer has them.
-async fn person_target(
-    state: &AppState,
-    source: PersonSource,
-    identifier: &str,
-) -> Result<AnonymizeTarget, ApiError> {
-    let user_id = match source {
-        PersonSource::External => identifier.to_owned(),
-        PersonSource::Internal => match state.directory.lookup(source, identifier).await {
-            Ok(Some(found)) => found.user_id,
-            Ok(None) | Err(_) => identifier
-                .split_once('=')
-                .map_or(identifier, |(_, value)| value)
-                .to_owned(),
-        },
-    };
-    Ok(AnonymizeTarget::Person { source, user_id })
+    let internal_id = state.orders.anonymize(request).await?;
+    Ok(Json(json!({"anonymized": true, "internalId": internal_id})))
 }

@@ -12,7 +12,6 @@ use crate::api::cloudsigner::error::{ApiError, ErrorCode};
 use crate::api::upload::UploadReader;
 use crate::domain::Sha256Digest;
 use crate::state::AppState;
-use crate::store::blobs::TempBlob;
 
 /// Longest free-text or JSON field accepted (a description, a person's JSON, tags, an option).
 pub(super) const MAX_TEXT_FIELD: usize = 64 * 1024;
@@ -35,14 +34,7 @@ fn text_limit(name: &str) -> usize {
     }
 }
 
-/// The uploaded PDF, on disk under the blob store's `tmp/` (removed on drop unless persisted).
-pub struct UploadedFile {
-    pub temp: TempBlob,
-    pub file: std::fs::File,
-    pub file_name: String,
-    pub size: u64,
-    pub sha256: Sha256Digest,
-}
+pub use crate::services::orders::UploadedFile;
 
 /// Every field of an order form, as text, plus the file.
 #[derive(Default)]

@@ -11,121 +11,43 @@ use serde_json::{json, Value};
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 
-use super::form::{
-    read_order_form, read_small_body, OrderForm, SmallBody, UploadedFile, MAX_TEXT_FIELD,
-};
-use super::people::{parse_json_field, parse_person, person_from_value, resolve, PersonRequest};
-use crate::api::cloudsigner::error::ApiError;
+use super::form::{read_order_form, read_small_body, OrderForm, SmallBody, MAX_TEXT_FIELD};
+use super::people::{parse_json_field, parse_person, person_from_value, PersonRequest};
+use crate::api::cloudsigner::error::{ApiError, ErrorCode};
 use crate::api::cloudsigner::extract::ApiPath;
 use crate::api::ranged::{self, StoredFile};
 use crate::api::upload::UploadReader;
 use crate::domain::order::{default_due_date, parse_due_date};
 use crate::domain::{LinkType, OrderId, OrderOption};
+use crate::services::orders::{OrderDraft, OrderEdit, OrderError, PersonRefusal, UploadRefusal};
 use crate::state::AppState;
-use crate::store::blobs::BlobKey;
-use crate::store::orders::{
-    NewOrder, NewOrderSigner, OrderChange, OrderDocument, OrderPerson, OrderRecord, OrderUpdate,
-};
+use crate::store::orders::{OrderPerson, OrderRecord};
+
+/// The one place an order operation's failure becomes the API's error body: not found, the
+/// order's rules (ILLEGAL_OPERATION_ERROR), a document or people the request got wrong, or ours.
+impl From<OrderError> for ApiError {
+    fn from(error: OrderError) -> Self {
+        match error {
+            OrderError::NotFound(missing) => ApiError::not_found(missing.to_string()),
+            OrderError::Rule(refusal) => ApiError::illegal(refusal.to_string()),
+            OrderError::Upload(UploadRefusal::Pdf(error)) => ApiError::from_pdf(error),
+            OrderError::Upload(refusal) => ApiError::document_upload(refusal.to_string()),
+            OrderError::People(refusal @ PersonRefusal::DirectoryUnavailable) => ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                ErrorCode::Generic,
+                refusal.to_string(),
+            ),
+            OrderError::People(refusal) => ApiError::validation(refusal.to_string()),
+            OrderError::Internal(error) => ApiError::Internal(error),
+        }
+    }
+}
 
 /// Longest title accepted.
 const MAX_TITLE: usize = 1024;
 
 fn parse_order_id(raw: &str) -> Result<OrderId, ApiError> {
     OrderId::parse(raw).map_err(|_| ApiError::not_found(format!("no order {raw}")))
-}
-
-/// Checks the upload is a PDF the engine can sign later, then makes it durable as the order's
-/// first document version. Blocking work runs off the executor.
-async fn store_upload(
-    state: &AppState,
-    order_id: OrderId,
-    upload: UploadedFile,
-) -> Result<OrderDocument, ApiError> {
-    if upload.size == 0 {
-        return Err(ApiError::document_upload("the uploaded file is empty"));
-    }
-    let blobs = state.blobs.clone();
-    let span = tracing::Span::current();
-    // Dropped with this future when the client hangs up: the check stops too.
-    let cancel = signet_pdf::Cancel::new();
-    let _cancel_on_hang_up = cancel.cancel_on_drop();
-    tokio::task::spawn_blocking(move || {
-        span.in_scope(|| {
-            use std::io::{BufReader, Read, Seek, SeekFrom};
-            let UploadedFile {
-                temp,
-                mut file,
-                file_name,
-                size,
-                sha256,
-            } = upload;
-            let io = |e: std::io::Error| {
-                ApiError::Internal(anyhow::Error::new(e).context("reading the upload"))
-            };
-            file.seek(SeekFrom::Start(0)).map_err(io)?;
-            let mut magic = [0u8; 5];
-            let read = file.read(&mut magic).map_err(io)?;
-            if &magic[..read] != b"%PDF-" {
-                return Err(ApiError::document_upload(
-                    "the upload is not a PDF: it does not start with %PDF-",
-                ));
-            }
-            file.seek(SeekFrom::Start(0)).map_err(io)?;
-            // What the engine cannot prepare now it could not sign later.
-            signet_pdf::check_with(BufReader::new(&mut file), &cancel)
-                .map_err(ApiError::from_pdf)?;
-            let key = BlobKey::order_version(order_id, uuid::Uuid::new_v4());
-            blobs.persist(temp, &file, &key).map_err(io)?;
-            Ok(OrderDocument {
-                file_name,
-                blob: key,
-                size,
-                sha256,
-            })
-        })
-    })
-    .await
-    .map_err(|e| ApiError::Internal(e.into()))?
-}
-
-/// Resolves every person of a request against the directory, concurrently.
-async fn resolve_signers(
-    state: &AppState,
-    order_id: OrderId,
-    requests: &[PersonRequest],
-) -> Result<Vec<NewOrderSigner>, ApiError> {
-    let resolved = futures::future::try_join_all(
-        requests
-            .iter()
-            .map(|r| resolve(state.directory.as_ref(), r)),
-    )
-    .await?;
-    // One person, one task: two spellings of one person (`uid=x` and `x`) would give them two
-    // signatures to make, and the second could never be told apart from the first.
-    for (index, person) in resolved.iter().enumerate() {
-        if let Some(twin) = resolved[..index]
-            .iter()
-            .find(|earlier| earlier.source == person.source && earlier.user_id == person.user_id)
-        {
-            return Err(ApiError::validation(format!(
-                "signers {:?} and {:?} are the same person; name each signer once",
-                twin.identifier, person.identifier
-            )));
-        }
-    }
-    Ok(resolved
-        .into_iter()
-        .zip(requests)
-        .map(|(person, request)| {
-            let link = state.orders.new_link(&order_id);
-            NewOrderSigner {
-                person,
-                group: request.priority_group,
-                link_nonce: link.nonce,
-                token_hash: link.token_hash,
-            }
-        })
-        .collect())
 }
 
 fn parse_options<'a>(values: impl Iterator<Item = &'a str>) -> Result<Vec<OrderOption>, ApiError> {
@@ -205,14 +127,7 @@ pub async fn create(State(state): State<AppState>, request: Request) -> Result<R
         .take()
         .ok_or_else(|| ApiError::validation("field upload (the PDF) is required"))?;
 
-    let order_id = OrderId::new_random();
-    tracing::Span::current().record("order.id", tracing::field::display(&order_id));
-    // People first: a directory that is down must not leave a stored document behind.
-    let solicitor = resolve(state.directory.as_ref(), &solicitor).await?;
-    let signers = resolve_signers(&state, order_id, &signers).await?;
-    let document = store_upload(&state, order_id, upload).await?;
-    let order = NewOrder {
-        order_id,
+    let draft = OrderDraft {
         title,
         description,
         due_at,
@@ -221,13 +136,9 @@ pub async fn create(State(state): State<AppState>, request: Request) -> Result<R
         options,
         solicitor,
         signers,
-        document,
     };
-    if let Err(error) = state.store.create_order(&order, now).await {
-        let _ = state.blobs.remove_order(order_id);
-        return Err(error.into());
-    }
-    tracing::info!(signers = order.signers.len(), "order created");
+    let order_id = state.orders.create(draft, upload).await?;
+    tracing::Span::current().record("order.id", tracing::field::display(&order_id));
     Ok((
         StatusCode::OK,
         [(CONTENT_TYPE, "text/plain; charset=utf-8")],
@@ -294,12 +205,7 @@ pub fn order_json(state: &AppState, order: &OrderRecord) -> Value {
 }
 
 async fn load(state: &AppState, raw: &str) -> Result<OrderRecord, ApiError> {
-    let order_id = parse_order_id(raw)?;
-    state
-        .store
-        .find_order(&order_id)
-        .await?
-        .ok_or_else(|| ApiError::not_found(format!("no order {order_id}")))
+    Ok(state.orders.order(parse_order_id(raw)?).await?)
 }
 
 /// `GET /orders/{id}`.
@@ -317,12 +223,7 @@ pub async fn order_state(
     State(state): State<AppState>,
     ApiPath(order_id): ApiPath<String>,
 ) -> Result<Response, ApiError> {
-    let order_id = parse_order_id(&order_id)?;
-    let order_state = state
-        .store
-        .order_state(&order_id)
-        .await?
-        .ok_or_else(|| ApiError::not_found(format!("no order {order_id}")))?;
+    let order_state = state.orders.state(parse_order_id(&order_id)?).await?;
     Ok((
         [(CONTENT_TYPE, "text/plain; charset=utf-8")],
         order_state.as_str(),
@@ -337,28 +238,20 @@ pub async fn document(
     ApiPath(order_id): ApiPath<String>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    // A signature landing between reading the row and opening the file removes the version the
-    // row named: read the row again and serve the new version.
-    for _ in 0..3 {
-        let order = load(&state, &order_id).await?;
-        let file = StoredFile {
-            path: state.blobs.path(&order.document.blob),
-            len: order.document.size,
-            content_type: "application/pdf",
-            etag: format!("\"{}\"", order.document.sha256),
-        };
-        match ranged::serve(file, &headers).await {
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
-            other => {
-                return other.map_err(|e| {
-                    ApiError::Internal(anyhow::Error::new(e).context("serving the document"))
-                })
-            }
-        }
-    }
-    Err(ApiError::Internal(anyhow::anyhow!(
-        "the order's document kept changing while it was being served"
-    )))
+    let order_id = parse_order_id(&order_id)?;
+    let response = state
+        .orders
+        .serve_document(order_id, |source| {
+            let file = StoredFile {
+                path: source.path,
+                len: source.document.size,
+                content_type: "application/pdf",
+                etag: format!("\"{}\"", source.document.sha256),
+            };
+            ranged::serve(file, &headers)
+        })
+        .await?;
+    Ok(response)
 }
 
 /// `DELETE /orders/{id}`: the order, its tasks and its document bytes go; the events stay.
@@ -367,35 +260,8 @@ pub async fn delete(
     State(state): State<AppState>,
     ApiPath(order_id): ApiPath<String>,
 ) -> Result<StatusCode, ApiError> {
-    let order_id = parse_order_id(&order_id)?;
-    state
-        .store
-        .delete_order(&order_id, state.clock.now())
-        .await?
-        .ok_or_else(|| ApiError::not_found(format!("no order {order_id}")))?;
-    if let Err(error) = state.blobs.remove_order(order_id) {
-        tracing::warn!(%error, "the deleted order's document could not be removed");
-    }
+    state.orders.delete(parse_order_id(&order_id)?).await?;
     Ok(StatusCode::NO_CONTENT)
-}
-
-fn change_result(
-    change: OrderChange,
-    state: &AppState,
-    order_id: &OrderId,
-) -> Result<(), ApiError> {
-    match change {
-        OrderChange::NotFound => Err(ApiError::not_found(format!("no order {order_id}"))),
-        OrderChange::Illegal(why) => Err(ApiError::illegal(why)),
-        OrderChange::Applied { superseded } => {
-            for blob in superseded {
-                if let Err(error) = state.blobs.remove(&blob) {
-                    tracing::warn!(%error, "a superseded document could not be removed");
-                }
-            }
-            Ok(())
-        }
-    }
 }
 
 fn is_multipart(request: &Request) -> bool {
@@ -486,7 +352,7 @@ pub async fn update(
             )))
         }
     };
-    let mut change = OrderUpdate {
+    let edit = OrderEdit {
         title: fields
             .title
             .as_deref()
@@ -499,10 +365,9 @@ pub async fn update(
             .as_deref()
             .map(|raw| parse_due_date(raw, now).map_err(ApiError::validation))
             .transpose()?,
-        document: None,
         cancel,
     };
-    if change
+    if edit
         .description
         .as_ref()
         .is_some_and(|d| d.len() > MAX_TEXT_FIELD)
@@ -511,32 +376,10 @@ pub async fn update(
             "description is longer than {MAX_TEXT_FIELD} bytes"
         )));
     }
-    if change.title.as_deref() == Some("") {
+    if edit.title.as_deref() == Some("") {
         return Err(ApiError::validation("title may not be empty"));
     }
-    if let Some(upload) = upload {
-        // Refuse before storing anything when the order cannot take a new document.
-        let order = state
-            .store
-            .find_order(&order_id)
-            .await?
-            .ok_or_else(|| ApiError::not_found(format!("no order {order_id}")))?;
-        order
-            .state
-            .require_pending("changed")
-            .map_err(|e| ApiError::illegal(e.to_string()))?;
-        change.document = Some(store_upload(&state, order_id, upload).await?);
-    }
-    let new_blob = change.document.as_ref().map(|d| d.blob.clone());
-    let outcome = state.store.update_order(&order_id, &change, now).await;
-    let applied = matches!(outcome, Ok(OrderChange::Applied { .. }));
-    if !applied {
-        if let Some(blob) = &new_blob {
-            let _ = state.blobs.remove(blob);
-        }
-    }
-    change_result(outcome?, &state, &order_id)?;
-    let order = load(&state, &order_id.to_string()).await?;
+    let order = state.orders.update(order_id, edit, upload).await?;
     Ok(Json(order_json(&state, &order)))
 }
 
@@ -602,18 +445,10 @@ pub async fn replace_signers(
             (signers, options)
         }
     };
-    let resolved = resolve_signers(&state, order_id, &signers).await?;
-    let change = state
-        .store
-        .replace_order_signers(
-            &order_id,
-            &resolved,
-            (!options.is_empty()).then_some(options.as_slice()),
-            state.clock.now(),
-        )
+    let order = state
+        .orders
+        .replace_signers(order_id, &signers, (!options.is_empty()).then_some(options))
         .await?;
-    change_result(change, &state, &order_id)?;
-    let order = load(&state, &order_id.to_string()).await?;
     Ok(Json(order_json(&state, &order)))
 }
 
@@ -622,13 +457,7 @@ pub async fn events(
     State(state): State<AppState>,
     ApiPath(order_id): ApiPath<String>,
 ) -> Result<Json<Value>, ApiError> {
-    let order_id = parse_order_id(&order_id)?;
-    let events = state.store.order_events(&order_id).await?;
-    if events.is_empty() {
-        return Err(ApiError::not_found(format!(
-            "no events for order {order_id}"
-        )));
-    }
+    let events = state.orders.events(parse_order_id(&order_id)?).await?;
     Ok(Json(Value::Array(
         events
             .iter()

@@ -1,30 +1,18 @@
 //! People in Automation API requests: the person JSON (`source`, `identifier`, `attributes`,
-//! `priorityGroup`) parsed into types, then resolved through the directory with the source's rule
-//! (request attributes only fill what the lookup did not yield).
+//! `priorityGroup`) parsed into types; the order service resolves them through the directory.
 
-use axum::http::StatusCode;
 use serde_json::Value;
 
-use crate::api::cloudsigner::error::{ApiError, ErrorCode};
-use crate::directory::{Directory, DirectoryError, PersonAttributes};
+use crate::api::cloudsigner::error::ApiError;
+use crate::directory::PersonAttributes;
 use crate::domain::person::{PersonSource, PersonalNumber};
 use crate::domain::PriorityGroup;
-use crate::store::orders::ResolvedPerson;
+pub use crate::services::orders::PersonRequest;
 
 /// Longest identifier accepted (an LDAP `attr=value` or a personal number is far shorter).
 const MAX_IDENTIFIER: usize = 256;
 /// Longest attribute value accepted.
 const MAX_ATTRIBUTE: usize = 256;
-
-/// A person as a request names them, parsed but not yet looked up.
-#[derive(Debug, Clone)]
-pub struct PersonRequest {
-    pub source: PersonSource,
-    /// INTERNAL: as given; EXTERNAL: the normalised personal number.
-    pub identifier: String,
-    pub attributes: PersonAttributes,
-    pub priority_group: PriorityGroup,
-}
 
 /// Parses a person JSON (a solicitor or a signer). `what` names the field for messages.
 pub fn parse_person(raw: &str, what: &str) -> Result<PersonRequest, ApiError> {
@@ -145,50 +133,5 @@ pub fn person_from_value(value: &Value, what: &str) -> Result<PersonRequest, Api
         identifier,
         attributes,
         priority_group,
-    })
-}
-
-fn directory_error(error: DirectoryError) -> ApiError {
-    match error {
-        DirectoryError::Unavailable(why) => {
-            // The detail (server address, bind error) is for the operator's log, not the client.
-            tracing::error!(error = %why, "the user directory is unreachable");
-            ApiError::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                ErrorCode::Generic,
-                "the user directory is unreachable, nothing was created; try again later",
-            )
-        }
-        DirectoryError::BadIdentifier(why) => ApiError::validation(why),
-    }
-}
-
-/// Looks the person up and merges: directory attributes first, the request's for the rest.
-/// An INTERNAL person the directory does not know is refused; an EXTERNAL one is taken as the
-/// request describes them.
-pub async fn resolve(
-    directory: &dyn Directory,
-    person: &PersonRequest,
-) -> Result<ResolvedPerson, ApiError> {
-    let found = directory
-        .lookup(person.source, &person.identifier)
-        .await
-        .map_err(directory_error)?;
-    let (user_id, mut attributes) = match (found, person.source) {
-        (Some(found), _) => (found.user_id, found.attributes),
-        (None, PersonSource::Internal) => {
-            return Err(ApiError::validation(format!(
-                "no INTERNAL user {:?} in the directory",
-                person.identifier
-            )))
-        }
-        (None, PersonSource::External) => (person.identifier.clone(), PersonAttributes::default()),
-    };
-    attributes.fill_missing_from(&person.attributes);
-    Ok(ResolvedPerson {
-        source: person.source,
-        identifier: person.identifier.clone(),
-        user_id,
-        attributes,
     })
 }

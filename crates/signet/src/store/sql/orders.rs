@@ -8,7 +8,10 @@ use time::OffsetDateTime;
 
 use super::{corrupt, from_count, from_unix, parse_blob, to_count, to_unix, SqlStore};
 use crate::directory::PersonAttributes;
-use crate::domain::order::{settle, PlanOutcome, Task};
+use crate::domain::order::{
+    check_signature, plan_rejection, plan_signers, plan_update, settle, CurrentTask, PersonKey,
+    PlanOutcome, RequestedSigner, SignatureCheck, Task, UpdateRequest,
+};
 use crate::domain::person::PersonSource;
 use crate::domain::{LinkType, OrderId, OrderOption, OrderState, PriorityGroup, TaskStatus};
 use crate::store::orders::{
@@ -332,22 +335,6 @@ async fn finish_order(
     insert_event(tx, name, now, actor, Some(order_id), serde_json::json!({})).await
 }
 
-fn tasks_of(order: &OrderRecord) -> (Vec<i64>, Vec<Task>) {
-    order
-        .signers
-        .iter()
-        .map(|s| {
-            (
-                s.position,
-                Task {
-                    group: s.group,
-                    status: s.status,
-                },
-            )
-        })
-        .unzip()
-}
-
 impl SqlStore {
     pub(crate) async fn create_order_sql(
         &self,
@@ -513,16 +500,16 @@ impl SqlStore {
                 let Some(order) = order_for_update(dialect, &mut *tx, &order_id).await? else {
                     return Ok(OrderChange::NotFound);
                 };
-                if let Err(e) = order.state.require_pending("changed") {
-                    return Ok(OrderChange::Illegal(e.to_string()));
-                }
+                let request = UpdateRequest {
+                    new_document: update.document.is_some(),
+                    cancel: update.cancel,
+                };
+                let plan = match plan_update(order.state, order.signatures, request) {
+                    Ok(plan) => plan,
+                    Err(refusal) => return Ok(OrderChange::Illegal(refusal)),
+                };
                 let mut superseded = Vec::new();
-                if let Some(document) = &update.document {
-                    if order.signatures > 0 {
-                        return Ok(OrderChange::Illegal(
-                            "the document cannot be replaced once someone has signed it".into(),
-                        ));
-                    }
+                if let Some(document) = update.document.as_ref().filter(|_| plan.replace_document) {
                     sqlx::query(
                         "UPDATE orders SET document_name = $1, document_blob = $2, document_size = $3, \
                          document_sha256 = $4, revision = revision + 1, updated_at = $5 WHERE order_id = $6",
@@ -567,11 +554,7 @@ impl SqlStore {
                     insert_event(&mut *tx, event::ORDER_DUE_DATE_UPDATED, now, None, Some(&order_id),
                         serde_json::json!({"dueDate": to_unix(due_at)})).await?;
                 }
-                if update.cancel {
-                    let to = match order.state.cancel() {
-                        Ok(to) => to,
-                        Err(e) => return Ok(OrderChange::Illegal(e.to_string())),
-                    };
+                if let Some(to) = plan.finish {
                     finish_order(&mut *tx, &order_id, to, now, Some(&order.solicitor.internal_id)).await?;
                 }
                 Ok(OrderChange::Applied { superseded })
@@ -594,79 +577,55 @@ impl SqlStore {
                 let Some(order) = order_for_update(dialect, &mut *tx, &order_id).await? else {
                     return Ok(OrderChange::NotFound);
                 };
-                if let Err(e) = order.state.require_pending("changed") {
-                    return Ok(OrderChange::Illegal(e.to_string()));
-                }
-                if signers.is_empty() {
-                    return Ok(OrderChange::Illegal("an order needs at least one signer".into()));
-                }
                 // Match the new list to the present tasks by person (source + login).
                 let logins = sqlx::query("SELECT s.position, l.source, l.user_id FROM order_signers s \
                      JOIN logins l ON l.id = s.login_id WHERE s.order_id = $1")
                     .bind(order_id.to_string())
                     .fetch_all(&mut *tx)
                     .await?;
-                let mut present: Vec<(i64, String, String)> = logins
-                    .iter()
-                    .map(|r| Ok((r.try_get("position")?, r.try_get("source")?, r.try_get("user_id")?)))
-                    .collect::<StoreResult<_>>()?;
-                let (_, before) = tasks_of(&order);
-                let current = crate::domain::order::current_group(&before);
-                let mut kept = Vec::new();
-                let mut added = Vec::new();
-                for signer in &signers {
-                    let found = present.iter().position(|(_, source, user)| {
-                        source == signer.person.source.as_str() && *user == signer.person.user_id
+                let mut current = Vec::with_capacity(logins.len());
+                for row in &logins {
+                    let position: i64 = row.try_get("position")?;
+                    let task = order.signers.iter().find(|s| s.position == position)
+                        .ok_or_else(|| StoreError::Corrupt("a task without its order row".into()))?;
+                    current.push(CurrentTask {
+                        position,
+                        person: PersonKey {
+                            source: parse_source(&row.try_get::<String, _>("source")?)?,
+                            user_id: row.try_get("user_id")?,
+                        },
+                        identifier: task.person.identifier.clone(),
+                        task: Task { group: task.group, status: task.status },
                     });
-                    match found {
-                        Some(index) => kept.push((present.remove(index).0, signer)),
-                        None => added.push(signer),
-                    }
                 }
-                for (position, _, _) in &present {
-                    let task = order.signers.iter().find(|s| s.position == *position);
-                    if let Some(task) = task.filter(|t| t.status.has_acted()) {
-                        return Ok(OrderChange::Illegal(format!(
-                            "signer {} has {} and cannot be removed",
-                            task.person.identifier,
-                            task.status.as_str().to_ascii_lowercase()
-                        )));
-                    }
-                }
-                for signer in added.iter().copied().chain(kept.iter().filter(|(p, _)| {
-                    order.signers.iter().any(|s| s.position == *p && !s.status.has_acted())
-                }).map(|(_, s)| *s)) {
-                    if let Some(current) = current {
-                        if signer.group < current {
-                            return Ok(OrderChange::Illegal(format!(
-                                "priorityGroup {} precedes group {} that is signing now",
-                                signer.group.get(),
-                                current.get()
-                            )));
-                        }
-                    }
-                }
-                for (position, _, _) in &present {
+                let requested: Vec<RequestedSigner> = signers
+                    .iter()
+                    .map(|s| RequestedSigner {
+                        person: PersonKey { source: s.person.source, user_id: s.person.user_id.clone() },
+                        group: s.group,
+                    })
+                    .collect();
+                let plan = match plan_signers(order.state, &current, &requested) {
+                    Ok(plan) => plan,
+                    Err(refusal) => return Ok(OrderChange::Illegal(refusal)),
+                };
+                for position in &plan.remove {
                     sqlx::query("DELETE FROM order_signers WHERE order_id = $1 AND position = $2")
                         .bind(order_id.to_string())
                         .bind(*position)
                         .execute(&mut *tx)
                         .await?;
                 }
-                for (position, signer) in &kept {
-                    let acted = order.signers.iter().any(|s| s.position == *position && s.status.has_acted());
-                    if !acted {
-                        sqlx::query("UPDATE order_signers SET priority_group = $1 WHERE order_id = $2 AND position = $3")
-                            .bind(i64::from(signer.group.get()))
-                            .bind(order_id.to_string())
-                            .bind(*position)
-                            .execute(&mut *tx)
-                            .await?;
-                    }
+                for (position, group) in &plan.regroup {
+                    sqlx::query("UPDATE order_signers SET priority_group = $1 WHERE order_id = $2 AND position = $3")
+                        .bind(i64::from(group.get()))
+                        .bind(order_id.to_string())
+                        .bind(*position)
+                        .execute(&mut *tx)
+                        .await?;
                 }
-                let first_new = order.signers.iter().map(|s| s.position).max().unwrap_or(-1) + 1;
-                for (position, signer) in (first_new..).zip(&added) {
-                    insert_signer(&mut *tx, &order_id, position, signer, TaskStatus::Queued, now).await?;
+                for (position, index) in &plan.add {
+                    insert_signer(&mut *tx, &order_id, *position, &signers[*index], TaskStatus::Queued, now).await?;
                 }
                 if let Some(options) = &options {
                     sqlx::query("UPDATE orders SET options = $1 WHERE order_id = $2")
@@ -677,9 +636,9 @@ impl SqlStore {
                 }
                 let outcome = resettle(&mut *tx, &order_id).await?;
                 insert_event(&mut *tx, event::ORDER_SIGNERS_UPDATED, now, None, Some(&order_id),
-                    serde_json::json!({"added": added.len(), "removed": present.len()})).await?;
-                if outcome == PlanOutcome::AllSigned {
-                    finish_order(&mut *tx, &order_id, OrderState::Accepted, now, None).await?;
+                    serde_json::json!({"added": plan.add.len(), "removed": plan.remove.len()})).await?;
+                if let Some(to) = outcome.final_state() {
+                    finish_order(&mut *tx, &order_id, to, now, None).await?;
                 }
                 Ok(OrderChange::Applied { superseded: Vec::new() })
             })
@@ -702,11 +661,10 @@ impl SqlStore {
                 let Some(task) = order.signers.iter().find(|s| s.position == signature.position) else {
                     return Ok(SignatureOutcome::NotFound);
                 };
-                if let Err(e) = crate::domain::order::may_act(order.state, task.status) {
-                    return Ok(SignatureOutcome::Illegal(e.to_string()));
-                }
-                if order.revision != signature.based_on_revision {
-                    return Ok(SignatureOutcome::Stale);
+                match check_signature(order.state, task.status, order.revision, signature.based_on_revision) {
+                    Ok(SignatureCheck::Apply) => {}
+                    Ok(SignatureCheck::Stale) => return Ok(SignatureOutcome::Stale),
+                    Err(refusal) => return Ok(SignatureOutcome::Illegal(refusal)),
                 }
                 let d = &signature.document;
                 sqlx::query(
@@ -731,11 +689,12 @@ impl SqlStore {
                 insert_event(&mut *tx, event::ORDER_SIGNED, now, Some(&task.person.internal_id), Some(&order_id),
                     serde_json::json!({"signatures": order.signatures + 1, "sha256": d.sha256.to_string()})).await?;
                 let outcome = resettle(&mut *tx, &order_id).await?;
-                let state = if outcome == PlanOutcome::AllSigned {
-                    finish_order(&mut *tx, &order_id, OrderState::Accepted, now, None).await?;
-                    OrderState::Accepted
-                } else {
-                    OrderState::Pending
+                let state = match outcome.final_state() {
+                    Some(to) => {
+                        finish_order(&mut *tx, &order_id, to, now, None).await?;
+                        to
+                    }
+                    None => OrderState::Pending,
                 };
                 Ok(SignatureOutcome::Recorded { state, superseded: vec![order.document.blob] })
             })
@@ -759,9 +718,10 @@ impl SqlStore {
                 let Some(task) = order.signers.iter().find(|s| s.position == position) else {
                     return Ok(SignatureOutcome::NotFound);
                 };
-                if let Err(e) = crate::domain::order::may_act(order.state, task.status) {
-                    return Ok(SignatureOutcome::Illegal(e.to_string()));
-                }
+                let to = match plan_rejection(order.state, task.status) {
+                    Ok(to) => to,
+                    Err(refusal) => return Ok(SignatureOutcome::Illegal(refusal)),
+                };
                 sqlx::query("UPDATE order_signers SET status = 'REJECTED', action_at = $1, reject_reason = $2 \
                      WHERE order_id = $3 AND position = $4")
                     .bind(to_unix(now))
@@ -770,8 +730,8 @@ impl SqlStore {
                     .bind(position)
                     .execute(&mut *tx)
                     .await?;
-                finish_order(&mut *tx, &order_id, OrderState::Rejected, now, Some(&task.person.internal_id)).await?;
-                Ok(SignatureOutcome::Recorded { state: OrderState::Rejected, superseded: Vec::new() })
+                finish_order(&mut *tx, &order_id, to, now, Some(&task.person.internal_id)).await?;
+                Ok(SignatureOutcome::Recorded { state: to, superseded: Vec::new() })
             })
         })
         .await
