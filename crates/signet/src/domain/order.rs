@@ -717,4 +717,263 @@ mod tests {
             }
         }
     }
+
+    fn key(id: u8) -> PersonKey {
+        PersonKey {
+            source: crate::domain::PersonSource::External,
+            user_id: format!("person-{id}"),
+        }
+    }
+
+    /// A PENDING order's tasks as the store would hold them: people 0.., settled.
+    fn settled_order(plan: &[(i64, bool)]) -> Vec<CurrentTask> {
+        let mut tasks: Vec<Task> = plan
+            .iter()
+            .map(|(g, signed)| {
+                task(
+                    *g,
+                    if *signed {
+                        TaskStatus::Signed
+                    } else {
+                        TaskStatus::Queued
+                    },
+                )
+            })
+            .collect();
+        settle(&mut tasks);
+        tasks
+            .into_iter()
+            .enumerate()
+            .map(|(i, task)| CurrentTask {
+                position: i as i64,
+                person: key(i as u8),
+                identifier: format!("identifier-{i}"),
+                task,
+            })
+            .collect()
+    }
+
+    fn requested(list: &[(u8, i64)]) -> Vec<RequestedSigner> {
+        // One person, one task: the service refuses a list naming someone twice.
+        let mut seen = std::collections::HashSet::new();
+        list.iter()
+            .filter(|(id, _)| seen.insert(*id))
+            .map(|(id, g)| RequestedSigner {
+                person: key(*id),
+                group: PriorityGroup::new(*g).unwrap(),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_signer_who_signed_cannot_be_removed_and_the_message_names_them() {
+        let current = settled_order(&[(1, true), (1, false)]);
+        let refusal =
+            plan_signers(OrderState::Pending, &current, &requested(&[(1, 1), (7, 1)])).unwrap_err();
+        assert_eq!(
+            refusal.to_string(),
+            "signer identifier-0 has signed and cannot be removed"
+        );
+    }
+
+    #[test]
+    fn a_new_signer_may_not_precede_the_group_signing_now() {
+        let current = settled_order(&[(1, true), (2, false)]);
+        let refusal = plan_signers(
+            OrderState::Pending,
+            &current,
+            &requested(&[(0, 1), (1, 2), (7, 1)]),
+        )
+        .unwrap_err();
+        assert_eq!(
+            refusal.to_string(),
+            "priorityGroup 1 precedes group 2 that is signing now"
+        );
+    }
+
+    #[test]
+    fn replacing_the_waiting_signers_keeps_the_signed_one_and_appends_the_new() {
+        let current = settled_order(&[(1, true), (2, false)]);
+        let plan = plan_signers(
+            OrderState::Pending,
+            &current,
+            &requested(&[(0, 1), (7, 3), (8, 2)]),
+        )
+        .unwrap();
+        assert_eq!(plan.remove, [1]);
+        assert!(plan.regroup.is_empty());
+        assert_eq!(plan.add, [(2, 1), (3, 2)]);
+        assert_eq!(plan.after.len(), 3);
+    }
+
+    #[test]
+    fn the_document_is_fixed_once_signed_and_every_change_needs_a_pending_order() {
+        let new_document = UpdateRequest {
+            new_document: true,
+            cancel: false,
+        };
+        assert_eq!(
+            plan_update(OrderState::Pending, 1, new_document),
+            Err(OrderRefusal::DocumentAlreadySigned)
+        );
+        assert_eq!(
+            plan_update(OrderState::Pending, 0, new_document).map(|p| p.replace_document),
+            Ok(true)
+        );
+        let refusal = plan_update(OrderState::Accepted, 0, UpdateRequest::default()).unwrap_err();
+        assert_eq!(
+            refusal.to_string(),
+            "the order is ACCEPTED; only a PENDING order can be changed"
+        );
+        assert_eq!(
+            plan_signers(OrderState::Pending, &settled_order(&[(1, false)]), &[]),
+            Err(OrderRefusal::NoSigners)
+        );
+    }
+
+    #[test]
+    fn a_signature_on_an_old_revision_is_stale_but_a_refusal_comes_first() {
+        assert_eq!(
+            check_signature(OrderState::Pending, TaskStatus::Pending, 2, 1),
+            Ok(SignatureCheck::Stale)
+        );
+        assert_eq!(
+            check_signature(OrderState::Pending, TaskStatus::Pending, 2, 2),
+            Ok(SignatureCheck::Apply)
+        );
+        assert_eq!(
+            check_signature(OrderState::Pending, TaskStatus::Signed, 2, 1),
+            Err(OrderRefusal::Signing(SigningError::AlreadyActed("signed")))
+        );
+        assert_eq!(
+            plan_rejection(OrderState::Pending, TaskStatus::Pending),
+            Ok(OrderState::Rejected)
+        );
+        assert!(plan_rejection(OrderState::Cancelled, TaskStatus::Pending).is_err());
+    }
+
+    fn any_state() -> impl Strategy<Value = OrderState> {
+        prop_oneof![
+            Just(OrderState::Pending),
+            Just(OrderState::Accepted),
+            Just(OrderState::Rejected),
+            Just(OrderState::Cancelled),
+            Just(OrderState::Expired),
+        ]
+    }
+
+    proptest! {
+        /// Whatever the order and the new list, an allowed plan keeps every signer who acted
+        /// (same position, group and status), removes only signers who have not, names every
+        /// requested signer exactly once, and puts no waiting signer before the group whose
+        /// turn it is. Settling afterwards opens a group no earlier than that one.
+        #[test]
+        fn a_signer_plan_keeps_the_record_and_the_turn(
+            order in proptest::collection::vec((1i64..5, proptest::bool::ANY), 1..8),
+            list in proptest::collection::vec((0u8..12, 1i64..5), 0..10),
+        ) {
+            let current = settled_order(&order);
+            let requested = requested(&list);
+            let before: Vec<Task> = current.iter().map(|t| t.task).collect();
+            let turn = current_group(&before);
+            let Ok(plan) = plan_signers(OrderState::Pending, &current, &requested) else {
+                return Ok(());
+            };
+            for acted in current.iter().filter(|t| t.task.status.has_acted()) {
+                prop_assert!(!plan.remove.contains(&acted.position));
+                prop_assert!(plan.after.contains(&(acted.position, acted.task)));
+            }
+            for removed in &plan.remove {
+                let task = current.iter().find(|t| t.position == *removed).unwrap();
+                prop_assert!(!task.task.status.has_acted());
+                prop_assert!(!requested.iter().any(|r| r.person == task.person));
+            }
+            let acted_unnamed = current
+                .iter()
+                .filter(|t| t.task.status.has_acted() && !requested.iter().any(|r| r.person == t.person))
+                .count();
+            prop_assert_eq!(plan.after.len(), requested.len() + acted_unnamed);
+            let mut positions: Vec<i64> = plan.after.iter().map(|(p, _)| *p).collect();
+            positions.dedup();
+            prop_assert_eq!(positions.len(), plan.after.len());
+            let mut after: Vec<Task> = plan.after.iter().map(|(_, t)| *t).collect();
+            if let Some(turn) = turn {
+                for waiting in after.iter().filter(|t| !t.status.has_acted()) {
+                    prop_assert!(waiting.group >= turn);
+                }
+            }
+            match settle(&mut after) {
+                PlanOutcome::Rejected => prop_assert!(false, "a PENDING order has no rejection"),
+                PlanOutcome::AllSigned => {
+                    prop_assert!(after.iter().all(|t| t.status == TaskStatus::Signed));
+                    prop_assert_eq!(PlanOutcome::AllSigned.final_state(), Some(OrderState::Accepted));
+                }
+                PlanOutcome::Open => {
+                    let opened = after.iter().find(|t| t.status == TaskStatus::Pending).map(|t| t.group);
+                    prop_assert!(opened.is_some());
+                    if let (Some(opened), Some(turn)) = (opened, turn) {
+                        prop_assert!(opened >= turn);
+                    }
+                }
+            }
+        }
+
+        /// The plan is refused exactly when a rule is broken: a signer who acted left out, or a
+        /// waiting signer put before the group whose turn it is (or an empty list).
+        #[test]
+        fn a_signer_plan_is_refused_exactly_when_a_rule_is_broken(
+            order in proptest::collection::vec((1i64..5, proptest::bool::ANY), 1..8),
+            list in proptest::collection::vec((0u8..12, 1i64..5), 0..10),
+        ) {
+            let current = settled_order(&order);
+            let requested = requested(&list);
+            let before: Vec<Task> = current.iter().map(|t| t.task).collect();
+            let turn = current_group(&before);
+            let drops_an_actor = current.iter().any(|t| {
+                t.task.status.has_acted() && !requested.iter().any(|r| r.person == t.person)
+            });
+            let jumps_the_queue = turn.is_some_and(|turn| {
+                requested.iter().any(|r| {
+                    let acted = current.iter().any(|t| t.person == r.person && t.task.status.has_acted());
+                    !acted && r.group < turn
+                })
+            });
+            let broken = requested.is_empty() || drops_an_actor || jumps_the_queue;
+            prop_assert_eq!(plan_signers(OrderState::Pending, &current, &requested).is_err(), broken);
+        }
+
+        /// A finished order refuses every change, whatever is asked.
+        #[test]
+        fn a_finished_order_refuses_every_plan(
+            state in any_state(),
+            signatures in 0u32..3,
+            new_document in proptest::bool::ANY,
+            cancel in proptest::bool::ANY,
+            list in proptest::collection::vec((0u8..4, 1i64..3), 1..4),
+        ) {
+            let request = UpdateRequest { new_document, cancel };
+            let update = plan_update(state, signatures, request);
+            let signers = plan_signers(state, &settled_order(&[(1, false)]), &requested(&list));
+            let signature = check_signature(state, TaskStatus::Pending, 0, 0);
+            if state.is_final() {
+                prop_assert!(matches!(update, Err(OrderRefusal::Closed(_))));
+                prop_assert!(matches!(signers, Err(OrderRefusal::Closed(_))));
+                prop_assert!(signature.is_err());
+                prop_assert!(plan_rejection(state, TaskStatus::Pending).is_err());
+            } else {
+                prop_assert!(signature.is_ok());
+                match update {
+                    Ok(plan) => {
+                        prop_assert!(!(new_document && signatures > 0));
+                        prop_assert_eq!(plan.replace_document, new_document);
+                        prop_assert_eq!(plan.finish, cancel.then_some(OrderState::Cancelled));
+                    }
+                    Err(refusal) => {
+                        prop_assert_eq!(refusal, OrderRefusal::DocumentAlreadySigned);
+                        prop_assert!(new_document && signatures > 0);
+                    }
+                }
+            }
+        }
+    }
 }
