@@ -1,6 +1,7 @@
 //! `/orders`: create a signing order from a form (PDF, solicitor, signers, due date, tags,
 //! options), read it, poll its state, download its document, delete it, change it, replace its
-//! signers, and read its events.
+//! signers, and read its events. Each handler parses the request, calls the order service and
+//! maps its result; the service's typed errors become the one error body here.
 
 use axum::extract::{Request, State};
 use axum::http::header::CONTENT_TYPE;
