@@ -96,9 +96,19 @@ impl OcspRequest {
             .map_err(|e| OcspError::Certificate(format!("certificate: {e}")))?;
         let issuer = Certificate::from_der(issuer_der)
             .map_err(|e| OcspError::Certificate(format!("issuer certificate: {e}")))?;
-        if certificate.tbs_certificate.issuer != issuer.tbs_certificate.subject {
+        // A CertID names the issuer by hashes only; a wrong issuer would ask about a
+        // certificate the responder never issued, so check the signature, not just the names.
+        let issued_by = |cert: &[u8], issuer: &[u8]| -> Option<bool> {
+            let (_, cert) = x509_parser::parse_x509_certificate(cert).ok()?;
+            let (_, issuer) = x509_parser::parse_x509_certificate(issuer).ok()?;
+            Some(
+                cert.issuer().as_raw() == issuer.subject().as_raw()
+                    && cert.verify_signature(Some(issuer.public_key())).is_ok(),
+            )
+        };
+        if issued_by(certificate_der, issuer_der) != Some(true) {
             return Err(OcspError::Certificate(
-                "the certificate's issuer is not the issuer certificate's subject".into(),
+                "the certificate is not issued by the issuer certificate".into(),
             ));
         }
         let sha1 = &ring::digest::SHA1_FOR_LEGACY_USE_ONLY;

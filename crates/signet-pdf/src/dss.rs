@@ -24,6 +24,13 @@ use crate::{Cancel, PdfError};
 
 /// DER objects that validate certificates: the certificates themselves (chains up to the root),
 /// OCSP responses (full `OCSPResponse`s) and CRLs.
+///
+/// Put in both OCSP responses and the issuing CA's CRL: pyHanko's `adesverify` (0.2x), judging
+/// a B-LT signature at the current time with fetching allowed, ignores embedded OCSP responses
+/// for a certificate whose AIA names a responder and tries to fetch instead, so offline it only
+/// finds the CRL; behind a document timestamp (B-LTA) it uses either. Revocation data counts as
+/// fresh for as long as its own `nextUpdate − thisUpdate` after `thisUpdate`, so that window
+/// bounds how long an offline validator can call the newest timestamp's chain valid.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ValidationData {
     /// DER certificates.

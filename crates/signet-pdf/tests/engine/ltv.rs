@@ -491,3 +491,96 @@ fn a_tsa_failure_leaves_the_placeholder_empty() {
     ));
     assert!(signet_pdf::placeholder_is_empty(&mut file, &prepared.byte_range).unwrap());
 }
+
+/// pyHanko's own DSS writer (`DocumentSecurityStore.add_dss`): VRI entries as indirect objects.
+const PYHANKO_ADD_DSS: &str = r#"
+import hashlib, io, sys
+from asn1crypto import crl, ocsp, x509
+from pyhanko.sign.validation.dss import DocumentSecurityStore
+pdf, contents, out = sys.argv[1], sys.argv[2], sys.argv[3]
+def load(kind, paths):
+    return [kind.load(open(p, "rb").read()) for p in paths.split(",") if p]
+buf = io.BytesIO(open(pdf, "rb").read())
+DocumentSecurityStore.add_dss(
+    buf,
+    open(contents, "rb").read(),
+    certs=load(x509.Certificate, sys.argv[4]),
+    ocsps=load(ocsp.OCSPResponse, sys.argv[5]),
+    crls=load(crl.CertificateList, sys.argv[6]),
+)
+open(out, "wb").write(buf.getvalue())
+"#;
+
+#[test]
+fn a_dss_written_by_pyhanko_is_extended_and_every_signature_stays_valid() {
+    let dir = scratch_dir("ltv_pyhanko_dss");
+    let services = services(&dir);
+    let alice = signer(&services, "Alice Foreign");
+    let bob = signer(&services, "Bob Foreign");
+
+    // Alice at B-T, her DSS written by pyHanko.
+    let b_t = sign_b_t(&services, &alice, &classic_pdf(1));
+    let (range, _) = signet_testkit::signatures_in(&b_t)[0].clone();
+    let contents =
+        signature_contents(&mut Cursor::new(&b_t), &signet_pdf::ByteRange(range)).unwrap();
+    let data = services.validation_data(&[&alice.certificate, services.tsa.certificate_der()]);
+    let files = |kind: &str, items: &[Vec<u8>]| {
+        items
+            .iter()
+            .enumerate()
+            .map(|(i, der)| {
+                write(&dir, &format!("{kind}{i}.der"), der)
+                    .to_str()
+                    .unwrap()
+                    .to_owned()
+            })
+            .collect::<Vec<_>>()
+            .join(",")
+    };
+    let script = write(&dir, "add_dss.py", PYHANKO_ADD_DSS.as_bytes());
+    let input = write(&dir, "b-t.pdf", &b_t);
+    let contents_file = write(&dir, "contents.bin", &contents);
+    let foreign = dir.join("pyhanko-dss.pdf");
+    run_ok(
+        venv().join("bin/python"),
+        os_args![
+            &script,
+            &input,
+            &contents_file,
+            &foreign,
+            &files("cert", &data.certificates),
+            &files("ocsp", &data.ocsp_responses),
+            &files("crl", &data.crls)
+        ],
+    );
+    let foreign_bytes = fs::read(&foreign).unwrap();
+    let alice_key = vri_key(&contents);
+    assert!(String::from_utf8_lossy(&foreign_bytes).contains(&format!("/{alice_key}")));
+
+    // Bob signs at B-LT on top: his entry joins pyHanko's DSS, Alice's entry stays as it was.
+    let both = write(
+        &dir,
+        "both.pdf",
+        &sign_b_lt(&services, &bob, &foreign_bytes),
+    );
+    assert_long_term_valid(&both, &services, 2);
+}
+
+#[test]
+fn a_raised_cancel_token_stops_append_dss() {
+    let services = services(&scratch_dir("ltv_cancel"));
+    let alice = signer(&services, "Alice Cancel");
+    let b_t = sign_b_t(&services, &alice, &classic_pdf(1));
+    let update = DssUpdate {
+        unassociated: services.validation_data(&[&alice.certificate]),
+        ..DssUpdate::default()
+    };
+    update.cancel.cancel();
+    let mut out = Vec::new();
+    let result = append_dss(Cursor::new(&b_t), &mut out, &update);
+    assert!(
+        matches!(result, Err(signet_pdf::PdfError::Cancelled)),
+        "{result:?}"
+    );
+    assert!(out.is_empty());
+}
