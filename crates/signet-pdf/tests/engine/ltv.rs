@@ -584,3 +584,156 @@ fn a_raised_cancel_token_stops_append_dss() {
     );
     assert!(out.is_empty());
 }
+
+/// An external RSA-2048 TSA: `openssl ts -reply` with a certificate Signet's CA issued for it
+/// (critical EKU timeStamping), answering with the CA certificate in the token as well.
+struct OpensslTsa {
+    dir: PathBuf,
+    certificate: Vec<u8>,
+}
+
+impl OpensslTsa {
+    fn new(services: &Services, dir: &Path) -> Self {
+        let s = |p: &Path| p.to_str().unwrap().to_owned();
+        let key = dir.join("tsa-rsa.key");
+        run_ok(
+            "openssl",
+            os_args![
+                "genpkey",
+                "-algorithm",
+                "RSA",
+                "-pkeyopt",
+                "rsa_keygen_bits:2048",
+                "-out",
+                &s(&key)
+            ],
+        );
+        let spki = dir.join("tsa-rsa.spki");
+        run_ok(
+            "openssl",
+            os_args![
+                "pkey",
+                "-in",
+                &s(&key),
+                "-pubout",
+                "-outform",
+                "DER",
+                "-out",
+                &s(&spki)
+            ],
+        );
+        let public_key =
+            signet_crypto::csr::PublicKey::from_spki_der(&fs::read(&spki).unwrap()).unwrap();
+        let certificate = services
+            .ca
+            .issue_service(&ServiceCertificateRequest {
+                purpose: ServicePurpose::TimeStamping,
+                common_name: "External RSA TSA",
+                public_key: &public_key,
+                not_before: now() - Duration::minutes(1),
+                not_after: now() + Duration::days(365),
+                crl_distribution_url: CRL_URL,
+                authority_info_access: aia(),
+            })
+            .unwrap();
+        fs::write(dir.join("tsa-rsa.pem"), certificate.pem()).unwrap();
+        fs::write(dir.join("tsa-serial"), "01\n").unwrap();
+        fs::write(
+            dir.join("tsa.cnf"),
+            format!(
+                "[tsa]\ndefault_tsa = tsa1\n[tsa1]\nserial = {}\nsigner_digest = sha256\n\
+                 default_policy = 1.3.6.1.4.1.99999.2\ndigests = sha256\naccuracy = secs:1\n\
+                 ess_cert_id_alg = sha256\ness_cert_id_chain = no\n",
+                s(&dir.join("tsa-serial"))
+            ),
+        )
+        .unwrap();
+        Self {
+            dir: dir.to_owned(),
+            certificate: certificate.der,
+        }
+    }
+
+    /// A token over `data` from `openssl ts -reply`.
+    fn token(&self, services: &Services, data: &[u8]) -> Vec<u8> {
+        let s = |name: &str| self.dir.join(name).to_str().unwrap().to_owned();
+        let request = TimeStampRequest::new(
+            HashAlgorithm::Sha256,
+            HashAlgorithm::Sha256.digest(data),
+            Some(7),
+        );
+        fs::write(self.dir.join("request.tsq"), request.to_der().unwrap()).unwrap();
+        run_ok(
+            "openssl",
+            os_args![
+                "ts",
+                "-reply",
+                "-config",
+                &s("tsa.cnf"),
+                "-queryfile",
+                &s("request.tsq"),
+                "-signer",
+                &s("tsa-rsa.pem"),
+                "-inkey",
+                &s("tsa-rsa.key"),
+                "-chain",
+                &services.ca_pem,
+                "-token_out",
+                "-out",
+                &s("token.der")
+            ],
+        );
+        fs::read(self.dir.join("token.der")).unwrap()
+    }
+}
+
+#[test]
+fn a_token_from_an_external_rsa_tsa_fits_the_reserve_and_validates_at_b_lt() {
+    let dir = scratch_dir("ltv_openssl_tsa");
+    let services = services(&dir);
+    let tsa = OpensslTsa::new(&services, &dir);
+    let alice = signer(&services, "Alice External");
+
+    let mut file = Cursor::new(Vec::new());
+    let options = PrepareOptions::new(now()).with_timestamp_reserve();
+    let prepared = prepare(Cursor::new(classic_pdf(1)), &mut file, &options).unwrap();
+    let cms = signet_crypto::cms::sign_with_key(
+        &prepared.digest,
+        &alice.key,
+        &alice.certificate,
+        &[services.ca.certificate_der()],
+    )
+    .unwrap();
+    let mut token_len = 0;
+    let embedded = embed_with_timestamp::<_, _, std::convert::Infallible>(
+        &mut file,
+        &prepared.byte_range,
+        &cms,
+        |signature| {
+            let token = tsa.token(&services, signature);
+            token_len = token.len();
+            Ok(token)
+        },
+    )
+    .unwrap();
+    eprintln!(
+        "RSA-2048 TSA token with its certificate and the CA's: {token_len} bytes; CMS {} -> {}",
+        cms.len(),
+        embedded.len()
+    );
+    assert!(embedded.len() - cms.len() < signet_pdf::TIMESTAMP_TOKEN_RESERVE / 2);
+
+    let contents = signature_contents(&mut file, &prepared.byte_range).unwrap();
+    let update = DssUpdate {
+        entries: vec![VriEntry {
+            signature_contents: contents,
+            data: services.validation_data(&[&alice.certificate, &tsa.certificate]),
+            time: Some(now()),
+        }],
+        ..DssUpdate::default()
+    };
+    let mut out = Cursor::new(Vec::new());
+    append_dss(Cursor::new(file.into_inner()), &mut out, &update).unwrap();
+    let b_lt = write(&dir, "b-lt.pdf", &out.into_inner());
+    assert_long_term_valid(&b_lt, &services, 1);
+}
