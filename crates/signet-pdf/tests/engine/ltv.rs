@@ -737,3 +737,33 @@ fn a_token_from_an_external_rsa_tsa_fits_the_reserve_and_validates_at_b_lt() {
     let b_lt = write(&dir, "b-lt.pdf", &out.into_inner());
     assert_long_term_valid(&b_lt, &services, 1);
 }
+
+/// B-LTA on files from other producers: cross-reference and object streams, linearized files,
+/// PDF 2.0, forms. The DSS update follows the file's newest cross-reference kind.
+#[test]
+fn corpus_files_with_streams_and_forms_reach_b_lta_and_validate() {
+    let dir = scratch_dir("ltv_corpus");
+    let services = services(&dir);
+    let alice = signer(&services, "Alice Corpus");
+    for name in [
+        "objstreams",
+        "linearized-objstreams",
+        "form-objstreams",
+        "pdf20",
+        "libreoffice",
+    ] {
+        let entry = &crate::corpus::corpus()[name];
+        assert!(
+            entry.pyhanko_args.is_empty(),
+            "{name} needs {:?}",
+            entry.pyhanko_args
+        );
+        let b_lt = sign_b_lt(&services, &alice, &fs::read(&entry.path).unwrap());
+        let b_lta = write(
+            &dir,
+            &format!("{name}-b-lta.pdf"),
+            &add_b_lta(&services, &b_lt),
+        );
+        assert_long_term_valid(&b_lta, &services, 1);
+    }
+}
