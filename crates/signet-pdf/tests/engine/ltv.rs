@@ -36,6 +36,7 @@ struct Services {
 
 struct Signer {
     certificate: Vec<u8>,
+    serial: signet_crypto::ca::SerialNumber,
     key: Vec<u8>,
 }
 
@@ -105,6 +106,7 @@ fn signer(services: &Services, name: &str) -> Signer {
         .unwrap();
     Signer {
         certificate: issued.der,
+        serial: issued.serial,
         key: key.to_vec(),
     }
 }
@@ -765,5 +767,127 @@ fn corpus_files_with_streams_and_forms_reach_b_lta_and_validate() {
             &add_b_lta(&services, &b_lt),
         );
         assert_long_term_valid(&b_lta, &services, 1);
+    }
+}
+
+/// A B-T signature timestamped at `signed_at` whose signer was revoked at `revoked_at`, with
+/// the DSS saying so (OCSP and CRL): the B-LT file and the B-LTA file made from it.
+fn revoked_signer_files(
+    services: &Services,
+    dir: &Path,
+    signed_at: OffsetDateTime,
+    revoked_at: OffsetDateTime,
+) -> (PathBuf, PathBuf) {
+    let alice = signer(services, "Alice Revoked");
+
+    // B-T, the signature timestamp proving the signature existed at `signed_at`.
+    let mut file = Cursor::new(Vec::new());
+    let options = PrepareOptions::new(signed_at).with_timestamp_reserve();
+    let prepared = prepare(Cursor::new(classic_pdf(1)), &mut file, &options).unwrap();
+    let cms = signet_crypto::cms::sign_with_key(
+        &prepared.digest,
+        &alice.key,
+        &alice.certificate,
+        &[services.ca.certificate_der()],
+    )
+    .unwrap();
+    embed_with_timestamp::<_, _, std::convert::Infallible>(
+        &mut file,
+        &prepared.byte_range,
+        &cms,
+        |signature| {
+            let request = TimeStampRequest::new(
+                HashAlgorithm::Sha256,
+                HashAlgorithm::Sha256.digest(signature),
+                Some(44),
+            );
+            Ok(services.tsa.issue(&request, signed_at).unwrap())
+        },
+    )
+    .unwrap();
+
+    // Then the signer is revoked; the DSS holds the news (OCSP and CRL say revoked).
+    let status = CertificateStatus::Revoked {
+        revoked_at,
+        reason: signet_crypto::ca::RevocationReason::KeyCompromise,
+    };
+    let request =
+        OcspRequest::for_certificate(&alice.certificate, services.ca.certificate_der()).unwrap();
+    let revoked_ocsp = services
+        .ocsp
+        .respond(&request, &[status], now(), Duration::days(1))
+        .unwrap();
+    let crl = services
+        .ca
+        .crl(&CrlRequest {
+            number: 2,
+            this_update: now(),
+            next_update: now() + Duration::days(7),
+            revoked: &[signet_crypto::ca::RevokedCertificate {
+                serial: alice.serial,
+                revoked_at,
+                reason: signet_crypto::ca::RevocationReason::KeyCompromise,
+            }],
+        })
+        .unwrap();
+    let mut data = services.validation_data(&[services.tsa.certificate_der()]);
+    data.certificates.push(alice.certificate.clone());
+    data.ocsp_responses.push(revoked_ocsp);
+    data.crls = vec![crl];
+    let contents = signature_contents(&mut file, &prepared.byte_range).unwrap();
+    let update = DssUpdate {
+        entries: vec![VriEntry {
+            signature_contents: contents,
+            data,
+            time: Some(now()),
+        }],
+        ..DssUpdate::default()
+    };
+    let mut out = Cursor::new(Vec::new());
+    append_dss(Cursor::new(file.into_inner()), &mut out, &update).unwrap();
+    let b_lt = out.into_inner();
+    let b_lta = add_b_lta(services, &b_lt);
+    (
+        write(dir, "b-lt-revoked.pdf", &b_lt),
+        write(dir, "b-lta-revoked.pdf", &b_lta),
+    )
+}
+
+#[test]
+fn a_signer_revoked_after_the_signature_timestamp_still_validates() {
+    let dir = scratch_dir("ltv_revoked_after");
+    let services = services(&dir);
+    let signed_at = now() - Duration::seconds(30);
+    let (b_lt, b_lta) = revoked_signer_files(
+        &services,
+        &dir,
+        signed_at,
+        signed_at + Duration::seconds(20),
+    );
+
+    // The signature timestamp proves the signature older than the revocation.
+    for file in [&b_lt, &b_lta] {
+        assert_ades_valid(file, &services.ca_pem, 1);
+        assert_pdfsig_valid(file, 1);
+        assert_qpdf_clean(file, false);
+    }
+}
+
+#[test]
+fn a_signer_revoked_before_the_signature_timestamp_is_not_valid() {
+    let dir = scratch_dir("ltv_revoked_before");
+    let services = services(&dir);
+    let signed_at = now() - Duration::seconds(30);
+    let (b_lt, b_lta) = revoked_signer_files(
+        &services,
+        &dir,
+        signed_at,
+        signed_at - Duration::seconds(20),
+    );
+
+    for file in [&b_lt, &b_lta] {
+        let report = adesverify(file, &services.ca_pem);
+        assert!(!report.contains(":VALID"), "{report}");
+        assert!(report.contains("revoked"), "{report}");
     }
 }
