@@ -83,6 +83,17 @@ struct ServeArgs {
     #[command(flatten)]
     #[serde(flatten)]
     connections: ConnectionArgs,
+    #[command(flatten)]
+    webhooks: WebhookArgs,
+}
+
+/// Receivers of the order events (`webhooks.*` in the settings).
+#[derive(Args, Serialize)]
+struct WebhookArgs {
+    /// URL that receives every order event, signed per Standard Webhooks (repeatable).
+    #[arg(long = "webhook-url", value_name = "URL")]
+    #[serde(rename = "urls", skip_serializing_if = "Vec::is_empty")]
+    webhook_url: Vec<String>,
 }
 
 /// How long clients may take and how many connections each listener serves (both listeners).

@@ -26,6 +26,7 @@ use crate::services::signing_links::LinkKey;
 use crate::state::{ApiKeyCache, AppState};
 use crate::store::blobs::BlobStore;
 use crate::store::{self, Store};
+use crate::webhooks::Webhooks;
 use serve::ConnectionLimits;
 
 /// File in the data directory that receives the API key created on first start.
@@ -92,6 +93,14 @@ impl Application {
         let directory = crate::directory::from_settings(&settings)
             .context("setting up the people directory")?;
         let link_key = LinkKey::load_or_create(&settings.data_dir)?;
+        let webhooks = Webhooks::from_settings(&settings.webhooks, &settings.data_dir)
+            .context("setting up webhooks")?;
+        if !webhooks.urls.is_empty() {
+            tracing::info!(
+                receivers = webhooks.urls.len(),
+                "order events are sent as signed webhooks"
+            );
+        }
         let automation_listener = if settings.automation_api.enabled {
             let address = settings.automation_api.listen;
             let listener = TcpListener::bind(address)
