@@ -362,9 +362,16 @@ mod tests {
     }
 
     #[test]
+    #[expect(
+        clippy::result_large_err,
+        reason = "figment::Jail fixes the closure's error type"
+    )]
     fn webhook_urls_from_the_environment_are_comma_separated() {
         figment::Jail::expect_with(|jail| {
-            jail.set_env("SIGNET_WEBHOOK_URL", "http://a.example/h, https://b.example/h");
+            jail.set_env(
+                "SIGNET_WEBHOOK_URL",
+                "http://a.example/h, https://b.example/h",
+            );
             jail.set_env("SIGNET_WEBHOOK_SECRET", "whsec_x");
             let settings = Settings::load(None, serde_json::json!({})).unwrap();
             assert_eq!(
@@ -377,6 +384,10 @@ mod tests {
     }
 
     #[test]
+    #[expect(
+        clippy::result_large_err,
+        reason = "figment::Jail fixes the closure's error type"
+    )]
     fn webhook_url_flags_override_the_environment() {
         figment::Jail::expect_with(|jail| {
             jail.set_env("SIGNET_WEBHOOK_URL", "http://env.example/h");

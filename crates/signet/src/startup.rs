@@ -19,12 +19,14 @@ use crate::api_key::create_api_key;
 use crate::clock::Clock;
 use crate::config::Settings;
 use crate::data_dir;
+use crate::jobs::outbox::{Deliver, Dispatcher};
 use crate::jobs::JobRunner;
 use crate::pki::{load_or_create_ca, write_private, Pki};
 use crate::services::orders::OrderService;
 use crate::services::signing_links::LinkKey;
 use crate::state::{ApiKeyCache, AppState};
 use crate::store::blobs::BlobStore;
+use crate::store::outbox::{OutboxPolicy, OutboxStore};
 use crate::store::{self, Store};
 use crate::webhooks::Webhooks;
 use serve::ConnectionLimits;
@@ -38,6 +40,8 @@ pub struct Application {
     /// The Automation API's listener, when it is enabled.
     automation_listener: Option<TcpListener>,
     state: AppState,
+    /// Sends the outbox (webhooks).
+    outbox: Arc<Dispatcher>,
     /// Timeouts and cap of each listener's connections.
     connections: ConnectionLimits,
     /// Where the first API key was written, when this start created it.
@@ -95,12 +99,6 @@ impl Application {
         let link_key = LinkKey::load_or_create(&settings.data_dir)?;
         let webhooks = Webhooks::from_settings(&settings.webhooks, &settings.data_dir)
             .context("setting up webhooks")?;
-        if !webhooks.urls.is_empty() {
-            tracing::info!(
-                receivers = webhooks.urls.len(),
-                "order events are sent as signed webhooks"
-            );
-        }
         let automation_listener = if settings.automation_api.enabled {
             let address = settings.automation_api.listen;
             let listener = TcpListener::bind(address)
@@ -124,6 +122,7 @@ impl Application {
             link_key,
             public_url.clone(),
         ));
+        let outbox = Arc::new(build_outbox(&store, &clock, webhooks).await?);
         let state = AppState {
             store,
             blobs,
@@ -139,9 +138,15 @@ impl Application {
             listener,
             automation_listener,
             state,
+            outbox,
             connections,
             initial_api_key_file,
         })
+    }
+
+    /// The outbox sender (tests run passes of it directly).
+    pub fn outbox(&self) -> Arc<Dispatcher> {
+        self.outbox.clone()
     }
 
     pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
@@ -195,6 +200,13 @@ impl Application {
                 let _ = stopped.wait_for(|stop| *stop).await;
             }))
         });
+        // Webhooks go out every two seconds while the job loop runs (tests run passes directly).
+        let outbox = (interval > 0).then(|| {
+            let mut stopped = jobs_stopped.clone();
+            tokio::spawn(self.outbox.clone().run(OUTBOX_POLL, async move {
+                let _ = stopped.wait_for(|stop| *stop).await;
+            }))
+        });
         let app = api::main_router(self.state.clone());
         tracing::info!(listen = %self.listener.local_addr()?, public_url = %self.state.public_url, "signet is listening");
         let (stop_automation, automation_stopped) = tokio::sync::watch::channel(false);
@@ -229,9 +241,55 @@ impl Application {
         if let Some(jobs) = jobs {
             let _ = jobs.await;
         }
+        if let Some(outbox) = outbox {
+            let _ = outbox.await;
+        }
         Ok(())
     }
 }
+
+/// Wait between two passes of the outbox sender.
+const OUTBOX_POLL: Duration = Duration::from_secs(2);
+
+/// The outbox sender with a channel per configured service, and the store told what to queue.
+async fn build_outbox(
+    store: &Arc<dyn Store>,
+    clock: &Arc<dyn Clock>,
+    webhooks: Webhooks,
+) -> anyhow::Result<Dispatcher> {
+    let mut deliverers: Vec<Arc<dyn Deliver>> = Vec::new();
+    if !webhooks.urls.is_empty() {
+        tracing::info!(
+            receivers = webhooks.urls.len(),
+            "order events are sent as signed webhooks"
+        );
+    }
+    // The webhook channel is always served: rows queued for a URL that has since been removed
+    // from the settings are still delivered (or given up) rather than left pending forever.
+    deliverers.push(Arc::new(webhooks.sender));
+    let policy = OutboxPolicy {
+        mail: false,
+        webhook_urls: webhooks
+            .urls
+            .iter()
+            .map(|url| url.as_str().to_owned())
+            .collect(),
+    };
+    store
+        .set_outbox_policy(&policy)
+        .await
+        .context("recording what the outbox sends")?;
+    let outbox_store: Arc<dyn OutboxStore> = store.clone();
+    Ok(Dispatcher::new(
+        outbox_store,
+        clock.clone(),
+        deliverers,
+        REMINDER_DAYS,
+    ))
+}
+
+/// Days before the due date that reminders would be queued (no mail channel yet).
+const REMINDER_DAYS: u32 = 2;
 
 /// On first start (no keys at all) creates an API key and writes it, once, to a 0600 file.
 async fn ensure_first_api_key(

@@ -6,6 +6,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::clock::Clock;
+use crate::jobs::outbox::{Deliver, DeliveryError};
+use crate::store::outbox::{Channel, OutboxMessage};
 
 use super::{WebhookId, WebhookSecret};
 
@@ -118,4 +120,27 @@ fn error_chain(error: &dyn std::error::Error) -> String {
         source = cause.source();
     }
     text
+}
+
+#[async_trait::async_trait]
+impl Deliver for WebhookSender {
+    fn channel(&self) -> Channel {
+        Channel::Webhook
+    }
+
+    fn give_up_after(&self) -> time::Duration {
+        GIVE_UP_AFTER
+    }
+
+    /// The row's id names the message (`msg_<id>`) on every attempt: receivers de-duplicate by
+    /// it. Every failure is retried until the outbox gives up.
+    async fn deliver(&self, message: &OutboxMessage) -> Result<(), DeliveryError> {
+        self.send(
+            &message.recipient,
+            &WebhookId::for_outbox_row(message.id),
+            &message.payload,
+        )
+        .await
+        .map_err(|failure| DeliveryError::retry(failure.to_string()))
+    }
 }

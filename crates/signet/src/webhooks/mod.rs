@@ -86,9 +86,7 @@ impl FromStr for WebhookSecret {
             .trim()
             .strip_prefix(SECRET_PREFIX)
             .ok_or(SecretError::MissingPrefix)?;
-        let key = BASE64
-            .decode(encoded)
-            .map_err(|_| SecretError::NotBase64)?;
+        let key = BASE64.decode(encoded).map_err(|_| SecretError::NotBase64)?;
         if !(MIN_SECRET_BYTES..=MAX_SECRET_BYTES).contains(&key.len()) {
             return Err(SecretError::BadLength(key.len()));
         }
@@ -138,14 +136,14 @@ pub fn load_or_create_secret(
     data_dir: &Path,
 ) -> anyhow::Result<WebhookSecret> {
     if let Some(raw) = configured {
-        return raw
-            .parse()
-            .context("the configured webhook secret (SIGNET_WEBHOOK_SECRET / webhooks.secret) is malformed");
+        return raw.parse().context(
+            "the configured webhook secret (SIGNET_WEBHOOK_SECRET / webhooks.secret) is malformed",
+        );
     }
     let path = data_dir.join(SECRET_FILE);
     if path.exists() {
-        let raw =
-            std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+        let raw = std::fs::read_to_string(&path)
+            .with_context(|| format!("reading {}", path.display()))?;
         return raw
             .parse()
             .with_context(|| format!("the webhook secret in {} is malformed", path.display()));
@@ -313,8 +311,7 @@ mod tests {
     #[test]
     fn a_malformed_configured_secret_stops_the_start_without_showing_it() {
         let dir = tempfile::tempdir().unwrap();
-        let error =
-            load_or_create_secret(Some("whsec_tooshortbutsecret"), dir.path()).unwrap_err();
+        let error = load_or_create_secret(Some("whsec_tooshortbutsecret"), dir.path()).unwrap_err();
         let message = format!("{error:#}");
         assert!(message.contains("malformed"), "{message}");
         assert!(!message.contains("tooshortbutsecret"), "{message}");

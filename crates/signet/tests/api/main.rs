@@ -23,3 +23,4 @@ mod signers;
 mod slapd;
 mod store_story;
 mod uploads;
+mod webhooks;

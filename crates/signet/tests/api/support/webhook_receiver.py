@@ -2,9 +2,11 @@
 (a verifier Signet did not write) and appends one JSON line per request to a record file.
 
 Usage: webhook_receiver.py SECRET RECORD_FILE [FAIL_FIRST]
+SECRET is `whsec_…`, or `@PATH` for a file holding it (read at each request, so the receiver can
+start before the server has generated its secret).
 Prints the port it listens on (127.0.0.1, chosen by the system) as its first line of output.
-The first FAIL_FIRST requests are answered 500 (after being verified and recorded); the rest
-are answered 204 when they verify and 400 when they do not.
+The first FAIL_FIRST attempts of each message (by `webhook-id`) are answered 500, after being
+verified and recorded; the rest are answered 204 when they verify and 400 when they do not.
 """
 
 import json
@@ -16,14 +18,20 @@ from standardwebhooks.webhooks import Webhook
 
 secret, record_path = sys.argv[1], sys.argv[2]
 fail_first = int(sys.argv[3]) if len(sys.argv) > 3 else 0
-webhook = Webhook(secret)
+
+
+def current_webhook():
+    if secret.startswith("@"):
+        with open(secret[1:], encoding="utf-8") as file:
+            return Webhook(file.read().strip())
+    return Webhook(secret)
+
 lock = threading.Lock()
-seen = 0
+attempts = {}
 
 
 class Handler(BaseHTTPRequestHandler):
     def do_POST(self):
-        global seen
         length = int(self.headers.get("content-length", "0"))
         body = self.rfile.read(length)
         headers = {k.lower(): v for k, v in self.headers.items()}
@@ -34,15 +42,15 @@ class Handler(BaseHTTPRequestHandler):
             "contentType": headers.get("content-type"),
         }
         try:
-            entry["body"] = webhook.verify(body, headers)
+            entry["body"] = current_webhook().verify(body, headers)
             entry["verified"] = True
         except Exception as error:  # the verifier's refusal, recorded for the test to read
             entry["verified"] = False
             entry["error"] = f"{type(error).__name__}: {error}"
             entry["raw"] = body.decode("utf-8", "replace")
         with lock:
-            seen += 1
-            failing = seen <= fail_first
+            attempts[entry["id"]] = attempts.get(entry["id"], 0) + 1
+            failing = attempts[entry["id"]] <= fail_first
             status = 500 if failing else (204 if entry["verified"] else 400)
             entry["answered"] = status
             with open(record_path, "a", encoding="utf-8") as record:
