@@ -144,3 +144,125 @@ impl Deliver for WebhookSender {
         .map_err(|failure| DeliveryError::retry(failure.to_string()))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::clock::ManualClock;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::TcpListener;
+
+    /// A one-request HTTP server that answers `response` and hands back the request it read.
+    async fn answer_once(response: &'static str) -> (String, tokio::task::JoinHandle<String>) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/hook", listener.local_addr().unwrap());
+        let server = tokio::spawn(async move {
+            let (mut socket, _) = listener.accept().await.unwrap();
+            let mut request = Vec::new();
+            let mut buffer = [0u8; 4096];
+            // Read the head and the (small) body: stop once the body's length has arrived.
+            loop {
+                let n = socket.read(&mut buffer).await.unwrap();
+                request.extend_from_slice(&buffer[..n]);
+                let text = String::from_utf8_lossy(&request).into_owned();
+                if let Some((head, body)) = text.split_once("\r\n\r\n") {
+                    let length: usize = head
+                        .lines()
+                        .find_map(|l| {
+                            l.to_ascii_lowercase()
+                                .strip_prefix("content-length: ")
+                                .map(|v| v.trim().parse().unwrap())
+                        })
+                        .unwrap_or(0);
+                    if body.len() >= length {
+                        break;
+                    }
+                }
+                if n == 0 {
+                    break;
+                }
+            }
+            socket.write_all(response.as_bytes()).await.unwrap();
+            String::from_utf8_lossy(&request).into_owned()
+        });
+        (url, server)
+    }
+
+    fn sender() -> WebhookSender {
+        let start = time::OffsetDateTime::from_unix_timestamp(1_800_000_000).unwrap();
+        WebhookSender::new(WebhookSecret::generate(), Arc::new(ManualClock::new(start))).unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_2xx_answer_delivers_and_the_request_carries_the_three_headers() {
+        let (url, server) =
+            answer_once("HTTP/1.1 204 No Content\r\ncontent-length: 0\r\n\r\n").await;
+        let payload = serde_json::json!({"type": "ORDER_CREATED"});
+        sender()
+            .send(&url, &WebhookId::for_outbox_row(5), &payload)
+            .await
+            .unwrap();
+        let request = server.await.unwrap().to_ascii_lowercase();
+        assert!(request.starts_with("post /hook http/1.1"), "{request}");
+        assert!(request.contains("\r\ncontent-type: application/json\r\n"));
+        assert!(request.contains("\r\nwebhook-id: msg_5\r\n"));
+        assert!(request.contains("\r\nwebhook-timestamp: 1800000000\r\n"));
+        assert!(request.contains("\r\nwebhook-signature: v1,"));
+        assert!(request.ends_with(r#"{"type":"order_created"}"#));
+    }
+
+    #[tokio::test]
+    async fn a_redirect_is_not_followed_but_retried() {
+        let (url, server) = answer_once(
+            "HTTP/1.1 307 Temporary Redirect\r\nlocation: http://127.0.0.1:9/elsewhere\r\n\
+             content-length: 0\r\n\r\n",
+        )
+        .await;
+        let result = sender()
+            .send(&url, &WebhookId::for_outbox_row(1), &serde_json::json!({}))
+            .await;
+        assert_eq!(
+            result,
+            Err(SendFailure::Status {
+                status: 307,
+                body: String::new()
+            })
+        );
+        server.await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn an_error_answer_is_kept_short_in_the_reason() {
+        let (url, server) = answer_once(
+            "HTTP/1.1 503 Service Unavailable\r\ncontent-length: 12\r\n\r\nmaintenance!",
+        )
+        .await;
+        let failure = sender()
+            .send(&url, &WebhookId::for_outbox_row(1), &serde_json::json!({}))
+            .await
+            .unwrap_err();
+        assert_eq!(
+            failure.to_string(),
+            "the receiver answered 503: maintenance!"
+        );
+        server.await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn an_unreachable_receiver_is_a_connection_failure() {
+        // A port that was just free: nothing listens there.
+        let port = {
+            let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            listener.local_addr().unwrap().port()
+        };
+        let failure = sender()
+            .send(
+                &format!("http://127.0.0.1:{port}/hook"),
+                &WebhookId::for_outbox_row(1),
+                &serde_json::json!({}),
+            )
+            .await
+            .unwrap_err();
+        assert!(matches!(failure, SendFailure::Connection(_)), "{failure:?}");
+    }
+}

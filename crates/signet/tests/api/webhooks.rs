@@ -458,3 +458,50 @@ async fn the_delivery_log_of_an_unknown_order_is_not_found() {
         .unwrap();
     crate::helpers::assert_error(response, 404, "ERROR_RESOURCE_NOT_FOUND").await;
 }
+
+/// `signet serve` with the given webhook flags and environment; it must refuse to start.
+fn serve_refuses(args: &[&str], env: &[(&str, &str)]) -> String {
+    let dir = tempfile::tempdir().unwrap();
+    let output = Command::new(env!("CARGO_BIN_EXE_signet"))
+        .arg("serve")
+        .args(["--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(dir.path())
+        .args(args)
+        .env_remove("SIGNET_DATABASE_URL")
+        .env_remove("SIGNET_WEBHOOK_URL")
+        .env_remove("SIGNET_WEBHOOK_SECRET")
+        .envs(env.iter().copied())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    assert!(!output.status.success(), "it started: {stderr}");
+    stderr
+}
+
+#[test]
+fn the_command_line_and_environment_settings_are_checked_at_start_up() {
+    let stderr = serve_refuses(
+        &[
+            "--webhook-url",
+            "http://127.0.0.1:9/ok",
+            "--webhook-url",
+            "ftp://127.0.0.1/bad",
+        ],
+        &[],
+    );
+    assert!(stderr.contains("ftp://127.0.0.1/bad"), "{stderr}");
+
+    let stderr = serve_refuses(
+        &[],
+        &[("SIGNET_WEBHOOK_URL", "http://127.0.0.1:9/ok, gopher://b")],
+    );
+    assert!(stderr.contains("gopher://b"), "{stderr}");
+
+    let stderr = serve_refuses(&[], &[("SIGNET_WEBHOOK_SECRET", "whsec_bm90IGEga2V5")]);
+    assert!(stderr.contains("webhook secret"), "{stderr}");
+    assert!(stderr.contains("24 to 64 bytes"), "{stderr}");
+    assert!(
+        !stderr.contains("bm90IGEga2V5"),
+        "the secret is never shown: {stderr}"
+    );
+}
