@@ -47,6 +47,52 @@ pub struct Settings {
     /// Most concurrent connections per listener; more are answered 503 and closed. Lowered at
     /// start-up (with a warning) to what the process's open-file limit allows.
     pub max_connections: usize,
+    /// The SMTP server mail goes through (`[smtp]` in TOML); no URL means no mail.
+    pub smtp: SmtpSettings,
+    /// From address of Signet's mail (`--mail-from`, `SIGNET_MAIL_FROM`).
+    pub mail_from: String,
+    /// Language of Signet's mail: `en` or `sv` (`--mail-language`, `SIGNET_MAIL_LANGUAGE`).
+    pub mail_language: crate::mail::Language,
+    /// Days before an order's due date that signers who have not acted are reminded.
+    pub reminder_days: u32,
+    /// Milliseconds between two passes of the outbox sender (mail, webhooks).
+    pub outbox_poll_millis: u64,
+}
+
+/// The SMTP server. Environment: `SIGNET_SMTP_<FIELD>`; TOML: `[smtp]`.
+#[derive(Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct SmtpSettings {
+    /// `smtp://host:port` (plain), `smtp://host:port?tls=required` (STARTTLS) or
+    /// `smtps://host:port` (implicit TLS); may carry `user:password@`.
+    pub url: Option<String>,
+    /// Overrides the URL's user name.
+    pub username: Option<String>,
+    pub password: Option<String>,
+    /// Seconds a connection attempt or an SMTP command may take.
+    pub timeout_seconds: u64,
+}
+
+impl Default for SmtpSettings {
+    fn default() -> Self {
+        Self {
+            url: None,
+            username: None,
+            password: None,
+            timeout_seconds: 10,
+        }
+    }
+}
+
+impl fmt::Debug for SmtpSettings {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SmtpSettings")
+            .field("url", &self.url.as_deref().map(redact_url))
+            .field("username", &self.username)
+            .field("password", &self.password.as_ref().map(|_| "***"))
+            .field("timeout_seconds", &self.timeout_seconds)
+            .finish()
+    }
 }
 
 /// The Automation API listener: off unless enabled, because the API trusts its callers.
@@ -138,6 +184,11 @@ impl Default for Settings {
             body_timeout_seconds: 30,
             idle_timeout_seconds: 60,
             max_connections: 10_000,
+            smtp: SmtpSettings::default(),
+            mail_from: "signet@localhost".into(),
+            mail_language: crate::mail::Language::En,
+            reminder_days: 2,
+            outbox_poll_millis: 2000,
         }
     }
 }
@@ -186,6 +237,8 @@ fn nest_env_key(key: &str) -> String {
         "automation_api.listen".to_owned()
     } else if let Some(rest) = key.strip_prefix("ldap_") {
         format!("ldap.{rest}")
+    } else if let Some(rest) = key.strip_prefix("smtp_") {
+        format!("smtp.{rest}")
     } else {
         key
     }
@@ -227,6 +280,11 @@ impl fmt::Debug for Settings {
             .field("body_timeout_seconds", &self.body_timeout_seconds)
             .field("idle_timeout_seconds", &self.idle_timeout_seconds)
             .field("max_connections", &self.max_connections)
+            .field("smtp", &self.smtp)
+            .field("mail_from", &self.mail_from)
+            .field("mail_language", &self.mail_language)
+            .field("reminder_days", &self.reminder_days)
+            .field("outbox_poll_millis", &self.outbox_poll_millis)
             .finish()
     }
 }
