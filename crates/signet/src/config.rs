@@ -49,6 +49,53 @@ pub struct Settings {
     pub max_connections: usize,
     /// Receivers of every order event and the key that signs them (`[webhooks]` in TOML).
     pub webhooks: WebhookSettings,
+    /// The SMTP server mail goes through (`[smtp]` in TOML); no URL means no mail.
+    pub smtp: SmtpSettings,
+    /// From address of Signet's mail (`--mail-from`, `SIGNET_MAIL_FROM`).
+    pub mail_from: String,
+    /// Language of Signet's mail: `en` or `sv` (`--mail-language`, `SIGNET_MAIL_LANGUAGE`).
+    pub mail_language: crate::mail::Language,
+    /// Days before an order's due date that signers who have not acted are reminded.
+    pub reminder_days: u32,
+    /// Milliseconds between two passes of the outbox sender (mail, webhooks); 0 runs no
+    /// background sender (tests that run the passes themselves).
+    pub outbox_poll_millis: u64,
+}
+
+/// The SMTP server. Environment: `SIGNET_SMTP_<FIELD>`; TOML: `[smtp]`.
+#[derive(Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct SmtpSettings {
+    /// `smtp://host:port` (plain), `smtp://host:port?tls=required` (STARTTLS) or
+    /// `smtps://host:port` (implicit TLS); may carry `user:password@`.
+    pub url: Option<String>,
+    /// Overrides the URL's user name.
+    pub username: Option<String>,
+    pub password: Option<String>,
+    /// Seconds a connection attempt or an SMTP command may take.
+    pub timeout_seconds: u64,
+}
+
+impl Default for SmtpSettings {
+    fn default() -> Self {
+        Self {
+            url: None,
+            username: None,
+            password: None,
+            timeout_seconds: 10,
+        }
+    }
+}
+
+impl fmt::Debug for SmtpSettings {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SmtpSettings")
+            .field("url", &self.url.as_deref().map(redact_url))
+            .field("username", &self.username)
+            .field("password", &self.password.as_ref().map(|_| "***"))
+            .field("timeout_seconds", &self.timeout_seconds)
+            .finish()
+    }
 }
 
 /// Webhooks (Standard Webhooks): `--webhook-url` (repeatable), `SIGNET_WEBHOOK_URL`
@@ -184,6 +231,11 @@ impl Default for Settings {
             idle_timeout_seconds: 60,
             max_connections: 10_000,
             webhooks: WebhookSettings::default(),
+            smtp: SmtpSettings::default(),
+            mail_from: "signet@localhost".into(),
+            mail_language: crate::mail::Language::En,
+            reminder_days: 2,
+            outbox_poll_millis: 2000,
         }
     }
 }
@@ -237,6 +289,8 @@ fn nest_env_key(key: &str) -> String {
         "webhooks.urls".to_owned()
     } else if key == "webhook_secret" {
         "webhooks.secret".to_owned()
+    } else if let Some(rest) = key.strip_prefix("smtp_") {
+        format!("smtp.{rest}")
     } else {
         key
     }
@@ -279,6 +333,11 @@ impl fmt::Debug for Settings {
             .field("idle_timeout_seconds", &self.idle_timeout_seconds)
             .field("max_connections", &self.max_connections)
             .field("webhooks", &self.webhooks)
+            .field("smtp", &self.smtp)
+            .field("mail_from", &self.mail_from)
+            .field("mail_language", &self.mail_language)
+            .field("reminder_days", &self.reminder_days)
+            .field("outbox_poll_millis", &self.outbox_poll_millis)
             .finish()
     }
 }

@@ -9,6 +9,7 @@ pub mod data_dir;
 pub mod directory;
 pub mod domain;
 pub mod jobs;
+pub mod mail;
 pub mod pki;
 pub mod services;
 pub mod startup;

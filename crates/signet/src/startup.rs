@@ -21,6 +21,8 @@ use crate::config::Settings;
 use crate::data_dir;
 use crate::jobs::outbox::{Deliver, Dispatcher};
 use crate::jobs::JobRunner;
+use crate::mail::deliver::MailDeliver;
+use crate::mail::Mailer;
 use crate::pki::{load_or_create_ca, write_private, Pki};
 use crate::services::orders::OrderService;
 use crate::services::signing_links::LinkKey;
@@ -40,7 +42,7 @@ pub struct Application {
     /// The Automation API's listener, when it is enabled.
     automation_listener: Option<TcpListener>,
     state: AppState,
-    /// Sends the outbox (webhooks).
+    /// Sends the outbox (mail, webhooks).
     outbox: Arc<Dispatcher>,
     /// Timeouts and cap of each listener's connections.
     connections: ConnectionLimits,
@@ -122,7 +124,9 @@ impl Application {
             link_key,
             public_url.clone(),
         ));
-        let outbox = Arc::new(build_outbox(&store, &clock, webhooks).await?);
+        let outbox = Arc::new(
+            build_outbox(&settings, &store, &orders, &clock, &public_url, webhooks).await?,
+        );
         let state = AppState {
             store,
             blobs,
@@ -200,10 +204,14 @@ impl Application {
                 let _ = stopped.wait_for(|stop| *stop).await;
             }))
         });
-        // Webhooks go out every two seconds while the job loop runs (tests run passes directly).
-        let outbox = (interval > 0).then(|| {
+        // The outbox runs whatever the job interval: mail and webhooks are not optional work.
+        // Only `outbox_poll_millis = 0` turns the background sender off (tests that run the
+        // passes themselves, so none runs concurrently with theirs).
+        let poll_millis = self.state.settings.outbox_poll_millis;
+        let outbox = (poll_millis > 0).then(|| {
+            let poll = Duration::from_millis(poll_millis.max(10));
             let mut stopped = jobs_stopped.clone();
-            tokio::spawn(self.outbox.clone().run(OUTBOX_POLL, async move {
+            tokio::spawn(self.outbox.clone().run(poll, async move {
                 let _ = stopped.wait_for(|stop| *stop).await;
             }))
         });
@@ -248,27 +256,46 @@ impl Application {
     }
 }
 
-/// Wait between two passes of the outbox sender.
-const OUTBOX_POLL: Duration = Duration::from_secs(2);
-
 /// The outbox sender with a channel per configured service, and the store told what to queue.
 async fn build_outbox(
+    settings: &Settings,
     store: &Arc<dyn Store>,
+    orders: &Arc<OrderService>,
     clock: &Arc<dyn Clock>,
+    public_url: &str,
     webhooks: Webhooks,
 ) -> anyhow::Result<Dispatcher> {
+    let mailer =
+        Mailer::from_settings(&settings.smtp, &settings.mail_from).context("setting up mail")?;
     let mut deliverers: Vec<Arc<dyn Deliver>> = Vec::new();
+    match mailer {
+        Some(mailer) => {
+            tracing::info!(language = ?settings.mail_language, "mail goes through the configured SMTP server");
+            deliverers.push(Arc::new(MailDeliver::new(
+                store.clone(),
+                orders.clone(),
+                mailer,
+                settings.mail_language,
+                public_url,
+            )));
+        }
+        None => tracing::info!(
+            "no SMTP server configured (--smtp-url, SIGNET_SMTP_URL): no mail will be sent; \
+             orders still carry each signer's signing link"
+        ),
+    }
+    let mail = !deliverers.is_empty();
     if !webhooks.urls.is_empty() {
         tracing::info!(
             receivers = webhooks.urls.len(),
             "order events are sent as signed webhooks"
         );
     }
-    // The webhook channel is always served: rows queued for a URL that has since been removed
-    // from the settings are still delivered (or given up) rather than left pending forever.
+    // The webhook channel is always served: rows queued for a URL since removed from the
+    // settings are still delivered (or given up) rather than left pending forever.
     deliverers.push(Arc::new(webhooks.sender));
     let policy = OutboxPolicy {
-        mail: false,
+        mail,
         webhook_urls: webhooks
             .urls
             .iter()
@@ -284,12 +311,9 @@ async fn build_outbox(
         outbox_store,
         clock.clone(),
         deliverers,
-        REMINDER_DAYS,
+        settings.reminder_days,
     ))
 }
-
-/// Days before the due date that reminders would be queued (no mail channel yet).
-const REMINDER_DAYS: u32 = 2;
 
 /// On first start (no keys at all) creates an API key and writes it, once, to a 0600 file.
 async fn ensure_first_api_key(

@@ -27,7 +27,7 @@ pub struct TestApp {
     pub clock: Arc<ManualClock>,
     pub state: AppState,
     pub runner: JobRunner,
-    /// The outbox sender: tests run its passes (`deliver_due`) themselves.
+    /// The outbox sender (mail, webhooks): tests run passes of it directly.
     pub outbox: Arc<signet::jobs::outbox::Dispatcher>,
     pub data_dir: TempDir,
     pub database_url: String,

@@ -13,6 +13,7 @@ mod files;
 mod helpers;
 mod jobs;
 mod ltv;
+mod mail;
 mod openssl;
 mod order_refusals;
 mod orders;

@@ -122,6 +122,8 @@ async fn app_with_webhooks(
     Some(
         start_with(data_dir, database_url, clock, move |settings| {
             settings.webhooks.urls = vec![url];
+            // The test runs the outbox passes itself: no background sender beside them.
+            settings.outbox_poll_millis = 0;
             adjust(settings);
         })
         .await,
@@ -359,7 +361,8 @@ async fn the_generated_secret_is_owner_only_and_survives_a_restart() {
         let (data_dir, database_url, clock) = app.stop().await;
         let url = receiver.url();
         let app = start_with(data_dir, database_url, clock, |s| {
-            s.webhooks.urls = vec![url]
+            s.webhooks.urls = vec![url];
+            s.outbox_poll_millis = 0;
         })
         .await;
         assert_eq!(std::fs::read_to_string(&path).unwrap(), secret, "reused");
