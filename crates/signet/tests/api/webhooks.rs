@@ -508,3 +508,40 @@ fn the_command_line_and_environment_settings_are_checked_at_start_up() {
         "the secret is never shown: {stderr}"
     );
 }
+
+#[tokio::test]
+async fn the_delivery_log_names_mail_recipients_by_role_never_by_address() {
+    for db in [Db::Sqlite, Db::Postgres] {
+        let data_dir = tempfile::tempdir().unwrap();
+        let receiver = Receiver::for_data_dir(data_dir.path(), 0);
+        // Mail on (an SMTP server nobody listens on: the mail stays queued), webhooks on.
+        let Some(app) = app_with_webhooks(db, data_dir, &receiver.url(), |s| {
+            s.smtp.url = Some("smtp://127.0.0.1:9".into());
+        })
+        .await
+        else {
+            continue;
+        };
+        let id = app
+            .create_order(&[
+                person("INTERNAL", "sAMAccountName=cborgstrom", None),
+                person("EXTERNAL", "200001011907", None),
+            ])
+            .await;
+        let log = app.deliveries(&id).await;
+        let mail: Vec<&Value> = log.iter().filter(|d| d["channel"] == "MAIL").collect();
+        let recipients: Vec<&str> = mail
+            .iter()
+            .map(|d| d["recipient"].as_str().unwrap())
+            .collect();
+        assert_eq!(recipients, ["signer:0", "signer:1"], "{db:?}: {log:?}");
+        assert!(mail
+            .iter()
+            .all(|d| d["kind"] == "INVITATION" && d["status"] == "PENDING"));
+        let text = serde_json::to_string(&log).unwrap();
+        assert!(
+            !text.contains('@'),
+            "no address in the delivery log: {text}"
+        );
+    }
+}
