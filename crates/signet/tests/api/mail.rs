@@ -457,3 +457,70 @@ impl Settled for signet::store::outbox::DeliveryRecord {
 }
 
 use crate::helpers::NowForTests;
+
+#[tokio::test]
+async fn mail_to_an_anonymized_person_or_an_ended_task_is_given_up_not_retried() {
+    use signet::store::orders::AnonymizeTarget;
+    for db in [Db::Sqlite, Db::Postgres] {
+        let port = free_port();
+        let Some(app) = spawn_mailing_app(db, port, Language::En).await else {
+            continue;
+        };
+        // Mail is down while the order is made and cancelled, and its solicitor anonymized.
+        let id = app.create_order(&[person("INTERNAL", "jdoe", None)]).await;
+        let order_id = OrderId::parse(&id).unwrap();
+        let response = app
+            .client
+            .put(app.automation_url(&format!("/orders/{id}")))
+            .json(&json!({"state": "CANCELLED"}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200);
+        let solicitor = app
+            .state
+            .store
+            .find_order(&order_id)
+            .await
+            .unwrap()
+            .unwrap()
+            .solicitor
+            .internal_id;
+        let now = app.clock.now_for_tests();
+        app.state
+            .store
+            .anonymize(&AnonymizeTarget::InternalId(solicitor), now)
+            .await
+            .unwrap();
+
+        let sink = SmtpSink::start_on(port);
+        app.clock.advance(Duration::hours(2));
+        let log = loop {
+            app.outbox.deliver_due().await.unwrap();
+            let log = app.state.store.order_deliveries(&order_id).await.unwrap();
+            let mail: Vec<_> = log
+                .into_iter()
+                .filter(|d| d.channel == Channel::Mail)
+                .collect();
+            if mail
+                .iter()
+                .all(|d| d.gave_up_at.is_some() || d.delivered_at.is_some())
+            {
+                break mail;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        };
+        let outcome = log.iter().find(|d| d.kind == "OUTCOME").unwrap();
+        assert!(outcome.gave_up_at.is_some(), "{log:?}");
+        assert_eq!(
+            outcome.last_error.as_deref(),
+            Some("the recipient has no e-mail address")
+        );
+        let invitation = log.iter().find(|d| d.kind == "INVITATION").unwrap();
+        assert!(invitation.gave_up_at.is_some(), "{log:?}");
+        app.clock.advance(Duration::days(2));
+        app.outbox.deliver_due().await.unwrap();
+        assert!(sink.mails().is_empty(), "{:?}", sink.mails());
+        assert_eq!(sending_email_events(&app, &id).await, 0);
+    }
+}
