@@ -98,11 +98,22 @@ impl WebhookSender {
         if status.is_success() {
             return Ok(());
         }
-        // The start of the receiver's answer helps whoever reads the delivery log; bounded, and
-        // read within the same timeout.
-        let text = response.text().await.unwrap_or_default();
-        let mut body: String = text.chars().take(MAX_REASON_BODY).collect();
-        body = body.trim().to_owned();
+        // The start of the receiver's answer helps whoever reads the delivery log. Only the
+        // first chunks are read (a receiver's answer can be any size), within the same timeout.
+        let mut response = response;
+        let mut head = Vec::new();
+        while head.len() < MAX_REASON_BODY * 4 {
+            match response.chunk().await {
+                Ok(Some(chunk)) => head.extend_from_slice(&chunk),
+                _ => break,
+            }
+        }
+        let body: String = String::from_utf8_lossy(&head)
+            .chars()
+            .take(MAX_REASON_BODY)
+            .collect::<String>()
+            .trim()
+            .to_owned();
         Err(SendFailure::Status {
             status: status.as_u16(),
             body,
