@@ -1,0 +1,392 @@
+//! The signer pages on the main listener: what a signer sees when they open their `signingUrl`
+//! — the order, the document (pdf.js, vendored into the binary, plus a download link), and the
+//! Sign (with a confirmation step) and Reject forms. Server-rendered; the actions are plain form
+//! posts answered with a redirect (POST-redirect-GET), so they work without JavaScript. Every
+//! post carries a CSRF token bound to the link; every page carries headers that keep it out of
+//! frames, caches and referrers (the token is in the URL). The work itself is the order
+//! service's.
+
+mod assets;
+mod html;
+mod i18n;
+
+use axum::extract::rejection::FormRejection;
+use axum::extract::{Path, Query, State};
+use axum::http::header::{
+    CACHE_CONTROL, CONTENT_DISPOSITION, CONTENT_SECURITY_POLICY, CONTENT_TYPE, LOCATION,
+    REFERRER_POLICY, X_CONTENT_TYPE_OPTIONS, X_FRAME_OPTIONS,
+};
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Form, Router};
+use serde::Deserialize;
+
+use crate::api::ranged::{self, StoredFile};
+use crate::domain::{LinkType, TaskStatus};
+use crate::services::orders::{OrderError, SignerAccess};
+use crate::services::signing_links::token_hash;
+use crate::state::AppState;
+use html::OrderView;
+use i18n::Lang;
+
+/// Only this origin's scripts, styles, images, fonts, workers and fetches; no framing, no
+/// plugins, forms only to this origin. pdf.js runs from `'self'` and needs nothing more.
+const CSP: &str = "default-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'";
+
+/// The signer pages' routes; merged into the main listener's router.
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/sign/{token}", get(order_page))
+        .route("/sign/{token}/confirm", get(confirm_page))
+        .route("/sign/{token}/sign", post(sign))
+        .route("/sign/{token}/reject", post(reject))
+        .route("/sign/{token}/document", get(document))
+        .route("/assets/{version}/{name}", get(assets::serve))
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub struct PageQuery {
+    lang: Option<String>,
+    /// `order`: the order page even for a `linkType` 1 link (the way back from the signing step).
+    view: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub struct ActionForm {
+    #[serde(default)]
+    csrf: String,
+    lang: Option<String>,
+    reason: Option<String>,
+}
+
+fn choose_lang(explicit: Option<&str>, headers: &HeaderMap) -> Lang {
+    let accept = headers
+        .get(axum::http::header::ACCEPT_LANGUAGE)
+        .and_then(|v| v.to_str().ok());
+    Lang::choose(explicit, accept)
+}
+
+/// The headers every page carries.
+fn page_response(status: StatusCode, body: String) -> Response {
+    let mut response = (status, body).into_response();
+    let headers = response.headers_mut();
+    headers.insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static("text/html; charset=utf-8"),
+    );
+    secure_headers(headers);
+    headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response
+}
+
+fn secure_headers(headers: &mut HeaderMap) {
+    headers.insert(CONTENT_SECURITY_POLICY, HeaderValue::from_static(CSP));
+    headers.insert(REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+    headers.insert(X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    headers.insert(X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+}
+
+/// The one answer for a token no signer holds and for a token that can no longer act: the same
+/// status and the same bytes, so neither tells a guesser anything.
+fn not_found(lang: Lang) -> Response {
+    let t = lang.text();
+    page_response(
+        StatusCode::NOT_FOUND,
+        html::message_page(lang, t.not_found_title, t.not_found_text, None),
+    )
+}
+
+fn message(status: StatusCode, lang: Lang, title: &str, text: &str, token: &str) -> Response {
+    let back = format!("/sign/{token}?view=order&lang={}", lang.code());
+    page_response(status, html::message_page(lang, title, text, Some(&back)))
+}
+
+/// The CSRF token of a link: a MAC of the token's hash under a key derived for this use. Only
+/// the server can make it, and it is good for this link only.
+fn csrf_token(state: &AppState, token: &str) -> String {
+    hex::encode(state.orders.link_mac("csrf", token_hash(token).as_bytes()))
+}
+
+fn csrf_holds(state: &AppState, token: &str, presented: &str) -> bool {
+    let expected = csrf_token(state, token);
+    constant_time_eq(expected.as_bytes(), presented.as_bytes())
+}
+
+/// Equality whose time depends only on the lengths.
+pub(crate) fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// Whether the link's holder can still act: the order is open and they have not acted.
+fn alive(access: &SignerAccess) -> bool {
+    !access.order.state.is_final() && !access.task().status.has_acted()
+}
+
+/// Looks the token up; a failing store is a 503 page, never a 500.
+async fn lookup(state: &AppState, token: &str, lang: Lang) -> Result<SignerAccess, Response> {
+    match state.orders.access_by_token(token).await {
+        Ok(Some(access)) => Ok(access),
+        Ok(None) => Err(not_found(lang)),
+        Err(error) => {
+            tracing::error!(%error, "looking up a signing link");
+            let t = lang.text();
+            Err(page_response(
+                StatusCode::SERVICE_UNAVAILABLE,
+                html::message_page(lang, t.unavailable_title, t.unavailable_text, None),
+            ))
+        }
+    }
+}
+
+fn view<'a>(lang: Lang, token: &'a str, access: &'a SignerAccess, csrf: &'a str) -> OrderView<'a> {
+    OrderView {
+        lang,
+        token,
+        order: &access.order,
+        position: access.position,
+        csrf,
+        may_act: alive(access) && access.task().status == TaskStatus::Pending,
+    }
+}
+
+/// `GET /sign/{token}`: the order page (`linkType` 1: straight to the signing step while the
+/// signer can sign).
+#[tracing::instrument(skip_all)]
+async fn order_page(
+    State(state): State<AppState>,
+    Path(token): Path<String>,
+    Query(query): Query<PageQuery>,
+    headers: HeaderMap,
+) -> Response {
+    let lang = choose_lang(query.lang.as_deref(), &headers);
+    let access = match lookup(&state, &token, lang).await {
+        Ok(access) => access,
+        Err(response) => return response,
+    };
+    let csrf = csrf_token(&state, &token);
+    let view = view(lang, &token, &access, &csrf);
+    let direct = access.order.link_type == LinkType::DirectSign
+        && query.view.as_deref() != Some("order")
+        && view.may_act;
+    let body = if direct {
+        html::confirm_page(&view)
+    } else {
+        html::order_page(&view)
+    };
+    page_response(StatusCode::OK, body)
+}
+
+/// `GET /sign/{token}/confirm`: the confirmation step before a signature.
+#[tracing::instrument(skip_all)]
+async fn confirm_page(
+    State(state): State<AppState>,
+    Path(token): Path<String>,
+    Query(query): Query<PageQuery>,
+    headers: HeaderMap,
+) -> Response {
+    let lang = choose_lang(query.lang.as_deref(), &headers);
+    let access = match lookup(&state, &token, lang).await {
+        Ok(access) => access,
+        Err(response) => return response,
+    };
+    let csrf = csrf_token(&state, &token);
+    let view = view(lang, &token, &access, &csrf);
+    if !view.may_act {
+        // Nothing to confirm (signed already, not their turn, order ended): the order page says
+        // which.
+        return page_response(StatusCode::OK, html::order_page(&view));
+    }
+    page_response(StatusCode::OK, html::confirm_page(&view))
+}
+
+/// What a form post asks for.
+enum Action {
+    Sign,
+    Reject,
+}
+
+/// Checks a form post: a live link (else the 404 every dead or unknown token gets), a readable
+/// form, the link's CSRF token.
+async fn check_post(
+    state: &AppState,
+    token: &str,
+    form: Result<Form<ActionForm>, FormRejection>,
+    headers: &HeaderMap,
+) -> Result<(Lang, SignerAccess, ActionForm), Response> {
+    let explicit = form.as_ref().ok().and_then(|f| f.lang.clone());
+    let lang = choose_lang(explicit.as_deref(), headers);
+    let access = lookup(state, token, lang).await?;
+    if !alive(&access) {
+        return Err(not_found(lang));
+    }
+    let t = lang.text();
+    let Ok(Form(form)) = form else {
+        return Err(message(
+            StatusCode::BAD_REQUEST,
+            lang,
+            t.bad_request_title,
+            t.bad_request_text,
+            token,
+        ));
+    };
+    if !csrf_holds(state, token, &form.csrf) {
+        return Err(message(
+            StatusCode::FORBIDDEN,
+            lang,
+            t.forbidden_title,
+            t.forbidden_text,
+            token,
+        ));
+    }
+    Ok((lang, access, form))
+}
+
+/// `POST /sign/{token}/sign`: the confirmed signature.
+#[tracing::instrument(skip_all)]
+async fn sign(
+    State(state): State<AppState>,
+    Path(token): Path<String>,
+    headers: HeaderMap,
+    form: Result<Form<ActionForm>, FormRejection>,
+) -> Response {
+    act(state, token, headers, form, Action::Sign).await
+}
+
+/// `POST /sign/{token}/reject`: the order ends REJECTED with the optional reason.
+#[tracing::instrument(skip_all)]
+async fn reject(
+    State(state): State<AppState>,
+    Path(token): Path<String>,
+    headers: HeaderMap,
+    form: Result<Form<ActionForm>, FormRejection>,
+) -> Response {
+    act(state, token, headers, form, Action::Reject).await
+}
+
+async fn act(
+    state: AppState,
+    token: String,
+    headers: HeaderMap,
+    form: Result<Form<ActionForm>, FormRejection>,
+    action: Action,
+) -> Response {
+    let (lang, access, form) = match check_post(&state, &token, form, &headers).await {
+        Ok(checked) => checked,
+        Err(response) => return response,
+    };
+    let t = lang.text();
+    if access.task().status == TaskStatus::Queued {
+        return message(
+            StatusCode::CONFLICT,
+            lang,
+            t.conflict_title,
+            t.not_your_turn,
+            &token,
+        );
+    }
+    let order_id = access.order.order_id;
+    let internal_id = access.task().person.internal_id.clone();
+    let outcome = match action {
+        Action::Sign => state.orders.sign_as(order_id, &internal_id).await,
+        Action::Reject => {
+            let reason = form
+                .reason
+                .as_deref()
+                .map(str::trim)
+                .filter(|r| !r.is_empty())
+                .map(|r| r.chars().take(1000).collect::<String>());
+            state
+                .orders
+                .reject_as(order_id, &internal_id, reason.as_deref())
+                .await
+        }
+    };
+    match outcome {
+        Ok(_) => {
+            let location = format!("/sign/{token}?view=order&lang={}", lang.code());
+            let mut response = StatusCode::SEE_OTHER.into_response();
+            if let Ok(value) = HeaderValue::from_str(&location) {
+                response.headers_mut().insert(LOCATION, value);
+            }
+            secure_headers(response.headers_mut());
+            response
+        }
+        Err(OrderError::NotFound(_)) => not_found(lang),
+        // Someone else's action got there first (the order ended meanwhile).
+        Err(OrderError::Illegal(_)) => message(
+            StatusCode::CONFLICT,
+            lang,
+            t.conflict_title,
+            t.order_ended,
+            &token,
+        ),
+        Err(OrderError::Internal(error)) => {
+            tracing::error!(order.id = %order_id, error = format!("{error:#}"), "a signer's action failed");
+            message(
+                StatusCode::SERVICE_UNAVAILABLE,
+                lang,
+                t.unavailable_title,
+                t.unavailable_text,
+                &token,
+            )
+        }
+    }
+}
+
+/// `GET /sign/{token}/document`: the order's PDF as it stands (signed once ACCEPTED), shown
+/// inline; answers for every state while the order exists.
+#[tracing::instrument(skip_all)]
+async fn document(
+    State(state): State<AppState>,
+    Path(token): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    let lang = choose_lang(None, &headers);
+    // A signature landing between reading the row and opening the file removes the version
+    // the row named: read again.
+    for _ in 0..3 {
+        let access = match lookup(&state, &token, lang).await {
+            Ok(access) => access,
+            Err(response) => return response,
+        };
+        let document = &access.order.document;
+        let file = StoredFile {
+            path: state.blobs.path(&document.blob),
+            len: document.size,
+            content_type: "application/pdf",
+            etag: format!("\"{}\"", document.sha256),
+        };
+        match ranged::serve(file, &headers).await {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Ok(mut response) => {
+                let headers = response.headers_mut();
+                secure_headers(headers);
+                headers.insert(CACHE_CONTROL, HeaderValue::from_static("private, no-store"));
+                let name: String = document
+                    .file_name
+                    .chars()
+                    .filter(|c| c.is_ascii_alphanumeric() || "._- ".contains(*c))
+                    .collect();
+                let name = if name.trim().is_empty() {
+                    "document.pdf".to_owned()
+                } else {
+                    name
+                };
+                if let Ok(value) = HeaderValue::from_str(&format!("inline; filename=\"{name}\"")) {
+                    headers.insert(CONTENT_DISPOSITION, value);
+                }
+                return response;
+            }
+            Err(error) => {
+                tracing::error!(%error, "serving an order's document to a signer");
+                break;
+            }
+        }
+    }
+    let t = lang.text();
+    page_response(
+        StatusCode::SERVICE_UNAVAILABLE,
+        html::message_page(lang, t.unavailable_title, t.unavailable_text, None),
+    )
+}
