@@ -17,6 +17,7 @@ mod openssl;
 mod order_refusals;
 mod orders;
 mod orders_ldap;
+mod pages;
 mod pdf_bombs;
 mod signers;
 mod slapd;

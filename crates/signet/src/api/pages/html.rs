@@ -148,7 +148,11 @@ fn document_section(page: &mut Page, t: &Text, token: &str, signed: bool) {
         .raw("</h2><p><a class=\"download\" href=\"")
         .text(&href)
         .raw("\" type=\"application/pdf\">")
-        .text(if signed { t.download_signed } else { t.download })
+        .text(if signed {
+            t.download_signed
+        } else {
+            t.download
+        })
         .raw("</a></p><div id=\"viewer\" class=\"viewer\" data-src=\"")
         .text(&href)
         .raw("\"></div><noscript><p>")
@@ -244,8 +248,8 @@ pub fn order_page(view: &OrderView<'_>) -> String {
             .text(t.reject)
             .raw("</button></form></section>");
     }
-    let signed = order.state == OrderState::Accepted
-        || own.is_some_and(|s| s.status == TaskStatus::Signed);
+    let signed =
+        order.state == OrderState::Accepted || own.is_some_and(|s| s.status == TaskStatus::Signed);
     document_section(&mut page, t, view.token, signed);
     page.finish()
 }

@@ -153,12 +153,14 @@ pub static EN: Text = Text {
     reject: "Reject",
     reject_reason: "Reason for rejecting (optional)",
     confirm_heading: "Confirm your signature",
-    confirm_text: "By confirming you sign the document below with a signature made for you by this service.",
+    confirm_text:
+        "By confirming you sign the document below with a signature made for you by this service.",
     confirm: "Confirm",
     back: "Back to the order",
     done_signed: "Done: you have signed the document.",
     done_rejected: "Done: you have rejected the document.",
-    not_your_turn: "Not your turn yet: an earlier signer has to sign first. Open this link again later.",
+    not_your_turn:
+        "Not your turn yet: an earlier signer has to sign first. Open this link again later.",
     order_ended: "This order has ended; nothing more can be signed.",
     not_found_title: "Link not valid",
     not_found_text: "This signing link is not valid, or it can no longer be used.",
@@ -166,7 +168,8 @@ pub static EN: Text = Text {
     forbidden_text: "The form was not sent from this signing page. Open your link again and retry.",
     conflict_title: "Could not complete",
     unavailable_title: "Try again later",
-    unavailable_text: "The signature could not be made right now. Nothing was lost; please try again in a moment.",
+    unavailable_text:
+        "The signature could not be made right now. Nothing was lost; please try again in a moment.",
     bad_request_title: "Bad request",
     bad_request_text: "The form could not be read. Open your link again and retry.",
     you: "you",
@@ -213,7 +216,10 @@ mod tests {
 
     #[test]
     fn accept_language_picks_the_highest_quality_known_language() {
-        assert_eq!(from_accept_language("sv-SE,sv;q=0.9,en;q=0.8"), Some(Lang::Sv));
+        assert_eq!(
+            from_accept_language("sv-SE,sv;q=0.9,en;q=0.8"),
+            Some(Lang::Sv)
+        );
         assert_eq!(from_accept_language("en;q=0.5, sv;q=0.9"), Some(Lang::Sv));
         assert_eq!(from_accept_language("de, en-GB;q=0.7"), Some(Lang::En));
         assert_eq!(from_accept_language("sv;q=0, en;q=0.1"), Some(Lang::En));

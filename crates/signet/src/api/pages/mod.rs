@@ -221,6 +221,17 @@ async fn check_post(
         return Err(not_found(lang));
     }
     let t = lang.text();
+    // Out of turn changes nothing whoever asks, and the page says so (before the CSRF check:
+    // the queued signer's page has no form, hence no token).
+    if access.task().status == TaskStatus::Queued {
+        return Err(message(
+            StatusCode::CONFLICT,
+            lang,
+            t.conflict_title,
+            t.not_your_turn,
+            token,
+        ));
+    }
     let Ok(Form(form)) = form else {
         return Err(message(
             StatusCode::BAD_REQUEST,
@@ -276,15 +287,6 @@ async fn act(
         Err(response) => return response,
     };
     let t = lang.text();
-    if access.task().status == TaskStatus::Queued {
-        return message(
-            StatusCode::CONFLICT,
-            lang,
-            t.conflict_title,
-            t.not_your_turn,
-            &token,
-        );
-    }
     let order_id = access.order.order_id;
     let internal_id = access.task().person.internal_id.clone();
     let outcome = match action {
