@@ -18,6 +18,7 @@ mod order_refusals;
 mod orders;
 mod orders_ldap;
 mod pages;
+mod pages_browser;
 mod pdf_bombs;
 mod signers;
 mod slapd;
