@@ -47,6 +47,50 @@ pub struct Settings {
     /// Most concurrent connections per listener; more are answered 503 and closed. Lowered at
     /// start-up (with a warning) to what the process's open-file limit allows.
     pub max_connections: usize,
+    /// How signers prove who they are on the signing page: `link` (the link alone, default) or
+    /// `email-otp` (the link plus a code mailed to them); an order's option
+    /// `signerAuthentication` overrides it (`--signer-auth`, `SIGNET_SIGNER_AUTH`).
+    pub signer_auth: crate::domain::order::SignerAuth,
+    /// The SMTP server mail goes through (`[smtp]` in TOML); no URL means no mail.
+    pub smtp: SmtpSettings,
+    /// From address of Signet's mail (`--mail-from`, `SIGNET_MAIL_FROM`).
+    pub mail_from: String,
+}
+
+/// The SMTP server. Environment: `SIGNET_SMTP_<FIELD>`; TOML: `[smtp]`.
+#[derive(Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct SmtpSettings {
+    /// `smtp://host:port` (plain), `smtp://host:port?tls=required` (STARTTLS) or
+    /// `smtps://host:port` (implicit TLS); may carry `user:password@`.
+    pub url: Option<String>,
+    /// Overrides the URL's user name.
+    pub username: Option<String>,
+    pub password: Option<String>,
+    /// Seconds a connection attempt or an SMTP command may take.
+    pub timeout_seconds: u64,
+}
+
+impl Default for SmtpSettings {
+    fn default() -> Self {
+        Self {
+            url: None,
+            username: None,
+            password: None,
+            timeout_seconds: 10,
+        }
+    }
+}
+
+impl fmt::Debug for SmtpSettings {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SmtpSettings")
+            .field("url", &self.url.as_deref().map(redact_url))
+            .field("username", &self.username)
+            .field("password", &self.password.as_ref().map(|_| "***"))
+            .field("timeout_seconds", &self.timeout_seconds)
+            .finish()
+    }
 }
 
 /// The Automation API listener: off unless enabled, because the API trusts its callers.
@@ -138,6 +182,9 @@ impl Default for Settings {
             body_timeout_seconds: 30,
             idle_timeout_seconds: 60,
             max_connections: 10_000,
+            signer_auth: crate::domain::order::SignerAuth::Link,
+            smtp: SmtpSettings::default(),
+            mail_from: "signet@localhost".into(),
         }
     }
 }
@@ -186,6 +233,8 @@ fn nest_env_key(key: &str) -> String {
         "automation_api.listen".to_owned()
     } else if let Some(rest) = key.strip_prefix("ldap_") {
         format!("ldap.{rest}")
+    } else if let Some(rest) = key.strip_prefix("smtp_") {
+        format!("smtp.{rest}")
     } else {
         key
     }
@@ -227,6 +276,9 @@ impl fmt::Debug for Settings {
             .field("body_timeout_seconds", &self.body_timeout_seconds)
             .field("idle_timeout_seconds", &self.idle_timeout_seconds)
             .field("max_connections", &self.max_connections)
+            .field("signer_auth", &self.signer_auth)
+            .field("smtp", &self.smtp)
+            .field("mail_from", &self.mail_from)
             .finish()
     }
 }

@@ -26,7 +26,7 @@ pub fn main_router(state: AppState) -> Router {
     let max_json = state.settings.max_json_bytes;
     let app = Router::new()
         .merge(cloudsigner::router(state.clone()))
-        .merge(pages::router())
+        .merge(pages::router(&state))
         .fallback(cloudsigner::not_found)
         .method_not_allowed_fallback(cloudsigner::method_not_allowed)
         .layer(DefaultBodyLimit::max(max_json))

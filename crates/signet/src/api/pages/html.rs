@@ -127,8 +127,13 @@ pub struct OrderView<'a> {
     pub order: &'a OrderRecord,
     pub position: i64,
     pub csrf: &'a str,
-    /// Sign and Reject are offered (the order is PENDING and the signer's turn has come).
+    /// Sign and Reject are offered (the order is PENDING, the signer's turn has come, and with
+    /// `email-otp` the signer has entered their code).
     pub may_act: bool,
+    /// The signer's turn has come but `email-otp` wants a code first: the code forms instead.
+    pub code_needed: bool,
+    /// A notice that outranks the one the order's state gives (code sent, wrong code).
+    pub notice: Option<&'static str>,
 }
 
 /// The hidden fields every form carries: the CSRF token and the chosen language.
@@ -171,13 +176,13 @@ pub fn order_page(view: &OrderView<'_>) -> String {
     let mut page = Page::start(view.lang, &order.title, Some(&base));
     page.raw("<h1>").text(&order.title).raw("</h1>");
 
-    let notice = match (own.map(|s| s.status), order.state) {
+    let notice = view.notice.or(match (own.map(|s| s.status), order.state) {
         (Some(TaskStatus::Signed), _) => Some(t.done_signed),
         (Some(TaskStatus::Rejected), _) => Some(t.done_rejected),
         (_, state) if state.is_final() => Some(t.order_ended),
         (Some(TaskStatus::Queued), _) => Some(t.not_your_turn),
         _ => None,
-    };
+    });
     if let Some(notice) = notice {
         page.raw("<p class=\"notice\" role=\"status\">")
             .text(notice)
@@ -248,10 +253,37 @@ pub fn order_page(view: &OrderView<'_>) -> String {
             .text(t.reject)
             .raw("</button></form></section>");
     }
+    if view.code_needed {
+        code_section(&mut page, view);
+    }
     let signed =
         order.state == OrderState::Accepted || own.is_some_and(|s| s.status == TaskStatus::Signed);
     document_section(&mut page, t, view.token, signed);
     page.finish()
+}
+
+/// `email-otp`: ask for a code by e-mail, then type it in.
+fn code_section(page: &mut Page, view: &OrderView<'_>) {
+    let t = view.lang.text();
+    page.raw("<section class=\"actions\" aria-labelledby=\"code-heading\"><h2 id=\"code-heading\">")
+        .text(t.otp_heading)
+        .raw("</h2><p>")
+        .text(t.otp_explain)
+        .raw("</p><form method=\"post\" action=\"/sign/")
+        .text(view.token)
+        .raw("/code\">");
+    hidden_fields(page, view.csrf, view.lang);
+    page.raw("<button type=\"submit\">")
+        .text(t.send_code)
+        .raw("</button></form><form method=\"post\" action=\"/sign/")
+        .text(view.token)
+        .raw("/verify\">");
+    hidden_fields(page, view.csrf, view.lang);
+    page.raw("<label for=\"code\">")
+        .text(t.code_label)
+        .raw("</label><input id=\"code\" name=\"code\" inputmode=\"numeric\" autocomplete=\"one-time-code\" maxlength=\"12\" required><button type=\"submit\" class=\"primary\">")
+        .text(t.verify)
+        .raw("</button></form></section>");
 }
 
 /// `GET /sign/{token}/confirm`: the signing step, one button away from the signature.

@@ -107,6 +107,19 @@ pub struct Text {
     pub bad_request_text: &'static str,
     pub you: &'static str,
     pub no_viewer: &'static str,
+    pub otp_heading: &'static str,
+    pub otp_explain: &'static str,
+    pub send_code: &'static str,
+    pub code_label: &'static str,
+    pub verify: &'static str,
+    pub code_sent: &'static str,
+    pub code_wrong: &'static str,
+    pub code_dead: &'static str,
+    pub code_required: &'static str,
+    pub cannot_send_title: &'static str,
+    pub cannot_send_text: &'static str,
+    pub code_mail_subject: &'static str,
+    pub code_mail_text: &'static str,
 }
 
 impl Text {
@@ -174,6 +187,19 @@ pub static EN: Text = Text {
     bad_request_text: "The form could not be read. Open your link again and retry.",
     you: "you",
     no_viewer: "The document viewer needs JavaScript; use the download link instead.",
+    otp_heading: "Confirm it is you",
+    otp_explain: "Before you sign or reject, enter a code that is sent to your e-mail.",
+    send_code: "Send a code to my e-mail",
+    code_label: "Code from the e-mail",
+    verify: "Continue",
+    code_sent: "A code was sent to your e-mail. It is valid for 10 minutes.",
+    code_wrong: "Wrong code. Try again.",
+    code_dead: "The code can no longer be used. Ask for a new one.",
+    code_required: "Enter the code from your e-mail first.",
+    cannot_send_title: "The code cannot be sent",
+    cannot_send_text: "This service cannot send e-mail to you right now, so no code can be sent. Please contact the sender of the order.",
+    code_mail_subject: "Your signing code",
+    code_mail_text: "Your code for signing \"{title}\" is {code}.\n\nIt is valid for 10 minutes. If you did not ask for it, ignore this message.\n",
 };
 
 pub static SV: Text = Text {
@@ -208,6 +234,19 @@ pub static SV: Text = Text {
     bad_request_text: "Formuläret kunde inte läsas. Öppna länken igen och försök på nytt.",
     you: "du",
     no_viewer: "Dokumentvisaren behöver JavaScript; använd nedladdningslänken i stället.",
+    otp_heading: "Bekräfta att det är du",
+    otp_explain: "Innan du signerar eller avvisar anger du en kod som skickas till din e-post.",
+    send_code: "Skicka en kod till min e-post",
+    code_label: "Kod från e-postmeddelandet",
+    verify: "Fortsätt",
+    code_sent: "En kod har skickats till din e-post. Den gäller i 10 minuter.",
+    code_wrong: "Fel kod. Försök igen.",
+    code_dead: "Koden kan inte längre användas. Begär en ny.",
+    code_required: "Ange koden från din e-post först.",
+    cannot_send_title: "Koden kan inte skickas",
+    cannot_send_text: "Tjänsten kan inte skicka e-post till dig just nu, så ingen kod kan skickas. Kontakta den som skickade ordern.",
+    code_mail_subject: "Din signeringskod",
+    code_mail_text: "Din kod för att signera \"{title}\" är {code}.\n\nDen gäller i 10 minuter. Om du inte har bett om den kan du bortse från meddelandet.\n",
 };
 
 #[cfg(test)]

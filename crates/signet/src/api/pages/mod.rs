@@ -11,20 +11,26 @@ mod html;
 mod i18n;
 
 use axum::extract::rejection::FormRejection;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Extension, Path, Query, State};
 use axum::http::header::{
-    CACHE_CONTROL, CONTENT_DISPOSITION, CONTENT_SECURITY_POLICY, CONTENT_TYPE, LOCATION,
-    REFERRER_POLICY, X_CONTENT_TYPE_OPTIONS, X_FRAME_OPTIONS,
+    CACHE_CONTROL, CONTENT_DISPOSITION, CONTENT_SECURITY_POLICY, CONTENT_TYPE, COOKIE, LOCATION,
+    REFERRER_POLICY, SET_COOKIE, X_CONTENT_TYPE_OPTIONS, X_FRAME_OPTIONS,
 };
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Form, Router};
 use serde::Deserialize;
+use std::sync::Arc;
 
 use crate::api::ranged::{self, StoredFile};
+use crate::domain::order::SignerAuth;
 use crate::domain::{LinkType, TaskStatus};
 use crate::services::orders::{OrderError, SignerAccess};
+use crate::services::signer_auth::{
+    constant_time_eq, CodeCheck, CodeMail, CodeSender, OtpError, SignerAuthService,
+    SmtpCodeSender, SESSION_LIFETIME,
+};
 use crate::services::signing_links::token_hash;
 use crate::state::AppState;
 use html::OrderView;
@@ -34,15 +40,36 @@ use i18n::Lang;
 /// plugins, forms only to this origin. pdf.js runs from `'self'` and needs nothing more.
 const CSP: &str = "default-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'";
 
+/// The cookie of a signer's session after a right code (`email-otp`).
+const SESSION_COOKIE: &str = "signet_signer";
+
 /// The signer pages' routes; merged into the main listener's router.
-pub fn router() -> Router<AppState> {
+pub fn router(state: &AppState) -> Router<AppState> {
+    let sender: Option<Arc<dyn CodeSender>> =
+        match SmtpCodeSender::from_settings(&state.settings.smtp, &state.settings.mail_from) {
+            Ok(sender) => sender.map(|s| Arc::new(s) as Arc<dyn CodeSender>),
+            Err(error) => {
+                tracing::error!(%error, "signer codes cannot be mailed");
+                None
+            }
+        };
+    let auth = Arc::new(SignerAuthService::new(
+        state.store.clone(),
+        state.clock.clone(),
+        state.orders.clone(),
+        sender,
+        state.settings.signer_auth,
+    ));
     Router::new()
         .route("/sign/{token}", get(order_page))
         .route("/sign/{token}/confirm", get(confirm_page))
         .route("/sign/{token}/sign", post(sign))
         .route("/sign/{token}/reject", post(reject))
+        .route("/sign/{token}/code", post(send_code))
+        .route("/sign/{token}/verify", post(verify_code))
         .route("/sign/{token}/document", get(document))
         .route("/assets/{version}/{name}", get(assets::serve))
+        .layer(Extension(auth))
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -50,6 +77,8 @@ pub struct PageQuery {
     lang: Option<String>,
     /// `order`: the order page even for a `linkType` 1 link (the way back from the signing step).
     view: Option<String>,
+    /// `sent`: the notice that a code went out.
+    otp: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -58,6 +87,7 @@ pub struct ActionForm {
     csrf: String,
     lang: Option<String>,
     reason: Option<String>,
+    code: Option<String>,
 }
 
 fn choose_lang(explicit: Option<&str>, headers: &HeaderMap) -> Lang {
@@ -113,9 +143,24 @@ fn csrf_holds(state: &AppState, token: &str, presented: &str) -> bool {
     constant_time_eq(expected.as_bytes(), presented.as_bytes())
 }
 
-/// Equality whose time depends only on the lengths.
-pub(crate) fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+/// Whether the link's holder has proven who they are as the order asks: always with `link`,
+/// with a live session cookie of this link with `email-otp`.
+fn authenticated(
+    auth: &SignerAuthService,
+    access: &SignerAccess,
+    token: &str,
+    headers: &HeaderMap,
+) -> bool {
+    match auth.mode_for(&access.order) {
+        SignerAuth::Link => true,
+        SignerAuth::EmailOtp => headers
+            .get_all(COOKIE)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(';'))
+            .filter_map(|c| c.trim().strip_prefix(SESSION_COOKIE)?.strip_prefix('='))
+            .any(|value| auth.session_holds(token, value)),
+    }
 }
 
 /// Whether the link's holder can still act: the order is open and they have not acted.
@@ -139,14 +184,23 @@ async fn lookup(state: &AppState, token: &str, lang: Lang) -> Result<SignerAcces
     }
 }
 
-fn view<'a>(lang: Lang, token: &'a str, access: &'a SignerAccess, csrf: &'a str) -> OrderView<'a> {
+fn view<'a>(
+    lang: Lang,
+    token: &'a str,
+    access: &'a SignerAccess,
+    csrf: &'a str,
+    authenticated: bool,
+) -> OrderView<'a> {
+    let turn = alive(access) && access.task().status == TaskStatus::Pending;
     OrderView {
         lang,
         token,
         order: &access.order,
         position: access.position,
         csrf,
-        may_act: alive(access) && access.task().status == TaskStatus::Pending,
+        may_act: turn && authenticated,
+        code_needed: turn && !authenticated,
+        notice: None,
     }
 }
 
@@ -155,6 +209,7 @@ fn view<'a>(lang: Lang, token: &'a str, access: &'a SignerAccess, csrf: &'a str)
 #[tracing::instrument(skip_all)]
 async fn order_page(
     State(state): State<AppState>,
+    Extension(auth): Extension<Arc<SignerAuthService>>,
     Path(token): Path<String>,
     Query(query): Query<PageQuery>,
     headers: HeaderMap,
@@ -165,7 +220,11 @@ async fn order_page(
         Err(response) => return response,
     };
     let csrf = csrf_token(&state, &token);
-    let view = view(lang, &token, &access, &csrf);
+    let authenticated = authenticated(&auth, &access, &token, &headers);
+    let mut view = view(lang, &token, &access, &csrf, authenticated);
+    if query.otp.as_deref() == Some("sent") && view.code_needed {
+        view.notice = Some(lang.text().code_sent);
+    }
     let direct = access.order.link_type == LinkType::DirectSign
         && query.view.as_deref() != Some("order")
         && view.may_act;
@@ -181,6 +240,7 @@ async fn order_page(
 #[tracing::instrument(skip_all)]
 async fn confirm_page(
     State(state): State<AppState>,
+    Extension(auth): Extension<Arc<SignerAuthService>>,
     Path(token): Path<String>,
     Query(query): Query<PageQuery>,
     headers: HeaderMap,
@@ -191,7 +251,8 @@ async fn confirm_page(
         Err(response) => return response,
     };
     let csrf = csrf_token(&state, &token);
-    let view = view(lang, &token, &access, &csrf);
+    let authenticated = authenticated(&auth, &access, &token, &headers);
+    let view = view(lang, &token, &access, &csrf, authenticated);
     if !view.may_act {
         // Nothing to confirm (signed already, not their turn, order ended): the order page says
         // which.
@@ -257,26 +318,29 @@ async fn check_post(
 #[tracing::instrument(skip_all)]
 async fn sign(
     State(state): State<AppState>,
+    Extension(auth): Extension<Arc<SignerAuthService>>,
     Path(token): Path<String>,
     headers: HeaderMap,
     form: Result<Form<ActionForm>, FormRejection>,
 ) -> Response {
-    act(state, token, headers, form, Action::Sign).await
+    act(state, &auth, token, headers, form, Action::Sign).await
 }
 
 /// `POST /sign/{token}/reject`: the order ends REJECTED with the optional reason.
 #[tracing::instrument(skip_all)]
 async fn reject(
     State(state): State<AppState>,
+    Extension(auth): Extension<Arc<SignerAuthService>>,
     Path(token): Path<String>,
     headers: HeaderMap,
     form: Result<Form<ActionForm>, FormRejection>,
 ) -> Response {
-    act(state, token, headers, form, Action::Reject).await
+    act(state, &auth, token, headers, form, Action::Reject).await
 }
 
 async fn act(
     state: AppState,
+    auth: &SignerAuthService,
     token: String,
     headers: HeaderMap,
     form: Result<Form<ActionForm>, FormRejection>,
@@ -287,6 +351,15 @@ async fn act(
         Err(response) => return response,
     };
     let t = lang.text();
+    if !authenticated(auth, &access, &token, &headers) {
+        return message(
+            StatusCode::FORBIDDEN,
+            lang,
+            t.forbidden_title,
+            t.code_required,
+            &token,
+        );
+    }
     let order_id = access.order.order_id;
     let internal_id = access.task().person.internal_id.clone();
     let outcome = match action {
@@ -305,15 +378,7 @@ async fn act(
         }
     };
     match outcome {
-        Ok(_) => {
-            let location = format!("/sign/{token}?view=order&lang={}", lang.code());
-            let mut response = StatusCode::SEE_OTHER.into_response();
-            if let Ok(value) = HeaderValue::from_str(&location) {
-                response.headers_mut().insert(LOCATION, value);
-            }
-            secure_headers(response.headers_mut());
-            response
-        }
+        Ok(_) => redirect(&format!("/sign/{token}?view=order&lang={}", lang.code())),
         Err(OrderError::NotFound(_)) => not_found(lang),
         // Someone else's action got there first (the order ended meanwhile).
         Err(OrderError::Illegal(_)) => message(
@@ -334,6 +399,121 @@ async fn act(
             )
         }
     }
+}
+
+/// A 303 to `location` (POST-redirect-GET).
+fn redirect(location: &str) -> Response {
+    let mut response = StatusCode::SEE_OTHER.into_response();
+    if let Ok(value) = HeaderValue::from_str(location) {
+        response.headers_mut().insert(LOCATION, value);
+    }
+    secure_headers(response.headers_mut());
+    response
+}
+
+/// `POST /sign/{token}/code` (`email-otp`): mails the signer a fresh code.
+#[tracing::instrument(skip_all)]
+async fn send_code(
+    State(state): State<AppState>,
+    Extension(auth): Extension<Arc<SignerAuthService>>,
+    Path(token): Path<String>,
+    headers: HeaderMap,
+    form: Result<Form<ActionForm>, FormRejection>,
+) -> Response {
+    let (lang, access, _) = match check_post(&state, &token, form, &headers).await {
+        Ok(checked) => checked,
+        Err(response) => return response,
+    };
+    let t = lang.text();
+    if auth.mode_for(&access.order) == SignerAuth::Link {
+        return redirect(&format!("/sign/{token}?view=order&lang={}", lang.code()));
+    }
+    let mail = CodeMail {
+        subject: t.code_mail_subject,
+        text: t.code_mail_text,
+    };
+    match auth.send_code(&access, &token, mail).await {
+        Ok(()) => redirect(&format!(
+            "/sign/{token}?view=order&lang={}&otp=sent",
+            lang.code()
+        )),
+        Err(OtpError::Store(error)) => {
+            tracing::error!(%error, "storing a signer's code");
+            message(
+                StatusCode::SERVICE_UNAVAILABLE,
+                lang,
+                t.unavailable_title,
+                t.unavailable_text,
+                &token,
+            )
+        }
+        Err(error) => {
+            tracing::warn!(order.id = %access.order.order_id, %error, "a signer's code was not sent");
+            message(
+                StatusCode::SERVICE_UNAVAILABLE,
+                lang,
+                t.cannot_send_title,
+                t.cannot_send_text,
+                &token,
+            )
+        }
+    }
+}
+
+/// `POST /sign/{token}/verify` (`email-otp`): a right code opens a session for the link.
+#[tracing::instrument(skip_all)]
+async fn verify_code(
+    State(state): State<AppState>,
+    Extension(auth): Extension<Arc<SignerAuthService>>,
+    Path(token): Path<String>,
+    headers: HeaderMap,
+    form: Result<Form<ActionForm>, FormRejection>,
+) -> Response {
+    let (lang, access, form) = match check_post(&state, &token, form, &headers).await {
+        Ok(checked) => checked,
+        Err(response) => return response,
+    };
+    let t = lang.text();
+    let code = form.code.unwrap_or_default();
+    let check = match auth.check_code(&access, &token, &code).await {
+        Ok(check) => check,
+        Err(error) => {
+            tracing::error!(%error, "checking a signer's code");
+            return message(
+                StatusCode::SERVICE_UNAVAILABLE,
+                lang,
+                t.unavailable_title,
+                t.unavailable_text,
+                &token,
+            );
+        }
+    };
+    if check == CodeCheck::Accepted {
+        let mut response = redirect(&format!("/sign/{token}?lang={}", lang.code()));
+        let secure = if state.public_url.starts_with("https://") {
+            "; Secure"
+        } else {
+            ""
+        };
+        let cookie = format!(
+            "{SESSION_COOKIE}={}; Path=/sign/{token}; Max-Age={}; HttpOnly; SameSite=Strict{secure}",
+            auth.new_session(&token),
+            SESSION_LIFETIME.whole_seconds()
+        );
+        if let Ok(value) = HeaderValue::from_str(&cookie) {
+            response.headers_mut().insert(SET_COOKIE, value);
+        }
+        return response;
+    }
+    // The order page again, with the code forms and what went wrong.
+    let csrf = csrf_token(&state, &token);
+    let mut view = view(lang, &token, &access, &csrf, false);
+    view.notice = Some(if check == CodeCheck::Wrong {
+        t.code_wrong
+    } else {
+        t.code_dead
+    });
+    page_response(StatusCode::FORBIDDEN, html::order_page(&view))
 }
 
 /// `GET /sign/{token}/document`: the order's PDF as it stands (signed once ACCEPTED), shown
