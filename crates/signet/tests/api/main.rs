@@ -19,6 +19,7 @@ mod orders;
 mod orders_ldap;
 mod pages;
 mod pages_browser;
+mod pages_otp;
 mod pdf_bombs;
 mod signers;
 mod slapd;
