@@ -1,7 +1,7 @@
 //! The signer pages in a real browser: Debian's Chromium, headless, driven over chromedriver
 //! (WebDriver, fantoccini). Elements are found the way a person finds them: buttons by their
 //! text, the reason box by its label. A screenshot of every page is kept under
-//! `$CARGO_TARGET_TMPDIR/signer-pages/`.
+//! `$CARGO_TARGET_TMPDIR/signer-pages/`. `email-otp` codes come from a real SMTP server (aiosmtpd).
 
 use std::net::TcpListener;
 use std::path::PathBuf;
@@ -331,4 +331,57 @@ async fn a_swedish_browser_gets_signera_and_avvisa() {
     browser.screenshot("swedish-done").await;
     browser.quit().await;
     assert_eq!(app.order_state(&id).await, "ACCEPTED");
+}
+
+#[tokio::test]
+async fn email_otp_in_chromium_refuses_a_wrong_code_and_signs_with_the_right_one() {
+    use crate::pages_otp::{otp_order, spawn_otp_app, SmtpSink, JANE};
+    use signet::domain::order::SignerAuth;
+
+    let smtp = SmtpSink::start();
+    let Some(app) = spawn_otp_app(Db::Sqlite, Some(smtp.port), SignerAuth::Link).await else {
+        return;
+    };
+    let Some(browser) = Browser::start("en-GB,en").await else {
+        return;
+    };
+    let (id, links) = otp_order(&app).await;
+
+    browser.open(&links[0]).await;
+    assert!(!browser.has_button("Sign").await);
+    browser.screenshot("otp-order").await;
+    browser
+        .button("Send a code to my e-mail")
+        .await
+        .click()
+        .await
+        .unwrap();
+    browser.wait_for_text("A code was sent").await;
+    let code = smtp.wait_for_code(JANE, 1).await;
+
+    let wrong = if code == "000000" { "111111" } else { "000000" };
+    browser
+        .field("Code from the e-mail")
+        .await
+        .send_keys(wrong)
+        .await
+        .unwrap();
+    browser.button("Continue").await.click().await.unwrap();
+    browser.wait_for_text("Wrong code").await;
+    assert!(!browser.has_button("Sign").await);
+    browser.screenshot("otp-wrong").await;
+
+    browser
+        .field("Code from the e-mail")
+        .await
+        .send_keys(&code)
+        .await
+        .unwrap();
+    browser.button("Continue").await.click().await.unwrap();
+    browser.button("Sign").await.click().await.unwrap();
+    browser.button("Confirm").await.click().await.unwrap();
+    browser.wait_for_text("Done: you have signed").await;
+    browser.screenshot("otp-done").await;
+    browser.quit().await;
+    assert_eq!(app.order(&id).await["signers"][0]["status"], "SIGNED");
 }
