@@ -332,6 +332,21 @@ mod tests {
     }
 
     #[test]
+    fn signer_authentication_comes_from_the_file_and_a_flag_beats_it() {
+        use crate::domain::order::SignerAuth;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("signet.toml");
+        std::fs::write(&path, "signer_auth = \"email-otp\"\n").unwrap();
+        let settings = Settings::load(Some(&path), serde_json::json!({})).unwrap();
+        assert_eq!(settings.signer_auth, SignerAuth::EmailOtp);
+        let settings =
+            Settings::load(Some(&path), serde_json::json!({"signer_auth": "link"})).unwrap();
+        assert_eq!(settings.signer_auth, SignerAuth::Link);
+        assert!(Settings::load(None, serde_json::json!({"signer_auth": "sms"})).is_err());
+        assert_eq!(Settings::default().signer_auth, SignerAuth::Link);
+    }
+
+    #[test]
     fn connection_limits_come_from_the_config_file_with_defaults_for_the_rest() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("signet.toml");
