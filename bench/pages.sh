@@ -6,7 +6,7 @@ set -euo pipefail
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$repo"
 data="$(mktemp -d)"
-cargo build -q --release -p signet --bin signet
+[ -n "${SKIP_BUILD:-}" ] || cargo build -q --release -p signet --bin signet
 target="${CARGO_TARGET_DIR:-$repo/target}/release"
 "$target/signet" serve --data-dir "$data" --listen 127.0.0.1:18090 \
   --enable-automation-api --automation-listen 127.0.0.1:18091 \
