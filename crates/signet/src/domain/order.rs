@@ -501,7 +501,9 @@ mod tests {
             parse(serde_json::json!({"name": "signerAuthentication", "value": "email-otp"})),
             Ok(OrderOption::SignerAuthentication(SignerAuth::EmailOtp))
         );
-        assert!(parse(serde_json::json!({"name": "signerAuthentication", "value": "sms"})).is_err());
+        assert!(
+            parse(serde_json::json!({"name": "signerAuthentication", "value": "sms"})).is_err()
+        );
         assert!(parse(serde_json::json!({"name": "signerAuthentication", "value": true})).is_err());
     }
 

@@ -259,8 +259,8 @@ impl SignerAuthService {
         let Ok(expires) = expires.parse::<i64>() else {
             return false;
         };
-        let live = OffsetDateTime::from_unix_timestamp(expires)
-            .is_ok_and(|at| at > self.clock.now());
+        let live =
+            OffsetDateTime::from_unix_timestamp(expires).is_ok_and(|at| at > self.clock.now());
         live && constant_time_eq(self.session_mac(token, expires).as_bytes(), mac.as_bytes())
     }
 }

@@ -265,13 +265,15 @@ pub fn order_page(view: &OrderView<'_>) -> String {
 /// `email-otp`: ask for a code by e-mail, then type it in.
 fn code_section(page: &mut Page, view: &OrderView<'_>) {
     let t = view.lang.text();
-    page.raw("<section class=\"actions\" aria-labelledby=\"code-heading\"><h2 id=\"code-heading\">")
-        .text(t.otp_heading)
-        .raw("</h2><p>")
-        .text(t.otp_explain)
-        .raw("</p><form method=\"post\" action=\"/sign/")
-        .text(view.token)
-        .raw("/code\">");
+    page.raw(
+        "<section class=\"actions\" aria-labelledby=\"code-heading\"><h2 id=\"code-heading\">",
+    )
+    .text(t.otp_heading)
+    .raw("</h2><p>")
+    .text(t.otp_explain)
+    .raw("</p><form method=\"post\" action=\"/sign/")
+    .text(view.token)
+    .raw("/code\">");
     hidden_fields(page, view.csrf, view.lang);
     page.raw("<button type=\"submit\">")
         .text(t.send_code)

@@ -28,8 +28,8 @@ use crate::domain::order::SignerAuth;
 use crate::domain::{LinkType, TaskStatus};
 use crate::services::orders::{OrderError, SignerAccess};
 use crate::services::signer_auth::{
-    constant_time_eq, CodeCheck, CodeMail, CodeSender, OtpError, SignerAuthService,
-    SmtpCodeSender, SESSION_LIFETIME,
+    constant_time_eq, CodeCheck, CodeMail, CodeSender, OtpError, SignerAuthService, SmtpCodeSender,
+    SESSION_LIFETIME,
 };
 use crate::services::signing_links::token_hash;
 use crate::state::AppState;

@@ -9,7 +9,8 @@ use super::{to_unix, SqlStore};
 use crate::domain::OrderId;
 use crate::store::StoreResult;
 
-const SET_OTP: &str = "UPDATE order_signers SET otp_hash = $3, otp_expires_at = $4, otp_attempts = 0 \
+const SET_OTP: &str =
+    "UPDATE order_signers SET otp_hash = $3, otp_expires_at = $4, otp_attempts = 0 \
      WHERE order_id = $1 AND position = $2";
 
 /// Counts one attempt on a live code that has attempts left, and hands back its hash.
