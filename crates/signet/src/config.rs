@@ -49,6 +49,10 @@ pub struct Settings {
     pub max_connections: usize,
     /// Receivers of every order event and the key that signs them (`[webhooks]` in TOML).
     pub webhooks: WebhookSettings,
+    /// How signers prove who they are on the signing page: `link` (the link alone, default) or
+    /// `email-otp` (the link plus a code mailed to them); an order's option
+    /// `signerAuthentication` overrides it (`--signer-auth`, `SIGNET_SIGNER_AUTH`).
+    pub signer_auth: crate::domain::order::SignerAuth,
     /// The SMTP server mail goes through (`[smtp]` in TOML); no URL means no mail.
     pub smtp: SmtpSettings,
     /// From address of Signet's mail (`--mail-from`, `SIGNET_MAIL_FROM`).
@@ -236,6 +240,7 @@ impl Default for Settings {
             mail_language: crate::mail::Language::En,
             reminder_days: 2,
             outbox_poll_millis: 2000,
+            signer_auth: crate::domain::order::SignerAuth::Link,
         }
     }
 }
@@ -338,6 +343,7 @@ impl fmt::Debug for Settings {
             .field("mail_language", &self.mail_language)
             .field("reminder_days", &self.reminder_days)
             .field("outbox_poll_millis", &self.outbox_poll_millis)
+            .field("signer_auth", &self.signer_auth)
             .finish()
     }
 }
@@ -388,6 +394,21 @@ mod tests {
             "defaults fill the rest"
         );
         assert!(!format!("{settings:?}").contains("hunter2"));
+    }
+
+    #[test]
+    fn signer_authentication_comes_from_the_file_and_a_flag_beats_it() {
+        use crate::domain::order::SignerAuth;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("signet.toml");
+        std::fs::write(&path, "signer_auth = \"email-otp\"\n").unwrap();
+        let settings = Settings::load(Some(&path), serde_json::json!({})).unwrap();
+        assert_eq!(settings.signer_auth, SignerAuth::EmailOtp);
+        let settings =
+            Settings::load(Some(&path), serde_json::json!({"signer_auth": "link"})).unwrap();
+        assert_eq!(settings.signer_auth, SignerAuth::Link);
+        assert!(Settings::load(None, serde_json::json!({"signer_auth": "sms"})).is_err());
+        assert_eq!(Settings::default().signer_auth, SignerAuth::Link);
     }
 
     #[test]

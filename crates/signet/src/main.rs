@@ -78,6 +78,10 @@ struct ServeArgs {
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
     directory_file: Option<PathBuf>,
+    /// How signers prove who they are: `link` or `email-otp` [default: link].
+    #[arg(long, value_name = "link|email-otp")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    signer_auth: Option<String>,
     #[command(flatten)]
     automation_api: AutomationArgs,
     #[command(flatten)]

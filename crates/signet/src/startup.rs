@@ -125,8 +125,19 @@ impl Application {
             link_key,
             public_url.clone(),
         ));
+        let mailer = Mailer::from_settings(&settings.smtp, &settings.mail_from)
+            .context("setting up mail")?;
         let outbox = Arc::new(
-            build_outbox(&settings, &store, &orders, &clock, &public_url, webhooks).await?,
+            build_outbox(
+                &settings,
+                &store,
+                &orders,
+                &clock,
+                &public_url,
+                mailer.clone(),
+                webhooks,
+            )
+            .await?,
         );
         let state = AppState {
             store,
@@ -138,6 +149,7 @@ impl Application {
             api_keys: Arc::new(ApiKeyCache::default()),
             directory,
             orders,
+            mailer,
         };
         Ok(Self {
             listener,
@@ -264,10 +276,9 @@ async fn build_outbox(
     orders: &Arc<OrderService>,
     clock: &Arc<dyn Clock>,
     public_url: &str,
+    mailer: Option<Mailer>,
     webhooks: Webhooks,
 ) -> anyhow::Result<Dispatcher> {
-    let mailer =
-        Mailer::from_settings(&settings.smtp, &settings.mail_from).context("setting up mail")?;
     let mut deliverers: Vec<Arc<dyn Deliver>> = Vec::new();
     match mailer {
         Some(mailer) => {

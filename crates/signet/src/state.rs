@@ -27,6 +27,9 @@ pub struct AppState {
     pub directory: Arc<dyn Directory>,
     /// Signing orders: signing, rejecting, links.
     pub orders: Arc<OrderService>,
+    /// The SMTP mailer, when one is configured (the outbox's mail and the signer codes share
+    /// its connection pool).
+    pub mailer: Option<crate::mail::Mailer>,
 }
 
 /// Hashes of API keys already seen valid. Keys cannot be deleted through any interface yet, so

@@ -3,6 +3,7 @@
 
 pub mod automation;
 pub mod cloudsigner;
+pub mod pages;
 pub mod ranged;
 pub mod upload;
 
@@ -25,6 +26,7 @@ pub fn main_router(state: AppState) -> Router {
     let max_json = state.settings.max_json_bytes;
     let app = Router::new()
         .merge(cloudsigner::router(state.clone()))
+        .merge(pages::router(&state))
         .fallback(cloudsigner::not_found)
         .method_not_allowed_fallback(cloudsigner::method_not_allowed)
         .layer(DefaultBodyLimit::max(max_json))

@@ -205,6 +205,41 @@ impl LinkType {
 pub enum OrderOption {
     /// Notify every signer at creation rather than group by group.
     NotifyAllSigners(bool),
+    /// How this order's signers prove who they are (overrides the server's `signer_auth`).
+    SignerAuthentication(SignerAuth),
+}
+
+/// How a signer proves who they are on the signing page: the link alone, or the link plus a
+/// one-time code mailed to them.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum SignerAuth {
+    #[default]
+    Link,
+    EmailOtp,
+}
+
+impl SignerAuth {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SignerAuth::Link => "link",
+            SignerAuth::EmailOtp => "email-otp",
+        }
+    }
+}
+
+impl FromStr for SignerAuth {
+    type Err = String;
+
+    fn from_str(raw: &str) -> Result<Self, String> {
+        match raw.trim() {
+            "link" => Ok(SignerAuth::Link),
+            "email-otp" => Ok(SignerAuth::EmailOtp),
+            other => Err(format!(
+                "signer authentication is \"link\" or \"email-otp\", not {other:?}"
+            )),
+        }
+    }
 }
 
 impl OrderOption {
@@ -229,8 +264,16 @@ impl OrderOption {
                 };
                 Ok(OrderOption::NotifyAllSigners(flag))
             }
+            "signerAuthentication" => match raw {
+                serde_json::Value::String(value) => {
+                    Ok(OrderOption::SignerAuthentication(value.parse()?))
+                }
+                other => Err(format!(
+                    "option signerAuthentication takes \"link\" or \"email-otp\", not {other}"
+                )),
+            },
             other => Err(format!(
-                "unknown option {other:?}; Signet understands notifyAllSigners"
+                "unknown option {other:?}; Signet understands notifyAllSigners and signerAuthentication"
             )),
         }
     }
@@ -239,6 +282,9 @@ impl OrderOption {
         match self {
             OrderOption::NotifyAllSigners(flag) => {
                 serde_json::json!({"name": "notifyAllSigners", "value": flag})
+            }
+            OrderOption::SignerAuthentication(auth) => {
+                serde_json::json!({"name": "signerAuthentication", "value": auth.as_str()})
             }
         }
     }
@@ -677,6 +723,23 @@ mod tests {
         );
         assert!(parse(serde_json::json!({"name": "colour", "value": 1})).is_err());
         assert!(parse(serde_json::json!("notifyAllSigners")).is_err());
+    }
+
+    #[test]
+    fn signer_authentication_is_link_or_email_otp_and_round_trips() {
+        let parse = |v: serde_json::Value| OrderOption::from_json(&v);
+        for auth in [SignerAuth::Link, SignerAuth::EmailOtp] {
+            let option = OrderOption::SignerAuthentication(auth);
+            assert_eq!(parse(option.to_json()), Ok(option));
+        }
+        assert_eq!(
+            parse(serde_json::json!({"name": "signerAuthentication", "value": "email-otp"})),
+            Ok(OrderOption::SignerAuthentication(SignerAuth::EmailOtp))
+        );
+        assert!(
+            parse(serde_json::json!({"name": "signerAuthentication", "value": "sms"})).is_err()
+        );
+        assert!(parse(serde_json::json!({"name": "signerAuthentication", "value": true})).is_err());
     }
 
     #[test]

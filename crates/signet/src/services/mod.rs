@@ -3,4 +3,5 @@
 //! and job calls the same operations.
 
 pub mod orders;
+pub mod signer_auth;
 pub mod signing_links;

@@ -292,6 +292,12 @@ impl OrderService {
         Ok(Some(SignerAccess { order, position }))
     }
 
+    /// A MAC under a key derived from the link key for `purpose` (the signer pages' CSRF
+    /// tokens and sessions).
+    pub fn link_mac(&self, purpose: &str, message: &[u8]) -> [u8; 32] {
+        self.links.mac(purpose, message)
+    }
+
     pub async fn find_order(&self, order_id: &OrderId) -> Result<Option<OrderRecord>, OrderError> {
         Ok(self.store.find_order(order_id).await?)
     }

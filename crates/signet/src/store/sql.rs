@@ -30,6 +30,7 @@ use crate::domain::{
 mod blobs;
 mod orders;
 mod outbox;
+mod signer_access;
 pub use orders::event;
 
 /// A database reached through sqlx's `Any` driver. SQLite gets a single-connection writer pool
@@ -942,6 +943,32 @@ impl Store for SqlStore {
         token_hash: &str,
     ) -> StoreResult<Option<(OrderId, i64)>> {
         self.find_task_by_token_hash_sql(token_hash).await
+    }
+
+    async fn set_signer_otp(
+        &self,
+        order_id: &OrderId,
+        position: i64,
+        otp_hash: &str,
+        expires_at: OffsetDateTime,
+    ) -> StoreResult<bool> {
+        self.set_signer_otp_sql(order_id, position, otp_hash, expires_at)
+            .await
+    }
+
+    async fn spend_signer_otp_attempt(
+        &self,
+        order_id: &OrderId,
+        position: i64,
+        now: OffsetDateTime,
+        max_attempts: u32,
+    ) -> StoreResult<Option<String>> {
+        self.spend_signer_otp_attempt_sql(order_id, position, now, max_attempts)
+            .await
+    }
+
+    async fn clear_signer_otp(&self, order_id: &OrderId, position: i64) -> StoreResult<()> {
+        self.clear_signer_otp_sql(order_id, position).await
     }
 }
 
