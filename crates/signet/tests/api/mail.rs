@@ -114,7 +114,7 @@ impl Drop for SmtpSink {
 }
 
 /// A server on `db` that mails through `port`, in `language`.
-async fn spawn_mailing_app(db: Db, port: u16, language: Language) -> Option<TestApp> {
+pub(crate) async fn spawn_mailing_app(db: Db, port: u16, language: Language) -> Option<TestApp> {
     let data_dir = tempfile::tempdir().unwrap();
     let database_url = database_url_for(db, data_dir.path()).await?;
     let clock = Arc::new(ManualClock::new(OffsetDateTime::now_utc()));
@@ -129,16 +129,16 @@ async fn spawn_mailing_app(db: Db, port: u16, language: Language) -> Option<Test
     )
 }
 
-fn to(mail: &Value) -> &str {
+pub(crate) fn to(mail: &Value) -> &str {
     mail["to"][0].as_str().unwrap()
 }
 
-fn text(mail: &Value) -> &str {
+pub(crate) fn text(mail: &Value) -> &str {
     mail["text"].as_str().unwrap()
 }
 
 /// Every Message-ID is distinct and derived from an outbox row.
-fn assert_no_duplicates(mails: &[Value]) {
+pub(crate) fn assert_no_duplicates(mails: &[Value]) {
     let ids: HashSet<&str> = mails
         .iter()
         .map(|m| m["messageId"].as_str().unwrap())

@@ -23,6 +23,7 @@ mod pages;
 mod pages_browser;
 mod pages_otp;
 mod pdf_bombs;
+mod signer_story;
 mod signers;
 mod slapd;
 mod store_story;

@@ -22,7 +22,7 @@ const CHROMIUM: &str = "/usr/bin/chromium";
 const PATIENCE: Duration = Duration::from_secs(60);
 
 /// A headless Chromium behind its own chromedriver, both gone when this is dropped.
-struct Browser {
+pub(crate) struct Browser {
     client: Option<Client>,
     driver: Child,
     _profile: tempfile::TempDir,
@@ -30,9 +30,14 @@ struct Browser {
 
 impl Browser {
     /// `None` (and a note) where Chromium or chromedriver is not installed.
-    async fn start(accept_language: &str) -> Option<Browser> {
+    pub(crate) async fn start(accept_language: &str) -> Option<Browser> {
         if !std::path::Path::new(CHROMEDRIVER).exists() || !std::path::Path::new(CHROMIUM).exists()
         {
+            // CI installs both (scripts/test.sh): there, a missing browser is a failure.
+            assert!(
+                std::env::var_os("CI").is_none(),
+                "{CHROMEDRIVER} or {CHROMIUM} is not installed"
+            );
             eprintln!("skipped: {CHROMEDRIVER} or {CHROMIUM} is not installed");
             return None;
         }
@@ -90,12 +95,12 @@ impl Browser {
         self.client.as_ref().unwrap()
     }
 
-    async fn open(&self, url: &str) {
+    pub(crate) async fn open(&self, url: &str) {
         self.client().goto(url).await.unwrap();
     }
 
     /// The button a person would press, by its text.
-    async fn button(&self, label: &str) -> fantoccini::elements::Element {
+    pub(crate) async fn button(&self, label: &str) -> fantoccini::elements::Element {
         self.client()
             .wait()
             .at_most(PATIENCE)
@@ -106,7 +111,7 @@ impl Browser {
             .unwrap_or_else(|e| panic!("no button {label:?}: {e}"))
     }
 
-    async fn has_button(&self, label: &str) -> bool {
+    pub(crate) async fn has_button(&self, label: &str) -> bool {
         !self
             .client()
             .find_all(Locator::XPath(&format!(
@@ -118,7 +123,7 @@ impl Browser {
     }
 
     /// The form field a label names.
-    async fn field(&self, label: &str) -> fantoccini::elements::Element {
+    pub(crate) async fn field(&self, label: &str) -> fantoccini::elements::Element {
         let label = self
             .client()
             .find(Locator::XPath(&format!(
@@ -131,7 +136,7 @@ impl Browser {
     }
 
     /// Waits for the page to say `text`.
-    async fn wait_for_text(&self, text: &str) {
+    pub(crate) async fn wait_for_text(&self, text: &str) {
         self.client()
             .wait()
             .at_most(PATIENCE)
@@ -143,7 +148,7 @@ impl Browser {
     }
 
     /// Waits for pdf.js to draw the document and returns the first page's canvas size.
-    async fn rendered_canvas(&self) -> (f64, f64) {
+    pub(crate) async fn rendered_canvas(&self) -> (f64, f64) {
         let viewer = self
             .client()
             .wait()
@@ -162,14 +167,14 @@ impl Browser {
         (width, height)
     }
 
-    async fn screenshot(&self, name: &str) {
+    pub(crate) async fn screenshot(&self, name: &str) {
         let png = self.client().screenshot().await.unwrap();
         let path = artifacts().join(format!("{name}.png"));
         std::fs::write(&path, png).unwrap();
         println!("screenshot: {}", path.display());
     }
 
-    async fn quit(mut self) {
+    pub(crate) async fn quit(mut self) {
         if let Some(client) = self.client.take() {
             let _ = client.close().await;
         }
@@ -183,7 +188,7 @@ impl Drop for Browser {
     }
 }
 
-fn artifacts() -> PathBuf {
+pub(crate) fn artifacts() -> PathBuf {
     let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("signer-pages");
     std::fs::create_dir_all(&dir).unwrap();
     dir
