@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Outbox throughput: MAILS (10,000) queued INVITATION mails delivered by a release `signet serve`
-# to a local SMTP receiver (aiosmtpd in its cheap mode: it only records each Message-ID), then
-# the receiver alone, fed by a Python client, to show which side is the bottleneck.
+# to a local SMTP receiver that only records each Message-ID: RECEIVER=rust (default, the
+# `smtp_sink` example, so the figure is Signet's) or RECEIVER=aiosmtpd (the test receiver, in its
+# cheap mode). Then aiosmtpd alone, fed by a Python client, to show that it is the bottleneck.
 #
 # The mails are queued the way the outbox holds them (rows naming an order and `signer:0`),
 # spread over ORDERS (100) real orders made through the Automation API while mail was off; each
@@ -25,6 +26,7 @@ cleanup() {
 }
 trap cleanup EXIT
 cargo build -q --release -p signet
+cargo build -q --release -p signet --example smtp_sink
 # The fixture PDF only: a debug build is fast enough.
 cargo run -q -p signet-testkit --example write_fixtures -- "$data" >/dev/null
 signet="${CARGO_TARGET_DIR:-$repo/target}/release/signet"
@@ -76,7 +78,12 @@ echo "queued: $(sql "SELECT COUNT(*) FROM outbox WHERE delivered_at IS NULL") ma
 
 # 3. The receiver, then Signet with SMTP: time from the first mail received to the last.
 sink="$data/sink"
-"$venv/bin/python" "$repo/crates/signet/tests/api/support/smtp_sink.py" 18425 "$sink" --ids-only >/dev/null &
+mkdir -p "$sink"
+if [[ "${RECEIVER:-rust}" == aiosmtpd ]]; then
+  "$venv/bin/python" "$repo/crates/signet/tests/api/support/smtp_sink.py" 18425 "$sink" --ids-only >/dev/null &
+else
+  "${CARGO_TARGET_DIR:-$repo/target}/release/examples/smtp_sink" 18425 "$sink/ids.txt" >/dev/null &
+fi
 pids+=($!)
 for _ in $(seq 100); do [[ -f "$sink/ids.txt" ]] && break; sleep 0.05; done
 serve --smtp-url smtp://127.0.0.1:18425 --mail-from "Signet <signet@example.org>"
@@ -90,13 +97,17 @@ received=$(count)
 unique=$(sort -u "$sink/ids.txt" | wc -l)
 delivered=$(sql "SELECT COUNT(*) FROM outbox WHERE delivered_at IS NOT NULL")
 events=$(sql "SELECT COUNT(*) FROM events WHERE event = 'SENDING_EMAIL'")
-echo "== signet outbox -> aiosmtpd"
+echo "== signet outbox -> ${RECEIVER:-rust} receiver"
 awk -v n="$((mails - first_count))" -v a="$first" -v b="$last" \
   'BEGIN { printf "%d mails in %.2f s: %.0f mails/s\n", n, b - a, n / (b - a) }'
 echo "received $received, distinct Message-IDs $unique (duplicates: $((received - unique)))"
 echo "rows delivered $delivered, SENDING_EMAIL events $events"
 kill "$server"; wait "$server" 2>/dev/null || true
 
-# 4. The receiver alone (a Python smtplib client, 16 connections): its own ceiling.
+# 4. aiosmtpd alone (a Python smtplib client, 16 connections): the test receiver's own ceiling.
+kill "${pids[-2]}" 2>/dev/null || true; wait "${pids[-2]}" 2>/dev/null || true
+"$venv/bin/python" "$repo/crates/signet/tests/api/support/smtp_sink.py" 18426 "$data/blast" --ids-only >/dev/null &
+pids+=($!)
+for _ in $(seq 100); do [[ -f "$data/blast/ids.txt" ]] && break; sleep 0.05; done
 echo "== aiosmtpd alone (Python client)"
-"$venv/bin/python" "$repo/bench/smtp_blast.py" 18425 "$mails" 16
+"$venv/bin/python" "$repo/bench/smtp_blast.py" 18426 "$mails" 16

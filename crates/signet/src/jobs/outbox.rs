@@ -20,6 +20,10 @@ const CLAIM_BATCH: i64 = 200;
 /// How many messages of one channel are in flight at once (the mailer keeps as many SMTP
 /// connections: more senders than pooled connections would open and close the extra ones).
 pub const CONCURRENCY: usize = 16;
+/// How many results are being recorded at once. Recording is a small write that waits for its
+/// commit; a second stage lets the senders go on meanwhile (and lets SQLite's group commit take
+/// many marks in one flush).
+const RECORDING: usize = 128;
 /// How long a claim keeps other senders away; longer than any delivery's own timeout.
 const LEASE: time::Duration = time::Duration::minutes(5);
 /// First retry delay; doubles per attempt.
@@ -130,8 +134,13 @@ impl Dispatcher {
                     .context("claiming outbox messages")?;
                 let count = claimed.len();
                 let results: Vec<anyhow::Result<DispatchReport>> = futures::stream::iter(claimed)
-                    .map(|message| self.attempt(deliver.as_ref(), message))
+                    .map(|message| async move {
+                        let result = deliver.deliver(&message).await;
+                        (message, result)
+                    })
                     .buffer_unordered(CONCURRENCY)
+                    .map(|(message, result)| self.record(deliver.as_ref(), message, result))
+                    .buffer_unordered(RECORDING)
                     .collect()
                     .await;
                 for result in results {
@@ -153,13 +162,13 @@ impl Dispatcher {
         Ok(report)
     }
 
-    /// One delivery and its record.
-    async fn attempt(
+    /// Records one delivery's result.
+    async fn record(
         &self,
         deliver: &dyn Deliver,
         message: OutboxMessage,
+        result: Result<(), DeliveryError>,
     ) -> anyhow::Result<DispatchReport> {
-        let result = deliver.deliver(&message).await;
         let now = self.clock.now();
         let channel = message.channel.as_str();
         let mut report = DispatchReport::default();
