@@ -4,3 +4,5 @@
 
 pub mod orders;
 pub mod signing_links;
+pub mod validation_data;
+pub mod levels;

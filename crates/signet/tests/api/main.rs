@@ -12,6 +12,7 @@ mod errors;
 mod files;
 mod helpers;
 mod jobs;
+mod levels;
 mod ltv;
 mod openssl;
 mod order_refusals;
