@@ -7,10 +7,16 @@
 
 use std::path::{Path, PathBuf};
 
+use base64::engine::general_purpose::STANDARD as BASE64;
+use base64::Engine;
+use reqwest::multipart::{Form, Part};
+use serde_json::{json, Value};
 use signet::config::Settings;
 use signet::domain::{OrderId, SignatureLevel};
+use signet_testkit::pdfs::classic_pdf;
 
-use crate::helpers::{database_url_for, start_with, Db, TestApp};
+use crate::helpers::{assert_error, database_url_for, start_with, Db, TestApp};
+use crate::openssl::{self, device_key, DeviceKey, KeyKind};
 use crate::orders::person;
 use crate::tsa_client::{openssl_tsa_pki, OpensslTsa};
 
@@ -235,4 +241,205 @@ async fn a_tsa_that_is_down_leaves_the_order_unchanged_and_it_signs_once_the_tsa
     let order = app.order(&id).await;
     assert_eq!(order["signers"][0]["status"], "SIGNED");
     assert_eq!(order["document"]["signatures"], 1);
+}
+
+// ---- The CloudSigner flow: openssl as the device ----
+
+/// An enrolled device (its key is the test's, as a phone's would be).
+struct Device {
+    key: DeviceKey,
+    signer_id: String,
+}
+
+async fn enrolled(app: &TestApp, signer_id: &str, kind: KeyKind) -> Device {
+    let key = device_key(kind, signer_id);
+    app.enroll(signer_id, &key.csr_pem).await;
+    Device {
+        key,
+        signer_id: signer_id.to_owned(),
+    }
+}
+
+/// Uploads a two-page PDF for the device's signer; returns (documentId, hash).
+async fn upload(app: &TestApp, device: &Device) -> (String, String) {
+    let form = Form::new()
+        .text("signerId", device.signer_id.clone())
+        .part(
+            "file",
+            Part::bytes(classic_pdf(2))
+                .file_name("contract.pdf")
+                .mime_str("application/pdf")
+                .unwrap(),
+        );
+    let response = app
+        .client
+        .post(app.url("/documents/upload"))
+        .bearer_auth(&app.api_key)
+        .multipart(form)
+        .send()
+        .await
+        .unwrap();
+    let status = response.status();
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(status, 200, "{body}");
+    (
+        body["documentId"].as_str().unwrap().to_owned(),
+        body["hash"].as_str().unwrap().to_owned(),
+    )
+}
+
+/// The device's part: `openssl dgst -sha256 -sign` over the data to be signed.
+fn device_sign(device: &Device, hash_b64: &str) -> String {
+    let dir = device.key.dir.path();
+    let data = dir.join("tbs.der");
+    let signature = dir.join("tbs.sig");
+    std::fs::write(&data, BASE64.decode(hash_b64).unwrap()).unwrap();
+    openssl::run(
+        &[
+            "dgst",
+            "-sha256",
+            "-sign",
+            device.key.key.to_str().unwrap(),
+            "-out",
+            signature.to_str().unwrap(),
+            data.to_str().unwrap(),
+        ],
+        dir,
+    );
+    BASE64.encode(std::fs::read(signature).unwrap())
+}
+
+/// Posts the device's signature, with `level` when given.
+async fn post_signature(
+    app: &TestApp,
+    device: &Device,
+    document_id: &str,
+    hash: &str,
+    level: Option<&str>,
+) -> reqwest::Response {
+    let mut body = json!({"signature": device_sign(device, hash)});
+    if let Some(level) = level {
+        body["signatureLevel"] = json!(level);
+    }
+    app.post_json(&format!("/documents/{document_id}/signature"), &body)
+        .await
+}
+
+async fn download(app: &TestApp, document_id: &str) -> Vec<u8> {
+    let response = app.get(&format!("/documents/{document_id}/file")).await;
+    assert_eq!(response.status(), 200);
+    response.bytes().await.unwrap().to_vec()
+}
+
+/// The document's status from the store (the API has no read of a document's status).
+async fn document_status(app: &TestApp, document_id: &str) -> String {
+    let id = signet::domain::DocumentId::parse(document_id).unwrap();
+    let document = app.state.store.find_document(&id).await.unwrap().unwrap();
+    document.status.to_string()
+}
+
+/// P-256 and RSA-2048 devices sign at B-LT and B-LTA; with the server stopped every file is
+/// VALID for adesverify. Then one signer is revoked: its B-LT signature still validates.
+async fn device_documents_validate_offline(db: Db) {
+    let Some(app) = spawn_with(db, |_| {}).await else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let ca = write(
+        dir.path(),
+        "ca.pem",
+        app.state.pki.ca().certificate_pem().as_bytes(),
+    );
+    let mut files = Vec::new();
+    for (signer_id, kind) in [("phone-p256", KeyKind::P256), ("phone-rsa", KeyKind::Rsa(2048))] {
+        let device = enrolled(&app, signer_id, kind).await;
+        for (level, timestamps) in [(None, 0), (Some("PADES_B_LT"), 0), (Some("PADES_B_LTA"), 1)] {
+            let (document_id, hash) = upload(&app, &device).await;
+            let response = post_signature(&app, &device, &document_id, &hash, level).await;
+            assert_eq!(response.status(), 200, "{}", response.text().await.unwrap());
+            let name = format!("{signer_id}-{}.pdf", level.unwrap_or("default"));
+            files.push((write(dir.path(), &name, &download(&app, &document_id).await), timestamps));
+        }
+    }
+    // The P-256 signer is revoked after signing: what the files carry still proves their
+    // signatures were made while its certificate was good.
+    let (status, body) = app.set_status("phone-p256", "REVOKED").await;
+    assert_eq!(status, 200, "{body}");
+    app.stop().await;
+    for (file, timestamps) in files {
+        assert_long_term_valid(&file, &ca, 1, timestamps);
+    }
+}
+
+#[tokio::test]
+async fn device_signatures_at_b_lt_and_b_lta_validate_offline_and_survive_revocation_on_sqlite() {
+    device_documents_validate_offline(Db::Sqlite).await;
+}
+
+#[tokio::test]
+async fn device_signatures_at_b_lt_and_b_lta_validate_offline_and_survive_revocation_on_postgres()
+{
+    device_documents_validate_offline(Db::Postgres).await;
+}
+
+#[tokio::test]
+async fn b_b_stays_available_and_an_unknown_level_is_refused() {
+    let app = spawn_with(Db::Sqlite, |_| {}).await.unwrap();
+    let device = enrolled(&app, "phone", KeyKind::P256).await;
+    let (document_id, hash) = upload(&app, &device).await;
+    let response = post_signature(&app, &device, &document_id, &hash, Some("PADES_B_X")).await;
+    assert_error(response, 400, "REQUEST_VALIDATION_ERROR").await;
+    assert_eq!(document_status(&app, &document_id).await, "WAITING");
+    let response = post_signature(&app, &device, &document_id, &hash, Some("PADES_B_B")).await;
+    assert_eq!(response.status(), 200);
+    let signed = download(&app, &document_id).await;
+    assert!(!signed.windows(4).any(|w| w == b"/DSS"), "no DSS at B-B");
+    let dir = tempfile::tempdir().unwrap();
+    let ca = write(
+        dir.path(),
+        "ca.pem",
+        app.state.pki.ca().certificate_pem().as_bytes(),
+    );
+    let file = write(dir.path(), "b-b.pdf", &signed);
+    signet_testkit::assert_valid_everywhere(&file, &ca, 1);
+}
+
+#[tokio::test]
+async fn a_device_signature_with_the_tsa_down_is_503_and_the_document_signs_once_it_is_back() {
+    let tsa = OpensslTsa::start().await;
+    let port = tsa.port;
+    let url = tsa.url("/tsr");
+    drop(tsa);
+    let root = openssl_tsa_pki().join("root.pem");
+    let app = spawn_with(Db::Sqlite, |s| {
+        s.tsa.url = Some(url.clone());
+        s.tsa.ca = Some(root.clone());
+        s.tsa.timeout_seconds = 5;
+    })
+    .await
+    .unwrap();
+    let device = enrolled(&app, "phone", KeyKind::P256).await;
+    let (document_id, hash) = upload(&app, &device).await;
+    for level in [None, Some("PADES_B_T"), Some("PADES_B_LTA")] {
+        let response = post_signature(&app, &device, &document_id, &hash, level).await;
+        assert_error(response, 503, "TIMESTAMP_UNAVAILABLE").await;
+        assert_eq!(document_status(&app, &document_id).await, "WAITING");
+    }
+
+    let _back = OpensslTsa::start_on(port).await;
+    let response = post_signature(&app, &device, &document_id, &hash, None).await;
+    assert_eq!(response.status(), 200, "{}", response.text().await.unwrap());
+    assert_eq!(document_status(&app, &document_id).await, "SIGNED");
+    let signed = download(&app, &document_id).await;
+    let dir = tempfile::tempdir().unwrap();
+    let file = write(dir.path(), "signed.pdf", &signed);
+    // The external TSA's root is not Signet's CA: pyHanko trusts both for the check.
+    let ca = write(
+        dir.path(),
+        "ca.pem",
+        app.state.pki.ca().certificate_pem().as_bytes(),
+    );
+    let root = root.to_str().unwrap().to_owned();
+    signet_testkit::assert_pyhanko_accepts(&file, &ca, 1, &["--trust", &root]);
+    assert_pdfsig_valid(&file, 1);
 }
