@@ -90,7 +90,9 @@ impl LevelFinisher {
     ) -> Result<u64, LevelError> {
         if !level.needs_signature_timestamp() {
             signet_pdf::embed(file, byte_range, cms)?;
-            return Ok(file.seek(std::io::SeekFrom::End(0)).map_err(PdfError::from)?);
+            return Ok(file
+                .seek(std::io::SeekFrom::End(0))
+                .map_err(PdfError::from)?);
         }
         // The checks that need no TSA come first inside `embed_with_timestamp`; the token is asked
         // for only then, through the closure.
@@ -121,7 +123,9 @@ impl LevelFinisher {
             let contents = signet_pdf::signature_contents(file, &prepared.byte_range)?;
             self.append_dss(file, contents, data)?;
         }
-        Ok(file.seek(std::io::SeekFrom::End(0)).map_err(PdfError::from)?)
+        Ok(file
+            .seek(std::io::SeekFrom::End(0))
+            .map_err(PdfError::from)?)
     }
 
     fn append_dss<F: Read + Write + Seek>(

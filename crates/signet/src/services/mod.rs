@@ -2,7 +2,7 @@
 //! and takes its own dependencies (store, blobs, CA, clock), never `AppState`, so every surface
 //! and job calls the same operations.
 
+pub mod levels;
 pub mod orders;
 pub mod signing_links;
 pub mod validation_data;
-pub mod levels;

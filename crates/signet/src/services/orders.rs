@@ -271,7 +271,11 @@ impl OrderService {
     }
 
     /// Signs every signer's revision at `level` (the server's `--signature-level`).
-    pub fn with_signature_level(mut self, finisher: Arc<LevelFinisher>, level: SignatureLevel) -> Self {
+    pub fn with_signature_level(
+        mut self,
+        finisher: Arc<LevelFinisher>,
+        level: SignatureLevel,
+    ) -> Self {
         self.levels = Some((finisher, level));
         self
     }
@@ -815,127 +819,133 @@ struct Signing {
 }
 
 impl Signing {
-/// Certifies a fresh key for this signer (recorded first, so the OCSP responder can vouch for
-/// it) and appends their signature revision, at the server's level, to a copy of the order's
-/// document, as a new blob. Blocking. `None` when the version read was superseded meanwhile.
-fn sign_document(
-    &self,
-    input: &BlobKey,
-    order_id: OrderId,
-    person: &crate::store::orders::OrderPerson,
-    file_name: String,
-    now: time::OffsetDateTime,
-) -> Result<Option<OrderDocument>, OrderError> {
-    let (pki, blobs) = (&self.pki, &self.blobs);
-    use ring::signature::{EcdsaKeyPair, KeyPair, ECDSA_P256_SHA256_ASN1_SIGNING};
-    use std::io::{Seek, SeekFrom};
+    /// Certifies a fresh key for this signer (recorded first, so the OCSP responder can vouch for
+    /// it) and appends their signature revision, at the server's level, to a copy of the order's
+    /// document, as a new blob. Blocking. `None` when the version read was superseded meanwhile.
+    fn sign_document(
+        &self,
+        input: &BlobKey,
+        order_id: OrderId,
+        person: &crate::store::orders::OrderPerson,
+        file_name: String,
+        now: time::OffsetDateTime,
+    ) -> Result<Option<OrderDocument>, OrderError> {
+        let (pki, blobs) = (&self.pki, &self.blobs);
+        use ring::signature::{EcdsaKeyPair, KeyPair, ECDSA_P256_SHA256_ASN1_SIGNING};
+        use std::io::{Seek, SeekFrom};
 
-    let rng = ring::rand::SystemRandom::new();
-    let pkcs8 = EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_ASN1_SIGNING, &rng)
-        .map_err(|e| anyhow::anyhow!("generating a signing key: {e}"))?;
-    let key = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_ASN1_SIGNING, pkcs8.as_ref(), &rng)
-        .map_err(|e| anyhow::anyhow!("reading the signing key: {e}"))?;
-    // SubjectPublicKeyInfo for an uncompressed P-256 point: the fixed algorithm header
-    // (id-ecPublicKey, prime256v1) and the point as the BIT STRING.
-    const P256_SPKI_PREFIX: [u8; 26] = [
-        0x30, 0x59, 0x30, 0x13, 0x06, 0x07, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x02, 0x01, 0x06, 0x08,
-        0x2a, 0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07, 0x03, 0x42, 0x00,
-    ];
-    let spki = [&P256_SPKI_PREFIX[..], key.public_key().as_ref()].concat();
-    let public_key = PublicKey::from_spki_der(&spki).context("the new key's public key")?;
+        let rng = ring::rand::SystemRandom::new();
+        let pkcs8 = EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_ASN1_SIGNING, &rng)
+            .map_err(|e| anyhow::anyhow!("generating a signing key: {e}"))?;
+        let key = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_ASN1_SIGNING, pkcs8.as_ref(), &rng)
+            .map_err(|e| anyhow::anyhow!("reading the signing key: {e}"))?;
+        // SubjectPublicKeyInfo for an uncompressed P-256 point: the fixed algorithm header
+        // (id-ecPublicKey, prime256v1) and the point as the BIT STRING.
+        const P256_SPKI_PREFIX: [u8; 26] = [
+            0x30, 0x59, 0x30, 0x13, 0x06, 0x07, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x02, 0x01, 0x06,
+            0x08, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07, 0x03, 0x42, 0x00,
+        ];
+        let spki = [&P256_SPKI_PREFIX[..], key.public_key().as_ref()].concat();
+        let public_key = PublicKey::from_spki_der(&spki).context("the new key's public key")?;
 
-    let a = &person.attributes;
-    let name = [a.first_name.as_deref(), a.last_name.as_deref()]
-        .into_iter()
-        .flatten()
-        .map(str::trim)
-        .filter(|s| !s.is_empty())
-        .collect::<Vec<_>>()
-        .join(" ");
-    let common_name = if name.is_empty() {
-        person.identifier.clone()
-    } else {
-        name
-    };
-    let mut subject = Subject::builder().common_name(&common_name);
-    subject = subject.serial_number(&match person.source {
-        PersonSource::External => format!("PNOSE-{}", person.identifier),
-        PersonSource::Internal => person.identifier.clone(),
-    });
-    let email = a
-        .mail
-        .as_deref()
-        .filter(|m| m.contains('@') && m.is_ascii());
-    let issued = pki
-        .issue_for_signature(
-            &subject.build(),
-            &public_key,
-            email,
-            now,
-            SIGNATURE_CERTIFICATE_VALIDITY,
+        let a = &person.attributes;
+        let name = [a.first_name.as_deref(), a.last_name.as_deref()]
+            .into_iter()
+            .flatten()
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .collect::<Vec<_>>()
+            .join(" ");
+        let common_name = if name.is_empty() {
+            person.identifier.clone()
+        } else {
+            name
+        };
+        let mut subject = Subject::builder().common_name(&common_name);
+        subject = subject.serial_number(&match person.source {
+            PersonSource::External => format!("PNOSE-{}", person.identifier),
+            PersonSource::Internal => person.identifier.clone(),
+        });
+        let email = a
+            .mail
+            .as_deref()
+            .filter(|m| m.contains('@') && m.is_ascii());
+        let issued = pki
+            .issue_for_signature(
+                &subject.build(),
+                &public_key,
+                email,
+                now,
+                SIGNATURE_CERTIFICATE_VALIDITY,
+            )
+            .context("issuing the signature certificate")?;
+        self.runtime
+            .block_on(
+                self.store
+                    .insert_signature_certificate(&SignatureCertificateRecord {
+                        serial: issued.serial,
+                        order_id,
+                        not_before: issued.not_before,
+                        not_after: issued.not_after,
+                        issued_at: now,
+                        revoked_at: None,
+                        revocation_reason: None,
+                    }),
+            )
+            .context("recording the signature certificate")?;
+        let certificate = issued.der;
+
+        let mut source = match blobs.open_read(input) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            other => other.context("opening the order's document")?,
+        };
+        let (temp, mut output) = blobs.create_temp().context("a temporary file")?;
+        let level = self
+            .levels
+            .as_ref()
+            .map_or(SignatureLevel::PadesBB, |(_, level)| *level);
+        let mut options = prepare_options_for(level, PrepareOptions::new(now));
+        options.signer_name = Some(common_name);
+        options.update_id = Some(rand::random());
+        let prepared =
+            signet_pdf::prepare(&mut source, &mut output, &options).context("preparing the PDF")?;
+        let cms = signet_crypto::cms::sign_with_key(
+            &prepared.digest,
+            pkcs8.as_ref(),
+            &certificate,
+            &[pki.ca().certificate_der()],
         )
-        .context("issuing the signature certificate")?;
-    self.runtime
-        .block_on(
-            self.store
-                .insert_signature_certificate(&SignatureCertificateRecord {
-                    serial: issued.serial,
-                    order_id,
-                    not_before: issued.not_before,
-                    not_after: issued.not_after,
-                    issued_at: now,
-                    revoked_at: None,
-                    revocation_reason: None,
-                }),
-        )
-        .context("recording the signature certificate")?;
-    let certificate = issued.der;
-
-    let mut source = match blobs.open_read(input) {
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        other => other.context("opening the order's document")?,
-    };
-    let (temp, mut output) = blobs.create_temp().context("a temporary file")?;
-    let level = self
-        .levels
-        .as_ref()
-        .map_or(SignatureLevel::PadesBB, |(_, level)| *level);
-    let mut options = prepare_options_for(level, PrepareOptions::new(now));
-    options.signer_name = Some(common_name);
-    options.update_id = Some(rand::random());
-    let prepared =
-        signet_pdf::prepare(&mut source, &mut output, &options).context("preparing the PDF")?;
-    let cms = signet_crypto::cms::sign_with_key(
-        &prepared.digest,
-        pkcs8.as_ref(),
-        &certificate,
-        &[pki.ca().certificate_der()],
-    )
-    .context("signing the PDF")?;
-    match &self.levels {
-        Some((finisher, level)) => {
-            finisher.finish(&self.runtime, &mut output, &prepared.byte_range, &cms, *level)?;
+        .context("signing the PDF")?;
+        match &self.levels {
+            Some((finisher, level)) => {
+                finisher.finish(
+                    &self.runtime,
+                    &mut output,
+                    &prepared.byte_range,
+                    &cms,
+                    *level,
+                )?;
+            }
+            None => signet_pdf::embed(&mut output, &prepared.byte_range, &cms)
+                .context("embedding the signature")?,
         }
-        None => signet_pdf::embed(&mut output, &prepared.byte_range, &cms)
-            .context("embedding the signature")?,
+        output
+            .seek(SeekFrom::Start(0))
+            .context("reading the signed PDF")?;
+        let mut hasher = Sha256::new();
+        let size = std::io::copy(&mut output, &mut HashWriter(&mut hasher))
+            .context("hashing the signed PDF")?;
+        let key = BlobKey::order_version(order_id, uuid::Uuid::new_v4());
+        blobs
+            .persist(temp, &output, &key)
+            .context("storing the signed PDF")?;
+        Ok(Some(OrderDocument {
+            file_name,
+            blob: key,
+            size,
+            sha256: crate::domain::Sha256Digest::from_bytes(hasher.finalize().into()),
+        }))
     }
-    output
-        .seek(SeekFrom::Start(0))
-        .context("reading the signed PDF")?;
-    let mut hasher = Sha256::new();
-    let size = std::io::copy(&mut output, &mut HashWriter(&mut hasher))
-        .context("hashing the signed PDF")?;
-    let key = BlobKey::order_version(order_id, uuid::Uuid::new_v4());
-    blobs
-        .persist(temp, &output, &key)
-        .context("storing the signed PDF")?;
-    Ok(Some(OrderDocument {
-        file_name,
-        blob: key,
-        size,
-        sha256: crate::domain::Sha256Digest::from_bytes(hasher.finalize().into()),
-    }))
-}
 }
 
 /// Feeds what is written into a hasher.

@@ -90,9 +90,13 @@ impl ValidationDataCollector {
         &self,
         signed_data_der: &[u8],
     ) -> Result<ValidationData, ValidationDataUnavailable> {
-        let cms_error = |e: signet_crypto::cms::CmsError| ValidationDataUnavailable::Cms(e.to_string());
-        let mut certificates = signet_crypto::cms::certificates(signed_data_der).map_err(cms_error)?;
-        for token in signet_crypto::cms::signature_timestamp_tokens(signed_data_der).map_err(cms_error)? {
+        let cms_error =
+            |e: signet_crypto::cms::CmsError| ValidationDataUnavailable::Cms(e.to_string());
+        let mut certificates =
+            signet_crypto::cms::certificates(signed_data_der).map_err(cms_error)?;
+        for token in
+            signet_crypto::cms::signature_timestamp_tokens(signed_data_der).map_err(cms_error)?
+        {
             certificates.extend(signet_crypto::cms::certificates(&token).map_err(cms_error)?);
         }
         self.for_certificates(certificates).await

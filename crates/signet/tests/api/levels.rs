@@ -63,7 +63,12 @@ pub fn assert_ades_valid(pdf: &Path, ca_pem: &Path, count: usize) {
         .lines()
         .filter(|l| l.starts_with("Signature") && l.matches(':').count() == 2)
         .collect();
-    assert_eq!(verdicts.len(), count, "adesverify {}:\n{report}", pdf.display());
+    assert_eq!(
+        verdicts.len(),
+        count,
+        "adesverify {}:\n{report}",
+        pdf.display()
+    );
     assert!(
         verdicts.iter().all(|l| l.ends_with(":VALID")),
         "adesverify {}:\n{report}",
@@ -91,7 +96,11 @@ pub fn assert_pdfsig_valid(pdf: &Path, count: usize) {
 pub fn assert_long_term_valid(pdf: &Path, ca_pem: &Path, signatures: usize, timestamps: usize) {
     let bytes = std::fs::read(pdf).unwrap();
     let count = |needle: &[u8]| bytes.windows(needle.len()).filter(|w| *w == needle).count();
-    assert_eq!(count(b"/Type /DocTimeStamp"), timestamps, "document timestamps");
+    assert_eq!(
+        count(b"/Type /DocTimeStamp"),
+        timestamps,
+        "document timestamps"
+    );
     assert!(count(b"/DSS") >= 1, "a /DSS");
     signet_testkit::assert_pyhanko_accepts(pdf, ca_pem, signatures, &[]);
     assert_ades_valid(pdf, ca_pem, signatures);
@@ -115,7 +124,11 @@ async fn three_signers_at(db: Db, level: SignatureLevel, dir: &Path) -> Option<(
     }
     assert_eq!(app.order_state(&id).await, "ACCEPTED");
     let signed = write(dir, "signed.pdf", &app.order_document(&id).await);
-    let ca = write(dir, "ca.pem", app.state.pki.ca().certificate_pem().as_bytes());
+    let ca = write(
+        dir,
+        "ca.pem",
+        app.state.pki.ca().certificate_pem().as_bytes(),
+    );
     app.stop().await;
     Some((signed, ca))
 }
@@ -207,7 +220,10 @@ async fn a_tsa_that_is_down_leaves_the_order_unchanged_and_it_signs_once_the_tsa
         ])
         .await;
     let order = app.order(&id).await;
-    let internal_id = order["signers"][0]["internalId"].as_str().unwrap().to_owned();
+    let internal_id = order["signers"][0]["internalId"]
+        .as_str()
+        .unwrap()
+        .to_owned();
     let error = app
         .state
         .orders
@@ -229,7 +245,10 @@ async fn a_tsa_that_is_down_leaves_the_order_unchanged_and_it_signs_once_the_tsa
         .await
         .unwrap();
     let body: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
-    assert_eq!(body["responseObject"]["code"], "TIMESTAMP_UNAVAILABLE", "{body}");
+    assert_eq!(
+        body["responseObject"]["code"], "TIMESTAMP_UNAVAILABLE",
+        "{body}"
+    );
 
     let order = app.order(&id).await;
     assert_eq!(order["signers"][0]["status"], "PENDING");
@@ -262,15 +281,13 @@ async fn enrolled(app: &TestApp, signer_id: &str, kind: KeyKind) -> Device {
 
 /// Uploads a two-page PDF for the device's signer; returns (documentId, hash).
 async fn upload(app: &TestApp, device: &Device) -> (String, String) {
-    let form = Form::new()
-        .text("signerId", device.signer_id.clone())
-        .part(
-            "file",
-            Part::bytes(classic_pdf(2))
-                .file_name("contract.pdf")
-                .mime_str("application/pdf")
-                .unwrap(),
-        );
+    let form = Form::new().text("signerId", device.signer_id.clone()).part(
+        "file",
+        Part::bytes(classic_pdf(2))
+            .file_name("contract.pdf")
+            .mime_str("application/pdf")
+            .unwrap(),
+    );
     let response = app
         .client
         .post(app.url("/documents/upload"))
@@ -351,14 +368,20 @@ async fn device_documents_validate_offline(db: Db) {
         app.state.pki.ca().certificate_pem().as_bytes(),
     );
     let mut files = Vec::new();
-    for (signer_id, kind) in [("phone-p256", KeyKind::P256), ("phone-rsa", KeyKind::Rsa(2048))] {
+    for (signer_id, kind) in [
+        ("phone-p256", KeyKind::P256),
+        ("phone-rsa", KeyKind::Rsa(2048)),
+    ] {
         let device = enrolled(&app, signer_id, kind).await;
         for (level, timestamps) in [(None, 0), (Some("PADES_B_LT"), 0), (Some("PADES_B_LTA"), 1)] {
             let (document_id, hash) = upload(&app, &device).await;
             let response = post_signature(&app, &device, &document_id, &hash, level).await;
             assert_eq!(response.status(), 200, "{}", response.text().await.unwrap());
             let name = format!("{signer_id}-{}.pdf", level.unwrap_or("default"));
-            files.push((write(dir.path(), &name, &download(&app, &document_id).await), timestamps));
+            files.push((
+                write(dir.path(), &name, &download(&app, &document_id).await),
+                timestamps,
+            ));
         }
     }
     // The P-256 signer is revoked after signing: what the files carry still proves their
@@ -377,8 +400,7 @@ async fn device_signatures_at_b_lt_and_b_lta_validate_offline_and_survive_revoca
 }
 
 #[tokio::test]
-async fn device_signatures_at_b_lt_and_b_lta_validate_offline_and_survive_revocation_on_postgres()
-{
+async fn device_signatures_at_b_lt_and_b_lta_validate_offline_and_survive_revocation_on_postgres() {
     device_documents_validate_offline(Db::Postgres).await;
 }
 

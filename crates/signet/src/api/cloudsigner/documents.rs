@@ -624,8 +624,7 @@ impl Fill {
         if !signet_pdf::placeholder_is_empty(&mut self.file, &self.byte_range)
             .map_err(embed_error)?
         {
-            signet_pdf::clear_placeholder(&mut self.file, &self.byte_range)
-                .map_err(embed_error)?;
+            signet_pdf::clear_placeholder(&mut self.file, &self.byte_range).map_err(embed_error)?;
         }
         self.sync()
     }
@@ -675,9 +674,9 @@ async fn sign(
 ) -> Result<Json<SignResponse>, ApiError> {
     let level = match request.signature_level.as_deref() {
         None => state.settings.signature_level,
-        Some(raw) => raw.parse::<SignatureLevel>().map_err(|e| {
-            ApiError::validation(format!("field signatureLevel: {e}"))
-        })?,
+        Some(raw) => raw
+            .parse::<SignatureLevel>()
+            .map_err(|e| ApiError::validation(format!("field signatureLevel: {e}")))?,
     };
     let encoded = request
         .signature
