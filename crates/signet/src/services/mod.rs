@@ -4,3 +4,4 @@
 
 pub mod orders;
 pub mod signing_links;
+pub mod timestamps;
