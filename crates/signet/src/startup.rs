@@ -23,6 +23,7 @@ use crate::jobs::JobRunner;
 use crate::pki::{load_or_create_ca, write_private, Pki};
 use crate::services::orders::OrderService;
 use crate::services::signing_links::LinkKey;
+use crate::services::timestamps::TimestampAuthority;
 use crate::state::{ApiKeyCache, AppState};
 use crate::store::blobs::BlobStore;
 use crate::store::{self, Store};
@@ -81,6 +82,11 @@ impl Application {
             Pki::new(ca, validity, &public_url)
                 .with_ltv_services(&settings.data_dir, clock.now())?,
         );
+        let timestamps = Arc::new(
+            TimestampAuthority::from_settings(&settings.tsa, pki.clone(), clock.clone())
+                .context("setting up the timestamp authority")?,
+        );
+        tracing::info!(tsa = %timestamps.describe(), signature_level = %settings.signature_level, "timestamps and the default signature level");
         let initial_api_key_file =
             ensure_first_api_key(store.as_ref(), &settings.data_dir, clock.as_ref()).await?;
         let blobs = BlobStore::open(&settings.data_dir).with_context(|| {
@@ -126,6 +132,7 @@ impl Application {
             api_keys: Arc::new(ApiKeyCache::default()),
             directory,
             orders,
+            timestamps,
         };
         Ok(Self {
             listener,

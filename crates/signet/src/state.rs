@@ -8,6 +8,7 @@ use crate::config::Settings;
 use crate::directory::Directory;
 use crate::pki::Pki;
 use crate::services::orders::OrderService;
+use crate::services::timestamps::TimestampAuthority;
 use crate::store::blobs::BlobStore;
 use crate::store::Store;
 
@@ -27,6 +28,8 @@ pub struct AppState {
     pub directory: Arc<dyn Directory>,
     /// Signing orders: signing, rejecting, links.
     pub orders: Arc<OrderService>,
+    /// Where signature timestamps come from: the built-in TSA or `--tsa-url`.
+    pub timestamps: Arc<TimestampAuthority>,
 }
 
 /// Hashes of API keys already seen valid. Keys cannot be deleted through any interface yet, so

@@ -5,4 +5,5 @@
 pub mod levels;
 pub mod orders;
 pub mod signing_links;
+pub mod timestamps;
 pub mod validation_data;

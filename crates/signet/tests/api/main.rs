@@ -22,4 +22,5 @@ mod pdf_bombs;
 mod signers;
 mod slapd;
 mod store_story;
+mod tsa_client;
 mod uploads;
