@@ -21,9 +21,11 @@ use crate::config::Settings;
 use crate::data_dir;
 use crate::jobs::JobRunner;
 use crate::pki::{load_or_create_ca, write_private, Pki};
+use crate::services::levels::LevelFinisher;
 use crate::services::orders::OrderService;
 use crate::services::signing_links::LinkKey;
 use crate::services::timestamps::TimestampAuthority;
+use crate::services::validation_data::ValidationDataCollector;
 use crate::state::{ApiKeyCache, AppState};
 use crate::store::blobs::BlobStore;
 use crate::store::{self, Store};
@@ -113,15 +115,23 @@ impl Application {
         };
         let blobs = Arc::new(blobs);
         let public_url: Arc<str> = public_url.into();
-        let orders = Arc::new(OrderService::new(
-            store.clone(),
-            blobs.clone(),
-            pki.clone(),
+        let levels = Arc::new(LevelFinisher::new(
+            timestamps.clone(),
+            ValidationDataCollector::new(store.clone(), pki.clone(), clock.clone()),
             clock.clone(),
-            directory.clone(),
-            link_key,
-            public_url.clone(),
         ));
+        let orders = Arc::new(
+            OrderService::new(
+                store.clone(),
+                blobs.clone(),
+                pki.clone(),
+                clock.clone(),
+                directory.clone(),
+                link_key,
+                public_url.clone(),
+            )
+            .with_signature_level(levels.clone(), settings.signature_level),
+        );
         let state = AppState {
             store,
             blobs,
@@ -133,6 +143,7 @@ impl Application {
             directory,
             orders,
             timestamps,
+            levels,
         };
         Ok(Self {
             listener,

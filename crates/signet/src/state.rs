@@ -30,6 +30,8 @@ pub struct AppState {
     pub orders: Arc<OrderService>,
     /// Where signature timestamps come from: the built-in TSA or `--tsa-url`.
     pub timestamps: Arc<TimestampAuthority>,
+    /// Raises a signature to its PAdES level (timestamp, `/DSS`, document timestamp).
+    pub levels: Arc<crate::services::levels::LevelFinisher>,
 }
 
 /// Hashes of API keys already seen valid. Keys cannot be deleted through any interface yet, so
