@@ -18,6 +18,7 @@ mod order_refusals;
 mod orders;
 mod orders_ldap;
 mod pdf_bombs;
+mod signature_timestamps;
 mod signers;
 mod slapd;
 mod store_story;
