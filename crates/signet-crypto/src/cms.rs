@@ -190,6 +190,42 @@ pub fn signature_value(signed_data_der: &[u8]) -> Result<Vec<u8>, CmsError> {
     }
 }
 
+/// The certificates a DER ContentInfo { SignedData } carries, as DER (in DER SET order, not
+/// necessarily signer first): a
+/// signature's chain, or a timestamp token's TSA certificate and chain. What a PAdES B-LT
+/// collector puts into the DSS (with revocation data for each).
+pub fn certificates(signed_data_der: &[u8]) -> Result<Vec<Vec<u8>>, CmsError> {
+    use cms::cert::CertificateChoices;
+    let info = cms::content_info::ContentInfo::from_der(signed_data_der)?;
+    let signed: cms::signed_data::SignedData = info.content.decode_as()?;
+    let mut out = Vec::new();
+    for choice in signed.certificates.iter().flat_map(|set| set.0.iter()) {
+        if let CertificateChoices::Certificate(certificate) = choice {
+            out.push(certificate.to_der()?);
+        }
+    }
+    Ok(out)
+}
+
+/// The signature timestamp tokens (unsigned attribute id-aa-signatureTimeStampToken) of every
+/// SignerInfo in a DER ContentInfo { SignedData }, as DER ContentInfos: where a B-T signature's
+/// TSA certificates are found ([`certificates`] of each token).
+pub fn signature_timestamp_tokens(signed_data_der: &[u8]) -> Result<Vec<Vec<u8>>, CmsError> {
+    let info = cms::content_info::ContentInfo::from_der(signed_data_der)?;
+    let signed: cms::signed_data::SignedData = info.content.decode_as()?;
+    let mut out = Vec::new();
+    for signer in signed.signer_infos.0.iter() {
+        for attribute in signer.unsigned_attrs.iter().flat_map(|a| a.iter()) {
+            if attribute.oid == crate::tsp::ID_AA_SIGNATURE_TIME_STAMP_TOKEN {
+                for value in attribute.values.iter() {
+                    out.push(value.to_der()?);
+                }
+            }
+        }
+    }
+    Ok(out)
+}
+
 /// Adds `token_der` (an RFC 3161 timestamp token over [`signature_value`]) as the unsigned
 /// attribute id-aa-signatureTimeStampToken of the single SignerInfo, for PAdES B-T.
 ///

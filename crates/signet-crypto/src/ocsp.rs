@@ -86,6 +86,75 @@ impl OcspRequest {
     pub fn nonce(&self) -> Option<&[u8]> {
         self.nonce.as_ref().map(|e| e.extn_value.as_bytes())
     }
+
+    /// A request about `certificate_der`, issued by `issuer_der`, with a SHA-1 CertID (what
+    /// every responder understands; the hash only names the issuer, it protects nothing) and no
+    /// nonce. For a client collecting revocation data for the DSS (PAdES B-LT), or for a server
+    /// asking its own responder without going over HTTP.
+    pub fn for_certificate(certificate_der: &[u8], issuer_der: &[u8]) -> Result<Self, OcspError> {
+        let certificate = Certificate::from_der(certificate_der)
+            .map_err(|e| OcspError::Certificate(format!("certificate: {e}")))?;
+        let issuer = Certificate::from_der(issuer_der)
+            .map_err(|e| OcspError::Certificate(format!("issuer certificate: {e}")))?;
+        // A CertID names the issuer by hashes only; a wrong issuer would ask about a
+        // certificate the responder never issued, so check the signature, not just the names.
+        let issued_by = |cert: &[u8], issuer: &[u8]| -> Option<bool> {
+            let (_, cert) = x509_parser::parse_x509_certificate(cert).ok()?;
+            let (_, issuer) = x509_parser::parse_x509_certificate(issuer).ok()?;
+            Some(
+                cert.issuer().as_raw() == issuer.subject().as_raw()
+                    && cert.verify_signature(Some(issuer.public_key())).is_ok(),
+            )
+        };
+        if issued_by(certificate_der, issuer_der) != Some(true) {
+            return Err(OcspError::Certificate(
+                "the certificate is not issued by the issuer certificate".into(),
+            ));
+        }
+        let sha1 = &ring::digest::SHA1_FOR_LEGACY_USE_ONLY;
+        let name = ring::digest::digest(sha1, &issuer.tbs_certificate.subject.to_der()?);
+        let key = ring::digest::digest(
+            sha1,
+            issuer
+                .tbs_certificate
+                .subject_public_key_info
+                .subject_public_key
+                .raw_bytes(),
+        );
+        Ok(Self {
+            cert_ids: vec![CertId {
+                hash_algorithm: AlgorithmIdentifierOwned {
+                    oid: ID_SHA_1,
+                    parameters: Some(der::asn1::Null.into()),
+                },
+                issuer_name_hash: OctetString::new(name.as_ref())?,
+                issuer_key_hash: OctetString::new(key.as_ref())?,
+                serial_number: certificate.tbs_certificate.serial_number.clone(),
+            }],
+            nonce: None,
+        })
+    }
+
+    /// The request as a DER `OCSPRequest` (unsigned), to POST to a responder.
+    pub fn to_der(&self) -> Result<Vec<u8>, OcspError> {
+        Ok(x509_ocsp::OcspRequest {
+            tbs_request: x509_ocsp::TbsRequest {
+                version: Version::V1,
+                requestor_name: None,
+                request_list: self
+                    .cert_ids
+                    .iter()
+                    .map(|id| x509_ocsp::Request {
+                        req_cert: id.clone(),
+                        single_request_extensions: None,
+                    })
+                    .collect(),
+                request_extensions: self.nonce.clone().map(|n| vec![n]),
+            },
+            optional_signature: None,
+        }
+        .to_der()?)
+    }
 }
 
 /// What a CertID refers to, as far as this responder can tell without a database.
@@ -129,6 +198,9 @@ pub enum OcspError {
         /// Certificates requested.
         requested: usize,
     },
+    /// A certificate given to build a request cannot be read or does not fit its issuer.
+    #[error("OCSP request: {0}")]
+    Certificate(String),
     /// DER encoding failed.
     #[error("DER encoding: {0}")]
     Encoding(#[from] der::Error),

@@ -76,8 +76,23 @@ fn read_placeholder<F: Read + Seek>(
     file: &mut F,
     byte_range: &ByteRange,
 ) -> Result<Vec<u8>, PdfError> {
+    read_placeholder_in(file, byte_range, true)
+}
+
+/// [`read_placeholder`], in a file exactly as long as the byte range says (`exact`) or in one
+/// that later revisions may have extended.
+fn read_placeholder_in<F: Read + Seek>(
+    file: &mut F,
+    byte_range: &ByteRange,
+    exact: bool,
+) -> Result<Vec<u8>, PdfError> {
     let len = file.seek(SeekFrom::End(0))?;
-    if len != byte_range.file_len() || byte_range.0[0] != 0 {
+    let fits = if exact {
+        len == byte_range.file_len()
+    } else {
+        len >= byte_range.file_len()
+    };
+    if !fits || byte_range.0[0] != 0 {
         return Err(PdfError::PlaceholderMismatch(format!(
             "the file is {len} bytes, the byte range describes {}",
             byte_range.file_len()
@@ -135,4 +150,44 @@ pub(crate) fn copy_hashing<R: Read, W: Write>(
         left -= take as u64;
     }
     Ok(())
+}
+
+/// Copies the next `len` bytes of `input` to `output` in chunks; stops between chunks once
+/// `cancel` is raised.
+pub(crate) fn copy_through<R: Read, W: Write>(
+    input: &mut R,
+    output: &mut W,
+    len: u64,
+    cancel: &Cancel,
+) -> Result<(), PdfError> {
+    let mut buffer = vec![0u8; usize::try_from(len).map_or(CHUNK, |len| len.min(CHUNK))];
+    let mut left = len;
+    while left > 0 {
+        cancel.check()?;
+        let take = usize::try_from(left.min(CHUNK as u64)).unwrap_or(CHUNK);
+        input.read_exact(&mut buffer[..take])?;
+        output.write_all(&buffer[..take])?;
+        left -= take as u64;
+    }
+    Ok(())
+}
+
+/// The `/Contents` value bytes of the signature that `byte_range` brackets, zero padding
+/// included: what its `/VRI` key hashes ([`crate::vri_key`]).
+///
+/// Works on the signed file and on any later revision of it (the byte range then ends before
+/// the file does). Refuses a file shorter than the byte range, and a placeholder that is not a
+/// hex string.
+pub fn signature_contents<F: Read + Seek>(
+    file: &mut F,
+    byte_range: &ByteRange,
+) -> Result<Vec<u8>, PdfError> {
+    let placeholder = read_placeholder_in(file, byte_range, false)?;
+    let digits: Vec<u8> = placeholder[1..placeholder.len() - 1]
+        .iter()
+        .copied()
+        .filter(|b| !crate::syntax::is_whitespace(*b))
+        .collect();
+    hex::decode(&digits)
+        .map_err(|e| PdfError::PlaceholderMismatch(format!("the /Contents string is not hex: {e}")))
 }

@@ -10,18 +10,33 @@
 //! step for a key the server holds. The original file is always kept as an untouched prefix, so
 //! earlier signatures stay valid.
 //!
+//! Long-term validation (PAdES, ETSI EN 319 142-1) builds on the same steps: B-T adds a
+//! signature timestamp to the CMS before it is embedded ([`embed_with_timestamp`], for which
+//! [`PrepareOptions::reserve_timestamp_bytes`] makes room); B-LT appends the validation data as a
+//! Document Security Store ([`append_dss`]); B-LTA adds a document timestamp
+//! ([`RevisionKind::DocumentTimestamp`], [`add_document_timestamp`]) and the DSS entries for
+//! its TSA. Fetching tokens and revocation data is the caller's: these functions take them, or a
+//! closure that gets them.
+//!
 //! Every parse runs under a resource budget set by the document's size ([`budget`]), and stops
 //! when the caller's [`Cancel`] token is raised.
 
 pub mod budget;
+mod dss;
 mod embed;
 mod filters;
 mod prepare;
 mod source;
 mod syntax;
+mod update;
 
 pub use budget::{Cancel, CancelOnDrop};
-pub use embed::{byte_range_digest, clear_placeholder, embed, placeholder_is_empty};
+pub use dss::{
+    append_dss, append_dss_appending, vri_key, DssAppended, DssUpdate, ValidationData, VriEntry,
+};
+pub use embed::{
+    byte_range_digest, clear_placeholder, embed, placeholder_is_empty, signature_contents,
+};
 pub use prepare::{check, check_with, prepare, prepare_appending};
 
 use std::io::{Read, Seek, Write};
@@ -30,6 +45,17 @@ use time::OffsetDateTime;
 /// DER bytes reserved for the CMS by default: RSA-4096 with a two-certificate chain and a later
 /// RFC 3161 timestamp token fit with room to spare. The placeholder holds twice as many hex digits.
 pub const DEFAULT_PLACEHOLDER_CAPACITY: usize = 16_384;
+
+/// DER bytes a signature timestamp token adds to a CMS (PAdES B-T), with room to spare. Measured
+/// (tests/engine/ltv.rs): a token from Signet's P-256 TSA carrying its certificate adds about
+/// 1.2 kB; one from `openssl ts` with an RSA-2048 key carrying its certificate and the CA's,
+/// 1.9 kB. A TSA under a longer all-RSA chain (three 1.3 kB certificates) stays near 4.5 kB.
+pub const TIMESTAMP_TOKEN_RESERVE: usize = 8_192;
+
+/// DER bytes reserved for a document timestamp token (PAdES B-LTA) by
+/// [`PrepareOptions::document_timestamp`]: the token is the whole `/Contents`, so this is
+/// [`TIMESTAMP_TOKEN_RESERVE`] again.
+pub const DOCUMENT_TIMESTAMP_CAPACITY: usize = TIMESTAMP_TOKEN_RESERVE;
 
 /// What may go wrong while preparing or finishing a signature.
 #[derive(Debug, thiserror::Error)]
@@ -76,18 +102,39 @@ pub enum PdfError {
     /// The file handed to [`embed`] does not hold an empty placeholder where the byte range says.
     #[error("no empty signature placeholder at the recorded byte range: {0}")]
     PlaceholderMismatch(String),
+    /// The CMS to embed could not be read or timestamped ([`embed_with_timestamp`]).
+    #[error("the CMS cannot take a timestamp: {0}")]
+    Timestamp(String),
     /// Building the CMS failed (only [`sign_with_key`]).
     #[error("CMS: {0}")]
     Cms(#[from] signet_crypto::cms::CmsError),
 }
 
+/// What the prepared revision's signature dictionary is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum RevisionKind {
+    /// A PAdES signature: `/Type /Sig`, `/SubFilter /ETSI.CAdES.detached`, `/M`, and the
+    /// optional `/Name` and `/Reason`. `/Contents` takes a CMS SignedData.
+    #[default]
+    Signature,
+    /// A document timestamp (PAdES B-LTA): `/Type /DocTimeStamp`, `/SubFilter /ETSI.RFC3161`, no
+    /// `/M` and no signer name. `/Contents` takes an RFC 3161 token whose message imprint is the
+    /// SHA-256 of the byte ranges ([`Prepared::digest`]).
+    DocumentTimestamp,
+}
+
 /// How to prepare a signature revision.
 #[derive(Debug, Clone)]
 pub struct PrepareOptions {
+    /// A signature or a document timestamp.
+    pub kind: RevisionKind,
     /// The signing time written as the signature dictionary's `/M` (PAdES keeps it there).
     pub signing_time: OffsetDateTime,
     /// DER bytes to reserve for the CMS; see [`DEFAULT_PLACEHOLDER_CAPACITY`].
     pub placeholder_capacity: usize,
+    /// DER bytes reserved on top of `placeholder_capacity` for a signature timestamp token
+    /// (PAdES B-T); [`TIMESTAMP_TOKEN_RESERVE`] fits any common TSA. Zero by default.
+    pub reserve_timestamp_bytes: usize,
     /// Optional `/Name` of the signer shown by viewers.
     pub signer_name: Option<String>,
     /// Optional `/Reason` shown by viewers.
@@ -106,13 +153,31 @@ impl PrepareOptions {
     /// Options with the default placeholder and no name or reason.
     pub fn new(signing_time: OffsetDateTime) -> Self {
         Self {
+            kind: RevisionKind::Signature,
             signing_time,
             placeholder_capacity: DEFAULT_PLACEHOLDER_CAPACITY,
+            reserve_timestamp_bytes: 0,
             signer_name: None,
             reason: None,
             update_id: None,
             cancel: Cancel::new(),
         }
+    }
+
+    /// Options for a document timestamp revision at `time` (which only names the output's
+    /// [`Prepared::signing_time`]; the token carries the real time).
+    pub fn document_timestamp(time: OffsetDateTime) -> Self {
+        Self {
+            kind: RevisionKind::DocumentTimestamp,
+            placeholder_capacity: DOCUMENT_TIMESTAMP_CAPACITY,
+            ..Self::new(time)
+        }
+    }
+
+    /// These options with [`TIMESTAMP_TOKEN_RESERVE`] bytes reserved for a signature timestamp.
+    pub fn with_timestamp_reserve(mut self) -> Self {
+        self.reserve_timestamp_bytes = TIMESTAMP_TOKEN_RESERVE;
+        self
     }
 }
 
@@ -178,5 +243,82 @@ pub fn sign_with_key<R: Read + Seek, F: Read + Write + Seek>(
         chain_der,
     )?;
     embed(output, &prepared.byte_range, &cms)?;
+    Ok(prepared)
+}
+
+/// Why [`embed_with_timestamp`] or [`add_document_timestamp`] failed: the caller's timestamp
+/// source, or the engine.
+#[derive(Debug, thiserror::Error)]
+pub enum TimestampedError<E> {
+    /// The closure that asks the TSA failed; nothing was written.
+    #[error("timestamp: {0}")]
+    Timestamp(E),
+    /// Reading, timestamping or embedding failed.
+    #[error(transparent)]
+    Pdf(#[from] PdfError),
+}
+
+/// PAdES B-T: adds a signature timestamp to `cms_der` (a verified SignedData from the device or
+/// the server) and embeds the result in the placeholder that `byte_range` brackets.
+///
+/// `timestamp` gets the SignerInfo's signature value and returns an RFC 3161 token whose message
+/// imprint covers it (the caller hashes, asks its TSA and verifies the token). It is called only
+/// after the checks that need no TSA: a placeholder that could not take even the bare CMS fails
+/// first. Returns the CMS as embedded.
+pub fn embed_with_timestamp<F, T, E>(
+    file: &mut F,
+    byte_range: &ByteRange,
+    cms_der: &[u8],
+    timestamp: T,
+) -> Result<Vec<u8>, TimestampedError<E>>
+where
+    F: Read + Write + Seek,
+    T: FnOnce(&[u8]) -> Result<Vec<u8>, E>,
+{
+    let capacity = byte_range.capacity();
+    if cms_der.len() > capacity {
+        return Err(PdfError::PlaceholderTooSmall {
+            needed: cms_der.len(),
+            capacity,
+        }
+        .into());
+    }
+    if !placeholder_is_empty(file, byte_range)? {
+        return Err(PdfError::PlaceholderMismatch(
+            "the bytes there are not an empty `<00…>` placeholder (already signed?)".into(),
+        )
+        .into());
+    }
+    let signature = signet_crypto::cms::signature_value(cms_der)
+        .map_err(|e| PdfError::Timestamp(e.to_string()))?;
+    let token = timestamp(&signature).map_err(TimestampedError::Timestamp)?;
+    let timestamped = signet_crypto::cms::add_signature_timestamp(cms_der, &token)
+        .map_err(|e| PdfError::Timestamp(e.to_string()))?;
+    embed(file, byte_range, &timestamped)?;
+    Ok(timestamped)
+}
+
+/// PAdES B-LTA's document timestamp in one step: prepares a [`RevisionKind::DocumentTimestamp`]
+/// revision of `input` into `output` (whatever `options.kind` says), asks `timestamp` for a token
+/// over [`Prepared::digest`] (the SHA-256 of the byte ranges: the token's message imprint) and
+/// embeds it. Follow with [`append_dss`] for the TSA's chain and revocation data.
+pub fn add_document_timestamp<R, F, T, E>(
+    input: R,
+    output: &mut F,
+    options: &PrepareOptions,
+    timestamp: T,
+) -> Result<Prepared, TimestampedError<E>>
+where
+    R: Read + Seek,
+    F: Read + Write + Seek,
+    T: FnOnce(&[u8; 32]) -> Result<Vec<u8>, E>,
+{
+    let options = PrepareOptions {
+        kind: RevisionKind::DocumentTimestamp,
+        ..options.clone()
+    };
+    let prepared = prepare(input, &mut *output, &options)?;
+    let token = timestamp(&prepared.digest).map_err(TimestampedError::Timestamp)?;
+    embed(output, &prepared.byte_range, &token)?;
     Ok(prepared)
 }

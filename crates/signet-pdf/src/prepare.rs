@@ -17,11 +17,12 @@ use sha2::{Digest, Sha256};
 use time::OffsetDateTime;
 
 use crate::embed::copy_hashing;
-use crate::source::{ObjectId, Source, XrefKind};
+use crate::source::{ObjectId, Source};
 use crate::syntax::{
     array_items, array_push, as_int, as_name, as_string, dict_set, entry_value, parse_reference,
 };
-use crate::{ByteRange, Cancel, PdfError, PrepareOptions, Prepared};
+use crate::update::{write_object, write_tail};
+use crate::{ByteRange, Cancel, PdfError, PrepareOptions, Prepared, RevisionKind};
 
 /// Width of the `/ByteRange` array text: `[0 ` + three ten-digit numbers + blanks + `]`.
 const BYTE_RANGE_WIDTH: usize = 36;
@@ -298,7 +299,10 @@ fn build_revision<R: Read + Seek>(
 
     // Lay the revision out.
     let base = source.len;
-    let mut out = Vec::with_capacity(options.placeholder_capacity * 2 + 4096);
+    let capacity = options
+        .placeholder_capacity
+        .saturating_add(options.reserve_timestamp_bytes);
+    let mut out = Vec::with_capacity(capacity.saturating_mul(2).saturating_add(4096));
     if !source.ends_with_newline {
         out.push(b'\n');
     }
@@ -306,15 +310,25 @@ fn build_revision<R: Read + Seek>(
 
     offsets.push((sig_number, 0, base + out.len() as u64));
     out.extend_from_slice(format!("{sig_number} 0 obj\n").as_bytes());
-    out.extend_from_slice(b"<</Type /Sig /Filter /Adobe.PPKLite /SubFilter /ETSI.CAdES.detached");
-    out.extend_from_slice(format!(" /M ({})", pdf_date(signing_time)).as_bytes());
-    if let Some(name) = &options.signer_name {
-        out.extend_from_slice(b" /Name ");
-        out.extend_from_slice(&text_string(name));
-    }
-    if let Some(reason) = &options.reason {
-        out.extend_from_slice(b" /Reason ");
-        out.extend_from_slice(&text_string(reason));
+    match options.kind {
+        RevisionKind::Signature => {
+            out.extend_from_slice(
+                b"<</Type /Sig /Filter /Adobe.PPKLite /SubFilter /ETSI.CAdES.detached",
+            );
+            out.extend_from_slice(format!(" /M ({})", pdf_date(signing_time)).as_bytes());
+            if let Some(name) = &options.signer_name {
+                out.extend_from_slice(b" /Name ");
+                out.extend_from_slice(&text_string(name));
+            }
+            if let Some(reason) = &options.reason {
+                out.extend_from_slice(b" /Reason ");
+                out.extend_from_slice(&text_string(reason));
+            }
+        }
+        // ETSI EN 319 142-1 §5.4: the time is the token's; a document timestamp names no signer.
+        RevisionKind::DocumentTimestamp => out.extend_from_slice(
+            b"<</Type /DocTimeStamp /Filter /Adobe.PPKLite /SubFilter /ETSI.RFC3161",
+        ),
     }
     out.extend_from_slice(b" /ByteRange ");
     let byte_range_at = out.len();
@@ -322,7 +336,7 @@ fn build_revision<R: Read + Seek>(
     out.extend_from_slice(b" /Contents ");
     let contents_start = out.len();
     out.push(b'<');
-    out.resize(out.len() + 2 * options.placeholder_capacity, b'0');
+    out.resize(out.len() + capacity.saturating_mul(2), b'0');
     out.push(b'>');
     let contents_end = out.len();
     out.extend_from_slice(b">>\nendobj\n");
@@ -347,60 +361,16 @@ fn build_revision<R: Read + Seek>(
         write_object(&mut out, &mut offsets, base, *number, *generation, text);
     }
 
-    let trailer = &source.trailer;
-    let root = match &trailer.root {
-        Some(root) => root.clone(),
-        None => format!("{} {} R", catalog_id.0, catalog_id.1).into_bytes(),
-    };
-    let mut trailer_entries = Vec::new();
-    trailer_entries.extend_from_slice(b" /Root ");
-    trailer_entries.extend_from_slice(&root);
-    if let Some(info) = &trailer.info {
-        trailer_entries.extend_from_slice(b" /Info ");
-        trailer_entries.extend_from_slice(info);
-    }
-    match (&trailer.id, &options.update_id) {
-        (original, Some(update_id)) => {
-            trailer_entries.extend_from_slice(b" /ID ");
-            trailer_entries.extend_from_slice(&updated_id(original.as_deref(), update_id));
-        }
-        (Some(id), None) => {
-            trailer_entries.extend_from_slice(b" /ID ");
-            trailer_entries.extend_from_slice(id);
-        }
-        (None, None) => {}
-    }
-    trailer_entries.extend_from_slice(format!(" /Prev {}", trailer.startxref).as_bytes());
-
-    match trailer.kind {
-        XrefKind::Table => {
-            let size = next.max(trailer.size.unwrap_or(0));
-            let xref_at = base + out.len() as u64;
-            write_xref_table(&mut out, &mut offsets);
-            out.extend_from_slice(format!("trailer\n<</Size {size}").as_bytes());
-            out.extend_from_slice(&trailer_entries);
-            out.extend_from_slice(format!(">>\nstartxref\n{xref_at}\n%%EOF\n").as_bytes());
-        }
-        XrefKind::Stream => {
-            let number = allocate()?;
-            let size = next.max(trailer.size.unwrap_or(0));
-            let xref_at = base + out.len() as u64;
-            offsets.push((number, 0, xref_at));
-            let (index, width, data) = xref_stream_data(&mut offsets);
-            out.extend_from_slice(
-                format!(
-                    "{number} 0 obj\n<</Type /XRef /Size {size} /Index [{index}] /W [1 {width} 2]"
-                )
-                .as_bytes(),
-            );
-            out.extend_from_slice(&trailer_entries);
-            out.extend_from_slice(format!(" /Length {}>>\nstream\n", data.len()).as_bytes());
-            out.extend_from_slice(&data);
-            out.extend_from_slice(
-                format!("\nendstream\nendobj\nstartxref\n{xref_at}\n%%EOF\n").as_bytes(),
-            );
-        }
-    }
+    let root = format!("{} {} R", catalog_id.0, catalog_id.1).into_bytes();
+    write_tail(
+        &mut out,
+        &mut offsets,
+        base,
+        &source.trailer,
+        &root,
+        next,
+        options.update_id.as_ref(),
+    )?;
 
     let a = base + contents_start as u64;
     let b = base + contents_end as u64;
@@ -421,62 +391,6 @@ fn build_revision<R: Read + Seek>(
         field_name,
         signing_time,
     })
-}
-
-fn write_object(
-    out: &mut Vec<u8>,
-    offsets: &mut Vec<(u32, u16, u64)>,
-    base: u64,
-    number: u32,
-    generation: u16,
-    text: &[u8],
-) {
-    offsets.push((number, generation, base + out.len() as u64));
-    out.extend_from_slice(format!("{number} {generation} obj\n").as_bytes());
-    out.extend_from_slice(text);
-    out.extend_from_slice(b"\nendobj\n");
-}
-
-/// Runs of consecutive object numbers, as `(first, entries)`.
-fn subsections(offsets: &mut [(u32, u16, u64)]) -> Vec<(u32, Vec<(u16, u64)>)> {
-    offsets.sort_by_key(|(number, _, _)| *number);
-    let mut runs: Vec<(u32, Vec<(u16, u64)>)> = Vec::new();
-    for &(number, generation, offset) in offsets.iter() {
-        match runs.last_mut() {
-            Some((first, entries)) if *first as usize + entries.len() == number as usize => {
-                entries.push((generation, offset));
-            }
-            _ => runs.push((number, vec![(generation, offset)])),
-        }
-    }
-    runs
-}
-
-fn write_xref_table(out: &mut Vec<u8>, offsets: &mut [(u32, u16, u64)]) {
-    out.extend_from_slice(b"xref\n");
-    for (first, entries) in subsections(offsets) {
-        out.extend_from_slice(format!("{first} {}\n", entries.len()).as_bytes());
-        for (generation, offset) in entries {
-            out.extend_from_slice(format!("{offset:010} {generation:05} n\r\n").as_bytes());
-        }
-    }
-}
-
-/// The `/Index` text, the offset field width and the binary rows of a cross-reference stream.
-fn xref_stream_data(offsets: &mut [(u32, u16, u64)]) -> (String, usize, Vec<u8>) {
-    let largest = offsets.iter().map(|(_, _, o)| *o).max().unwrap_or(0);
-    let width = ((64 - largest.leading_zeros() as usize).div_ceil(8)).max(4);
-    let mut index = Vec::new();
-    let mut data = Vec::new();
-    for (first, entries) in subsections(offsets) {
-        index.push(format!("{first} {}", entries.len()));
-        for (generation, offset) in entries {
-            data.push(1);
-            data.extend_from_slice(&offset.to_be_bytes()[8 - width..]);
-            data.extend_from_slice(&generation.to_be_bytes());
-        }
-    }
-    (index.join(" "), width, data)
 }
 
 /// The first page: the first leaf of the page tree, depth first.
@@ -648,7 +562,7 @@ fn unused_field_name(taken: &BTreeSet<Vec<u8>>) -> String {
 }
 
 /// `D:YYYYMMDDHHmmSS+00'00'` for a UTC time.
-fn pdf_date(time: OffsetDateTime) -> String {
+pub(crate) fn pdf_date(time: OffsetDateTime) -> String {
     format!(
         "D:{:04}{:02}{:02}{:02}{:02}{:02}+00'00'",
         time.year(),
@@ -670,27 +584,6 @@ fn text_string(text: &str) -> Vec<u8> {
     out
 }
 
-/// The trailer `/ID` of an update: the file's permanent identifier (the first string of the
-/// original `/ID`, or the update's own when the file had none or an unreadable one) and the
-/// update's changing identifier.
-fn updated_id(original: Option<&[u8]>, update_id: &[u8; 16]) -> Vec<u8> {
-    let changing = format!("<{}>", hex::encode_upper(update_id));
-    let permanent = original
-        .and_then(|array| {
-            let items = array_items(array).ok()?;
-            let (start, end) = *items.first()?;
-            let first = &array[start..end];
-            matches!(first.first(), Some(b'<' | b'(')).then(|| first.to_vec())
-        })
-        .unwrap_or_else(|| changing.clone().into_bytes());
-    let mut id = b"[".to_vec();
-    id.extend_from_slice(&permanent);
-    id.push(b' ');
-    id.extend_from_slice(changing.as_bytes());
-    id.push(b']');
-    id
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -709,34 +602,7 @@ mod tests {
     }
 
     #[test]
-    fn consecutive_numbers_share_a_subsection() {
-        let mut offsets = vec![(7, 0, 70), (5, 0, 50), (6, 1, 60), (9, 0, 90)];
-        let runs = subsections(&mut offsets);
-        assert_eq!(
-            runs,
-            vec![(5, vec![(0, 50), (1, 60), (0, 70)]), (9, vec![(0, 90)])]
-        );
-    }
-
-    #[test]
     fn non_ascii_text_becomes_utf16_hex() {
         assert_eq!(text_string("Å"), b"<FEFF00C5>".to_vec());
-    }
-
-    #[test]
-    fn an_update_keeps_the_permanent_id_and_changes_the_second() {
-        let id = super::updated_id(Some(b"[<AA01> <AA01>]"), &[0x11; 16]);
-        assert_eq!(id, b"[<AA01> <11111111111111111111111111111111>]".to_vec());
-        let id = super::updated_id(Some(b"[(abc)(abc)]"), &[0; 16]);
-        assert_eq!(id, b"[(abc) <00000000000000000000000000000000>]".to_vec());
-    }
-
-    #[test]
-    fn a_file_without_a_readable_id_gets_the_update_id_twice() {
-        let expected =
-            b"[<0F0F0F0F0F0F0F0F0F0F0F0F0F0F0F0F> <0F0F0F0F0F0F0F0F0F0F0F0F0F0F0F0F>]".to_vec();
-        assert_eq!(super::updated_id(None, &[0x0F; 16]), expected);
-        assert_eq!(super::updated_id(Some(b"7 0 R"), &[0x0F; 16]), expected);
-        assert_eq!(super::updated_id(Some(b"[7 0 R]"), &[0x0F; 16]), expected);
     }
 }

@@ -556,6 +556,24 @@ impl<'r, R: Read + Seek> Source<'r, R> {
         Ok(!after[keyword..].starts_with(b"stream"))
     }
 
+    /// The decoded data of stream object `number`; `None` when it is missing, not a stream or
+    /// cannot be read. Only what ends the whole parse (I/O, the budget, cancellation) is an error.
+    pub fn lenient_stream(&mut self, number: u32) -> Result<Option<Vec<u8>>, PdfError> {
+        let object = match self.object(number) {
+            Ok(object) => object,
+            Err(e) if self.ends_parse(&e) => return Err(e),
+            Err(_) => return Ok(None),
+        };
+        let Some(end) = object.value_end.filter(|_| object.text.starts_with(b"<<")) else {
+            return Ok(None);
+        };
+        match self.stream_data(&object.text, end) {
+            Ok(data) => Ok(Some(data)),
+            Err(e) if keepable(&e).is_none() => Err(e),
+            Err(_) => Ok(None),
+        }
+    }
+
     /// `value` itself, or the text of the object it refers to; `None` for a reference to an
     /// object that does not exist (which PDF reads as null) or cannot be read.
     pub fn resolve(&mut self, value: &[u8]) -> Result<Option<Vec<u8>>, PdfError> {

@@ -248,3 +248,28 @@ proptest::proptest! {
         let _ = OcspRequest::from_der(&bytes);
     }
 }
+
+#[test]
+fn a_request_built_for_a_certificate_names_its_serial_and_round_trips() {
+    let ca = ca();
+    let (responder_cert, responder_key) = service(&ca, ServicePurpose::OcspSigning);
+    let responder =
+        OcspResponder::new(ca.certificate_der(), &responder_cert.der, &responder_key).unwrap();
+
+    let request = OcspRequest::for_certificate(&responder_cert.der, ca.certificate_der()).unwrap();
+
+    assert_eq!(
+        responder.identify(&request.cert_ids[0]),
+        Lookup::Serial(responder_cert.serial)
+    );
+    let parsed = OcspRequest::from_der(&request.to_der().unwrap()).unwrap();
+    assert_eq!(parsed, request);
+    assert!(parsed.nonce().is_none());
+}
+
+#[test]
+fn a_request_for_a_certificate_of_another_issuer_is_refused() {
+    let (ca, other) = (ca(), ca());
+    let (certificate, _) = service(&ca, ServicePurpose::TimeStamping);
+    assert!(OcspRequest::for_certificate(&certificate.der, other.certificate_der()).is_err());
+}

@@ -313,6 +313,20 @@ fn a_signature_timestamp_attribute_leaves_the_cms_verifiable_by_openssl() {
     );
     let embedded = attribute.values.get(0).unwrap().to_der().unwrap();
     assert_eq!(embedded, token);
+    // The same, through the helpers a DSS collector uses.
+    assert_eq!(
+        signet_crypto::cms::signature_timestamp_tokens(&with_timestamp).unwrap(),
+        vec![token.clone()]
+    );
+    let mut carried = signet_crypto::cms::certificates(&with_timestamp).unwrap();
+    let mut expected = vec![signer.der.clone(), fixture.ca.certificate_der().to_vec()];
+    carried.sort();
+    expected.sort();
+    assert_eq!(carried, expected);
+    assert_eq!(
+        signet_crypto::cms::certificates(&token).unwrap(),
+        vec![fixture.tsa.certificate_der().to_vec()]
+    );
     let anchors = [fixture.ca.certificate_der()];
     verify_token(&embedded, &expectation(&fixture, &request, &anchors)).unwrap();
 

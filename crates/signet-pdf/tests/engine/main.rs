@@ -6,5 +6,6 @@
 mod support;
 
 mod corpus;
+mod ltv;
 mod negatives;
 mod signing;
