@@ -25,7 +25,8 @@ cleanup() {
 }
 trap cleanup EXIT
 cargo build -q --release -p signet
-cargo run -q --release -p signet-testkit --example write_fixtures -- "$data" >/dev/null
+# The fixture PDF only: a debug build is fast enough.
+cargo run -q -p signet-testkit --example write_fixtures -- "$data" >/dev/null
 signet="${CARGO_TARGET_DIR:-$repo/target}/release/signet"
 
 db_args=()

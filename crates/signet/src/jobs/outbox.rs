@@ -17,8 +17,9 @@ use crate::store::outbox::{Channel, OutboxMessage, OutboxStore};
 
 /// How many rows one claim takes.
 const CLAIM_BATCH: i64 = 200;
-/// How many messages of one channel are in flight at once.
-const CONCURRENCY: usize = 32;
+/// How many messages of one channel are in flight at once (the mailer keeps as many SMTP
+/// connections: more senders than pooled connections would open and close the extra ones).
+pub const CONCURRENCY: usize = 16;
 /// How long a claim keeps other senders away; longer than any delivery's own timeout.
 const LEASE: time::Duration = time::Duration::minutes(5);
 /// First retry delay; doubles per attempt.

@@ -14,8 +14,9 @@ use std::time::Duration;
 
 use crate::config::SmtpSettings;
 
-/// Connections kept open to the SMTP server (reused across messages).
-const POOL_SIZE: u32 = 16;
+/// Connections kept open to the SMTP server (reused across messages): one per message the
+/// outbox sends at once.
+const POOL_SIZE: u32 = crate::jobs::outbox::CONCURRENCY as u32;
 
 /// The language mail is written in (`--mail-language`, `mail_language`).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
