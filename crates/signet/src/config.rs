@@ -49,6 +49,19 @@ pub struct Settings {
     /// Most concurrent connections per listener; more are answered 503 and closed. Lowered at
     /// start-up (with a warning) to what the process's open-file limit allows.
     pub max_connections: usize,
+    /// Receivers of every order event and the key that signs them (`[webhooks]` in TOML).
+    pub webhooks: WebhookSettings,
+    /// The SMTP server mail goes through (`[smtp]` in TOML); no URL means no mail.
+    pub smtp: SmtpSettings,
+    /// From address of Signet's mail (`--mail-from`, `SIGNET_MAIL_FROM`).
+    pub mail_from: String,
+    /// Language of Signet's mail: `en` or `sv` (`--mail-language`, `SIGNET_MAIL_LANGUAGE`).
+    pub mail_language: crate::mail::Language,
+    /// Days before an order's due date that signers who have not acted are reminded.
+    pub reminder_days: u32,
+    /// Milliseconds between two passes of the outbox sender (mail, webhooks); 0 runs no
+    /// background sender (tests that run the passes themselves).
+    pub outbox_poll_millis: u64,
     /// The PAdES level of a signature when the request names none, on both APIs
     /// (`--signature-level`, `SIGNET_SIGNATURE_LEVEL`, `signature_level`).
     pub signature_level: SignatureLevel,
@@ -103,6 +116,85 @@ impl fmt::Debug for TsaSettings {
             .field("timeout_seconds", &self.timeout_seconds)
             .finish()
     }
+}
+
+/// The SMTP server. Environment: `SIGNET_SMTP_<FIELD>`; TOML: `[smtp]`.
+#[derive(Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct SmtpSettings {
+    /// `smtp://host:port` (plain), `smtp://host:port?tls=required` (STARTTLS) or
+    /// `smtps://host:port` (implicit TLS); may carry `user:password@`.
+    pub url: Option<String>,
+    /// Overrides the URL's user name.
+    pub username: Option<String>,
+    pub password: Option<String>,
+    /// Seconds a connection attempt or an SMTP command may take.
+    pub timeout_seconds: u64,
+}
+
+impl Default for SmtpSettings {
+    fn default() -> Self {
+        Self {
+            url: None,
+            username: None,
+            password: None,
+            timeout_seconds: 10,
+        }
+    }
+}
+
+impl fmt::Debug for SmtpSettings {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SmtpSettings")
+            .field("url", &self.url.as_deref().map(redact_url))
+            .field("username", &self.username)
+            .field("password", &self.password.as_ref().map(|_| "***"))
+            .field("timeout_seconds", &self.timeout_seconds)
+            .finish()
+    }
+}
+
+/// Webhooks (Standard Webhooks): `--webhook-url` (repeatable), `SIGNET_WEBHOOK_URL`
+/// (comma-separated), `webhooks.urls`; `SIGNET_WEBHOOK_SECRET`, `webhooks.secret`.
+#[derive(Clone, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct WebhookSettings {
+    /// Absolute http(s) URLs; empty means no webhooks.
+    #[serde(deserialize_with = "list_or_comma_separated")]
+    pub urls: Vec<String>,
+    /// `whsec_<base64>`; unset means the one generated into `<data_dir>/webhook.secret`.
+    pub secret: Option<String>,
+}
+
+impl fmt::Debug for WebhookSettings {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("WebhookSettings")
+            .field("urls", &self.urls)
+            .field("secret", &self.secret.as_ref().map(|_| "***"))
+            .finish()
+    }
+}
+
+/// A list from TOML or flags, or one comma-separated string from the environment.
+fn list_or_comma_separated<'de, D>(deserializer: D) -> Result<Vec<String>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+{
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum ListOrString {
+        List(Vec<String>),
+        String(String),
+    }
+    Ok(match ListOrString::deserialize(deserializer)? {
+        ListOrString::List(list) => list,
+        ListOrString::String(joined) => joined
+            .split(',')
+            .map(str::trim)
+            .filter(|url| !url.is_empty())
+            .map(str::to_owned)
+            .collect(),
+    })
 }
 
 /// The Automation API listener: off unless enabled, because the API trusts its callers.
@@ -194,6 +286,12 @@ impl Default for Settings {
             body_timeout_seconds: 30,
             idle_timeout_seconds: 60,
             max_connections: 10_000,
+            webhooks: WebhookSettings::default(),
+            smtp: SmtpSettings::default(),
+            mail_from: "signet@localhost".into(),
+            mail_language: crate::mail::Language::En,
+            reminder_days: 2,
+            outbox_poll_millis: 2000,
             signature_level: SignatureLevel::default(),
             tsa: TsaSettings::default(),
         }
@@ -235,7 +333,8 @@ impl Settings {
 }
 
 /// Maps flat environment names onto nested settings: `AUTOMATION_API_ENABLED` →
-/// `automation_api.enabled`, `AUTOMATION_LISTEN` → `automation_api.listen`, `LDAP_URL` → `ldap.url`.
+/// `automation_api.enabled`, `AUTOMATION_LISTEN` → `automation_api.listen`, `LDAP_URL` → `ldap.url`,
+/// `WEBHOOK_URL` → `webhooks.urls`, `WEBHOOK_SECRET` → `webhooks.secret`.
 fn nest_env_key(key: &str) -> String {
     let key = key.to_ascii_lowercase();
     if let Some(rest) = key.strip_prefix("automation_api_") {
@@ -244,8 +343,14 @@ fn nest_env_key(key: &str) -> String {
         "automation_api.listen".to_owned()
     } else if let Some(rest) = key.strip_prefix("ldap_") {
         format!("ldap.{rest}")
+    } else if key == "webhook_url" {
+        "webhooks.urls".to_owned()
+    } else if key == "webhook_secret" {
+        "webhooks.secret".to_owned()
     } else if let Some(rest) = key.strip_prefix("tsa_") {
         format!("tsa.{rest}")
+    } else if let Some(rest) = key.strip_prefix("smtp_") {
+        format!("smtp.{rest}")
     } else {
         key
     }
@@ -287,6 +392,12 @@ impl fmt::Debug for Settings {
             .field("body_timeout_seconds", &self.body_timeout_seconds)
             .field("idle_timeout_seconds", &self.idle_timeout_seconds)
             .field("max_connections", &self.max_connections)
+            .field("webhooks", &self.webhooks)
+            .field("smtp", &self.smtp)
+            .field("mail_from", &self.mail_from)
+            .field("mail_language", &self.mail_language)
+            .field("reminder_days", &self.reminder_days)
+            .field("outbox_poll_millis", &self.outbox_poll_millis)
             .field("signature_level", &self.signature_level)
             .field("tsa", &self.tsa)
             .finish()
@@ -351,6 +462,67 @@ mod tests {
         assert_eq!(settings.max_connections, 200);
         assert_eq!(settings.body_timeout_seconds, 30);
         assert_eq!(settings.idle_timeout_seconds, 60);
+    }
+
+    #[test]
+    fn webhook_urls_come_as_a_toml_list_and_the_secret_stays_hidden() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("signet.toml");
+        std::fs::write(
+            &path,
+            "[webhooks]\nurls = [\"http://a.example/h\", \"https://b.example/h\"]\n\
+             secret = \"whsec_c2VjcmV0c2VjcmV0c2VjcmV0c2VjcmV0\"\n",
+        )
+        .unwrap();
+        let settings = Settings::load(Some(&path), serde_json::json!({})).unwrap();
+        assert_eq!(
+            settings.webhooks.urls,
+            ["http://a.example/h", "https://b.example/h"]
+        );
+        assert!(!format!("{settings:?}").contains("c2VjcmV0"));
+    }
+
+    #[test]
+    #[expect(
+        clippy::result_large_err,
+        reason = "figment::Jail fixes the closure's error type"
+    )]
+    fn webhook_urls_from_the_environment_are_comma_separated() {
+        figment::Jail::expect_with(|jail| {
+            jail.set_env(
+                "SIGNET_WEBHOOK_URL",
+                "http://a.example/h, https://b.example/h",
+            );
+            jail.set_env("SIGNET_WEBHOOK_SECRET", "whsec_x");
+            let settings = Settings::load(None, serde_json::json!({})).unwrap();
+            assert_eq!(
+                settings.webhooks.urls,
+                ["http://a.example/h", "https://b.example/h"]
+            );
+            assert_eq!(settings.webhooks.secret.as_deref(), Some("whsec_x"));
+            Ok(())
+        });
+    }
+
+    #[test]
+    #[expect(
+        clippy::result_large_err,
+        reason = "figment::Jail fixes the closure's error type"
+    )]
+    fn webhook_url_flags_override_the_environment() {
+        figment::Jail::expect_with(|jail| {
+            jail.set_env("SIGNET_WEBHOOK_URL", "http://env.example/h");
+            let settings = Settings::load(
+                None,
+                serde_json::json!({"webhooks": {"urls": ["http://flag.example/1", "http://flag.example/2"]}}),
+            )
+            .unwrap();
+            assert_eq!(
+                settings.webhooks.urls,
+                ["http://flag.example/1", "http://flag.example/2"]
+            );
+            Ok(())
+        });
     }
 
     #[test]

@@ -55,6 +55,7 @@ pub const KNOWN_PATHS: &[&str] = &[
     "ca/ca.key",
     "ca/ca.pem",
     "link.key",
+    crate::webhooks::SECRET_FILE,
     crate::startup::INITIAL_API_KEY_FILE,
     "blobs",
     "blobs/tmp",

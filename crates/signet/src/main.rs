@@ -19,7 +19,7 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Run the server. Boxed: its flags outweigh every other command's.
+    /// Run the server.
     Serve(Box<ServeArgs>),
     /// Manage API keys.
     #[command(subcommand, name = "api-key")]
@@ -90,6 +90,49 @@ struct ServeArgs {
     signature_level: Option<String>,
     #[command(flatten)]
     tsa: TsaArgs,
+    #[command(flatten)]
+    webhooks: WebhookArgs,
+    #[command(flatten)]
+    #[serde(flatten)]
+    mail: MailArgs,
+}
+
+/// Mail: the SMTP server, the sender, the language (`smtp.url`, `mail_from`, `mail_language`).
+#[derive(Args, Serialize)]
+struct MailArgs {
+    /// SMTP server: smtp://host:port, smtp://host:port?tls=required (STARTTLS) or smtps://host:port; none = no mail.
+    #[arg(long, value_name = "URL")]
+    #[serde(
+        rename = "smtp",
+        skip_serializing_if = "Option::is_none",
+        serialize_with = "smtp_url"
+    )]
+    smtp_url: Option<String>,
+    /// From address of Signet's mail [default: signet@localhost].
+    #[arg(long, value_name = "ADDRESS")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    mail_from: Option<String>,
+    /// Language of Signet's mail: en or sv [default: en].
+    #[arg(long, value_name = "LANG")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    mail_language: Option<String>,
+}
+
+/// `--smtp-url` lands in `smtp.url`.
+fn smtp_url<S: serde::Serializer>(url: &Option<String>, serializer: S) -> Result<S::Ok, S::Error> {
+    use serde::ser::SerializeMap;
+    let mut map = serializer.serialize_map(Some(1))?;
+    map.serialize_entry("url", url)?;
+    map.end()
+}
+
+/// Receivers of the order events (`webhooks.*` in the settings).
+#[derive(Args, Serialize)]
+struct WebhookArgs {
+    /// URL that receives every order event, signed per Standard Webhooks (repeatable).
+    #[arg(long = "webhook-url", value_name = "URL")]
+    #[serde(rename = "urls", skip_serializing_if = "Vec::is_empty")]
+    webhook_url: Vec<String>,
 }
 
 /// The timestamp authority's flags (`tsa.*` in the settings).

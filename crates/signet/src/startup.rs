@@ -19,7 +19,10 @@ use crate::api_key::create_api_key;
 use crate::clock::Clock;
 use crate::config::Settings;
 use crate::data_dir;
+use crate::jobs::outbox::{Deliver, Dispatcher};
 use crate::jobs::JobRunner;
+use crate::mail::deliver::MailDeliver;
+use crate::mail::Mailer;
 use crate::pki::{load_or_create_ca, write_private, Pki};
 use crate::services::levels::LevelFinisher;
 use crate::services::orders::OrderService;
@@ -28,7 +31,9 @@ use crate::services::timestamps::TimestampAuthority;
 use crate::services::validation_data::ValidationDataCollector;
 use crate::state::{ApiKeyCache, AppState};
 use crate::store::blobs::BlobStore;
+use crate::store::outbox::{OutboxPolicy, OutboxStore};
 use crate::store::{self, Store};
+use crate::webhooks::Webhooks;
 use serve::ConnectionLimits;
 
 /// File in the data directory that receives the API key created on first start.
@@ -40,6 +45,8 @@ pub struct Application {
     /// The Automation API's listener, when it is enabled.
     automation_listener: Option<TcpListener>,
     state: AppState,
+    /// Sends the outbox (mail, webhooks).
+    outbox: Arc<Dispatcher>,
     /// Timeouts and cap of each listener's connections.
     connections: ConnectionLimits,
     /// Where the first API key was written, when this start created it.
@@ -100,6 +107,8 @@ impl Application {
         let directory = crate::directory::from_settings(&settings)
             .context("setting up the people directory")?;
         let link_key = LinkKey::load_or_create(&settings.data_dir)?;
+        let webhooks = Webhooks::from_settings(&settings.webhooks, &settings.data_dir)
+            .context("setting up webhooks")?;
         let automation_listener = if settings.automation_api.enabled {
             let address = settings.automation_api.listen;
             let listener = TcpListener::bind(address)
@@ -132,6 +141,9 @@ impl Application {
             )
             .with_signature_level(levels.clone(), settings.signature_level),
         );
+        let outbox = Arc::new(
+            build_outbox(&settings, &store, &orders, &clock, &public_url, webhooks).await?,
+        );
         let state = AppState {
             store,
             blobs,
@@ -149,9 +161,15 @@ impl Application {
             listener,
             automation_listener,
             state,
+            outbox,
             connections,
             initial_api_key_file,
         })
+    }
+
+    /// The outbox sender (tests run passes of it directly).
+    pub fn outbox(&self) -> Arc<Dispatcher> {
+        self.outbox.clone()
     }
 
     pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
@@ -205,6 +223,17 @@ impl Application {
                 let _ = stopped.wait_for(|stop| *stop).await;
             }))
         });
+        // The outbox runs whatever the job interval: mail and webhooks are not optional work.
+        // Only `outbox_poll_millis = 0` turns the background sender off (tests that run the
+        // passes themselves, so none runs concurrently with theirs).
+        let poll_millis = self.state.settings.outbox_poll_millis;
+        let outbox = (poll_millis > 0).then(|| {
+            let poll = Duration::from_millis(poll_millis.max(10));
+            let mut stopped = jobs_stopped.clone();
+            tokio::spawn(self.outbox.clone().run(poll, async move {
+                let _ = stopped.wait_for(|stop| *stop).await;
+            }))
+        });
         let app = api::main_router(self.state.clone());
         tracing::info!(listen = %self.listener.local_addr()?, public_url = %self.state.public_url, "signet is listening");
         let (stop_automation, automation_stopped) = tokio::sync::watch::channel(false);
@@ -239,8 +268,70 @@ impl Application {
         if let Some(jobs) = jobs {
             let _ = jobs.await;
         }
+        if let Some(outbox) = outbox {
+            let _ = outbox.await;
+        }
         Ok(())
     }
+}
+
+/// The outbox sender with a channel per configured service, and the store told what to queue.
+async fn build_outbox(
+    settings: &Settings,
+    store: &Arc<dyn Store>,
+    orders: &Arc<OrderService>,
+    clock: &Arc<dyn Clock>,
+    public_url: &str,
+    webhooks: Webhooks,
+) -> anyhow::Result<Dispatcher> {
+    let mailer =
+        Mailer::from_settings(&settings.smtp, &settings.mail_from).context("setting up mail")?;
+    let mut deliverers: Vec<Arc<dyn Deliver>> = Vec::new();
+    match mailer {
+        Some(mailer) => {
+            tracing::info!(language = ?settings.mail_language, "mail goes through the configured SMTP server");
+            deliverers.push(Arc::new(MailDeliver::new(
+                store.clone(),
+                orders.clone(),
+                mailer,
+                settings.mail_language,
+                public_url,
+            )));
+        }
+        None => tracing::info!(
+            "no SMTP server configured (--smtp-url, SIGNET_SMTP_URL): no mail will be sent; \
+             orders still carry each signer's signing link"
+        ),
+    }
+    let mail = !deliverers.is_empty();
+    if !webhooks.urls.is_empty() {
+        tracing::info!(
+            receivers = webhooks.urls.len(),
+            "order events are sent as signed webhooks"
+        );
+    }
+    // The webhook channel is always served: rows queued for a URL since removed from the
+    // settings are still delivered (or given up) rather than left pending forever.
+    deliverers.push(Arc::new(webhooks.sender));
+    let policy = OutboxPolicy {
+        mail,
+        webhook_urls: webhooks
+            .urls
+            .iter()
+            .map(|url| url.as_str().to_owned())
+            .collect(),
+    };
+    store
+        .set_outbox_policy(&policy)
+        .await
+        .context("recording what the outbox sends")?;
+    let outbox_store: Arc<dyn OutboxStore> = store.clone();
+    Ok(Dispatcher::new(
+        outbox_store,
+        clock.clone(),
+        deliverers,
+        settings.reminder_days,
+    ))
 }
 
 /// On first start (no keys at all) creates an API key and writes it, once, to a 0600 file.

@@ -14,6 +14,8 @@ use crate::pki::{crl_needs_refresh, Pki};
 use crate::store::blobs::{BlobStore, SweepReport};
 use crate::store::Store;
 
+pub mod outbox;
+
 /// How many signers one renewal transaction claims; small batches keep row locks short.
 const RENEWAL_BATCH: i64 = 100;
 /// Longest wait between two order-expiry passes.

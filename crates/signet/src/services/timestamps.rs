@@ -105,6 +105,17 @@ impl From<TspError> for TimestampUnavailable {
     }
 }
 
+/// Why a signature timestamp could not be added to a CMS SignedData.
+#[derive(Debug, thiserror::Error)]
+pub enum StampError {
+    /// No token: the request fails with 503 and changes nothing.
+    #[error(transparent)]
+    Unavailable(#[from] TimestampUnavailable),
+    /// The SignedData Signet built cannot take the token: Signet's fault, not the TSA's.
+    #[error("adding the signature timestamp: {0}")]
+    Cms(#[from] signet_crypto::cms::CmsError),
+}
+
 /// A setting that keeps the timestamp authority from being set up; start-up stops with it.
 #[derive(Debug, thiserror::Error)]
 pub enum TsaConfigError {
@@ -182,6 +193,20 @@ impl TimestampAuthority {
             tracing::warn!(kind = error.kind(), %error, "no timestamp");
         }
         outcome
+    }
+
+    /// PAdES B-T: `signed_data_der` (a ContentInfo with one SignerInfo) with a timestamp token over
+    /// its signature value added as the unsigned attribute id-aa-signatureTimeStampToken. Call it
+    /// after the signature is verified and before the CMS is embedded.
+    pub async fn stamp_signature(&self, signed_data_der: Vec<u8>) -> Result<Vec<u8>, StampError> {
+        use sha2::Digest;
+        let value = signet_crypto::cms::signature_value(&signed_data_der)?;
+        let digest: [u8; 32] = sha2::Sha256::digest(&value).into();
+        let token = self.timestamp(&digest).await?;
+        Ok(signet_crypto::cms::add_signature_timestamp(
+            &signed_data_der,
+            &token.der,
+        )?)
     }
 
     /// `built-in` or the external TSA's URL without credentials, for logs.

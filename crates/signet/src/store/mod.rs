@@ -10,6 +10,7 @@
 pub mod blobs;
 mod group_commit;
 pub mod orders;
+pub mod outbox;
 pub mod postgres;
 pub mod sql;
 pub mod sqlite;
@@ -221,9 +222,9 @@ pub struct SignedFile {
     pub size: u64,
 }
 
-/// Everything Signet persists in its database.
+/// Everything Signet persists in its database (the outbox's part through [`outbox::OutboxStore`]).
 #[async_trait]
-pub trait Store: Send + Sync + 'static {
+pub trait Store: outbox::OutboxStore + Send + Sync + 'static {
     fn dialect(&self) -> Dialect;
 
     /// Stores the hash of a new API key.

@@ -29,6 +29,7 @@ use crate::domain::{
 
 mod blobs;
 mod orders;
+mod outbox;
 pub use orders::event;
 
 /// A database reached through sqlx's `Any` driver. SQLite gets a single-connection writer pool
@@ -990,5 +991,55 @@ impl Store for SqlStore {
         token_hash: &str,
     ) -> StoreResult<Option<(OrderId, i64)>> {
         self.find_task_by_token_hash_sql(token_hash).await
+    }
+}
+
+#[async_trait]
+impl super::outbox::OutboxStore for SqlStore {
+    async fn set_outbox_policy(&self, policy: &super::outbox::OutboxPolicy) -> StoreResult<()> {
+        self.set_outbox_policy_sql(policy).await
+    }
+
+    async fn claim_outbox(
+        &self,
+        channel: super::outbox::Channel,
+        now: OffsetDateTime,
+        limit: i64,
+        lease: time::Duration,
+    ) -> StoreResult<Vec<super::outbox::OutboxMessage>> {
+        self.claim_outbox_sql(channel, now, limit, lease).await
+    }
+
+    async fn outbox_delivered(&self, id: i64, now: OffsetDateTime) -> StoreResult<()> {
+        self.outbox_delivered_sql(id, now).await
+    }
+
+    async fn outbox_retry(
+        &self,
+        id: i64,
+        error: &str,
+        next_attempt_at: OffsetDateTime,
+    ) -> StoreResult<()> {
+        self.outbox_retry_sql(id, error, next_attempt_at).await
+    }
+
+    async fn outbox_gave_up(&self, id: i64, error: &str, now: OffsetDateTime) -> StoreResult<()> {
+        self.outbox_gave_up_sql(id, error, now).await
+    }
+
+    async fn order_deliveries(
+        &self,
+        order_id: &OrderId,
+    ) -> StoreResult<Vec<super::outbox::DeliveryRecord>> {
+        self.order_deliveries_sql(order_id).await
+    }
+
+    async fn queue_reminders(
+        &self,
+        now: OffsetDateTime,
+        days_before: u32,
+        limit: i64,
+    ) -> StoreResult<usize> {
+        self.queue_reminders_sql(now, days_before, limit).await
     }
 }

@@ -27,6 +27,8 @@ pub struct TestApp {
     pub clock: Arc<ManualClock>,
     pub state: AppState,
     pub runner: JobRunner,
+    /// The outbox sender (mail, webhooks): tests run passes of it directly.
+    pub outbox: Arc<signet::jobs::outbox::Dispatcher>,
     pub data_dir: TempDir,
     pub database_url: String,
     /// Dropping it (with the TestApp) stops the server.
@@ -133,6 +135,7 @@ pub async fn start_with(
         .unwrap_or_default();
     let state = app.state().clone();
     let runner = app.job_runner();
+    let outbox = app.outbox();
     let api_key = signet::api_key::create_api_key(state.store.as_ref(), clock.now_for_tests())
         .await
         .unwrap();
@@ -152,6 +155,7 @@ pub async fn start_with(
         clock,
         state,
         runner,
+        outbox,
         data_dir,
         database_url,
         shutdown: Some(shutdown),

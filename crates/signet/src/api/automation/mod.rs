@@ -4,6 +4,7 @@
 //! Errors use the CloudSigner error body and codes: one error format across Signet.
 
 mod anonymize;
+mod deliveries;
 mod form;
 mod orders;
 mod people;
@@ -38,6 +39,7 @@ fn routes() -> Router<AppState> {
             axum::routing::put(orders::replace_signers),
         )
         .route("/orders/{order_id}/events", get(orders::events))
+        .route("/orders/{order_id}/deliveries", get(deliveries::deliveries))
         .route("/anonymize", post(anonymize::anonymize))
 }
 

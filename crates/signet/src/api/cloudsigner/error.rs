@@ -135,6 +135,18 @@ impl From<crate::services::timestamps::TimestampUnavailable> for ApiError {
     }
 }
 
+impl From<crate::services::timestamps::StampError> for ApiError {
+    fn from(error: crate::services::timestamps::StampError) -> Self {
+        use crate::services::timestamps::StampError;
+        match error {
+            StampError::Unavailable(unavailable) => unavailable.into(),
+            StampError::Cms(cms) => ApiError::Internal(
+                anyhow::Error::new(cms).context("adding the signature timestamp"),
+            ),
+        }
+    }
+}
+
 impl From<anyhow::Error> for ApiError {
     fn from(error: anyhow::Error) -> Self {
         ApiError::Internal(error)

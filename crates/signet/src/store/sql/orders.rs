@@ -6,7 +6,7 @@ use sqlx::any::AnyRow;
 use sqlx::{AnyConnection, Row};
 use time::OffsetDateTime;
 
-use super::{corrupt, from_count, from_unix, parse_blob, to_count, to_unix, SqlStore};
+use super::{corrupt, from_count, from_unix, outbox, parse_blob, to_count, to_unix, SqlStore};
 use crate::directory::PersonAttributes;
 use crate::domain::order::{
     check_signature, plan_rejection, plan_signers, plan_update, settle, CurrentTask, PersonKey,
@@ -40,6 +40,8 @@ pub mod event {
     pub const DOCUMENT_DELETED: &str = "DOCUMENT_DELETED";
     pub const LOGIN_CREATED: &str = "LOGIN_CREATED";
     pub const USER_ANONYMIZED: &str = "USER_ANONYMIZED";
+    /// A mail left for the SMTP server (written when the outbox marks it delivered).
+    pub const SENDING_EMAIL: &str = "SENDING_EMAIL";
 }
 
 fn parse_source(raw: &str) -> StoreResult<PersonSource> {
@@ -69,7 +71,8 @@ fn options_text(options: &[OrderOption]) -> String {
     serde_json::Value::Array(options.iter().map(OrderOption::to_json).collect()).to_string()
 }
 
-/// Appends one event; `actor` is the acting login's internal id when a person acted.
+/// Appends one event; `actor` is the acting login's internal id when a person acted. An event
+/// of an order also queues its webhooks (same transaction). Returns the event's id.
 pub(crate) async fn insert_event(
     tx: &mut AnyConnection,
     name: &str,
@@ -77,18 +80,23 @@ pub(crate) async fn insert_event(
     actor: Option<&str>,
     order_id: Option<&OrderId>,
     details: serde_json::Value,
-) -> StoreResult<()> {
-    sqlx::query(
-        "INSERT INTO events (event, at, actor, order_id, details) VALUES ($1, $2, $3, $4, $5)",
+) -> StoreResult<i64> {
+    let id: i64 = sqlx::query(
+        "INSERT INTO events (event, at, actor, order_id, details) VALUES ($1, $2, $3, $4, $5) \
+         RETURNING id",
     )
     .bind(name)
     .bind(to_unix(at))
     .bind(actor.map(str::to_owned))
     .bind(order_id.map(ToString::to_string))
     .bind(details.to_string())
-    .execute(&mut *tx)
-    .await?;
-    Ok(())
+    .fetch_one(&mut *tx)
+    .await?
+    .try_get("id")?;
+    if let Some(order_id) = order_id {
+        outbox::enqueue_webhooks(tx, id, name, at, actor, order_id, &details).await?;
+    }
+    Ok(id)
 }
 
 /// Finds or creates the login of a person; refreshes its attributes from the latest lookup.
@@ -289,22 +297,29 @@ async fn order_for_update(
     order_from_rows(&row, &signers).map(Some)
 }
 
-/// Writes each task's (possibly changed) waiting status back.
+/// Writes each task's (possibly changed) waiting status back; a task that became PENDING (its
+/// priority group opened) gets its invitation queued.
 async fn save_task_statuses(
     tx: &mut AnyConnection,
     order_id: &OrderId,
     positions: &[i64],
     tasks: &[Task],
+    now: OffsetDateTime,
 ) -> StoreResult<()> {
     for (position, task) in positions.iter().zip(tasks) {
-        sqlx::query(
+        let changed = sqlx::query(
             "UPDATE order_signers SET status = $1 WHERE order_id = $2 AND position = $3 AND status <> $1",
         )
         .bind(task.status.as_str())
         .bind(order_id.to_string())
         .bind(*position)
         .execute(&mut *tx)
-        .await?;
+        .await?
+        .rows_affected()
+            == 1;
+        if changed && task.status == TaskStatus::Pending {
+            outbox::enqueue_invitation(tx, order_id, *position, false, now).await?;
+        }
     }
     Ok(())
 }
@@ -332,7 +347,9 @@ async fn finish_order(
         OrderState::Expired => event::ORDER_EXPIRED,
         OrderState::Pending => return Err(StoreError::Corrupt("finishing into PENDING".into())),
     };
-    insert_event(tx, name, now, actor, Some(order_id), serde_json::json!({})).await
+    let event_id =
+        insert_event(tx, name, now, actor, Some(order_id), serde_json::json!({})).await?;
+    outbox::enqueue_outcome(tx, order_id, event_id, to, now).await
 }
 
 impl SqlStore {
@@ -382,9 +399,14 @@ impl SqlStore {
                     .map(|s| Task { group: s.group, status: TaskStatus::Queued })
                     .collect();
                 settle(&mut tasks);
+                let notify_all = order.options.iter().any(|o| matches!(o, OrderOption::NotifyAllSigners(true)));
                 for (position, (signer, task)) in order.signers.iter().zip(&tasks).enumerate() {
                     let position = i64::try_from(position).map_err(|_| StoreError::Corrupt("position".into()))?;
                     insert_signer(&mut *tx, &id, position, signer, task.status, now).await?;
+                    let pending = task.status == TaskStatus::Pending;
+                    if pending || notify_all {
+                        outbox::enqueue_invitation(&mut *tx, &id, position, !pending, now).await?;
+                    }
                 }
                 insert_event(
                     &mut *tx,
@@ -634,7 +656,7 @@ impl SqlStore {
                         .execute(&mut *tx)
                         .await?;
                 }
-                let outcome = resettle(&mut *tx, &order_id).await?;
+                let outcome = resettle(&mut *tx, &order_id, now).await?;
                 insert_event(&mut *tx, event::ORDER_SIGNERS_UPDATED, now, None, Some(&order_id),
                     serde_json::json!({"added": plan.add.len(), "removed": plan.remove.len()})).await?;
                 if let Some(to) = outcome.final_state() {
@@ -688,7 +710,7 @@ impl SqlStore {
                     .await?;
                 insert_event(&mut *tx, event::ORDER_SIGNED, now, Some(&task.person.internal_id), Some(&order_id),
                     serde_json::json!({"signatures": order.signatures + 1, "sha256": d.sha256.to_string()})).await?;
-                let outcome = resettle(&mut *tx, &order_id).await?;
+                let outcome = resettle(&mut *tx, &order_id, now).await?;
                 let state = match outcome.final_state() {
                     Some(to) => {
                         finish_order(&mut *tx, &order_id, to, now, None).await?;
@@ -924,7 +946,11 @@ fn event_from_row(row: &AnyRow) -> StoreResult<EventRecord> {
 }
 
 /// Re-reads the order's tasks, settles the plan and writes the waiting statuses back.
-async fn resettle(tx: &mut AnyConnection, order_id: &OrderId) -> StoreResult<PlanOutcome> {
+async fn resettle(
+    tx: &mut AnyConnection,
+    order_id: &OrderId,
+    now: OffsetDateTime,
+) -> StoreResult<PlanOutcome> {
     let rows = sqlx::query("SELECT position, priority_group, status FROM order_signers WHERE order_id = $1 ORDER BY position")
         .bind(order_id.to_string())
         .fetch_all(&mut *tx)
@@ -942,6 +968,6 @@ async fn resettle(tx: &mut AnyConnection, order_id: &OrderId) -> StoreResult<Pla
         });
     }
     let outcome = settle(&mut tasks);
-    save_task_statuses(&mut *tx, order_id, &positions, &tasks).await?;
+    save_task_statuses(&mut *tx, order_id, &positions, &tasks, now).await?;
     Ok(outcome)
 }

@@ -1,0 +1,434 @@
+//! The outbox in SQL: enqueueing inside the transactions of [`super::orders`] (webhook rows for
+//! every order event, mail rows for invitations and outcomes), and the dispatcher's claim,
+//! delivered / retry / gave-up marks, reminders and the delivery log.
+//!
+//! Enqueueing reads its targets from `outbox_targets` (see migration 0006) inside the same
+//! statement or transaction, so a change and its messages commit or vanish together.
+
+use sqlx::any::AnyRow;
+use sqlx::{AnyConnection, Row};
+use time::format_description::well_known::Rfc3339;
+use time::OffsetDateTime;
+
+use super::orders::{event, insert_event};
+use super::{corrupt, from_unix, to_unix, SqlStore};
+use crate::domain::{OrderId, OrderState};
+use crate::store::outbox::{
+    mail_kind, signer_recipient, Channel, DeliveryRecord, OutboxMessage, OutboxPolicy,
+    SOLICITOR_RECIPIENT,
+};
+use crate::store::{Dialect, StoreError, StoreResult};
+
+/// Events whose actor is a signer acting on their task: the webhook names them.
+const SIGNER_EVENTS: [&str; 2] = [event::ORDER_SIGNED, event::ORDER_REJECTED];
+
+/// Queues one WEBHOOK row per configured receiver for an event with an order id. The body is
+/// fixed now (Standard Webhooks shape), so a retry sends exactly what the first attempt sent.
+pub(crate) async fn enqueue_webhooks(
+    tx: &mut AnyConnection,
+    event_id: i64,
+    name: &str,
+    at: OffsetDateTime,
+    actor: Option<&str>,
+    order_id: &OrderId,
+    details: &serde_json::Value,
+) -> StoreResult<()> {
+    let urls: Vec<String> =
+        sqlx::query("SELECT recipient FROM outbox_targets WHERE channel = 'WEBHOOK'")
+            .fetch_all(&mut *tx)
+            .await?
+            .iter()
+            .map(|row| row.try_get("recipient"))
+            .collect::<Result<_, _>>()?;
+    if urls.is_empty() {
+        return Ok(());
+    }
+    let state: Option<String> = sqlx::query("SELECT state FROM orders WHERE order_id = $1")
+        .bind(order_id.to_string())
+        .fetch_optional(&mut *tx)
+        .await?
+        .map(|row| row.try_get("state"))
+        .transpose()?;
+    // The order row is gone after a deletion (its event says what state it had) and not yet
+    // written when the solicitor's login is created at the start of the creation.
+    let state = state
+        .or_else(|| details["state"].as_str().map(str::to_owned))
+        .unwrap_or_else(|| OrderState::Pending.as_str().to_owned());
+    let mut data = serde_json::json!({"orderId": order_id.to_string(), "state": state});
+    if let Some(actor) = actor.filter(|_| SIGNER_EVENTS.contains(&name)) {
+        data["signerInternalId"] = actor.into();
+    }
+    let timestamp = at
+        .format(&Rfc3339)
+        .map_err(|e| StoreError::Corrupt(format!("event time: {e}")))?;
+    let body = serde_json::json!({"type": name, "timestamp": timestamp, "data": data}).to_string();
+    for url in urls {
+        sqlx::query(
+            "INSERT INTO outbox (channel, kind, order_id, event_id, recipient, payload, created_at, \
+             next_attempt_at) VALUES ('WEBHOOK', $1, $2, $3, $4, $5, $6, $6)",
+        )
+        .bind(name)
+        .bind(order_id.to_string())
+        .bind(event_id)
+        .bind(url)
+        .bind(&body)
+        .bind(to_unix(at))
+        .execute(&mut *tx)
+        .await?;
+    }
+    Ok(())
+}
+
+/// Queues one MAIL row when mail is on (one statement: nothing is written when it is off).
+/// Mail rows hold no address and no text; both are read when the message is sent.
+pub(crate) async fn enqueue_mail(
+    tx: &mut AnyConnection,
+    kind: &str,
+    order_id: &OrderId,
+    event_id: Option<i64>,
+    recipient: &str,
+    payload: serde_json::Value,
+    now: OffsetDateTime,
+) -> StoreResult<()> {
+    sqlx::query(
+        "INSERT INTO outbox (channel, kind, order_id, event_id, recipient, payload, created_at, \
+         next_attempt_at) SELECT 'MAIL', $1, $2, $3, $4, $5, $6, $6 FROM outbox_targets \
+         WHERE channel = 'MAIL'",
+    )
+    .bind(kind)
+    .bind(order_id.to_string())
+    .bind(event_id)
+    .bind(recipient)
+    .bind(payload.to_string())
+    .bind(to_unix(now))
+    .execute(&mut *tx)
+    .await?;
+    Ok(())
+}
+
+/// The invitation of the signer at `position`, whose task just became PENDING (`waiting`:
+/// invited early, by notifyAllSigners, while an earlier group still signs).
+pub(crate) async fn enqueue_invitation(
+    tx: &mut AnyConnection,
+    order_id: &OrderId,
+    position: i64,
+    waiting: bool,
+    now: OffsetDateTime,
+) -> StoreResult<()> {
+    let payload = if waiting {
+        serde_json::json!({"waiting": true})
+    } else {
+        serde_json::json!({})
+    };
+    enqueue_mail(
+        tx,
+        mail_kind::INVITATION,
+        order_id,
+        None,
+        &signer_recipient(position),
+        payload,
+        now,
+    )
+    .await
+}
+
+/// The outcome mail to the solicitor of an order that just finished in `state`.
+pub(crate) async fn enqueue_outcome(
+    tx: &mut AnyConnection,
+    order_id: &OrderId,
+    event_id: i64,
+    state: OrderState,
+    now: OffsetDateTime,
+) -> StoreResult<()> {
+    enqueue_mail(
+        tx,
+        mail_kind::OUTCOME,
+        order_id,
+        Some(event_id),
+        SOLICITOR_RECIPIENT,
+        serde_json::json!({"state": state.as_str()}),
+        now,
+    )
+    .await
+}
+
+const MESSAGE_COLUMNS: &str =
+    "id, channel, kind, order_id, event_id, recipient, payload, attempts, created_at";
+
+fn parse_order_id(raw: Option<String>) -> StoreResult<Option<OrderId>> {
+    raw.map(|id| OrderId::parse(&id).map_err(corrupt("order id")))
+        .transpose()
+}
+
+fn parse_channel(raw: &str) -> StoreResult<Channel> {
+    raw.parse().map_err(corrupt("outbox channel"))
+}
+
+fn attempts(row: &AnyRow) -> StoreResult<u32> {
+    let raw: i64 = row.try_get("attempts")?;
+    u32::try_from(raw).map_err(|_| StoreError::Corrupt(format!("outbox attempts {raw}")))
+}
+
+fn message_from_row(row: &AnyRow) -> StoreResult<OutboxMessage> {
+    let payload: String = row.try_get("payload")?;
+    Ok(OutboxMessage {
+        id: row.try_get("id")?,
+        channel: parse_channel(&row.try_get::<String, _>("channel")?)?,
+        kind: row.try_get("kind")?,
+        order_id: parse_order_id(row.try_get("order_id")?)?,
+        event_id: row.try_get("event_id")?,
+        recipient: row.try_get("recipient")?,
+        payload: serde_json::from_str(&payload)
+            .map_err(|e| StoreError::Corrupt(format!("outbox payload: {e}")))?,
+        attempts: attempts(row)?,
+        created_at: from_unix(row.try_get("created_at")?)?,
+    })
+}
+
+fn delivery_from_row(row: &AnyRow) -> StoreResult<DeliveryRecord> {
+    let optional_time = |column: &str| -> StoreResult<Option<OffsetDateTime>> {
+        row.try_get::<Option<i64>, _>(column)?
+            .map(from_unix)
+            .transpose()
+    };
+    Ok(DeliveryRecord {
+        id: row.try_get("id")?,
+        channel: parse_channel(&row.try_get::<String, _>("channel")?)?,
+        kind: row.try_get("kind")?,
+        event_id: row.try_get("event_id")?,
+        recipient: row.try_get("recipient")?,
+        attempts: attempts(row)?,
+        created_at: from_unix(row.try_get("created_at")?)?,
+        next_attempt_at: from_unix(row.try_get("next_attempt_at")?)?,
+        delivered_at: optional_time("delivered_at")?,
+        gave_up_at: optional_time("gave_up_at")?,
+        last_error: row.try_get("last_error")?,
+    })
+}
+
+impl SqlStore {
+    pub(crate) async fn set_outbox_policy_sql(&self, policy: &OutboxPolicy) -> StoreResult<()> {
+        let policy = policy.clone();
+        self.write(move |tx| {
+            Box::pin(async move {
+                sqlx::query("DELETE FROM outbox_targets")
+                    .execute(&mut *tx)
+                    .await?;
+                let mail = policy.mail.then(|| ("MAIL", "*".to_owned()));
+                let webhooks = policy.webhook_urls.iter().map(|u| ("WEBHOOK", u.clone()));
+                for (channel, recipient) in mail.into_iter().chain(webhooks) {
+                    sqlx::query(
+                        "INSERT INTO outbox_targets (channel, recipient) VALUES ($1, $2) \
+                         ON CONFLICT (channel, recipient) DO NOTHING",
+                    )
+                    .bind(channel)
+                    .bind(recipient)
+                    .execute(&mut *tx)
+                    .await?;
+                }
+                Ok(())
+            })
+        })
+        .await
+    }
+
+    pub(crate) async fn claim_outbox_sql(
+        &self,
+        channel: Channel,
+        now: OffsetDateTime,
+        limit: i64,
+        lease: time::Duration,
+    ) -> StoreResult<Vec<OutboxMessage>> {
+        // PostgreSQL: rows another sender is claiming are skipped, not waited for; the lease
+        // (claimed_until) keeps them away from others until it runs out. SQLite has one writer,
+        // so the lease alone separates senders (also across processes on one file).
+        let lock = match self.dialect {
+            Dialect::Sqlite => "",
+            Dialect::Postgres => " FOR UPDATE SKIP LOCKED",
+        };
+        let sql = format!(
+            "UPDATE outbox SET claimed_until = $1, attempts = attempts + 1 WHERE id IN (\
+             SELECT id FROM outbox WHERE channel = $2 AND delivered_at IS NULL AND gave_up_at IS NULL \
+             AND next_attempt_at <= $3 AND (claimed_until IS NULL OR claimed_until <= $3) \
+             ORDER BY next_attempt_at, id LIMIT $4{lock}) RETURNING {MESSAGE_COLUMNS}"
+        );
+        let (until, now) = (to_unix(now + lease), to_unix(now));
+        let mut claimed = self
+            .write(move |tx| {
+                Box::pin(async move {
+                    let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+                        .bind(until)
+                        .bind(channel.as_str())
+                        .bind(now)
+                        .bind(limit)
+                        .fetch_all(&mut *tx)
+                        .await?;
+                    rows.iter()
+                        .map(message_from_row)
+                        .collect::<StoreResult<Vec<_>>>()
+                })
+            })
+            .await?;
+        claimed.sort_by_key(|m| m.id);
+        Ok(claimed)
+    }
+
+    pub(crate) async fn outbox_delivered_sql(
+        &self,
+        id: i64,
+        now: OffsetDateTime,
+    ) -> StoreResult<()> {
+        self.write(move |tx| {
+            Box::pin(async move {
+                let row = sqlx::query(
+                    "UPDATE outbox SET delivered_at = $1, claimed_until = NULL, last_error = NULL \
+                     WHERE id = $2 AND delivered_at IS NULL RETURNING channel, kind, order_id, recipient",
+                )
+                .bind(to_unix(now))
+                .bind(id)
+                .fetch_optional(&mut *tx)
+                .await?;
+                let Some(row) = row else {
+                    return Ok(());
+                };
+                if parse_channel(&row.try_get::<String, _>("channel")?)? == Channel::Mail {
+                    let order_id = parse_order_id(row.try_get("order_id")?)?;
+                    let kind: String = row.try_get("kind")?;
+                    let recipient: String = row.try_get("recipient")?;
+                    insert_event(
+                        &mut *tx,
+                        event::SENDING_EMAIL,
+                        now,
+                        None,
+                        order_id.as_ref(),
+                        serde_json::json!({"kind": kind, "recipient": recipient, "messageId": id}),
+                    )
+                    .await?;
+                }
+                Ok(())
+            })
+        })
+        .await
+    }
+
+    pub(crate) async fn outbox_retry_sql(
+        &self,
+        id: i64,
+        error: &str,
+        next_attempt_at: OffsetDateTime,
+    ) -> StoreResult<()> {
+        let error = error.to_owned();
+        self.write(move |tx| {
+            Box::pin(async move {
+                sqlx::query(
+                    "UPDATE outbox SET next_attempt_at = $1, last_error = $2, claimed_until = NULL \
+                     WHERE id = $3 AND delivered_at IS NULL",
+                )
+                .bind(to_unix(next_attempt_at))
+                .bind(error)
+                .bind(id)
+                .execute(&mut *tx)
+                .await?;
+                Ok(())
+            })
+        })
+        .await
+    }
+
+    pub(crate) async fn outbox_gave_up_sql(
+        &self,
+        id: i64,
+        error: &str,
+        now: OffsetDateTime,
+    ) -> StoreResult<()> {
+        let error = error.to_owned();
+        self.write(move |tx| {
+            Box::pin(async move {
+                sqlx::query(
+                    "UPDATE outbox SET gave_up_at = $1, last_error = $2, claimed_until = NULL \
+                     WHERE id = $3 AND delivered_at IS NULL",
+                )
+                .bind(to_unix(now))
+                .bind(error)
+                .bind(id)
+                .execute(&mut *tx)
+                .await?;
+                Ok(())
+            })
+        })
+        .await
+    }
+
+    pub(crate) async fn order_deliveries_sql(
+        &self,
+        order_id: &OrderId,
+    ) -> StoreResult<Vec<DeliveryRecord>> {
+        let rows = sqlx::query(
+            "SELECT id, channel, kind, event_id, recipient, attempts, created_at, next_attempt_at, \
+             delivered_at, gave_up_at, last_error FROM outbox WHERE order_id = $1 ORDER BY id",
+        )
+        .bind(order_id.to_string())
+        .fetch_all(&self.reader)
+        .await?;
+        rows.iter().map(delivery_from_row).collect()
+    }
+
+    pub(crate) async fn queue_reminders_sql(
+        &self,
+        now: OffsetDateTime,
+        days_before: u32,
+        limit: i64,
+    ) -> StoreResult<usize> {
+        let lock = match self.dialect {
+            Dialect::Sqlite => "",
+            Dialect::Postgres => " FOR UPDATE OF s SKIP LOCKED",
+        };
+        let sql = format!(
+            "SELECT s.order_id, s.position FROM order_signers s JOIN orders o ON o.order_id = s.order_id \
+             WHERE o.state = 'PENDING' AND s.status = 'PENDING' AND s.reminded_at IS NULL \
+             AND o.due_at <= $1 AND o.due_at > $2 ORDER BY o.due_at LIMIT $3{lock}"
+        );
+        let horizon = now + time::Duration::days(i64::from(days_before));
+        self.write(move |tx| {
+            Box::pin(async move {
+                let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+                    .bind(to_unix(horizon))
+                    .bind(to_unix(now))
+                    .bind(limit)
+                    .fetch_all(&mut *tx)
+                    .await?;
+                let mut queued = 0;
+                for row in &rows {
+                    let order_id = OrderId::parse(&row.try_get::<String, _>("order_id")?)
+                        .map_err(corrupt("order id"))?;
+                    let position: i64 = row.try_get("position")?;
+                    let marked = sqlx::query(
+                        "UPDATE order_signers SET reminded_at = $1 WHERE order_id = $2 \
+                         AND position = $3 AND reminded_at IS NULL",
+                    )
+                    .bind(to_unix(now))
+                    .bind(order_id.to_string())
+                    .bind(position)
+                    .execute(&mut *tx)
+                    .await?
+                    .rows_affected();
+                    if marked == 1 {
+                        enqueue_mail(
+                            &mut *tx,
+                            mail_kind::REMINDER,
+                            &order_id,
+                            None,
+                            &signer_recipient(position),
+                            serde_json::json!({}),
+                            now,
+                        )
+                        .await?;
+                        queued += 1;
+                    }
+                }
+                Ok(queued)
+            })
+        })
+        .await
+    }
+}
