@@ -1,6 +1,12 @@
 //! One `OrderService::sign_as` on a one-page order, in-process: a fresh P-256 key, its certificate from
 //! Signet's CA, the PAdES revision appended by the engine, the blob made durable and the
 //! signature recorded in SQLite. Each iteration signs a new order (a signer signs once).
+//!
+//! Once per signature level (`--signature-level`), with the built-in TSA: B-B is the signature
+//! alone; B-T adds the timestamp; B-LT the in-process OCSP responses, the CRL and the `/DSS`
+//! revision; B-LTA a document timestamp and a second `/DSS` revision. The CloudSigner flow runs
+//! the same `LevelFinisher` after its device signature is verified, so the differences between
+//! levels here are what each level adds there too.
 #![allow(clippy::unwrap_used)]
 
 use criterion::{criterion_group, criterion_main, Criterion};
@@ -11,7 +17,7 @@ use signet::clock::SystemClock;
 use signet::config::Settings;
 use signet::directory::PersonAttributes;
 use signet::domain::person::PersonSource;
-use signet::domain::{LinkType, OrderId, PriorityGroup, Sha256Digest};
+use signet::domain::{LinkType, OrderId, PriorityGroup, Sha256Digest, SignatureLevel};
 use signet::startup::Application;
 use signet::store::blobs::BlobKey;
 use signet::store::orders::{NewOrder, NewOrderSigner, OrderDocument, ResolvedPerson};
@@ -31,12 +37,19 @@ fn person() -> ResolvedPerson {
 }
 
 fn sign_order(c: &mut Criterion) {
+    for level in SignatureLevel::ALL {
+        sign_order_at(c, level);
+    }
+}
+
+fn sign_order_at(c: &mut Criterion, level: SignatureLevel) {
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let data_dir = tempfile::tempdir().unwrap();
     let settings = Settings {
         data_dir: data_dir.path().to_path_buf(),
         listen: "127.0.0.1:0".parse().unwrap(),
         job_interval_seconds: 0,
+        signature_level: level,
         ..Settings::default()
     };
     let app = runtime
@@ -88,20 +101,23 @@ fn sign_order(c: &mut Criterion) {
         (order_id, stored.signers[0].person.internal_id.clone())
     };
 
-    c.bench_function("sign_order_as (1-page order, SQLite)", |b| {
-        b.iter_custom(|iterations| {
-            let mut total = Duration::ZERO;
-            for _ in 0..iterations {
-                let (order_id, signer) = new_order();
-                let start = Instant::now();
-                runtime
-                    .block_on(state.orders.sign_as(order_id, &signer))
-                    .unwrap();
-                total += start.elapsed();
-            }
-            total
-        });
-    });
+    c.bench_function(
+        &format!("sign_order_as {level} (1-page order, SQLite)"),
+        |b| {
+            b.iter_custom(|iterations| {
+                let mut total = Duration::ZERO;
+                for _ in 0..iterations {
+                    let (order_id, signer) = new_order();
+                    let start = Instant::now();
+                    runtime
+                        .block_on(state.orders.sign_as(order_id, &signer))
+                        .unwrap();
+                    total += start.elapsed();
+                }
+                total
+            });
+        },
+    );
 }
 
 criterion_group! {

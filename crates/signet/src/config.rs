@@ -8,6 +8,8 @@ use std::fmt;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
+use crate::domain::SignatureLevel;
+
 /// Everything `signet serve` can be told.
 #[derive(Clone, Serialize, Deserialize)]
 #[serde(default)]
@@ -64,6 +66,60 @@ pub struct Settings {
     /// Milliseconds between two passes of the outbox sender (mail, webhooks); 0 runs no
     /// background sender (tests that run the passes themselves).
     pub outbox_poll_millis: u64,
+    /// The PAdES level of a signature when the request names none, on both APIs
+    /// (`--signature-level`, `SIGNET_SIGNATURE_LEVEL`, `signature_level`).
+    pub signature_level: SignatureLevel,
+    /// Where timestamps come from (`[tsa]` in TOML): the built-in TSA, or an external one.
+    pub tsa: TsaSettings,
+}
+
+/// The timestamp authority Signet asks for every timestamp. Environment: `SIGNET_TSA_<FIELD>`;
+/// TOML: `[tsa]`; flags `--tsa-url`, `--tsa-ca`.
+#[derive(Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct TsaSettings {
+    /// An external RFC 3161 TSA (`http://` or `https://`, credentials allowed in the userinfo);
+    /// unset means Signet's built-in TSA.
+    pub url: Option<String>,
+    /// Basic-auth user name for the external TSA (overrides one in the URL).
+    pub username: Option<String>,
+    /// Basic-auth password for the external TSA (overrides one in the URL). Never logged.
+    pub password: Option<String>,
+    /// PEM (or DER) file of the certificates trusted as roots of the external TSA's chain.
+    /// Required with `url`: the tokens are checked against it before they are embedded.
+    pub ca: Option<PathBuf>,
+    /// Seconds an external TSA has for the whole exchange (connect, request, reply).
+    pub timeout_seconds: u64,
+}
+
+impl Default for TsaSettings {
+    fn default() -> Self {
+        Self {
+            url: None,
+            username: None,
+            password: None,
+            ca: None,
+            timeout_seconds: 10,
+        }
+    }
+}
+
+impl fmt::Debug for TsaSettings {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TsaSettings")
+            .field(
+                "url",
+                &self
+                    .url
+                    .as_deref()
+                    .map(crate::services::timestamps::redact_userinfo),
+            )
+            .field("username", &self.username.as_ref().map(|_| "***"))
+            .field("password", &self.password.as_ref().map(|_| "***"))
+            .field("ca", &self.ca)
+            .field("timeout_seconds", &self.timeout_seconds)
+            .finish()
+    }
 }
 
 /// The SMTP server. Environment: `SIGNET_SMTP_<FIELD>`; TOML: `[smtp]`.
@@ -241,6 +297,8 @@ impl Default for Settings {
             reminder_days: 2,
             outbox_poll_millis: 2000,
             signer_auth: crate::domain::order::SignerAuth::Link,
+            signature_level: SignatureLevel::default(),
+            tsa: TsaSettings::default(),
         }
     }
 }
@@ -294,6 +352,8 @@ fn nest_env_key(key: &str) -> String {
         "webhooks.urls".to_owned()
     } else if key == "webhook_secret" {
         "webhooks.secret".to_owned()
+    } else if let Some(rest) = key.strip_prefix("tsa_") {
+        format!("tsa.{rest}")
     } else if let Some(rest) = key.strip_prefix("smtp_") {
         format!("smtp.{rest}")
     } else {
@@ -344,6 +404,8 @@ impl fmt::Debug for Settings {
             .field("reminder_days", &self.reminder_days)
             .field("outbox_poll_millis", &self.outbox_poll_millis)
             .field("signer_auth", &self.signer_auth)
+            .field("signature_level", &self.signature_level)
+            .field("tsa", &self.tsa)
             .finish()
     }
 }
@@ -482,6 +544,60 @@ mod tests {
             );
             Ok(())
         });
+    }
+
+    #[test]
+    fn the_signature_level_and_the_tsa_come_from_the_config_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("signet.toml");
+        std::fs::write(
+            &path,
+            "signature_level = \"PADES_B_T\"\n\n[tsa]\n\
+             url = \"https://alice:hunter2@tsa.example/tsr\"\npassword = \"s3cret\"\n\
+             ca = \"/etc/signet/tsa-root.pem\"\n",
+        )
+        .unwrap();
+        let settings = Settings::load(Some(&path), serde_json::json!({})).unwrap();
+        assert_eq!(settings.signature_level, SignatureLevel::PadesBT);
+        assert_eq!(
+            settings.tsa.ca.as_deref(),
+            Some(Path::new("/etc/signet/tsa-root.pem"))
+        );
+        assert_eq!(settings.tsa.timeout_seconds, 10, "the default");
+        let shown = format!("{settings:?}");
+        for secret in ["hunter2", "s3cret", "alice"] {
+            assert!(!shown.contains(secret), "{shown}");
+        }
+        assert!(shown.contains("tsa.example"), "{shown}");
+    }
+
+    #[test]
+    fn an_unknown_signature_level_is_refused_with_the_value_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("signet.toml");
+        std::fs::write(&path, "signature_level = \"PADES_B_X\"\n").unwrap();
+        let error = Settings::load(Some(&path), serde_json::json!({}))
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("PADES_B_X"), "{error}");
+    }
+
+    #[test]
+    fn the_default_signature_level_is_b_lt_and_flags_override_it() {
+        assert_eq!(
+            Settings::default().signature_level,
+            SignatureLevel::PadesBLT
+        );
+        let settings = Settings::load(
+            None,
+            serde_json::json!({"signature_level": "PADES_B_B", "tsa": {"url": "http://t/"}}),
+        )
+        .unwrap();
+        assert_eq!(settings.signature_level, SignatureLevel::PadesBB);
+        assert_eq!(settings.tsa.url.as_deref(), Some("http://t/"));
+        assert_eq!(nest_env_key("TSA_TIMEOUT_SECONDS"), "tsa.timeout_seconds");
+        assert_eq!(nest_env_key("TSA_CA"), "tsa.ca");
+        assert_eq!(nest_env_key("SIGNATURE_LEVEL"), "signature_level");
     }
 
     #[test]

@@ -87,6 +87,13 @@ struct ServeArgs {
     #[command(flatten)]
     #[serde(flatten)]
     connections: ConnectionArgs,
+    /// PAdES level when a request names none: PADES_B_B, PADES_B_T, PADES_B_LT, PADES_B_LTA
+    /// [default: PADES_B_LT].
+    #[arg(long, value_name = "LEVEL")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    signature_level: Option<String>,
+    #[command(flatten)]
+    tsa: TsaArgs,
     #[command(flatten)]
     webhooks: WebhookArgs,
     #[command(flatten)]
@@ -130,6 +137,21 @@ struct WebhookArgs {
     #[arg(long = "webhook-url", value_name = "URL")]
     #[serde(rename = "urls", skip_serializing_if = "Vec::is_empty")]
     webhook_url: Vec<String>,
+}
+
+/// The timestamp authority's flags (`tsa.*` in the settings).
+#[derive(Args, Serialize)]
+struct TsaArgs {
+    /// External RFC 3161 TSA (http or https; basic-auth credentials in the URL or
+    /// SIGNET_TSA_USERNAME / SIGNET_TSA_PASSWORD) [default: Signet's built-in TSA].
+    #[arg(long, value_name = "URL")]
+    #[serde(rename = "url", skip_serializing_if = "Option::is_none")]
+    tsa_url: Option<String>,
+    /// PEM file of the root certificate(s) the external TSA's certificate must chain to
+    /// (required with --tsa-url).
+    #[arg(long, value_name = "FILE")]
+    #[serde(rename = "ca", skip_serializing_if = "Option::is_none")]
+    tsa_ca: Option<PathBuf>,
 }
 
 /// How long clients may take and how many connections each listener serves (both listeners).

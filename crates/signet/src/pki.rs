@@ -61,6 +61,11 @@ pub struct LtvServices {
     /// The TSA certificate as PEM, for `GET /ca/tsa.pem`.
     pub tsa_certificate_pem: String,
     pub ocsp: OcspResponder,
+    /// The responder's own certificate, for the `/DSS` beside the responses it signs.
+    pub ocsp_certificate_der: Vec<u8>,
+    /// The serials of the TSA and responder certificates in service: the responder answers
+    /// "good" for them (they are not in the store), so a B-LT collector finds the TSA's status.
+    pub service_serials: Vec<signet_crypto::ca::SerialNumber>,
 }
 
 impl std::fmt::Debug for Pki {
@@ -189,14 +194,27 @@ impl Pki {
             OcspResponder::new(&ca_der, &files.certificate, &files.key)
                 .context("setting up the OCSP responder")
         };
-        let (_, ocsp) =
+        let (ocsp_files, ocsp) =
             self.load_or_issue_service(data_dir, ServicePurpose::OcspSigning, now, build_ocsp)?;
+        let service_serials = [&tsa_files.certificate, &ocsp_files.certificate]
+            .into_iter()
+            .filter_map(|certificate| {
+                let request =
+                    signet_crypto::ocsp::OcspRequest::for_certificate(certificate, &ca_der).ok()?;
+                match ocsp.identify(request.cert_ids.first()?) {
+                    signet_crypto::ocsp::Lookup::Serial(serial) => Some(serial),
+                    _ => None,
+                }
+            })
+            .collect();
         self.services = Some(LtvServices {
             tsa,
             tsa_certificate_pem: signet_crypto::ca::certificate_pem_from_der(
                 &tsa_files.certificate,
             ),
             ocsp,
+            ocsp_certificate_der: ocsp_files.certificate,
+            service_serials,
         });
         Ok(self)
     }
@@ -330,7 +348,7 @@ impl Pki {
         email: Option<&str>,
         now: OffsetDateTime,
         validity: Duration,
-    ) -> Result<Vec<u8>, signet_crypto::ca::CaError> {
+    ) -> Result<signet_crypto::ca::IssuedCertificate, signet_crypto::ca::CaError> {
         let issued = self.ca.issue(&IssueRequest {
             subject,
             public_key,
@@ -340,7 +358,7 @@ impl Pki {
             email,
             authority_info_access: Some(self.authority_info_access()),
         })?;
-        Ok(issued.der)
+        Ok(issued)
     }
 
     /// Issues a certificate for `public_key`, valid from now for the configured lifetime.

@@ -24,8 +24,11 @@ use crate::jobs::JobRunner;
 use crate::mail::deliver::MailDeliver;
 use crate::mail::Mailer;
 use crate::pki::{load_or_create_ca, write_private, Pki};
+use crate::services::levels::LevelFinisher;
 use crate::services::orders::OrderService;
 use crate::services::signing_links::LinkKey;
+use crate::services::timestamps::TimestampAuthority;
+use crate::services::validation_data::ValidationDataCollector;
 use crate::state::{ApiKeyCache, AppState};
 use crate::store::blobs::BlobStore;
 use crate::store::outbox::{OutboxPolicy, OutboxStore};
@@ -88,6 +91,11 @@ impl Application {
             Pki::new(ca, validity, &public_url)
                 .with_ltv_services(&settings.data_dir, clock.now())?,
         );
+        let timestamps = Arc::new(
+            TimestampAuthority::from_settings(&settings.tsa, pki.clone(), clock.clone())
+                .context("setting up the timestamp authority")?,
+        );
+        tracing::info!(tsa = %timestamps.describe(), signature_level = %settings.signature_level, "timestamps and the default signature level");
         let initial_api_key_file =
             ensure_first_api_key(store.as_ref(), &settings.data_dir, clock.as_ref()).await?;
         let blobs = BlobStore::open(&settings.data_dir).with_context(|| {
@@ -116,17 +124,25 @@ impl Application {
         };
         let blobs = Arc::new(blobs);
         let public_url: Arc<str> = public_url.into();
-        let orders = Arc::new(OrderService::new(
-            store.clone(),
-            blobs.clone(),
-            pki.clone(),
+        let levels = Arc::new(LevelFinisher::new(
+            timestamps.clone(),
+            ValidationDataCollector::new(store.clone(), pki.clone(), clock.clone()),
             clock.clone(),
-            directory.clone(),
-            link_key,
-            public_url.clone(),
         ));
         let mailer = Mailer::from_settings(&settings.smtp, &settings.mail_from)
             .context("setting up mail")?;
+        let orders = Arc::new(
+            OrderService::new(
+                store.clone(),
+                blobs.clone(),
+                pki.clone(),
+                clock.clone(),
+                directory.clone(),
+                link_key,
+                public_url.clone(),
+            )
+            .with_signature_level(levels.clone(), settings.signature_level),
+        );
         let outbox = Arc::new(
             build_outbox(
                 &settings,
@@ -150,6 +166,8 @@ impl Application {
             directory,
             orders,
             mailer,
+            timestamps,
+            levels,
         };
         Ok(Self {
             listener,

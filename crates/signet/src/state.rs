@@ -8,6 +8,7 @@ use crate::config::Settings;
 use crate::directory::Directory;
 use crate::pki::Pki;
 use crate::services::orders::OrderService;
+use crate::services::timestamps::TimestampAuthority;
 use crate::store::blobs::BlobStore;
 use crate::store::Store;
 
@@ -30,6 +31,10 @@ pub struct AppState {
     /// The SMTP mailer, when one is configured (the outbox's mail and the signer codes share
     /// its connection pool).
     pub mailer: Option<crate::mail::Mailer>,
+    /// Where signature timestamps come from: the built-in TSA or `--tsa-url`.
+    pub timestamps: Arc<TimestampAuthority>,
+    /// Raises a signature to its PAdES level (timestamp, `/DSS`, document timestamp).
+    pub levels: Arc<crate::services::levels::LevelFinisher>,
 }
 
 /// Hashes of API keys already seen valid. Keys cannot be deleted through any interface yet, so

@@ -4,6 +4,7 @@
 pub mod document;
 pub mod order;
 pub mod person;
+pub mod signature_level;
 pub mod signer;
 
 pub use document::{DocumentId, DocumentStatus, DocumentTransitionError, Sha256Digest};
@@ -11,4 +12,5 @@ pub use order::{
     LinkType, OrderId, OrderOption, OrderState, OrderTransitionError, PriorityGroup, TaskStatus,
 };
 pub use person::{PersonSource, PersonalNumber, PersonalNumberError, UnknownSource};
+pub use signature_level::{SignatureLevel, UnknownSignatureLevel};
 pub use signer::{IdentifierError, SignerId, SignerStatus, TransitionError, UserId};

@@ -2,6 +2,9 @@
 //! and takes its own dependencies (store, blobs, CA, clock), never `AppState`, so every surface
 //! and job calls the same operations.
 
+pub mod levels;
 pub mod orders;
 pub mod signer_auth;
 pub mod signing_links;
+pub mod timestamps;
+pub mod validation_data;

@@ -14,12 +14,15 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use time::{Duration, OffsetDateTime};
 
+use super::levels::{prepare_options_for, LevelError, LevelFinisher};
 use super::signing_links::{new_link_nonce, token_hash, LinkKey};
 use crate::clock::Clock;
 use crate::directory::{Directory, DirectoryError, PersonAttributes};
 use crate::domain::order::OrderRefusal;
 use crate::domain::person::PersonSource;
-use crate::domain::{LinkType, OrderId, OrderOption, OrderState, PriorityGroup, Sha256Digest};
+use crate::domain::{
+    LinkType, OrderId, OrderOption, OrderState, PriorityGroup, Sha256Digest, SignatureLevel,
+};
 use crate::pki::Pki;
 use crate::store::blobs::{BlobKey, BlobStore, TempBlob};
 use crate::store::orders::{
@@ -27,7 +30,7 @@ use crate::store::orders::{
     OrderDocument, OrderRecord, OrderSignerRecord, OrderUpdate, RecordedSignature, ResolvedPerson,
     SignatureOutcome,
 };
-use crate::store::Store;
+use crate::store::{SignatureCertificateRecord, Store};
 
 /// How long the certificate made for one order signature is valid. Short: it certifies a key
 /// that signs once and is then thrown away; validators check it at the signing time (`/M`).
@@ -94,8 +97,22 @@ pub enum OrderError {
     Upload(#[from] UploadRefusal),
     #[error(transparent)]
     People(#[from] PersonRefusal),
+    /// The signature's level needs a timestamp or validation data that cannot be had now: the
+    /// signature was not recorded and the order is unchanged (503 TIMESTAMP_UNAVAILABLE).
+    #[error("{0}")]
+    TimestampUnavailable(LevelError),
     #[error(transparent)]
     Internal(#[from] anyhow::Error),
+}
+
+impl From<LevelError> for OrderError {
+    fn from(error: LevelError) -> Self {
+        if error.is_unavailable() {
+            OrderError::TimestampUnavailable(error)
+        } else {
+            OrderError::Internal(anyhow::Error::new(error).context("signing the PDF"))
+        }
+    }
 }
 
 impl From<crate::store::StoreError> for OrderError {
@@ -200,6 +217,9 @@ pub struct OrderService {
     links: LinkKey,
     /// Base URL for signing links, without a trailing slash.
     public_url: Arc<str>,
+    /// The level every signer's revision is made at, and what raises it there; `None` signs at
+    /// B-B ([`OrderService::with_signature_level`] sets it at start-up).
+    levels: Option<(Arc<LevelFinisher>, SignatureLevel)>,
 }
 
 /// A signer's view through their link: the order and which of its tasks is theirs.
@@ -246,7 +266,18 @@ impl OrderService {
             locks: OrderLocks::default(),
             links,
             public_url,
+            levels: None,
         }
+    }
+
+    /// Signs every signer's revision at `level` (the server's `--signature-level`).
+    pub fn with_signature_level(
+        mut self,
+        finisher: Arc<LevelFinisher>,
+        level: SignatureLevel,
+    ) -> Self {
+        self.levels = Some((finisher, level));
+        self
     }
 
     /// A fresh link for a signer about to be put on `order_id`.
@@ -692,14 +723,21 @@ impl OrderService {
 
             let now = self.clock.now();
             let person = task.person.clone();
-            let pki = self.pki.clone();
-            let blobs = self.blobs.clone();
+            let signing = Signing {
+                pki: self.pki.clone(),
+                blobs: self.blobs.clone(),
+                store: self.store.clone(),
+                levels: self.levels.clone(),
+                runtime: tokio::runtime::Handle::current(),
+            };
             let input = order.document.blob.clone();
             let file_name = order.document.file_name.clone();
-            let Some(document) = blocking(move || {
-                sign_document(&pki, &blobs, &input, order_id, &person, file_name, now)
+            let span = tracing::Span::current();
+            let Some(document) = tokio::task::spawn_blocking(move || {
+                span.in_scope(|| signing.sign_document(&input, order_id, &person, file_name, now))
             })
-            .await?
+            .await
+            .context("the signing task failed")??
             else {
                 // The version we read was superseded (and removed) by a signature from another
                 // process between our read and our open: read the order again.
@@ -776,105 +814,144 @@ fn remove_blobs(blobs: &BlobStore, keys: &[BlobKey]) {
     }
 }
 
-async fn blocking<T: Send + 'static>(
-    work: impl FnOnce() -> anyhow::Result<T> + Send + 'static,
-) -> anyhow::Result<T> {
-    let span = tracing::Span::current();
-    tokio::task::spawn_blocking(move || span.in_scope(work))
-        .await
-        .context("the signing task failed")?
+/// What signing one revision needs, moved onto a blocking thread.
+struct Signing {
+    pki: Arc<Pki>,
+    blobs: Arc<BlobStore>,
+    store: Arc<dyn Store>,
+    levels: Option<(Arc<LevelFinisher>, SignatureLevel)>,
+    /// For the store and the timestamp authority, asked from the blocking thread.
+    runtime: tokio::runtime::Handle,
 }
 
-/// Certifies a fresh key for this signer and appends their signature revision to a copy of the
-/// order's document, as a new blob. Blocking.
-fn sign_document(
-    pki: &crate::pki::Pki,
-    blobs: &Arc<BlobStore>,
-    input: &BlobKey,
-    order_id: OrderId,
-    person: &crate::store::orders::OrderPerson,
-    file_name: String,
-    now: time::OffsetDateTime,
-) -> anyhow::Result<Option<OrderDocument>> {
-    use ring::signature::{EcdsaKeyPair, KeyPair, ECDSA_P256_SHA256_ASN1_SIGNING};
-    use std::io::{Seek, SeekFrom};
+impl Signing {
+    /// Certifies a fresh key for this signer (recorded first, so the OCSP responder can vouch for
+    /// it) and appends their signature revision, at the server's level, to a copy of the order's
+    /// document, as a new blob. Blocking. `None` when the version read was superseded meanwhile.
+    fn sign_document(
+        &self,
+        input: &BlobKey,
+        order_id: OrderId,
+        person: &crate::store::orders::OrderPerson,
+        file_name: String,
+        now: time::OffsetDateTime,
+    ) -> Result<Option<OrderDocument>, OrderError> {
+        let (pki, blobs) = (&self.pki, &self.blobs);
+        use ring::signature::{EcdsaKeyPair, KeyPair, ECDSA_P256_SHA256_ASN1_SIGNING};
+        use std::io::{Seek, SeekFrom};
 
-    let rng = ring::rand::SystemRandom::new();
-    let pkcs8 = EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_ASN1_SIGNING, &rng)
-        .map_err(|e| anyhow::anyhow!("generating a signing key: {e}"))?;
-    let key = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_ASN1_SIGNING, pkcs8.as_ref(), &rng)
-        .map_err(|e| anyhow::anyhow!("reading the signing key: {e}"))?;
-    // SubjectPublicKeyInfo for an uncompressed P-256 point: the fixed algorithm header
-    // (id-ecPublicKey, prime256v1) and the point as the BIT STRING.
-    const P256_SPKI_PREFIX: [u8; 26] = [
-        0x30, 0x59, 0x30, 0x13, 0x06, 0x07, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x02, 0x01, 0x06, 0x08,
-        0x2a, 0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07, 0x03, 0x42, 0x00,
-    ];
-    let spki = [&P256_SPKI_PREFIX[..], key.public_key().as_ref()].concat();
-    let public_key = PublicKey::from_spki_der(&spki).context("the new key's public key")?;
+        let rng = ring::rand::SystemRandom::new();
+        let pkcs8 = EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_ASN1_SIGNING, &rng)
+            .map_err(|e| anyhow::anyhow!("generating a signing key: {e}"))?;
+        let key = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_ASN1_SIGNING, pkcs8.as_ref(), &rng)
+            .map_err(|e| anyhow::anyhow!("reading the signing key: {e}"))?;
+        // SubjectPublicKeyInfo for an uncompressed P-256 point: the fixed algorithm header
+        // (id-ecPublicKey, prime256v1) and the point as the BIT STRING.
+        const P256_SPKI_PREFIX: [u8; 26] = [
+            0x30, 0x59, 0x30, 0x13, 0x06, 0x07, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x02, 0x01, 0x06,
+            0x08, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07, 0x03, 0x42, 0x00,
+        ];
+        let spki = [&P256_SPKI_PREFIX[..], key.public_key().as_ref()].concat();
+        let public_key = PublicKey::from_spki_der(&spki).context("the new key's public key")?;
 
-    let a = &person.attributes;
-    let name = [a.first_name.as_deref(), a.last_name.as_deref()]
-        .into_iter()
-        .flatten()
-        .map(str::trim)
-        .filter(|s| !s.is_empty())
-        .collect::<Vec<_>>()
-        .join(" ");
-    let common_name = if name.is_empty() {
-        person.identifier.clone()
-    } else {
-        name
-    };
-    let mut subject = Subject::builder().common_name(&common_name);
-    subject = subject.serial_number(&match person.source {
-        PersonSource::External => format!("PNOSE-{}", person.identifier),
-        PersonSource::Internal => person.identifier.clone(),
-    });
-    let email = a
-        .mail
-        .as_deref()
-        .filter(|m| m.contains('@') && m.is_ascii());
-    let certificate = pki
-        .issue_for_signature(
-            &subject.build(),
-            &public_key,
-            email,
-            now,
-            SIGNATURE_CERTIFICATE_VALIDITY,
+        let a = &person.attributes;
+        let name = [a.first_name.as_deref(), a.last_name.as_deref()]
+            .into_iter()
+            .flatten()
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .collect::<Vec<_>>()
+            .join(" ");
+        let common_name = if name.is_empty() {
+            person.identifier.clone()
+        } else {
+            name
+        };
+        let mut subject = Subject::builder().common_name(&common_name);
+        subject = subject.serial_number(&match person.source {
+            PersonSource::External => format!("PNOSE-{}", person.identifier),
+            PersonSource::Internal => person.identifier.clone(),
+        });
+        let email = a
+            .mail
+            .as_deref()
+            .filter(|m| m.contains('@') && m.is_ascii());
+        let issued = pki
+            .issue_for_signature(
+                &subject.build(),
+                &public_key,
+                email,
+                now,
+                SIGNATURE_CERTIFICATE_VALIDITY,
+            )
+            .context("issuing the signature certificate")?;
+        self.runtime
+            .block_on(
+                self.store
+                    .insert_signature_certificate(&SignatureCertificateRecord {
+                        serial: issued.serial,
+                        order_id,
+                        not_before: issued.not_before,
+                        not_after: issued.not_after,
+                        issued_at: now,
+                        revoked_at: None,
+                        revocation_reason: None,
+                    }),
+            )
+            .context("recording the signature certificate")?;
+        let certificate = issued.der;
+
+        let mut source = match blobs.open_read(input) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            other => other.context("opening the order's document")?,
+        };
+        let (temp, mut output) = blobs.create_temp().context("a temporary file")?;
+        let level = self
+            .levels
+            .as_ref()
+            .map_or(SignatureLevel::PadesBB, |(_, level)| *level);
+        let mut options = prepare_options_for(level, PrepareOptions::new(now));
+        options.signer_name = Some(common_name);
+        options.update_id = Some(rand::random());
+        let prepared =
+            signet_pdf::prepare(&mut source, &mut output, &options).context("preparing the PDF")?;
+        let cms = signet_crypto::cms::sign_with_key(
+            &prepared.digest,
+            pkcs8.as_ref(),
+            &certificate,
+            &[pki.ca().certificate_der()],
         )
-        .context("issuing the signature certificate")?;
-
-    let mut source = match blobs.open_read(input) {
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        other => other.context("opening the order's document")?,
-    };
-    let (temp, mut output) = blobs.create_temp().context("a temporary file")?;
-    let mut options = PrepareOptions::new(now);
-    options.signer_name = Some(common_name);
-    options.update_id = Some(rand::random());
-    signet_pdf::sign_with_key(
-        &mut source,
-        &mut output,
-        &options,
-        pkcs8.as_ref(),
-        &certificate,
-        &[pki.ca().certificate_der()],
-    )
-    .context("signing the PDF")?;
-    output.seek(SeekFrom::Start(0))?;
-    let mut hasher = Sha256::new();
-    let size = std::io::copy(&mut output, &mut HashWriter(&mut hasher))?;
-    let key = BlobKey::order_version(order_id, uuid::Uuid::new_v4());
-    blobs
-        .persist(temp, &output, &key)
-        .context("storing the signed PDF")?;
-    Ok(Some(OrderDocument {
-        file_name,
-        blob: key,
-        size,
-        sha256: crate::domain::Sha256Digest::from_bytes(hasher.finalize().into()),
-    }))
+        .context("signing the PDF")?;
+        match &self.levels {
+            Some((finisher, level)) => {
+                finisher.finish(
+                    &self.runtime,
+                    &mut output,
+                    &prepared.byte_range,
+                    &cms,
+                    *level,
+                )?;
+            }
+            None => signet_pdf::embed(&mut output, &prepared.byte_range, &cms)
+                .context("embedding the signature")?,
+        }
+        output
+            .seek(SeekFrom::Start(0))
+            .context("reading the signed PDF")?;
+        let mut hasher = Sha256::new();
+        let size = std::io::copy(&mut output, &mut HashWriter(&mut hasher))
+            .context("hashing the signed PDF")?;
+        let key = BlobKey::order_version(order_id, uuid::Uuid::new_v4());
+        blobs
+            .persist(temp, &output, &key)
+            .context("storing the signed PDF")?;
+        Ok(Some(OrderDocument {
+            file_name,
+            blob: key,
+            size,
+            sha256: crate::domain::Sha256Digest::from_bytes(hasher.finalize().into()),
+        }))
+    }
 }
 
 /// Feeds what is written into a hasher.

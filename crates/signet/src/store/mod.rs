@@ -153,6 +153,19 @@ pub struct RevokedRecord {
     pub reason: RevocationReason,
 }
 
+/// A certificate Signet's CA issued for one signing-order signature: what the OCSP responder
+/// needs to answer for it (the DER is not kept; its subject names the person).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SignatureCertificateRecord {
+    pub serial: SerialNumber,
+    pub order_id: OrderId,
+    pub not_before: OffsetDateTime,
+    pub not_after: OffsetDateTime,
+    pub issued_at: OffsetDateTime,
+    pub revoked_at: Option<OffsetDateTime>,
+    pub revocation_reason: Option<RevocationReason>,
+}
+
 /// A signed CRL.
 #[derive(Debug, Clone)]
 pub struct CrlRecord {
@@ -253,6 +266,18 @@ pub trait Store: outbox::OutboxStore + Send + Sync + 'static {
     async fn latest_crl(&self) -> StoreResult<Option<CrlRecord>>;
     /// Stores a CRL unless one with that number exists already (another replica won); returns whether it was stored.
     async fn insert_crl(&self, crl: &CrlRecord) -> StoreResult<bool>;
+
+    /// Records a certificate issued for a signing-order signature (before it signs anything, so
+    /// the OCSP responder knows it by the time a B-LT collector asks).
+    async fn insert_signature_certificate(
+        &self,
+        certificate: &SignatureCertificateRecord,
+    ) -> StoreResult<()>;
+    /// The signing-order signature certificate with this serial, if Signet issued one.
+    async fn find_signature_certificate(
+        &self,
+        serial: &SerialNumber,
+    ) -> StoreResult<Option<SignatureCertificateRecord>>;
 
     /// Claims up to `limit` ACTIVE signers whose renewal time has come (rows another process holds
     /// are skipped), re-certifies each with `renew`, and stores the results. Returns how many were renewed.

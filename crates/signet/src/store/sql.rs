@@ -20,8 +20,8 @@ use super::orders::{
 };
 use super::{
     CertificateRecord, CrlRecord, Dialect, DocumentRecord, DueRenewal, EnrollOutcome, Enrollment,
-    IssuedFor, NewCertificate, RenewFn, RevokedRecord, SignedFile, SignerRecord, StatusChange,
-    Store, StoreError, StoreResult,
+    IssuedFor, NewCertificate, RenewFn, RevokedRecord, SignatureCertificateRecord, SignedFile,
+    SignerRecord, StatusChange, Store, StoreError, StoreResult,
 };
 use crate::domain::{
     DocumentId, DocumentStatus, OrderId, OrderOption, OrderState, SignerId, SignerStatus, UserId,
@@ -589,6 +589,55 @@ impl Store for SqlStore {
         .execute(&self.writer)
         .await?;
         Ok(result.rows_affected() == 1)
+    }
+
+    async fn insert_signature_certificate(
+        &self,
+        certificate: &SignatureCertificateRecord,
+    ) -> StoreResult<()> {
+        sqlx::query(
+            "INSERT INTO signature_certificates (serial, order_id, not_before, not_after, \
+             issued_at, revoked_at, revocation_reason) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        )
+        .bind(certificate.serial.to_string())
+        .bind(certificate.order_id.to_string())
+        .bind(to_unix(certificate.not_before))
+        .bind(to_unix(certificate.not_after))
+        .bind(to_unix(certificate.issued_at))
+        .bind(certificate.revoked_at.map(to_unix))
+        .bind(certificate.revocation_reason.map(|r| r.as_str().to_owned()))
+        .execute(&self.writer)
+        .await?;
+        Ok(())
+    }
+
+    async fn find_signature_certificate(
+        &self,
+        serial: &SerialNumber,
+    ) -> StoreResult<Option<SignatureCertificateRecord>> {
+        let row = sqlx::query(
+            "SELECT serial, order_id, not_before, not_after, issued_at, revoked_at, \
+             revocation_reason FROM signature_certificates WHERE serial = $1",
+        )
+        .bind(serial.to_string())
+        .fetch_optional(&self.reader)
+        .await?;
+        row.map(|row| {
+            let serial: String = row.try_get("serial")?;
+            let order_id: String = row.try_get("order_id")?;
+            let revoked_at: Option<i64> = row.try_get("revoked_at")?;
+            let reason: Option<String> = row.try_get("revocation_reason")?;
+            Ok(SignatureCertificateRecord {
+                serial: parse_serial(&serial)?,
+                order_id: OrderId::parse(&order_id).map_err(corrupt("order id"))?,
+                not_before: from_unix(row.try_get("not_before")?)?,
+                not_after: from_unix(row.try_get("not_after")?)?,
+                issued_at: from_unix(row.try_get("issued_at")?)?,
+                revoked_at: revoked_at.map(from_unix).transpose()?,
+                revocation_reason: reason.as_deref().map(parse_reason).transpose()?,
+            })
+        })
+        .transpose()
     }
 
     #[tracing::instrument(skip(self, renew))]

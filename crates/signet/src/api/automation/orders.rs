@@ -39,6 +39,11 @@ impl From<OrderError> for ApiError {
                 refusal.to_string(),
             ),
             OrderError::People(refusal) => ApiError::validation(refusal.to_string()),
+            OrderError::TimestampUnavailable(error) => ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                ErrorCode::TimestampUnavailable,
+                format!("{error}; nothing was changed, try again later"),
+            ),
             OrderError::Internal(error) => ApiError::Internal(error),
         }
     }

@@ -19,7 +19,8 @@ use super::error::{ApiError, ErrorCode};
 use super::extract::{ApiJson, ApiPath};
 use crate::api::ranged::{self, StoredFile};
 use crate::api::upload::{PartHead, UploadReader};
-use crate::domain::{DocumentId, DocumentStatus, Sha256Digest, SignerId};
+use crate::domain::{DocumentId, DocumentStatus, Sha256Digest, SignatureLevel, SignerId};
+use crate::services::levels::{LevelError, LevelFinisher};
 use crate::state::AppState;
 use crate::store::blobs::{BlobKey, BlobStore, TempBlob};
 use crate::store::{DocumentRecord, SignedFile};
@@ -294,7 +295,10 @@ async fn upload(
 
     let document_id = DocumentId::new_random();
     tracing::Span::current().record("document.id", tracing::field::display(&document_id));
-    let mut options = PrepareOptions::new(state.clock.now());
+    // Room for a signature timestamp whatever the level: the client names the level only when it
+    // posts the signature, and the placeholder cannot grow then. 8 KiB of DER (16 KiB of hex
+    // zeros) more per prepared file is cheaper than a document that has to be uploaded again.
+    let mut options = PrepareOptions::new(state.clock.now()).with_timestamp_reserve();
     // Unique per upload: the same PDF uploaded twice in one second for one signer must not get
     // the same data to be signed, or a signature for one could be posted for the other.
     options.update_id = Some(*document_id.as_bytes());
@@ -495,6 +499,7 @@ async fn delete(
 #[serde(rename_all = "camelCase")]
 struct SignRequest {
     signature: Option<String>,
+    /// `PADES_B_B` … `PADES_B_LTA`; the server's `--signature-level` when absent.
     signature_level: Option<String>,
 }
 
@@ -522,23 +527,35 @@ fn invalid_signature(message: impl Into<String>) -> ApiError {
 /// and the document SIGNED. A filled placeholder on a WAITING document is what an attempt
 /// that never committed (a crash, a failed commit) leaves; the next attempt clears and
 /// refills it. Bytes a client can download are therefore never rewritten.
+///
+/// Levels from B-LT up append revisions (`/DSS`, a document timestamp) after the prepared file's
+/// end; an attempt that fails (no timestamp, no validation data) cuts the file back to that end
+/// and empties the placeholder before it lets go of the lock, and a refill does the same first.
 struct Fill {
     file: std::fs::File,
     blob: BlobKey,
     byte_range: ByteRange,
     cms: Vec<u8>,
+    level: SignatureLevel,
+    levels: std::sync::Arc<LevelFinisher>,
+    runtime: tokio::runtime::Handle,
+    /// The file's length once finished.
+    len: u64,
     /// The placeholder was already filled: see [`Fill::refill`].
     stale: bool,
 }
 
 impl Fill {
-    /// Opens and locks the prepared file and fills its placeholder with `cms`, durably, unless
-    /// it is already filled (`stale`). Blocking.
+    /// Opens and locks the prepared file and fills its placeholder with `cms` at `level`,
+    /// durably, unless it is already filled (`stale`). Blocking.
     fn claim(
         blobs: &BlobStore,
         blob: &BlobKey,
         byte_range: ByteRange,
         cms: Vec<u8>,
+        level: SignatureLevel,
+        levels: std::sync::Arc<LevelFinisher>,
+        runtime: tokio::runtime::Handle,
     ) -> Result<Self, ApiError> {
         let lost =
             || ApiError::illegal("the document was signed or deleted by another request meanwhile");
@@ -562,29 +579,62 @@ impl Fill {
             blob: blob.clone(),
             byte_range,
             cms,
+            level,
+            levels,
+            runtime,
+            len: byte_range.file_len(),
             stale: false,
         };
-        match signet_pdf::embed(&mut fill.file, &byte_range, &fill.cms) {
-            Ok(()) => {}
-            Err(PdfError::PlaceholderMismatch(_))
-                if !signet_pdf::placeholder_is_empty(&mut fill.file, &byte_range)
-                    .map_err(embed_error)? =>
-            {
-                fill.stale = true;
-                return Ok(fill);
-            }
-            Err(e) => return Err(embed_error(e)),
+        if !signet_pdf::placeholder_is_empty(&mut fill.file, &byte_range).map_err(embed_error)? {
+            fill.stale = true;
+            return Ok(fill);
         }
-        fill.sync()?;
+        fill.finish()?;
         Ok(fill)
     }
 
-    /// Clears a placeholder left filled by an attempt that never committed and fills it with
-    /// this attempt's signature. Blocking; call only with the document still WAITING.
+    /// Fills the empty placeholder and raises the signature to its level; on failure the file
+    /// is put back as it was prepared.
+    fn finish(&mut self) -> Result<(), ApiError> {
+        match self.levels.finish(
+            &self.runtime,
+            &mut self.file,
+            &self.byte_range,
+            &self.cms,
+            self.level,
+        ) {
+            Ok(len) => {
+                self.len = len;
+                self.sync()
+            }
+            Err(error) => {
+                if let Err(reset) = self.reset() {
+                    tracing::error!(error = ?reset, "could not put the prepared PDF back");
+                }
+                Err(level_error(error))
+            }
+        }
+    }
+
+    /// Cuts the file back to the prepared revision and empties its placeholder.
+    fn reset(&mut self) -> Result<(), ApiError> {
+        self.file
+            .set_len(self.byte_range.file_len())
+            .map_err(io_error("cutting the PDF back"))?;
+        if !signet_pdf::placeholder_is_empty(&mut self.file, &self.byte_range)
+            .map_err(embed_error)?
+        {
+            signet_pdf::clear_placeholder(&mut self.file, &self.byte_range).map_err(embed_error)?;
+        }
+        self.sync()
+    }
+
+    /// Clears a placeholder (and revisions after it) left by an attempt that never committed
+    /// and fills it with this attempt's signature. Blocking; call only with the document still
+    /// WAITING.
     fn refill(mut self) -> Result<Self, ApiError> {
-        signet_pdf::clear_placeholder(&mut self.file, &self.byte_range).map_err(embed_error)?;
-        signet_pdf::embed(&mut self.file, &self.byte_range, &self.cms).map_err(embed_error)?;
-        self.sync()?;
+        self.reset()?;
+        self.finish()?;
         self.stale = false;
         Ok(self)
     }
@@ -598,6 +648,20 @@ impl Fill {
     }
 }
 
+/// A level that cannot be reached now is the outside world's (503, the document stays
+/// WAITING); anything else is ours.
+fn level_error(error: LevelError) -> ApiError {
+    if error.is_unavailable() {
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            ErrorCode::TimestampUnavailable,
+            format!("{error}; the document is still WAITING, try again later"),
+        )
+    } else {
+        ApiError::Internal(anyhow::Error::new(error).context("finishing the signature"))
+    }
+}
+
 fn embed_error(e: PdfError) -> ApiError {
     ApiError::Internal(anyhow::Error::new(e).context("embedding the CMS"))
 }
@@ -608,19 +672,12 @@ async fn sign(
     ApiPath(raw_id): ApiPath<String>,
     ApiJson(request): ApiJson<SignRequest>,
 ) -> Result<Json<SignResponse>, ApiError> {
-    match request.signature_level.as_deref() {
-        None | Some("PADES_B_B") => {}
-        Some("PADES_B_T") => {
-            return Err(ApiError::validation(
-                "signatureLevel PADES_B_T needs a timestamp authority, and none is configured",
-            ))
-        }
-        Some(other) => {
-            return Err(ApiError::validation(format!(
-                "field signatureLevel must be PADES_B_B or PADES_B_T, not {other:?}"
-            )))
-        }
-    }
+    let level = match request.signature_level.as_deref() {
+        None => state.settings.signature_level,
+        Some(raw) => raw
+            .parse::<SignatureLevel>()
+            .map_err(|e| ApiError::validation(format!("field signatureLevel: {e}")))?,
+    };
     let encoded = request
         .signature
         .as_deref()
@@ -662,6 +719,8 @@ async fn sign(
         .ok_or_else(|| ApiError::Internal(anyhow::anyhow!("waiting document without its file")))?;
     let ca_der = state.pki.ca().certificate_der().to_vec();
     let byte_range = ByteRange(document.byte_range);
+    let levels = state.levels.clone();
+    let runtime = tokio::runtime::Handle::current();
     let verify_and_fill = move |blobs: std::sync::Arc<BlobStore>| -> Result<Fill, ApiError> {
         let verified = signet_crypto::verify::verify_with_certificate(
             &certificate.der,
@@ -682,7 +741,15 @@ async fn sign(
             &[&ca_der],
         )
         .map_err(|e| ApiError::Internal(anyhow::Error::new(e).context("building SignedData")))?;
-        Fill::claim(&blobs, &prepared_blob, byte_range, cms)
+        Fill::claim(
+            &blobs,
+            &prepared_blob,
+            byte_range,
+            cms,
+            level,
+            levels,
+            runtime,
+        )
     };
     // From the claim to the commit this runs as its own task: a client that hangs up must not
     // release the lock while the commit is still queued (see `Fill`).
@@ -705,7 +772,7 @@ async fn sign(
             }
             let signed = SignedFile {
                 blob: fill.blob.clone(),
-                size: byte_range.file_len(),
+                size: fill.len,
             };
             let won = state
                 .store

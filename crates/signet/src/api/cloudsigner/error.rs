@@ -16,6 +16,7 @@ pub enum ErrorCode {
     CsrInvalidSignature,
     DocumentUpload,
     DocumentInvalidSignature,
+    TimestampUnavailable,
 }
 
 impl ErrorCode {
@@ -29,6 +30,7 @@ impl ErrorCode {
             ErrorCode::CsrInvalidSignature => "CSR_INVALID_SIGNATURE_ERROR",
             ErrorCode::DocumentUpload => "DOCUMENT_UPLOAD_ERROR",
             ErrorCode::DocumentInvalidSignature => "DOCUMENT_INVALID_SIGNATURE_ERROR",
+            ErrorCode::TimestampUnavailable => "TIMESTAMP_UNAVAILABLE",
         }
     }
 }
@@ -118,6 +120,30 @@ impl ApiError {
 impl From<crate::store::StoreError> for ApiError {
     fn from(error: crate::store::StoreError) -> Self {
         ApiError::Internal(error.into())
+    }
+}
+
+/// The signature level asked for needs a timestamp that cannot be had now: nothing was changed,
+/// the client may try again (503, so proxies and clients treat it as transient).
+impl From<crate::services::timestamps::TimestampUnavailable> for ApiError {
+    fn from(error: crate::services::timestamps::TimestampUnavailable) -> Self {
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            ErrorCode::TimestampUnavailable,
+            format!("no timestamp could be had ({error}); nothing was changed, try again later"),
+        )
+    }
+}
+
+impl From<crate::services::timestamps::StampError> for ApiError {
+    fn from(error: crate::services::timestamps::StampError) -> Self {
+        use crate::services::timestamps::StampError;
+        match error {
+            StampError::Unavailable(unavailable) => unavailable.into(),
+            StampError::Cms(cms) => ApiError::Internal(
+                anyhow::Error::new(cms).context("adding the signature timestamp"),
+            ),
+        }
     }
 }
 

@@ -27,6 +27,7 @@ use signet_crypto::tsp;
 
 use super::error::{ApiError, ErrorCode};
 use crate::pki::{LtvServices, OCSP_VALIDITY};
+use crate::services::validation_data::certificate_status;
 use crate::state::AppState;
 
 const TIMESTAMP_QUERY: &str = "application/timestamp-query";
@@ -183,22 +184,17 @@ async fn answer_ocsp(state: &AppState, der: &[u8]) -> Result<Response, ApiError>
     let mut statuses = Vec::with_capacity(lookups.len());
     for lookup in lookups {
         let status = match lookup {
-            Lookup::Serial(serial) => match state.store.find_certificate(&serial).await {
-                Ok(Some(record)) => match (record.revoked_at, record.revocation_reason) {
-                    (Some(revoked_at), reason) => CertificateStatus::Revoked {
-                        revoked_at,
-                        reason: reason.unwrap_or(signet_crypto::ca::RevocationReason::Unspecified),
-                    },
-                    (None, _) => CertificateStatus::Good,
-                },
-                Ok(None) => CertificateStatus::Unknown,
-                Err(error) => {
-                    tracing::error!(error = %error, "OCSP status lookup failed");
-                    return Ok(ocsp_reply(error_response(
-                        OcspResponseStatus::InternalError,
-                    )));
+            Lookup::Serial(serial) => {
+                match certificate_status(state.store.as_ref(), services(state)?, &serial).await {
+                    Ok(status) => status,
+                    Err(error) => {
+                        tracing::error!(error = %error, "OCSP status lookup failed");
+                        return Ok(ocsp_reply(error_response(
+                            OcspResponseStatus::InternalError,
+                        )));
+                    }
                 }
-            },
+            }
             Lookup::Unknown | Lookup::ForeignIssuer => CertificateStatus::Unknown,
         };
         statuses.push(status);

@@ -384,6 +384,18 @@ async fn act(
             t.order_ended,
             &token,
         ),
+        // No timestamp or validation data now (fail closed): nothing was recorded, the signer
+        // may try again.
+        Err(OrderError::TimestampUnavailable(error)) => {
+            tracing::warn!(order.id = %order_id, %error, "a signature waits for the timestamp authority");
+            message(
+                StatusCode::SERVICE_UNAVAILABLE,
+                lang,
+                t.unavailable_title,
+                t.unavailable_text,
+                &token,
+            )
+        }
         Err(error @ (OrderError::Internal(_) | OrderError::Upload(_) | OrderError::People(_))) => {
             tracing::error!(order.id = %order_id, error = format!("{error:#}"), "a signer's action failed");
             message(
