@@ -307,20 +307,11 @@ impl OrderService {
     /// lookup is by the token's hash, so its time does not depend on how much of a guess is
     /// right.
     pub async fn access_by_token(&self, token: &str) -> Result<Option<SignerAccess>, OrderError> {
-        let Some((order_id, position)) = self
+        let found = self
             .store
-            .find_task_by_token_hash(&token_hash(token))
-            .await?
-        else {
-            return Ok(None);
-        };
-        let Some(order) = self.store.find_order(&order_id).await? else {
-            return Ok(None);
-        };
-        if !order.signers.iter().any(|s| s.position == position) {
-            return Ok(None);
-        }
-        Ok(Some(SignerAccess { order, position }))
+            .find_order_by_token_hash(&token_hash(token))
+            .await?;
+        Ok(found.map(|(order, position)| SignerAccess { order, position }))
     }
 
     /// A MAC under a key derived from the link key for `purpose` (the signer pages' CSRF

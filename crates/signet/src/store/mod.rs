@@ -378,11 +378,12 @@ pub trait Store: outbox::OutboxStore + Send + Sync + 'static {
     async fn order_events(&self, order_id: &OrderId) -> StoreResult<Vec<EventRecord>>;
     async fn events_named(&self, name: &str) -> StoreResult<Vec<EventRecord>>;
     async fn find_login(&self, internal_id: &str) -> StoreResult<Option<LoginRecord>>;
-    /// The order and task position whose signing link has this token hash (an indexed lookup).
-    async fn find_task_by_token_hash(
+    /// The order whose signer's link has this token hash, and that signer's position, in one
+    /// read (the signer pages' lookup).
+    async fn find_order_by_token_hash(
         &self,
         token_hash: &str,
-    ) -> StoreResult<Option<(OrderId, i64)>>;
+    ) -> StoreResult<Option<(OrderRecord, i64)>>;
     /// Stores a fresh one-time code for a task (its hash and expiry; attempts back to zero).
     /// False when there is no such task.
     async fn set_signer_otp(

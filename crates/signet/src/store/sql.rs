@@ -987,11 +987,11 @@ impl Store for SqlStore {
         self.find_login_sql(internal_id).await
     }
 
-    async fn find_task_by_token_hash(
+    async fn find_order_by_token_hash(
         &self,
         token_hash: &str,
-    ) -> StoreResult<Option<(OrderId, i64)>> {
-        self.find_task_by_token_hash_sql(token_hash).await
+    ) -> StoreResult<Option<(OrderRecord, i64)>> {
+        self.find_order_by_token_hash_sql(token_hash).await
     }
 
     async fn set_signer_otp(

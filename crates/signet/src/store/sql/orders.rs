@@ -210,6 +210,22 @@ const SELECT_SIGNERS: &str =
      l.internal_id FROM order_signers s JOIN logins l ON l.id = s.login_id \
      WHERE s.order_id = $1 ORDER BY s.position";
 
+/// An order and all its signers in one statement, found through one signer's token hash; each
+/// row carries the order's columns and one signer's, and `link_holder` marks the token's own.
+const SELECT_ORDER_BY_TOKEN_HASH: &str =
+    "SELECT o.order_id, o.title, o.description, o.state, o.link_type, o.tags, \
+     o.options, o.solicitor_identifier, o.solicitor_first_name, o.solicitor_last_name, \
+     o.solicitor_mail, o.solicitor_mobile, o.document_name, o.document_blob, o.document_size, \
+     o.document_sha256, o.signatures, o.revision, o.due_at, o.created_at, o.updated_at, \
+     l.internal_id AS solicitor_internal_id, l.source AS solicitor_source, \
+     s.position, s.source, s.identifier, s.first_name, s.last_name, \
+     s.mail, s.mobile, s.priority_group, s.status, s.action_at, s.reject_reason, s.link_nonce, \
+     sl.internal_id, CAST(CASE WHEN s.token_hash = $1 THEN 1 ELSE 0 END AS BIGINT) AS link_holder \
+     FROM orders o JOIN logins l ON l.id = o.solicitor_login \
+     JOIN order_signers s ON s.order_id = o.order_id JOIN logins sl ON sl.id = s.login_id \
+     WHERE o.order_id = (SELECT t.order_id FROM order_signers t WHERE t.token_hash = $1) \
+     ORDER BY s.position";
+
 fn order_from_rows(row: &AnyRow, signer_rows: &[AnyRow]) -> StoreResult<OrderRecord> {
     let order_id: String = row.try_get("order_id")?;
     let state: String = row.try_get("state")?;
@@ -887,22 +903,30 @@ impl SqlStore {
         rows.iter().map(event_from_row).collect()
     }
 
-    pub(crate) async fn find_task_by_token_hash_sql(
+    /// The order whose signer holds this link, with that signer's position, in one query: the
+    /// order's columns and every signer's, joined (their column names do not overlap), so a
+    /// signer page costs one read, and an unknown token costs the same read as a known one.
+    pub(crate) async fn find_order_by_token_hash_sql(
         &self,
         token_hash: &str,
-    ) -> StoreResult<Option<(OrderId, i64)>> {
-        let row = sqlx::query("SELECT order_id, position FROM order_signers WHERE token_hash = $1")
+    ) -> StoreResult<Option<(OrderRecord, i64)>> {
+        let rows = sqlx::query(SELECT_ORDER_BY_TOKEN_HASH)
             .bind(token_hash)
-            .fetch_optional(&self.reader)
+            .fetch_all(&self.reader)
             .await?;
-        row.map(|row| {
-            let order_id: String = row.try_get("order_id")?;
-            Ok((
-                OrderId::parse(&order_id).map_err(corrupt("order id"))?,
-                row.try_get("position")?,
-            ))
-        })
-        .transpose()
+        let Some(first) = rows.first() else {
+            return Ok(None);
+        };
+        let mut holder = None;
+        for row in &rows {
+            if row.try_get::<i64, _>("link_holder")? != 0 {
+                holder = Some(row.try_get::<i64, _>("position")?);
+            }
+        }
+        let Some(position) = holder else {
+            return Ok(None);
+        };
+        Ok(Some((order_from_rows(first, &rows)?, position)))
     }
 
     pub(crate) async fn find_login_sql(
