@@ -16,10 +16,11 @@ use crate::clock::Clock;
 use crate::store::outbox::{Channel, OutboxMessage, OutboxStore};
 
 /// How many rows one claim takes.
-const CLAIM_BATCH: i64 = 200;
+const CLAIM_BATCH: i64 = 500;
 /// How many messages of one channel are in flight at once (the mailer keeps as many SMTP
 /// connections: more senders than pooled connections would open and close the extra ones).
-pub const CONCURRENCY: usize = 16;
+/// 32 stays well under common per-client connection limits of SMTP servers (Postfix: 50).
+pub const CONCURRENCY: usize = 32;
 /// How many results are being recorded at once. Recording is a small write that waits for its
 /// commit; a second stage lets the senders go on meanwhile (and lets SQLite's group commit take
 /// many marks in one flush).
