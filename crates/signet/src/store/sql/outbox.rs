@@ -317,22 +317,8 @@ impl SqlStore {
         error: &str,
         next_attempt_at: OffsetDateTime,
     ) -> StoreResult<()> {
-        let error = error.to_owned();
-        self.write(move |tx| {
-            Box::pin(async move {
-                sqlx::query(
-                    "UPDATE outbox SET next_attempt_at = $1, last_error = $2, claimed_until = NULL \
-                     WHERE id = $3 AND delivered_at IS NULL",
-                )
-                .bind(to_unix(next_attempt_at))
-                .bind(error)
-                .bind(id)
-                .execute(&mut *tx)
-                .await?;
-                Ok(())
-            })
-        })
-        .await
+        self.release_undelivered(id, Undelivered::RetryAt, next_attempt_at, error)
+            .await
     }
 
     pub(crate) async fn outbox_gave_up_sql(
@@ -341,18 +327,28 @@ impl SqlStore {
         error: &str,
         now: OffsetDateTime,
     ) -> StoreResult<()> {
+        self.release_undelivered(id, Undelivered::GaveUpAt, now, error)
+            .await
+    }
+
+    /// Releases the claim on a message that was not delivered, recording why and either when to
+    /// try again or when it was given up. A message already delivered is left alone.
+    async fn release_undelivered(
+        &self,
+        id: i64,
+        what: Undelivered,
+        at: OffsetDateTime,
+        error: &str,
+    ) -> StoreResult<()> {
         let error = error.to_owned();
         self.write(move |tx| {
             Box::pin(async move {
-                sqlx::query(
-                    "UPDATE outbox SET gave_up_at = $1, last_error = $2, claimed_until = NULL \
-                     WHERE id = $3 AND delivered_at IS NULL",
-                )
-                .bind(to_unix(now))
-                .bind(error)
-                .bind(id)
-                .execute(&mut *tx)
-                .await?;
+                sqlx::query(what.statement())
+                    .bind(to_unix(at))
+                    .bind(error)
+                    .bind(id)
+                    .execute(&mut *tx)
+                    .await?;
                 Ok(())
             })
         })
@@ -430,5 +426,29 @@ impl SqlStore {
             })
         })
         .await
+    }
+}
+
+/// What an undelivered message's time column says.
+#[derive(Clone, Copy)]
+enum Undelivered {
+    /// `next_attempt_at`: sent again from then on.
+    RetryAt,
+    /// `gave_up_at`: never sent again.
+    GaveUpAt,
+}
+
+impl Undelivered {
+    fn statement(self) -> &'static str {
+        match self {
+            Undelivered::RetryAt => {
+                "UPDATE outbox SET next_attempt_at = $1, last_error = $2, claimed_until = NULL \
+                 WHERE id = $3 AND delivered_at IS NULL"
+            }
+            Undelivered::GaveUpAt => {
+                "UPDATE outbox SET gave_up_at = $1, last_error = $2, claimed_until = NULL \
+                 WHERE id = $3 AND delivered_at IS NULL"
+            }
+        }
     }
 }
