@@ -7,5 +7,7 @@ pub mod ca;
 pub mod cms;
 pub mod csr;
 pub mod ocsp;
+pub mod oid;
+pub mod revocation;
 pub mod tsp;
 pub mod verify;

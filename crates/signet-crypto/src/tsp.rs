@@ -29,9 +29,10 @@ use time::OffsetDateTime;
 use x509_cert::attr::Attribute;
 use x509_cert::ext::pkix::name::GeneralName;
 use x509_cert::Certificate;
-use x509_tsp::{Accuracy, MessageImprint, TimeStampReq, TspVersion, TstInfo};
+use x509_tsp::{Accuracy, MessageImprint, TspVersion};
 
 use crate::cms::{algorithm_identifier, oid_der, tlv};
+pub use crate::oid::PolicyId;
 
 /// `id-ct-TSTInfo` (RFC 3161 §2.4.2): the eContentType of a timestamp token.
 pub const ID_CT_TST_INFO: ObjectIdentifier =
@@ -156,6 +157,42 @@ struct TimeStampResponse {
     token: Option<cms::content_info::ContentInfo>,
 }
 
+/// `TimeStampReq` (RFC 3161 §2.4.1) as `x509_tsp` has it, but with a [`PolicyId`] that takes
+/// arcs beyond 32 bits (a `2.25` UUID policy, Signet's own among them).
+#[derive(Clone, Debug, der::Sequence)]
+struct TimeStampReq {
+    version: TspVersion,
+    message_imprint: MessageImprint,
+    #[asn1(optional = "true")]
+    req_policy: Option<PolicyId>,
+    #[asn1(optional = "true")]
+    nonce: Option<Int>,
+    #[asn1(default = "Default::default")]
+    cert_req: bool,
+    #[asn1(context_specific = "0", tag_mode = "IMPLICIT", optional = "true")]
+    extensions: Option<x509_cert::ext::Extensions>,
+}
+
+/// `TSTInfo` (RFC 3161 §2.4.2) as `x509_tsp` has it, with a [`PolicyId`] policy.
+#[derive(Clone, Debug, der::Sequence)]
+struct TstInfo {
+    version: TspVersion,
+    policy: PolicyId,
+    message_imprint: MessageImprint,
+    serial_number: Int,
+    gen_time: GeneralizedTime,
+    #[asn1(optional = "true")]
+    accuracy: Option<Accuracy>,
+    #[asn1(default = "Default::default")]
+    ordering: bool,
+    #[asn1(optional = "true")]
+    nonce: Option<Int>,
+    #[asn1(context_specific = "0", tag_mode = "EXPLICIT", optional = "true")]
+    tsa: Option<GeneralName>,
+    #[asn1(context_specific = "1", tag_mode = "IMPLICIT", optional = "true")]
+    extensions: Option<x509_cert::ext::Extensions>,
+}
+
 /// A timestamp request that was refused: the failure bit and a sentence for `statusString`.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 #[error("timestamp request refused ({info:?}): {reason}")]
@@ -183,7 +220,7 @@ pub struct TimeStampRequest {
     /// The hashed message (exactly the algorithm's output length).
     pub hashed_message: Vec<u8>,
     /// The policy the requester asks for, if any.
-    pub policy: Option<ObjectIdentifier>,
+    pub policy: Option<PolicyId>,
     /// The nonce as the INTEGER's content octets, echoed verbatim in the token.
     pub nonce: Option<Vec<u8>>,
     /// Whether the TSA's certificate must be in the token.
@@ -267,7 +304,7 @@ impl TimeStampRequest {
         let request = TimeStampReq {
             version: TspVersion::V1,
             message_imprint: self.message_imprint()?,
-            req_policy: self.policy,
+            req_policy: self.policy.clone(),
             nonce: self.nonce.as_deref().map(Int::new).transpose()?,
             cert_req: self.cert_req,
             extensions: None,
@@ -326,7 +363,7 @@ pub struct TimeStampAuthority {
     signing_certificate: Attribute,
     /// `tsa [0] EXPLICIT GeneralName` (directoryName of the certificate's subject).
     tsa_name: GeneralName,
-    policy: ObjectIdentifier,
+    policy: PolicyId,
     accuracy_seconds: u64,
     serial_prefix: [u8; 8],
     counter: AtomicU64,
@@ -357,9 +394,10 @@ impl TimeStampAuthority {
     pub fn new(
         certificate_der: &[u8],
         private_key_pkcs8_der: &[u8],
-        policy: ObjectIdentifier,
+        policy: impl Into<PolicyId>,
         accuracy_seconds: u64,
     ) -> Result<Self, TspError> {
+        let policy = policy.into();
         let rng = ring::rand::SystemRandom::new();
         let key = EcdsaKeyPair::from_pkcs8(
             &ring_signature::ECDSA_P256_SHA256_ASN1_SIGNING,
@@ -425,8 +463,8 @@ impl TimeStampAuthority {
     }
 
     /// The policy every token is issued under.
-    pub fn policy(&self) -> ObjectIdentifier {
-        self.policy
+    pub fn policy(&self) -> &PolicyId {
+        &self.policy
     }
 
     /// Answers a DER `TimeStampReq` with a DER `TimeStampResp`: granted with a token, or a
@@ -462,8 +500,8 @@ impl TimeStampAuthority {
     }
 
     fn check_policy(&self, request: &TimeStampRequest) -> Result<(), Rejection> {
-        match request.policy {
-            Some(policy) if policy != self.policy => Err(Rejection::new(
+        match &request.policy {
+            Some(policy) if *policy != self.policy => Err(Rejection::new(
                 FailureInfo::UnacceptedPolicy,
                 format!("this TSA issues under policy {}, not {policy}", self.policy),
             )),
@@ -483,7 +521,7 @@ impl TimeStampAuthority {
             .map_err(|_| TspError::Setup("the clock is before 1970".into()))?;
         let tst_info = TstInfo {
             version: TspVersion::V1,
-            policy: self.policy,
+            policy: self.policy.clone(),
             message_imprint: request.message_imprint()?,
             serial_number: Int::new(&serial)?,
             gen_time: GeneralizedTime::from_unix_duration(std::time::Duration::from_secs(seconds))?,
@@ -644,7 +682,7 @@ pub struct VerifiedTimestamp {
     /// The token's serial number (INTEGER content octets).
     pub serial: Vec<u8>,
     /// The policy it was issued under.
-    pub policy: ObjectIdentifier,
+    pub policy: PolicyId,
     /// The TSA certificate that signed it.
     pub tsa_certificate_der: Vec<u8>,
     /// The token itself (DER ContentInfo), ready to embed.
@@ -652,7 +690,7 @@ pub struct VerifiedTimestamp {
 }
 
 /// What a token must prove and whom to trust.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct Expectation<'a> {
     /// The imprint's algorithm and value the token must carry.
     pub hash_algorithm: HashAlgorithm,
@@ -661,7 +699,7 @@ pub struct Expectation<'a> {
     /// The nonce sent in the request (INTEGER content octets), which the token must echo.
     pub nonce: Option<&'a [u8]>,
     /// The policy the token must carry, if the relying party insists on one.
-    pub policy: Option<ObjectIdentifier>,
+    pub policy: Option<PolicyId>,
     /// DER certificates trusted as roots for the TSA's chain.
     pub trust_anchors: &'a [&'a [u8]],
     /// Further DER certificates (the TSA's own, intermediates) when the token does not carry them.
@@ -759,8 +797,8 @@ pub fn verify_token(
             "the token's nonce is not the one sent".into(),
         ));
     }
-    if let Some(policy) = expected.policy {
-        if tst_info.policy != policy {
+    if let Some(policy) = &expected.policy {
+        if tst_info.policy != *policy {
             return Err(TspError::Invalid(format!(
                 "the token's policy is {}, not {policy}",
                 tst_info.policy
@@ -954,7 +992,7 @@ fn check_ess_certificate<'a>(
 }
 
 /// Verifies a signature by the key of `certificate_der` with the algorithm a SignerInfo names.
-fn verify_signature(
+pub(crate) fn verify_signature(
     certificate_der: &[u8],
     algorithm: ObjectIdentifier,
     message: &[u8],

@@ -29,6 +29,30 @@ enum Command {
     Ca(CaCommand),
     /// Create or upgrade the database schema, then exit.
     Migrate(StoreArgs),
+    /// Operate on signing orders.
+    #[command(subcommand)]
+    Order(OrderCommand),
+}
+
+#[derive(Subcommand)]
+enum OrderCommand {
+    /// Revoke the certificate of one signer's signature on an order (CRL and OCSP say revoked).
+    #[command(name = "revoke-signature")]
+    RevokeSignature(RevokeSignatureArgs),
+}
+
+#[derive(Args)]
+struct RevokeSignatureArgs {
+    #[command(flatten)]
+    store: StoreArgs,
+    /// The order's id.
+    order_id: String,
+    /// The signer's internal id on that order (as `GET /orders/{id}` shows it).
+    signer_internal_id: String,
+    /// RFC 5280 reason: unspecified, keyCompromise, affiliationChanged, superseded,
+    /// cessationOfOperation, certificateHold, privilegeWithdrawn.
+    #[arg(long, default_value = "unspecified")]
+    reason: String,
 }
 
 #[derive(Subcommand)]
@@ -241,6 +265,21 @@ async fn main() -> anyhow::Result<()> {
             signet::startup::prepare_data_dir(&settings.data_dir)?;
             let ca = signet::pki::load_or_create_ca(&settings.data_dir, clock.now())?;
             print!("{}", ca.certificate_pem());
+            Ok(())
+        }
+        Command::Order(OrderCommand::RevokeSignature(args)) => {
+            let settings = Settings::load(args.store.config.as_deref(), &args.store)?;
+            let lines = signet::services::signature_revocation::revoke_signature_command(
+                &settings,
+                &args.order_id,
+                &args.signer_internal_id,
+                &args.reason,
+                clock.now(),
+            )
+            .await?;
+            for line in lines {
+                println!("{line}");
+            }
             Ok(())
         }
         Command::Migrate(args) => {

@@ -34,10 +34,12 @@ const SERVICE_RENEWAL_MARGIN: Duration = Duration::days(90);
 pub const OCSP_VALIDITY: Duration = Duration::days(1);
 /// The TSA's accuracy (RFC 3161 `Accuracy`): genTime has whole seconds.
 const TSA_ACCURACY_SECONDS: u64 = 1;
-/// The policy Signet's TSA issues under. Signet has no registered OID arc; this one sits under
-/// IANA's reserved private-enterprise number 0, so it cannot collide with anyone's policy.
-/// An operator with a documented policy will want to set their own (not configurable yet).
-pub const TSA_POLICY_OID: &str = "1.3.6.1.4.1.0.3161.1";
+/// The policy Signet's TSA issues under: an OID under ITU-T X.667's `2.25` arc, whose next arc
+/// is a UUID read as an integer (UUID 3f78df2f-d386-4416-b3f2-7cc841d5f5bb, generated once for
+/// Signet's TSA policy and fixed here). No registration is needed and no one else's policy can
+/// have it. It names what Signet's TSA does: genTime from the server's clock in whole seconds,
+/// accuracy one second, one token per request, no ordering.
+pub const TSA_POLICY_OID: &str = "2.25.84368966124002786473139849535287588283";
 
 /// The CA plus the rules it issues by.
 pub struct Pki {
@@ -180,12 +182,17 @@ impl Pki {
         data_dir: &Path,
         now: OffsetDateTime,
     ) -> anyhow::Result<Self> {
-        let policy = TSA_POLICY_OID
+        let policy: signet_crypto::oid::PolicyId = TSA_POLICY_OID
             .parse()
             .map_err(|e| anyhow::anyhow!("the TSA policy OID {TSA_POLICY_OID}: {e}"))?;
         let build_tsa = |files: &ServiceFiles| {
-            TimeStampAuthority::new(&files.certificate, &files.key, policy, TSA_ACCURACY_SECONDS)
-                .context("setting up the timestamp authority")
+            TimeStampAuthority::new(
+                &files.certificate,
+                &files.key,
+                policy.clone(),
+                TSA_ACCURACY_SECONDS,
+            )
+            .context("setting up the timestamp authority")
         };
         let (tsa_files, tsa) =
             self.load_or_issue_service(data_dir, ServicePurpose::TimeStamping, now, build_tsa)?;
@@ -196,8 +203,10 @@ impl Pki {
         };
         let (ocsp_files, ocsp) =
             self.load_or_issue_service(data_dir, ServicePurpose::OcspSigning, now, build_ocsp)?;
+        let retired = retired_service_certificates(data_dir);
         let service_serials = [&tsa_files.certificate, &ocsp_files.certificate]
             .into_iter()
+            .chain(retired.iter())
             .filter_map(|certificate| {
                 let request =
                     signet_crypto::ocsp::OcspRequest::for_certificate(certificate, &ca_der).ok()?;
@@ -319,6 +328,7 @@ impl Pki {
                 authority_info_access: Some(self.authority_info_access()),
             })
             .context("issuing a service certificate")?;
+        self.retire_service_certificate(data_dir, &certificate_path, now);
         // New files beside the old, then renamed over them; a crash between the two renames
         // leaves a pair that does not match, which the next start replaces.
         let key_pem = signet_crypto::ca::private_key_pem_from_der(&key);
@@ -337,6 +347,40 @@ impl Pki {
             certificate: issued.der,
             key,
         })
+    }
+
+    /// Keeps a copy of the service certificate about to be replaced in `ca/retired/`, so the
+    /// responder goes on answering "good" for it: tokens and responses it signed are in
+    /// documents, and a validator asking about it later must not hear "unknown". Best effort: a
+    /// failure is logged, and only costs that answer.
+    fn retire_service_certificate(&self, data_dir: &Path, path: &Path, now: OffsetDateTime) {
+        let Ok(pem) = std::fs::read_to_string(path) else {
+            return;
+        };
+        let Ok(der) = signet_crypto::ca::der_from_pem(&pem, "CERTIFICATE") else {
+            return;
+        };
+        // Only this CA's: a certificate of an earlier CA is not this responder's to answer for.
+        if signet_crypto::ocsp::OcspRequest::for_certificate(&der, self.ca.certificate_der())
+            .is_err()
+        {
+            return;
+        }
+        let dir = retired_dir(data_dir);
+        let name = path
+            .file_stem()
+            .map_or_else(|| "service".into(), |s| s.to_string_lossy().into_owned());
+        let target = dir.join(format!(
+            "{name}-{}-{}.pem",
+            now.unix_timestamp(),
+            rand::random::<u32>()
+        ));
+        let outcome = create_private_dir_all(&dir)
+            .map_err(anyhow::Error::from)
+            .and_then(|()| write_private(&target, pem.as_bytes()));
+        if let Err(error) = outcome {
+            tracing::warn!(error = format!("{error:#}"), "could not keep the replaced service certificate; the responder will call it unknown");
+        }
     }
 
     /// Issues the certificate for one signing-order signature: `public_key` is a key Signet made
@@ -455,6 +499,24 @@ impl Pki {
             _ => self.refresh_crl(store, now).await,
         }
     }
+}
+
+/// Where replaced TSA and responder certificates are kept.
+fn retired_dir(data_dir: &Path) -> PathBuf {
+    data_dir.join("ca").join("retired")
+}
+
+/// The DER of every certificate kept in `ca/retired/` (unreadable files are skipped).
+fn retired_service_certificates(data_dir: &Path) -> Vec<Vec<u8>> {
+    let Ok(entries) = std::fs::read_dir(retired_dir(data_dir)) else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .filter_map(|entry| std::fs::read_to_string(entry.path()).ok())
+        .filter_map(|pem| signet_crypto::ca::der_from_pem(&pem, "CERTIFICATE").ok())
+        .map(|der| der.to_vec())
+        .collect()
 }
 
 /// A CRL is refreshed once half its validity has passed, so relying parties never hold an expired one.

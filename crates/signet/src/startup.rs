@@ -126,7 +126,8 @@ impl Application {
         let public_url: Arc<str> = public_url.into();
         let levels = Arc::new(LevelFinisher::new(
             timestamps.clone(),
-            ValidationDataCollector::new(store.clone(), pki.clone(), clock.clone()),
+            ValidationDataCollector::new(store.clone(), pki.clone(), clock.clone())
+                .with_external(timestamps.external_revocation()),
             clock.clone(),
         ));
         let mailer = Mailer::from_settings(&settings.smtp, &settings.mail_from)

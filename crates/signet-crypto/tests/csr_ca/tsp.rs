@@ -45,7 +45,7 @@ fn expectation<'a>(
         hash_algorithm: request.hash_algorithm,
         hashed_message: &request.hashed_message,
         nonce: request.nonce.as_deref(),
-        policy: Some(POLICY),
+        policy: Some(POLICY.into()),
         trust_anchors: anchors,
         extra_certificates: &[],
     }
@@ -156,7 +156,7 @@ fn without_cert_req_the_certificate_must_be_supplied() {
 fn an_unknown_policy_sha1_and_garbage_are_rejected_with_their_failure_info() {
     let fixture = fixture();
     let mut foreign_policy = request(b"doc", 6);
-    foreign_policy.policy = Some(ObjectIdentifier::new_unwrap("1.2.3.4.2"));
+    foreign_policy.policy = Some(ObjectIdentifier::new_unwrap("1.2.3.4.2").into());
     let reply = fixture
         .tsa
         .respond(&foreign_policy.to_der().unwrap(), now());

@@ -2,8 +2,10 @@
 //! and takes its own dependencies (store, blobs, CA, clock), never `AppState`, so every surface
 //! and job calls the same operations.
 
+pub mod external_revocation;
 pub mod levels;
 pub mod orders;
+pub mod signature_revocation;
 pub mod signer_auth;
 pub mod signing_links;
 pub mod timestamps;

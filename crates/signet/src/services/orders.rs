@@ -725,7 +725,9 @@ impl OrderService {
             let file_name = order.document.file_name.clone();
             let span = tracing::Span::current();
             let Some(document) = tokio::task::spawn_blocking(move || {
-                span.in_scope(|| signing.sign_document(&input, order_id, &person, file_name, now))
+                span.in_scope(|| {
+                    signing.sign_document(&input, order_id, position, &person, file_name, now)
+                })
             })
             .await
             .context("the signing task failed")??
@@ -823,6 +825,7 @@ impl Signing {
         &self,
         input: &BlobKey,
         order_id: OrderId,
+        position: i64,
         person: &crate::store::orders::OrderPerson,
         file_name: String,
         now: time::OffsetDateTime,
@@ -882,6 +885,7 @@ impl Signing {
                     .insert_signature_certificate(&SignatureCertificateRecord {
                         serial: issued.serial,
                         order_id,
+                        signer_position: Some(position),
                         not_before: issued.not_before,
                         not_after: issued.not_after,
                         issued_at: now,

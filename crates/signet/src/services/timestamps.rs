@@ -209,6 +209,26 @@ impl TimestampAuthority {
         )?)
     }
 
+    /// For an external TSA, the source of revocation data for its chain (B-LT and B-LTA need
+    /// it): the same trust anchors and timeout. `None` for the built-in TSA, whose chain is
+    /// Signet's own.
+    pub fn external_revocation(&self) -> Option<super::external_revocation::ExternalRevocation> {
+        let Self::External(external) = self else {
+            return None;
+        };
+        match super::external_revocation::ExternalRevocation::new(
+            external.trust_anchors.clone(),
+            external.timeout,
+        ) {
+            Ok(fetcher) => Some(fetcher),
+            Err(error) => {
+                // Without it every B-LT signature fails closed (503), which says what is wrong.
+                tracing::error!(%error, "the HTTP client for the TSA's revocation data cannot be built");
+                None
+            }
+        }
+    }
+
     /// `built-in` or the external TSA's URL without credentials, for logs.
     pub fn describe(&self) -> String {
         match self {

@@ -12,8 +12,9 @@
 //!
 //! Fails closed: a certificate Signet's CA issued whose status it does not know, a responder
 //! that is not set up, or a CRL that cannot be had is an error, never a `/DSS` without it.
-//! Certificates from other CAs (an external TSA's chain) are included as they are, without
-//! revocation data: fetching it over their AIA and CRL distribution points is not done yet.
+//! Certificates from other CAs (an external TSA's chain) get theirs from outside, through
+//! [`ExternalRevocation`]: their issuer, an OCSP response and the CRL, fetched and checked; a
+//! certificate of another CA with no such source configured is an error too.
 
 use std::sync::Arc;
 
@@ -21,6 +22,7 @@ use signet_crypto::ca::{RevocationReason, SerialNumber};
 use signet_crypto::ocsp::{CertificateStatus, Lookup, OcspRequest};
 use signet_pdf::ValidationData;
 
+use super::external_revocation::ExternalRevocation;
 use crate::clock::Clock;
 use crate::pki::{LtvServices, Pki, OCSP_VALIDITY};
 use crate::store::{Store, StoreResult};
@@ -41,6 +43,12 @@ pub enum ValidationDataUnavailable {
     Store(String),
     #[error("the CA's CRL could not be had: {0}")]
     Crl(String),
+    /// A certificate of another CA (an external TSA's) without a way to check it.
+    #[error("a certificate from another CA is in the chain, and no external revocation source is set up")]
+    NoExternalSource,
+    /// An external TSA's chain whose revocation data cannot be had.
+    #[error("{0}")]
+    External(String),
 }
 
 /// The status Signet's OCSP responder gives `serial` (of a certificate Signet's CA issued):
@@ -77,11 +85,23 @@ pub struct ValidationDataCollector {
     store: Arc<dyn Store>,
     pki: Arc<Pki>,
     clock: Arc<dyn Clock>,
+    external: Option<ExternalRevocation>,
 }
 
 impl ValidationDataCollector {
     pub fn new(store: Arc<dyn Store>, pki: Arc<Pki>, clock: Arc<dyn Clock>) -> Self {
-        Self { store, pki, clock }
+        Self {
+            store,
+            pki,
+            clock,
+            external: None,
+        }
+    }
+
+    /// Where revocation data for other CAs' certificates (an external TSA's chain) comes from.
+    pub fn with_external(mut self, external: Option<ExternalRevocation>) -> Self {
+        self.external = external;
+        self
     }
 
     /// Everything that validates the CMS `signed_data_der` (a signature, or a document
@@ -125,8 +145,19 @@ impl ValidationDataCollector {
         }
         let mut ours = false;
         for certificate in certificates.iter().filter(|c| c.as_slice() != ca_der) {
-            // Not issued by Signet's CA (checked by signature): another CA's, included as is.
+            // Not issued by Signet's CA (checked by signature): another CA's. A root needs
+            // nothing; any other gets its revocation data from outside, or the signature waits.
             let Ok(request) = OcspRequest::for_certificate(certificate, ca_der) else {
+                if signet_crypto::revocation::is_self_signed(certificate) {
+                    continue;
+                }
+                let external = self
+                    .external
+                    .as_ref()
+                    .ok_or(ValidationDataUnavailable::NoExternalSource)?;
+                external
+                    .collect(certificate, &certificates, now, &mut data)
+                    .await?;
                 continue;
             };
             ours = true;

@@ -159,6 +159,9 @@ pub struct RevokedRecord {
 pub struct SignatureCertificateRecord {
     pub serial: SerialNumber,
     pub order_id: OrderId,
+    /// The position of the signer's task on the order; `None` for certificates recorded before
+    /// the signer was kept (migration 0009).
+    pub signer_position: Option<i64>,
     pub not_before: OffsetDateTime,
     pub not_after: OffsetDateTime,
     pub issued_at: OffsetDateTime,
@@ -278,6 +281,17 @@ pub trait Store: outbox::OutboxStore + Send + Sync + 'static {
         &self,
         serial: &SerialNumber,
     ) -> StoreResult<Option<SignatureCertificateRecord>>;
+    /// Revokes, at `now` for `reason`, every certificate issued for the signature of the signer at
+    /// `signer_position` on `order_id` that is not revoked yet (an earlier revocation keeps its
+    /// time and reason). Returns all of that signer's certificates as they are afterwards, each
+    /// with whether this call revoked it.
+    async fn revoke_signature_certificates(
+        &self,
+        order_id: &OrderId,
+        signer_position: i64,
+        reason: RevocationReason,
+        now: OffsetDateTime,
+    ) -> StoreResult<Vec<(SignatureCertificateRecord, bool)>>;
 
     /// Claims up to `limit` ACTIVE signers whose renewal time has come (rows another process holds
     /// are skipped), re-certifies each with `renew`, and stores the results. Returns how many were renewed.

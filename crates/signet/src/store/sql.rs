@@ -93,6 +93,31 @@ fn parse_reason(raw: &str) -> StoreResult<RevocationReason> {
     raw.parse().map_err(|e: String| StoreError::Corrupt(e))
 }
 
+/// The columns [`signature_certificate_from_row`] reads (a macro: queries are literals).
+macro_rules! signature_certificate_columns {
+    () => {
+        "serial, order_id, signer_position, not_before, not_after, issued_at, revoked_at, \
+         revocation_reason"
+    };
+}
+
+fn signature_certificate_from_row(row: &AnyRow) -> StoreResult<SignatureCertificateRecord> {
+    let serial: String = row.try_get("serial")?;
+    let order_id: String = row.try_get("order_id")?;
+    let revoked_at: Option<i64> = row.try_get("revoked_at")?;
+    let reason: Option<String> = row.try_get("revocation_reason")?;
+    Ok(SignatureCertificateRecord {
+        serial: parse_serial(&serial)?,
+        order_id: OrderId::parse(&order_id).map_err(corrupt("order id"))?,
+        signer_position: row.try_get("signer_position")?,
+        not_before: from_unix(row.try_get("not_before")?)?,
+        not_after: from_unix(row.try_get("not_after")?)?,
+        issued_at: from_unix(row.try_get("issued_at")?)?,
+        revoked_at: revoked_at.map(from_unix).transpose()?,
+        revocation_reason: reason.as_deref().map(parse_reason).transpose()?,
+    })
+}
+
 fn signer_from_row(row: &AnyRow) -> StoreResult<SignerRecord> {
     let signer_id: String = row.try_get("signer_id")?;
     let user_id: String = row.try_get("user_id")?;
@@ -534,7 +559,10 @@ impl Store for SqlStore {
 
     async fn revoked_certificates(&self) -> StoreResult<Vec<RevokedRecord>> {
         let rows = sqlx::query(
+            // Both kinds of certificate the CA issues: CloudSigner signers' and order signatures'.
             "SELECT serial, revoked_at, revocation_reason FROM certificates \
+             WHERE revoked_at IS NOT NULL \
+             UNION ALL SELECT serial, revoked_at, revocation_reason FROM signature_certificates \
              WHERE revoked_at IS NOT NULL ORDER BY revoked_at, serial",
         )
         .fetch_all(&self.reader)
@@ -597,7 +625,8 @@ impl Store for SqlStore {
     ) -> StoreResult<()> {
         sqlx::query(
             "INSERT INTO signature_certificates (serial, order_id, not_before, not_after, \
-             issued_at, revoked_at, revocation_reason) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+             issued_at, revoked_at, revocation_reason, signer_position) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
         )
         .bind(certificate.serial.to_string())
         .bind(certificate.order_id.to_string())
@@ -606,6 +635,7 @@ impl Store for SqlStore {
         .bind(to_unix(certificate.issued_at))
         .bind(certificate.revoked_at.map(to_unix))
         .bind(certificate.revocation_reason.map(|r| r.as_str().to_owned()))
+        .bind(certificate.signer_position)
         .execute(&self.writer)
         .await?;
         Ok(())
@@ -615,29 +645,60 @@ impl Store for SqlStore {
         &self,
         serial: &SerialNumber,
     ) -> StoreResult<Option<SignatureCertificateRecord>> {
-        let row = sqlx::query(
-            "SELECT serial, order_id, not_before, not_after, issued_at, revoked_at, \
-             revocation_reason FROM signature_certificates WHERE serial = $1",
-        )
+        let row = sqlx::query(concat!(
+            "SELECT ",
+            signature_certificate_columns!(),
+            " FROM signature_certificates WHERE serial = $1"
+        ))
         .bind(serial.to_string())
         .fetch_optional(&self.reader)
         .await?;
-        row.map(|row| {
-            let serial: String = row.try_get("serial")?;
-            let order_id: String = row.try_get("order_id")?;
-            let revoked_at: Option<i64> = row.try_get("revoked_at")?;
-            let reason: Option<String> = row.try_get("revocation_reason")?;
-            Ok(SignatureCertificateRecord {
-                serial: parse_serial(&serial)?,
-                order_id: OrderId::parse(&order_id).map_err(corrupt("order id"))?,
-                not_before: from_unix(row.try_get("not_before")?)?,
-                not_after: from_unix(row.try_get("not_after")?)?,
-                issued_at: from_unix(row.try_get("issued_at")?)?,
-                revoked_at: revoked_at.map(from_unix).transpose()?,
-                revocation_reason: reason.as_deref().map(parse_reason).transpose()?,
+        row.as_ref().map(signature_certificate_from_row).transpose()
+    }
+
+    async fn revoke_signature_certificates(
+        &self,
+        order_id: &OrderId,
+        signer_position: i64,
+        reason: RevocationReason,
+        now: OffsetDateTime,
+    ) -> StoreResult<Vec<(SignatureCertificateRecord, bool)>> {
+        let mut tx = self.begin_write().await?;
+        let rows = sqlx::query(concat!(
+            "SELECT ",
+            signature_certificate_columns!(),
+            " FROM signature_certificates \
+             WHERE order_id = $1 AND signer_position = $2 ORDER BY issued_at, serial"
+        ))
+        .bind(order_id.to_string())
+        .bind(signer_position)
+        .fetch_all(&mut *tx)
+        .await?;
+        // Only rows not revoked yet: a second revocation keeps the first's time and reason, which
+        // the CRL and OCSP have already published.
+        sqlx::query(
+            "UPDATE signature_certificates SET revoked_at = $1, revocation_reason = $2 \
+             WHERE order_id = $3 AND signer_position = $4 AND revoked_at IS NULL",
+        )
+        .bind(to_unix(now))
+        .bind(reason.as_str().to_owned())
+        .bind(order_id.to_string())
+        .bind(signer_position)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        let revoked_at = from_unix(to_unix(now))?;
+        rows.iter()
+            .map(|row| {
+                let mut record = signature_certificate_from_row(row)?;
+                let newly = record.revoked_at.is_none();
+                if newly {
+                    record.revoked_at = Some(revoked_at);
+                    record.revocation_reason = Some(reason);
+                }
+                Ok((record, newly))
             })
-        })
-        .transpose()
+            .collect()
     }
 
     #[tracing::instrument(skip(self, renew))]

@@ -205,8 +205,10 @@ async fn a_tsa_that_is_down_leaves_the_order_unchanged_and_it_signs_once_the_tsa
     let url = tsa.url("/tsr");
     drop(tsa);
     let root = openssl_tsa_pki().join("root.pem");
+    // B-T: this TSA's certificate names no OCSP responder and no CRL, so B-LT with it is
+    // refused (signature_revocation.rs); B-T is what it can give.
     let app = spawn_with(Db::Sqlite, |s| {
-        s.signature_level = SignatureLevel::PadesBLT;
+        s.signature_level = SignatureLevel::PadesBT;
         s.tsa.url = Some(url.clone());
         s.tsa.ca = Some(root.clone());
         s.tsa.timeout_seconds = 5;
@@ -265,12 +267,12 @@ async fn a_tsa_that_is_down_leaves_the_order_unchanged_and_it_signs_once_the_tsa
 // ---- The CloudSigner flow: openssl as the device ----
 
 /// An enrolled device (its key is the test's, as a phone's would be).
-struct Device {
+pub(crate) struct Device {
     key: DeviceKey,
     signer_id: String,
 }
 
-async fn enrolled(app: &TestApp, signer_id: &str, kind: KeyKind) -> Device {
+pub(crate) async fn enrolled(app: &TestApp, signer_id: &str, kind: KeyKind) -> Device {
     let key = device_key(kind, signer_id);
     app.enroll(signer_id, &key.csr_pem).await;
     Device {
@@ -280,7 +282,7 @@ async fn enrolled(app: &TestApp, signer_id: &str, kind: KeyKind) -> Device {
 }
 
 /// Uploads a two-page PDF for the device's signer; returns (documentId, hash).
-async fn upload(app: &TestApp, device: &Device) -> (String, String) {
+pub(crate) async fn upload(app: &TestApp, device: &Device) -> (String, String) {
     let form = Form::new().text("signerId", device.signer_id.clone()).part(
         "file",
         Part::bytes(classic_pdf(2))
@@ -327,7 +329,7 @@ fn device_sign(device: &Device, hash_b64: &str) -> String {
 }
 
 /// Posts the device's signature, with `level` when given.
-async fn post_signature(
+pub(crate) async fn post_signature(
     app: &TestApp,
     device: &Device,
     document_id: &str,
@@ -349,7 +351,7 @@ async fn download(app: &TestApp, document_id: &str) -> Vec<u8> {
 }
 
 /// The document's status from the store (the API has no read of a document's status).
-async fn document_status(app: &TestApp, document_id: &str) -> String {
+pub(crate) async fn document_status(app: &TestApp, document_id: &str) -> String {
     let id = signet::domain::DocumentId::parse(document_id).unwrap();
     let document = app.state.store.find_document(&id).await.unwrap().unwrap();
     document.status.to_string()
@@ -443,6 +445,8 @@ async fn a_device_signature_with_the_tsa_down_is_503_and_the_document_signs_once
     drop(tsa);
     let root = openssl_tsa_pki().join("root.pem");
     let app = spawn_with(Db::Sqlite, |s| {
+        // B-T by default: B-LT needs revocation data this TSA's certificate does not point to.
+        s.signature_level = SignatureLevel::PadesBT;
         s.tsa.url = Some(url.clone());
         s.tsa.ca = Some(root.clone());
         s.tsa.timeout_seconds = 5;

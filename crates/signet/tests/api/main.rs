@@ -24,6 +24,7 @@ mod pages;
 mod pages_browser;
 mod pages_otp;
 mod pdf_bombs;
+mod signature_revocation;
 mod signature_timestamps;
 mod signer_story;
 mod signers;
