@@ -315,3 +315,59 @@ async fn a_tsa_whose_certificate_names_no_revocation_source_cannot_give_b_lt_and
     assert_eq!(response.status(), 200, "{}", response.text().await.unwrap());
     assert_eq!(document_status(&app, &document_id).await, "SIGNED");
 }
+
+/// Asks `app`'s responder over HTTP about `certificate_der`; openssl's reading of the answer
+/// (signature not checked: the manual clock is years ahead of openssl's).
+async fn status_text(app: &TestApp, certificate_der: &[u8], dir: &Path) -> String {
+    let ca_der = app.state.pki.ca().certificate_der().to_vec();
+    let request = signet_crypto::ocsp::OcspRequest::for_certificate(certificate_der, &ca_der)
+        .unwrap()
+        .to_der()
+        .unwrap();
+    let response = app
+        .client
+        .post(app.url("/ca/ocsp"))
+        .header("content-type", "application/ocsp-request")
+        .body(request)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let der = write(dir, "response.der", &response.bytes().await.unwrap());
+    let (ok, text) = openssl_in(
+        dir,
+        &[
+            "ocsp",
+            "-respin",
+            der.to_str().unwrap(),
+            "-resp_text",
+            "-noverify",
+        ],
+    );
+    assert!(ok, "{text}");
+    text
+}
+
+#[tokio::test]
+async fn a_replaced_tsa_certificate_stays_known_to_the_responder() {
+    let app = spawn_with(Db::Sqlite, |_| {}).await.unwrap();
+    let old_pem = app.get("/ca/tsa.pem").await.text().await.unwrap();
+    let old = signet_crypto::ca::der_from_pem(&old_pem, "CERTIFICATE")
+        .unwrap()
+        .to_vec();
+    let (data_dir, url, clock) = app.stop().await;
+    // Past the service certificates' renewal point (three years, less 90 days): a restart
+    // replaces them.
+    clock.advance(time::Duration::days(365 * 3));
+    let app = crate::helpers::start(data_dir, url, clock).await;
+    let new_pem = app.get("/ca/tsa.pem").await.text().await.unwrap();
+    assert_ne!(new_pem, old_pem, "the TSA certificate was replaced");
+    let dir = tempfile::tempdir().unwrap();
+    let text = status_text(&app, &old, dir.path()).await;
+    assert!(text.contains("Cert Status: good"), "{text}");
+    let new = signet_crypto::ca::der_from_pem(&new_pem, "CERTIFICATE")
+        .unwrap()
+        .to_vec();
+    let text = status_text(&app, &new, dir.path()).await;
+    assert!(text.contains("Cert Status: good"), "{text}");
+}
