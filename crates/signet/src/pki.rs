@@ -65,8 +65,10 @@ pub struct LtvServices {
     pub ocsp: OcspResponder,
     /// The responder's own certificate, for the `/DSS` beside the responses it signs.
     pub ocsp_certificate_der: Vec<u8>,
-    /// The serials of the TSA and responder certificates in service: the responder answers
-    /// "good" for them (they are not in the store), so a B-LT collector finds the TSA's status.
+    /// The serials of the TSA and responder certificates in service and of those they replaced
+    /// (`ca/retired/`): the responder answers "good" for them (they are not in the store), so a
+    /// B-LT collector finds the TSA's status, and a validator asking about an old one later does
+    /// not hear "unknown".
     pub service_serials: Vec<signet_crypto::ca::SerialNumber>,
 }
 

@@ -8,5 +8,6 @@ mod ca;
 mod csr;
 mod ltv_support;
 mod ocsp;
+mod revocation;
 mod support;
 mod tsp;
