@@ -474,6 +474,28 @@ mod tests {
     }
 
     #[test]
+    fn the_readme_configuration_table_names_every_setting_with_its_variable() {
+        let readme = include_str!("../../../../README.md");
+        let table: String = readme
+            .lines()
+            .filter(|line| line.starts_with("| "))
+            .collect::<Vec<_>>()
+            .join("\n");
+        let missing: Vec<String> = KnownKeys::of_settings()
+            .leaves()
+            .filter(|key| {
+                !table.contains(&format!("`{key}`"))
+                    || !table.contains(&format!("`{}", env_name(key)))
+            })
+            .map(|key| format!("{key} ({})", env_name(key)))
+            .collect();
+        assert!(
+            missing.is_empty(),
+            "README.md's configuration table lacks {missing:?}"
+        );
+    }
+
+    #[test]
     fn a_typo_finds_the_nearest_key() {
         let known = KnownKeys::of_settings();
         assert_eq!(
