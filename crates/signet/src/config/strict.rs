@@ -39,6 +39,10 @@ pub const NON_SETTINGS_VARIABLES: &[&str] = &[
     "FUZZ_JOBS",
 ];
 
+/// Prefixes of `SIGNET_*` variables that belong to the test suite, CI, benchmarks and fuzzing
+/// (`SIGNET_TEST_POSTGRES_URL`, `SIGNET_FUZZ_JOBS`, …): a spawned `signet` inherits them.
+pub const NON_SETTINGS_PREFIXES: &[&str] = &["TEST_", "CI_", "BENCH_", "FUZZ_"];
+
 /// The dotted keys the settings have: leaves (scalars, lists, unset options) and tables.
 #[derive(Debug, Clone)]
 pub struct KnownKeys {
@@ -204,7 +208,10 @@ fn walk_dict(prefix: String, dict: &Dict, check: &mut dyn FnMut(&str) -> bool) {
 /// settings must not see.
 pub fn is_non_setting_variable(name: &str) -> bool {
     let upper = name.to_ascii_uppercase();
-    NON_SETTINGS_VARIABLES.contains(&upper.as_str())
+    (NON_SETTINGS_VARIABLES.contains(&upper.as_str())
+        || NON_SETTINGS_PREFIXES
+            .iter()
+            .any(|prefix| upper.starts_with(prefix)))
         && !KnownKeys::of_settings().knows(&super::nest_env_key(name))
 }
 
@@ -517,6 +524,7 @@ mod tests {
                 ("SIGNET_JOB_INTERVAL_SECOND".to_owned(), "5".to_owned()),
                 ("SIGNET_LOG".to_owned(), "debug".to_owned()),
                 ("SIGNET_ORACLE_VENV".to_owned(), "/v".to_owned()),
+                ("SIGNET_TEST_SOMETHING_NEW".to_owned(), "1".to_owned()),
                 ("SIGNET_WEBHOOK_URL".to_owned(), "http://x/".to_owned()),
                 ("PATH".to_owned(), "/bin".to_owned()),
             ]

@@ -674,3 +674,30 @@ async fn a_backup_taken_under_load_restores_every_acknowledged_document_intact()
         }
     }
 }
+
+#[tokio::test]
+async fn a_backup_on_postgresql_copies_documents_and_keys_and_points_to_pg_dump() {
+    let Some(app) = spawn_app_on(Db::Postgres).await else {
+        return;
+    };
+    let order_id = app
+        .create_order(&[person("INTERNAL", "sAMAccountName=jdoe", None)])
+        .await;
+    assert!(!order_id.is_empty());
+    let root = tempfile::tempdir().unwrap();
+    let dest = root.path().join("backup");
+    let output = signet_on(
+        app.data_dir.path(),
+        &app.database_url,
+        &["backup", dest.to_str().unwrap()],
+    );
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    assert!(output.status.success(), "{stderr}");
+    assert!(stderr.contains("pg_dump"), "{stderr}");
+    assert!(!dest.join("signet.db").exists());
+    assert!(dest.join("ca/ca.key").exists());
+    let manifest: Value =
+        serde_json::from_slice(&std::fs::read(dest.join("signet-backup.json")).unwrap()).unwrap();
+    assert_eq!(manifest["database"], "postgresql");
+    assert_eq!(manifest["blobs"], 1, "the order's PDF: {manifest}");
+}
