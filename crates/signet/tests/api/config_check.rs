@@ -244,11 +244,11 @@ fn an_unreachable_postgresql_fails_naming_its_host_and_never_the_password() {
             format!("127.0.0.1:{silent_port}"),
             "no answer within 5 s",
         ),
-        // Refused at once.
+        // Refused at once, and said so.
         (
             format!("postgres://postgres:pgsecret@127.0.0.1:{closed_port}/x"),
             format!("127.0.0.1:{closed_port}"),
-            "",
+            "refused",
         ),
     ] {
         let output = signet_within(
