@@ -10,9 +10,11 @@ use std::path::{Path, PathBuf};
 
 use crate::domain::SignatureLevel;
 
+pub mod strict;
+
 /// Everything `signet serve` can be told.
 #[derive(Clone, Serialize, Deserialize)]
-#[serde(default)]
+#[serde(default, deny_unknown_fields)]
 pub struct Settings {
     /// Directory for the SQLite file, document blobs, the CA key and the first API key.
     pub data_dir: PathBuf,
@@ -76,7 +78,7 @@ pub struct Settings {
 /// The timestamp authority Signet asks for every timestamp. Environment: `SIGNET_TSA_<FIELD>`;
 /// TOML: `[tsa]`; flags `--tsa-url`, `--tsa-ca`.
 #[derive(Clone, Serialize, Deserialize)]
-#[serde(default)]
+#[serde(default, deny_unknown_fields)]
 pub struct TsaSettings {
     /// An external RFC 3161 TSA (`http://` or `https://`, credentials allowed in the userinfo);
     /// unset means Signet's built-in TSA.
@@ -124,7 +126,7 @@ impl fmt::Debug for TsaSettings {
 
 /// The SMTP server. Environment: `SIGNET_SMTP_<FIELD>`; TOML: `[smtp]`.
 #[derive(Clone, Serialize, Deserialize)]
-#[serde(default)]
+#[serde(default, deny_unknown_fields)]
 pub struct SmtpSettings {
     /// `smtp://host:port` (plain), `smtp://host:port?tls=required` (STARTTLS) or
     /// `smtps://host:port` (implicit TLS); may carry `user:password@`.
@@ -161,7 +163,7 @@ impl fmt::Debug for SmtpSettings {
 /// Webhooks (Standard Webhooks): `--webhook-url` (repeatable), `SIGNET_WEBHOOK_URL`
 /// (comma-separated), `webhooks.urls`; `SIGNET_WEBHOOK_SECRET`, `webhooks.secret`.
 #[derive(Clone, Default, Serialize, Deserialize)]
-#[serde(default)]
+#[serde(default, deny_unknown_fields)]
 pub struct WebhookSettings {
     /// Absolute http(s) URLs; empty means no webhooks.
     #[serde(deserialize_with = "list_or_comma_separated")]
@@ -203,7 +205,7 @@ where
 
 /// The Automation API listener: off unless enabled, because the API trusts its callers.
 #[derive(Clone, Debug, Serialize, Deserialize)]
-#[serde(default)]
+#[serde(default, deny_unknown_fields)]
 pub struct AutomationApiSettings {
     /// `--enable-automation-api`, `SIGNET_AUTOMATION_API_ENABLED`, `automation_api.enabled`.
     pub enabled: bool,
@@ -223,7 +225,7 @@ impl Default for AutomationApiSettings {
 /// How INTERNAL people are found in an LDAP directory (Active Directory or OpenLDAP).
 /// Environment: `SIGNET_LDAP_<FIELD>`; TOML: `[ldap]`.
 #[derive(Clone, Serialize, Deserialize)]
-#[serde(default)]
+#[serde(default, deny_unknown_fields)]
 pub struct LdapSettings {
     /// `ldap://host:port`; unset means no LDAP (INTERNAL people come from the directory file).
     pub url: Option<String>,
@@ -307,18 +309,59 @@ impl Settings {
     /// Layers defaults → `config_file` → `SIGNET_*` env → `overrides` (flags that were given).
     pub fn load(config_file: Option<&Path>, overrides: impl Serialize) -> anyhow::Result<Self> {
         let mut figment = Figment::from(Serialized::defaults(Settings::default()));
+        // Unknown keys and variables are refused before extraction, all at once, each with
+        // the nearest known name (see `strict`).
+        let mut refused = Vec::new();
         if let Some(path) = config_file {
             anyhow::ensure!(
                 path.exists(),
                 "config file {} does not exist",
                 path.display()
             );
-            figment = figment.merge(Toml::file(path));
+            let file = Toml::file(path);
+            match figment::Provider::data(&file) {
+                Ok(data) => {
+                    if let Some(dict) = data.get(&figment::Profile::Default) {
+                        refused.extend(strict::unknown_file_keys(path, dict));
+                    }
+                }
+                Err(error) => refused.extend(strict::from_figment(error)),
+            }
+            figment = figment.merge(file);
+        }
+        refused.extend(strict::unknown_variables(std::env::vars_os().filter_map(
+            |(name, value)| {
+                Some((
+                    name.into_string().ok()?,
+                    value.into_string().unwrap_or_default(),
+                ))
+            },
+        )));
+        if !refused.is_empty() {
+            return Err(strict::ConfigErrors(refused).into());
         }
         figment = figment
-            .merge(Env::prefixed("SIGNET_").map(|key| nest_env_key(key.as_str()).into()))
+            .merge(
+                Env::prefixed("SIGNET_")
+                    .filter(|key| !strict::is_non_setting_variable(key.as_str()))
+                    .map(|key| nest_env_key(key.as_str()).into()),
+            )
             .merge(Serialized::defaults(overrides));
-        Ok(figment.extract()?)
+        figment
+            .extract()
+            .map_err(|error| strict::ConfigErrors(strict::from_figment(error)).into())
+    }
+
+    /// Refuses values that parse but cannot work: URLs that do not parse, a zero job interval,
+    /// a certificate validity under a day, files that are not there. Each error names the key
+    /// and the value (passwords hidden).
+    pub fn check(&self) -> Result<(), strict::ConfigErrors> {
+        let errors = strict::check_values(self);
+        if errors.is_empty() {
+            Ok(())
+        } else {
+            Err(strict::ConfigErrors(errors))
+        }
     }
 
     /// The database URL in force.
@@ -356,9 +399,31 @@ fn nest_env_key(key: &str) -> String {
         format!("tsa.{rest}")
     } else if let Some(rest) = key.strip_prefix("smtp_") {
         format!("smtp.{rest}")
+    } else if let Some(nested) = nest_under_known_table(&key) {
+        // Any other table of the settings: `TLS_CERT` → `tls.cert` once `tls` exists.
+        nested
     } else {
         key
     }
+}
+
+/// `<table>_<rest>` → `<table>.<rest>` for a table of the settings, unless the whole name is
+/// a top-level setting itself.
+fn nest_under_known_table(key: &str) -> Option<String> {
+    let known = strict::KnownKeys::of_settings();
+    if known.knows(key) {
+        return None;
+    }
+    known
+        .tables()
+        .filter(|table| !table.contains('.'))
+        .filter_map(|table| {
+            key.strip_prefix(table)
+                .and_then(|rest| rest.strip_prefix('_'))
+                .map(|rest| (table, rest))
+        })
+        .max_by_key(|(table, _)| table.len())
+        .map(|(table, rest)| format!("{table}.{rest}"))
 }
 
 /// Hides the password in a database URL.

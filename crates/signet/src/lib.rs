@@ -3,6 +3,7 @@
 
 pub mod api;
 pub mod api_key;
+pub mod backup;
 pub mod clock;
 pub mod config;
 pub mod data_dir;

@@ -1,5 +1,7 @@
 //! The `signet` command line: a thin layer that parses arguments and calls the library.
 
+mod cli;
+
 use clap::{Args, Parser, Subcommand};
 use serde::Serialize;
 use std::io::Write;
@@ -29,13 +31,43 @@ enum Command {
     Ca(CaCommand),
     /// Create or upgrade the database schema, then exit.
     Migrate(StoreArgs),
-    /// Operate on signing orders.
+    /// Check the configuration.
+    #[command(subcommand)]
+    Config(ConfigCommand),
+    /// Inspect and revoke CloudSigner signers.
+    #[command(subcommand)]
+    Signer(SignerCommand),
+    /// Inspect signing orders.
     #[command(subcommand)]
     Order(OrderCommand),
+    /// Copy the database (SQLite), the documents and the keys into DIR while the server runs.
+    Backup(cli::backup::BackupArgs),
+    /// Restore a backup into a data directory that does not exist or is empty.
+    Restore(cli::backup::RestoreArgs),
+}
+
+#[derive(Subcommand)]
+enum ConfigCommand {
+    /// Print the effective configuration as TOML (secrets hidden), or what is wrong with it.
+    Check(Box<ServeArgs>),
+}
+
+#[derive(Subcommand)]
+enum SignerCommand {
+    /// List signers: id, status, current certificate.
+    List(cli::signers::ListArgs),
+    /// Show a signer and its certificates.
+    Show(cli::signers::ShowArgs),
+    /// Revoke a signer and its certificates (as PUT /signers/{id} with REVOKED); the CRL is refreshed.
+    Revoke(cli::signers::RevokeArgs),
 }
 
 #[derive(Subcommand)]
 enum OrderCommand {
+    /// List signing orders: state, signers' progress, title (no personal data).
+    List(cli::orders::ListArgs),
+    /// Show a signing order and its signers' status.
+    Show(cli::orders::ShowArgs),
     /// Revoke the certificate of one signer's signature on an order (CRL and OCSP say revoked).
     #[command(name = "revoke-signature")]
     RevokeSignature(RevokeSignatureArgs),
@@ -59,6 +91,10 @@ struct RevokeSignatureArgs {
 enum ApiKeyCommand {
     /// Create an API key and print it (only the key) on the last line of standard output.
     Create(StoreArgs),
+    /// List API keys: id, created, revoked (never the key).
+    List(cli::api_keys::ListArgs),
+    /// Revoke an API key by id; a running server refuses it within seconds.
+    Revoke(cli::api_keys::RevokeArgs),
 }
 
 #[derive(Subcommand)]
@@ -83,6 +119,11 @@ struct StoreArgs {
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
     database_url: Option<String>,
+    /// Create the data directory when it does not exist (otherwise every command but `serve`
+    /// refuses a missing one).
+    #[arg(long)]
+    #[serde(skip)]
+    init: bool,
 }
 
 #[derive(Args, Serialize)]
@@ -242,6 +283,7 @@ async fn main() -> anyhow::Result<()> {
     match cli.command {
         Command::Serve(args) => {
             let settings = Settings::load(args.store.config.as_deref(), &args)?;
+            settings.check()?;
             let app = Application::build(settings, clock).await?;
             if let Some(path) = &app.initial_api_key_file {
                 // A closed standard error must not take the server down: the key is in the file anyway.
@@ -254,21 +296,24 @@ async fn main() -> anyhow::Result<()> {
             app.run(shutdown_signal()).await
         }
         Command::ApiKey(ApiKeyCommand::Create(args)) => {
-            let settings = Settings::load(args.config.as_deref(), &args)?;
+            let settings = cli::load_settings(&args, &args)?;
+            cli::require_data_dir(&settings, args.init)?;
             let store = open_store(&settings).await?;
             let key = signet::api_key::create_api_key(store.as_ref(), clock.now()).await?;
             println!("{key}");
             Ok(())
         }
         Command::Ca(CaCommand::Show(args)) => {
-            let settings = Settings::load(args.config.as_deref(), &args)?;
+            let settings = cli::load_settings(&args, &args)?;
+            cli::require_data_dir(&settings, args.init)?;
             signet::startup::prepare_data_dir(&settings.data_dir)?;
             let ca = signet::pki::load_or_create_ca(&settings.data_dir, clock.now())?;
             print!("{}", ca.certificate_pem());
             Ok(())
         }
         Command::Order(OrderCommand::RevokeSignature(args)) => {
-            let settings = Settings::load(args.store.config.as_deref(), &args.store)?;
+            let settings = cli::load_settings(&args.store, &args.store)?;
+            cli::require_data_dir(&settings, args.store.init)?;
             let lines = signet::services::signature_revocation::revoke_signature_command(
                 &settings,
                 &args.order_id,
@@ -283,11 +328,26 @@ async fn main() -> anyhow::Result<()> {
             Ok(())
         }
         Command::Migrate(args) => {
-            let settings = Settings::load(args.config.as_deref(), &args)?;
+            let settings = cli::load_settings(&args, &args)?;
+            cli::require_data_dir(&settings, args.init)?;
             open_store(&settings).await?;
             eprintln!("database schema is up to date");
             Ok(())
         }
+        Command::Config(ConfigCommand::Check(args)) => cli::config::check(&args),
+        Command::ApiKey(ApiKeyCommand::List(args)) => cli::api_keys::list(args).await,
+        Command::ApiKey(ApiKeyCommand::Revoke(args)) => {
+            cli::api_keys::revoke(args, clock.as_ref()).await
+        }
+        Command::Signer(SignerCommand::List(args)) => cli::signers::list(args).await,
+        Command::Signer(SignerCommand::Show(args)) => cli::signers::show(args).await,
+        Command::Signer(SignerCommand::Revoke(args)) => {
+            cli::signers::revoke(args, clock.as_ref()).await
+        }
+        Command::Order(OrderCommand::List(args)) => cli::orders::list(args).await,
+        Command::Order(OrderCommand::Show(args)) => cli::orders::show(args).await,
+        Command::Backup(args) => cli::backup::backup(args, clock.as_ref()).await,
+        Command::Restore(args) => cli::backup::restore(args).await,
     }
 }
 

@@ -1,7 +1,8 @@
 //! The shared state every request handler and job sees.
 
-use std::collections::HashSet;
+use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
 
 use crate::clock::Clock;
 use crate::config::Settings;
@@ -37,22 +38,32 @@ pub struct AppState {
     pub levels: Arc<crate::services::levels::LevelFinisher>,
 }
 
-/// Hashes of API keys already seen valid. Keys cannot be deleted through any interface yet, so
-/// a positive answer stays true; caching it spares a database read on every request.
+/// Hashes of API keys already seen valid, each trusted for [`ApiKeyCache::TTL`] before the
+/// database is asked again: it spares a read on nearly every request, and a key revoked with
+/// `signet api-key revoke` (another process) is refused at most that long after.
 #[derive(Debug, Default)]
-pub struct ApiKeyCache(RwLock<HashSet<String>>);
+pub struct ApiKeyCache(RwLock<HashMap<String, Instant>>);
 
 impl ApiKeyCache {
+    /// How long a positive answer is trusted.
+    pub const TTL: Duration = Duration::from_secs(5);
+
     pub fn contains(&self, key_hash: &str) -> bool {
         self.0
             .read()
-            .map(|known| known.contains(key_hash))
+            .map(|known| {
+                known
+                    .get(key_hash)
+                    .is_some_and(|seen| seen.elapsed() < Self::TTL)
+            })
             .unwrap_or(false)
     }
 
     pub fn remember(&self, key_hash: String) {
         if let Ok(mut known) = self.0.write() {
-            known.insert(key_hash);
+            // Few keys exist; dropping stale entries here keeps a revoked one from lingering.
+            known.retain(|_, seen| seen.elapsed() < Self::TTL);
+            known.insert(key_hash, Instant::now());
         }
     }
 }

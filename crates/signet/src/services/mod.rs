@@ -7,6 +7,7 @@ pub mod levels;
 pub mod orders;
 pub mod signature_revocation;
 pub mod signer_auth;
+pub mod signer_status;
 pub mod signing_links;
 pub mod timestamps;
 pub mod validation_data;

@@ -9,6 +9,7 @@
 
 pub mod blobs;
 mod group_commit;
+pub mod operator;
 pub mod orders;
 pub mod outbox;
 pub mod postgres;
@@ -422,21 +423,41 @@ pub trait Store: outbox::OutboxStore + Send + Sync + 'static {
 
 /// Opens the database named by `url` (`sqlite:…` or `postgres://…`) and brings its schema up to date.
 pub async fn connect(url: &str) -> anyhow::Result<Arc<dyn Store>> {
+    let store: Arc<dyn Store> = connect_sql(url).await?;
+    Ok(store)
+}
+
+/// [`connect`], keeping the concrete store (the operator commands also use [`operator::OperatorStore`]).
+pub async fn connect_sql(url: &str) -> anyhow::Result<Arc<sql::SqlStore>> {
     use anyhow::Context;
-    let store: Arc<dyn Store> = if url.starts_with("postgres:") || url.starts_with("postgresql:") {
-        Arc::new(
-            postgres::connect(url)
-                .await
-                .context("connecting to PostgreSQL")?,
-        )
+    let store = if url.starts_with("postgres:") || url.starts_with("postgresql:") {
+        // The host is named, never the URL: it may carry the password.
+        let host = database_host(url);
+        match postgres::connect(url).await {
+            Err(StoreError::Database(sqlx::Error::PoolTimedOut)) => anyhow::bail!(
+                "connecting to PostgreSQL at {host}: no answer within {} s",
+                postgres::CONNECT_TIMEOUT.as_secs()
+            ),
+            result => result.with_context(|| format!("connecting to PostgreSQL at {host}"))?,
+        }
     } else if url.starts_with("sqlite:") {
-        Arc::new(
-            sqlite::connect(url)
-                .await
-                .context("opening the SQLite database")?,
-        )
+        sqlite::connect(url)
+            .await
+            .context("opening the SQLite database")?
     } else {
         anyhow::bail!("unsupported database URL: expected sqlite:… or postgres://…");
     };
-    Ok(store)
+    Ok(Arc::new(store))
+}
+
+/// `host:port` of a PostgreSQL URL, for messages (never the user or password).
+pub fn database_host(url: &str) -> String {
+    match reqwest::Url::parse(url) {
+        Ok(parsed) => format!(
+            "{}:{}",
+            parsed.host_str().unwrap_or("localhost"),
+            parsed.port().unwrap_or(5432)
+        ),
+        Err(_) => "an unparsable URL".to_owned(),
+    }
 }

@@ -5,7 +5,10 @@ use sqlx::migrate::Migrator;
 use std::time::Duration;
 
 use super::sql::SqlStore;
-use super::{Dialect, StoreResult};
+use super::{Dialect, StoreError, StoreResult};
+
+/// How long the first connection may take before PostgreSQL counts as unreachable.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
 static MIGRATOR: Migrator = sqlx::migrate!("../../migrations/postgres");
 
@@ -13,11 +16,25 @@ static MIGRATOR: Migrator = sqlx::migrate!("../../migrations/postgres");
 /// `options` parameter is honoured, which is how tests give each run its own schema.
 pub async fn connect(url: &str) -> StoreResult<SqlStore> {
     sqlx::any::install_default_drivers();
+    // One direct connection first, bounded: a host that never answers (a firewall dropping
+    // packets, a server that accepts and stays silent) fails within CONNECT_TIMEOUT instead of
+    // the OS's minutes-long TCP timeout, and a refusal is reported as such at once (a pool would
+    // retry it until its acquire timeout).
+    match tokio::time::timeout(
+        CONNECT_TIMEOUT,
+        <sqlx::AnyConnection as sqlx::Connection>::connect(url),
+    )
+    .await
+    {
+        Ok(connection) => {
+            let _ = sqlx::Connection::close(connection?).await;
+        }
+        Err(_) => return Err(StoreError::Database(sqlx::Error::PoolTimedOut)),
+    }
     let pool = AnyPoolOptions::new()
         .max_connections(16)
         .acquire_timeout(Duration::from_secs(30))
-        .connect(url)
-        .await?;
+        .connect_lazy(url)?;
     // Migrations take an advisory lock, so replicas starting together do not race.
     MIGRATOR.run(&pool).await?;
     Ok(SqlStore::new(Dialect::Postgres, pool.clone(), pool))

@@ -28,6 +28,7 @@ use crate::domain::{
 };
 
 mod blobs;
+mod operator;
 mod orders;
 mod outbox;
 mod signer_access;

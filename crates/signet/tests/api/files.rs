@@ -207,7 +207,8 @@ fn the_cli_creates_an_owner_only_data_directory_too() {
         let output = Command::new("sh")
             .args([
                 "-c",
-                &format!("umask 022; exec \"$0\" {command} --data-dir \"$1\""),
+                // `--init`: without it a missing data directory is refused (issue 13).
+                &format!("umask 022; exec \"$0\" {command} --init --data-dir \"$1\""),
             ])
             .arg(SIGNET)
             .arg(&data)

@@ -5,6 +5,7 @@
 mod anonymize;
 mod ca;
 mod cli;
+mod config_check;
 mod connections;
 mod directory;
 mod documents;
@@ -16,6 +17,7 @@ mod levels;
 mod ltv;
 mod mail;
 mod openssl;
+mod operator;
 mod order_refusals;
 mod orders;
 mod orders_ldap;

@@ -147,19 +147,19 @@ async fn change_status(
         ));
     }
     let now = state.clock.now();
-    match state
-        .store
-        .change_signer_status(&signer_id, requested, reason, now)
-        .await?
+    match crate::services::signer_status::change_signer_status(
+        state.store.as_ref(),
+        &state.pki,
+        &signer_id,
+        requested,
+        reason,
+        now,
+    )
+    .await?
     {
         StatusChange::NotFound => Err(ApiError::not_found(format!("no signer {signer_id}"))),
         StatusChange::Illegal(e) => Err(ApiError::illegal(format!("{e}"))),
-        StatusChange::Applied { revoked, .. } => {
-            if !revoked.is_empty() {
-                state.pki.refresh_crl(state.store.as_ref(), now).await?;
-            }
-            Ok(ResultBody::ok())
-        }
+        StatusChange::Applied { .. } => Ok(ResultBody::ok()),
     }
 }
 
