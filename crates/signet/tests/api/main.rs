@@ -15,6 +15,7 @@ mod jobs;
 mod levels;
 mod ltv;
 mod mail;
+mod openapi;
 mod openssl;
 mod order_refusals;
 mod orders;
