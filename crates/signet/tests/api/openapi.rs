@@ -419,3 +419,46 @@ async fn schemathesis_finds_nothing_in_either_api() {
     )
     .await;
 }
+
+#[tokio::test]
+async fn swagger_ui_renders_each_listeners_document_in_a_real_browser_under_its_policy() {
+    let Some(browser) = crate::pages_browser::Browser::start("en").await else {
+        return;
+    };
+    let app = spawn_app().await;
+    // Scripts refused by the policy would leave the page empty: the title and an operation
+    // appear only when Swagger UI ran and read the document.
+    browser.open(&app.url("/docs")).await;
+    browser
+        .wait_for_text("Signet: CloudSigner API, CA, timestamp authority, OCSP")
+        .await;
+    browser
+        .wait_for_text("/documents/{documentId}/signature")
+        .await;
+    browser.open(&format!("{}/docs", app.automation)).await;
+    browser.wait_for_text("Signet: Automation API").await;
+    browser.wait_for_text("/orders/{orderId}/signers").await;
+}
+
+/// Found while describing `GET /ca/ocsp/{request}`: its path was read with axum's own extractor,
+/// whose refusal of a path that is not UTF-8 once percent-decoded is plain text, not the error
+/// body the document promises.
+#[tokio::test]
+async fn a_path_that_is_not_utf8_gets_the_error_body_on_the_ocsp_and_docs_routes() {
+    let app = spawn_app().await;
+    for path in [
+        "/ca/ocsp/%FF%FE",
+        "/api/cloudsigner/ca/ocsp/%FF",
+        "/docs/%FF",
+    ] {
+        let response = app.client.get(app.url(path)).send().await.unwrap();
+        assert_error(response, 400, "REQUEST_VALIDATION_ERROR").await;
+    }
+    let response = app
+        .client
+        .get(format!("{}/docs/%FF", app.automation))
+        .send()
+        .await
+        .unwrap();
+    assert_error(response, 400, "REQUEST_VALIDATION_ERROR").await;
+}
