@@ -18,6 +18,7 @@ use axum::http::header::{CACHE_CONTROL, CONTENT_TYPE};
 use axum::response::IntoResponse;
 use axum::routing::get;
 use axum::Router;
+use utoipa::openapi::encoding::EncodingBuilder;
 use utoipa::openapi::path::{Operation, PathItem};
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::openapi::{InfoBuilder, OpenApi as Document};
@@ -71,6 +72,7 @@ fn to_json(document: &Document) -> Vec<u8> {
 pub fn main_document() -> Document {
     let mut document = cloudsigner::signers::Docs::openapi();
     document.merge(cloudsigner::documents::Docs::openapi());
+    declare_pdf_part(&mut document, "/documents");
     // One handler serves both upload paths.
     copy_path(
         &mut document,
@@ -123,6 +125,26 @@ pub fn automation_document() -> Document {
         ))
         .build();
     document
+}
+
+/// The upload's `file` part must be declared `application/pdf` (the handler refuses others); the
+/// path attribute cannot say so, OpenAPI's `encoding` can.
+fn declare_pdf_part(document: &mut Document, path: &str) {
+    let form = document
+        .paths
+        .paths
+        .get_mut(path)
+        .and_then(|item| item.post.as_mut())
+        .and_then(|operation| operation.request_body.as_mut())
+        .and_then(|body| body.content.get_mut("multipart/form-data"));
+    if let Some(form) = form {
+        form.encoding.insert(
+            "file".to_owned(),
+            EncodingBuilder::new()
+                .content_type(Some("application/pdf"))
+                .build(),
+        );
+    }
 }
 
 /// The operations of a path item, for renaming their ids.
@@ -186,6 +208,24 @@ mod tests {
                     assert!(ids.insert(id.clone()), "duplicate operation id {id}");
                 }
             }
+        }
+    }
+
+    #[test]
+    fn the_uploads_file_part_is_declared_a_pdf_under_both_paths_and_the_prefix() {
+        let json: serde_json::Value = serde_json::from_slice(&MAIN_JSON).unwrap();
+        for path in [
+            "/documents",
+            "/documents/upload",
+            "/api/cloudsigner/documents",
+            "/api/cloudsigner/documents/upload",
+        ] {
+            let form =
+                &json["paths"][path]["post"]["requestBody"]["content"]["multipart/form-data"];
+            assert_eq!(
+                form["encoding"]["file"]["contentType"], "application/pdf",
+                "{path}"
+            );
         }
     }
 
