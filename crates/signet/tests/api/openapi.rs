@@ -462,3 +462,66 @@ async fn a_path_that_is_not_utf8_gets_the_error_body_on_the_ocsp_and_docs_routes
         .unwrap();
     assert_error(response, 400, "REQUEST_VALIDATION_ERROR").await;
 }
+
+/// Every operation whose document says it takes JSON also says it answers 413 with the error
+/// body, and does: a body one byte over `max_json_bytes` gets exactly that, on both listeners.
+#[tokio::test]
+async fn every_json_body_over_the_limit_gets_the_413_its_document_describes() {
+    const LIMIT: usize = 16 * 1024;
+    let data_dir = tempfile::tempdir().unwrap();
+    let database_url = format!("sqlite:{}", data_dir.path().join("signet.db").display());
+    let clock = std::sync::Arc::new(signet::clock::ManualClock::new(
+        time::OffsetDateTime::now_utc(),
+    ));
+    let app = start_with(data_dir, database_url, clock, |settings| {
+        settings.max_json_bytes = LIMIT;
+    })
+    .await;
+    let filler = "a".repeat(LIMIT);
+    let body = json!({ "signerId": filler }).to_string();
+    assert!(body.len() > LIMIT);
+    let mut checked = 0;
+    for base in [app.address.clone(), app.automation.clone()] {
+        let document: Value = app
+            .client
+            .get(format!("{base}/openapi.json"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        for (path, item) in document["paths"].as_object().unwrap() {
+            for (method, operation) in item.as_object().unwrap() {
+                if operation["requestBody"]["content"]["application/json"].is_null() {
+                    continue;
+                }
+                assert_eq!(
+                    operation["responses"]["413"]["content"]["application/json"]["schema"]["$ref"],
+                    "#/components/schemas/ErrorBody",
+                    "{method} {path}"
+                );
+                // Any well-formed id: the body is refused before anything is looked up.
+                let concrete = path
+                    .replace("{orderId}", "00000000-0000-4000-8000-000000000000")
+                    .replace("{signerId}", "someone")
+                    .replace("{documentId}", "00000000-0000-4000-8000-000000000000");
+                let request = app
+                    .client
+                    .request(
+                        method.to_uppercase().parse().unwrap(),
+                        format!("{base}{concrete}"),
+                    )
+                    .bearer_auth(&app.api_key)
+                    .header("content-type", "application/json")
+                    .body(body.clone());
+                let response = request.send().await.unwrap();
+                assert_eq!(response.status(), 413, "{method} {path}");
+                assert_error(response, 413, "ERROR_GENERIC").await;
+                checked += 1;
+            }
+        }
+    }
+    // Signers (2) and documents (2), orders (2) and anonymize (1), each at the root and prefixed.
+    assert_eq!(checked, 14);
+}
