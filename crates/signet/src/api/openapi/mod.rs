@@ -4,7 +4,7 @@
 //! `GET /openapi.json` on the main listener describes the CloudSigner API (at the root and under
 //! `/api/cloudsigner`), the CA, the timestamp authority and the OCSP responder; on the Automation
 //! listener it describes the Automation API (at the root and under `/api/document_signing`).
-//! `GET /docs` on each listener is Swagger UI (vendored, see [`ui`]) reading that listener's
+//! `GET /docs` on each listener is Swagger UI (vendored, see `ui.rs`) reading that listener's
 //! document. Every path is served twice by the routers; the copies under the prefix are made
 //! here from the root ones, with their own operation ids, so the two never drift apart.
 //! The signer pages are not described: they are HTML for people, not an API.
