@@ -3,6 +3,7 @@
 
 pub mod automation;
 pub mod cloudsigner;
+pub mod openapi;
 pub mod pages;
 pub mod ranged;
 pub mod upload;
@@ -27,6 +28,7 @@ pub fn main_router(state: AppState) -> Router {
     let app = Router::new()
         .merge(cloudsigner::router(state.clone()))
         .merge(pages::router(&state))
+        .merge(openapi::router(openapi::Surface::Main))
         .fallback(cloudsigner::not_found)
         .method_not_allowed_fallback(cloudsigner::method_not_allowed)
         .layer(DefaultBodyLimit::max(max_json))

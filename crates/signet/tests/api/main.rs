@@ -16,6 +16,7 @@ mod jobs;
 mod levels;
 mod ltv;
 mod mail;
+mod openapi;
 mod openssl;
 mod operator;
 mod order_refusals;

@@ -8,6 +8,7 @@ use serde_json::{json, Value};
 use super::form::{read_small_body, SmallBody};
 use super::people::{parse_json_field, person_from_value};
 use crate::api::cloudsigner::error::ApiError;
+use crate::api::openapi::schemas::{AnonymizeInput, Anonymized, ErrorBody};
 use crate::domain::person::{PersonSource, PersonalNumber};
 use crate::services::orders::AnonymizeRequest;
 use crate::state::AppState;
@@ -43,6 +44,24 @@ fn parse_external_id(raw: &str) -> Result<(PersonSource, String), ApiError> {
     Ok((source, identifier))
 }
 
+/// Removes a person's name, phone number and e-mail address and gives them a new internal id.
+#[utoipa::path(
+    post, path = "/anonymize", tag = "people",
+    request_body(content(
+        (AnonymizeInput = "application/json"),
+        (AnonymizeInput = "application/x-www-form-urlencoded"),
+        (AnonymizeInput = "multipart/form-data"),
+    )),
+    responses(
+        (status = 200, description = "Anonymized", body = Anonymized),
+        (status = 400, description = "Not exactly one selector, a malformed one, a person with a PENDING order", body = ErrorBody),
+        (status = 404, description = "No such person", body = ErrorBody),
+        (status = 413, description = "The body is larger than the JSON limit", body = ErrorBody),
+        (status = 415, description = "Not JSON, a URL-encoded form or multipart/form-data", body = ErrorBody),
+        (status = 500, description = "Signet's fault", body = ErrorBody),
+        (status = 503, description = "The directory cannot be reached now", body = ErrorBody),
+    )
+)]
 #[tracing::instrument(skip_all)]
 pub async fn anonymize(
     State(state): State<AppState>,

@@ -16,6 +16,15 @@ use crate::state::AppState;
 use crate::store::outbox::DeliveryRecord;
 
 /// `GET /orders/{id}/deliveries` (additive): oldest message first.
+#[utoipa::path(
+    get, path = "/orders/{orderId}/deliveries", tag = "orders", params(("orderId" = String, Path, description = "The order's id (a UUID)")),
+    responses(
+        (status = 200, description = "The order's messages, oldest first", body = Vec<crate::api::openapi::schemas::Delivery>),
+        (status = 400, description = "A malformed path", body = crate::api::openapi::schemas::ErrorBody),
+        (status = 404, description = "No such order", body = crate::api::openapi::schemas::ErrorBody),
+        (status = 500, description = "Signet's fault", body = crate::api::openapi::schemas::ErrorBody),
+    )
+)]
 #[tracing::instrument(skip(state))]
 pub async fn deliveries(
     State(state): State<AppState>,

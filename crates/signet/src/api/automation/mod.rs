@@ -17,6 +17,9 @@ pub use orders::order_json;
 
 use crate::state::AppState;
 
+/// Where the source's curl examples serve the API; Signet serves it there and at the root.
+pub const PRODUCT_PREFIX: &str = "/api/document_signing";
+
 /// Routes of the Automation API, without the prefix.
 fn routes() -> Router<AppState> {
     Router::new()
@@ -43,11 +46,31 @@ fn routes() -> Router<AppState> {
         .route("/anonymize", post(anonymize::anonymize))
 }
 
+/// The routes above, for the OpenAPI document (the `/api/document_signing` copies are added
+/// there).
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(
+    orders::create,
+    orders::read,
+    orders::update,
+    orders::delete,
+    orders::order_state,
+    orders::document,
+    orders::replace_signers,
+    orders::events,
+    deliveries::deliveries,
+    anonymize::anonymize,
+))]
+pub(crate) struct Docs;
+
 /// The Automation API's application, for its own listener.
 pub fn router(state: AppState) -> Router {
     Router::new()
         .merge(routes())
-        .nest("/api/document_signing", routes())
+        .merge(crate::api::openapi::router(
+            crate::api::openapi::Surface::Automation,
+        ))
+        .nest(PRODUCT_PREFIX, routes())
         .fallback(crate::api::cloudsigner::not_found)
         .method_not_allowed_fallback(crate::api::cloudsigner::method_not_allowed)
         .layer(DefaultBodyLimit::max(state.settings.max_json_bytes))

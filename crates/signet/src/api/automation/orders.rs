@@ -16,6 +16,10 @@ use super::form::{read_order_form, read_small_body, OrderForm, SmallBody, MAX_TE
 use super::people::{parse_json_field, parse_person, person_from_value, PersonRequest};
 use crate::api::cloudsigner::error::{ApiError, ErrorCode};
 use crate::api::cloudsigner::extract::ApiPath;
+use crate::api::openapi::schemas::{
+    ErrorBody, Order, OrderCreateForm, OrderEvent, OrderStateName, OrderUpdate, OrderUpdateForm,
+    SignersReplacement, SignersReplacementForm,
+};
 use crate::api::ranged::{self, StoredFile};
 use crate::api::upload::UploadReader;
 use crate::domain::order::{default_due_date, parse_due_date};
@@ -98,6 +102,18 @@ fn check_title(title: &str) -> Result<String, ApiError> {
 }
 
 /// `POST /orders`: answers the new order's GUID as text.
+#[utoipa::path(
+    post, path = "/orders", tag = "orders",
+    request_body(content = OrderCreateForm, content_type = "multipart/form-data"),
+    responses(
+        (status = 200, description = "The new order's id", content((String = "text/plain"))),
+        (status = 400, description = "A missing or malformed field, a person that cannot be found or is not valid, a document Signet cannot sign, a malformed multipart body", body = ErrorBody),
+        (status = 413, description = "The document is larger than the upload limit", body = ErrorBody),
+        (status = 415, description = "The body is not multipart/form-data with a boundary", body = ErrorBody),
+        (status = 500, description = "Signet's fault", body = ErrorBody),
+        (status = 503, description = "The directory, or a timestamp the signature level needs, cannot be reached now", body = ErrorBody),
+    )
+)]
 #[tracing::instrument(skip_all, fields(order.id))]
 pub async fn create(State(state): State<AppState>, request: Request) -> Result<Response, ApiError> {
     let reader = UploadReader::new(request)?;
@@ -215,6 +231,15 @@ async fn load(state: &AppState, raw: &str) -> Result<OrderRecord, ApiError> {
 }
 
 /// `GET /orders/{id}`.
+#[utoipa::path(
+    get, path = "/orders/{orderId}", tag = "orders", params(("orderId" = String, Path, description = "The order's id (a UUID)")),
+    responses(
+        (status = 200, description = "The order", body = Order),
+        (status = 400, description = "A malformed path", body = ErrorBody),
+        (status = 404, description = "No such order", body = ErrorBody),
+        (status = 500, description = "Signet's fault", body = ErrorBody),
+    )
+)]
 #[tracing::instrument(skip(state))]
 pub async fn read(
     State(state): State<AppState>,
@@ -225,6 +250,15 @@ pub async fn read(
 }
 
 /// `GET /orders/{id}/state`: one word, as text.
+#[utoipa::path(
+    get, path = "/orders/{orderId}/state", tag = "orders", params(("orderId" = String, Path, description = "The order's id (a UUID)")),
+    responses(
+        (status = 200, description = "The order's state", content((OrderStateName = "text/plain"))),
+        (status = 400, description = "A malformed path", body = ErrorBody),
+        (status = 404, description = "No such order", body = ErrorBody),
+        (status = 500, description = "Signet's fault", body = ErrorBody),
+    )
+)]
 pub async fn order_state(
     State(state): State<AppState>,
     ApiPath(order_id): ApiPath<String>,
@@ -238,6 +272,25 @@ pub async fn order_state(
 }
 
 /// `GET /orders/{id}/document`: the PDF with every signature so far, with range requests.
+#[utoipa::path(
+    get, path = "/orders/{orderId}/document", tag = "orders",
+    params(
+        ("orderId" = String, Path, description = "The order's id (a UUID)"),
+        ("Range" = Option<String>, Header, description = "`bytes=first-last`, one range or several"),
+        ("If-Range" = Option<String>, Header, description = "The ETag the ranges are for"),
+    ),
+    responses(
+        (status = 200, description = "The PDF", content((crate::api::openapi::schemas::Binary = "application/pdf"))),
+        (status = 206, description = "The ranges asked for: one as application/pdf, several as multipart/byteranges", content(
+            (crate::api::openapi::schemas::Binary = "application/pdf"),
+            (crate::api::openapi::schemas::Binary = "multipart/byteranges"),
+        )),
+        (status = 400, description = "A malformed path", body = ErrorBody),
+        (status = 404, description = "No such order", body = ErrorBody),
+        (status = 416, description = "No range lies inside the file", body = ErrorBody),
+        (status = 500, description = "Signet's fault", body = ErrorBody),
+    )
+)]
 #[tracing::instrument(skip(state, headers))]
 pub async fn document(
     State(state): State<AppState>,
@@ -261,6 +314,15 @@ pub async fn document(
 }
 
 /// `DELETE /orders/{id}`: the order, its tasks and its document bytes go; the events stay.
+#[utoipa::path(
+    delete, path = "/orders/{orderId}", tag = "orders", params(("orderId" = String, Path, description = "The order's id (a UUID)")),
+    responses(
+        (status = 204, description = "Deleted"),
+        (status = 400, description = "A malformed path", body = ErrorBody),
+        (status = 404, description = "No such order", body = ErrorBody),
+        (status = 500, description = "Signet's fault", body = ErrorBody),
+    )
+)]
 #[tracing::instrument(skip(state))]
 pub async fn delete(
     State(state): State<AppState>,
@@ -325,6 +387,23 @@ fn update_fields_from_json(value: &Value) -> Result<UpdateFields, ApiError> {
 
 /// `PUT /orders/{id}`: title, description, due date, a new document (while unsigned), or
 /// `state: CANCELLED`. Answers the order.
+#[utoipa::path(
+    put, path = "/orders/{orderId}", tag = "orders", params(("orderId" = String, Path, description = "The order's id (a UUID)")),
+    request_body(content(
+        (OrderUpdate = "application/json"),
+        (OrderUpdate = "application/x-www-form-urlencoded"),
+        (OrderUpdateForm = "multipart/form-data"),
+    )),
+    responses(
+        (status = 200, description = "The order as changed", body = Order),
+        (status = 400, description = "A malformed field or body, a change the order's state does not allow, a document Signet cannot sign", body = ErrorBody),
+        (status = 404, description = "No such order", body = ErrorBody),
+        (status = 413, description = "The body (or the document) is larger than its limit", body = ErrorBody),
+        (status = 415, description = "Not JSON, a URL-encoded form or multipart/form-data", body = ErrorBody),
+        (status = 500, description = "Signet's fault", body = ErrorBody),
+        (status = 503, description = "A timestamp the signature level needs cannot be had now", body = ErrorBody),
+    )
+)]
 #[tracing::instrument(skip_all)]
 pub async fn update(
     State(state): State<AppState>,
@@ -391,6 +470,23 @@ pub async fn update(
 
 /// `PUT /orders/{id}/signers`: replaces the signer list (JSON `{"signers": [...], "option":
 /// [...]}` or form fields `signers` and `option`). Answers the order.
+#[utoipa::path(
+    put, path = "/orders/{orderId}/signers", tag = "orders", params(("orderId" = String, Path, description = "The order's id (a UUID)")),
+    request_body(content(
+        (SignersReplacement = "application/json"),
+        (SignersReplacementForm = "application/x-www-form-urlencoded"),
+        (SignersReplacementForm = "multipart/form-data"),
+    )),
+    responses(
+        (status = 200, description = "The order with its new signers", body = Order),
+        (status = 400, description = "A malformed person or option, a replacement the order's rules refuse", body = ErrorBody),
+        (status = 404, description = "No such order", body = ErrorBody),
+        (status = 413, description = "The body is larger than the JSON limit", body = ErrorBody),
+        (status = 415, description = "Not JSON, a URL-encoded form or multipart/form-data", body = ErrorBody),
+        (status = 500, description = "Signet's fault", body = ErrorBody),
+        (status = 503, description = "The directory cannot be reached now", body = ErrorBody),
+    )
+)]
 #[tracing::instrument(skip_all)]
 pub async fn replace_signers(
     State(state): State<AppState>,
@@ -459,6 +555,15 @@ pub async fn replace_signers(
 }
 
 /// `GET /orders/{id}/events` (additive): the order's audit trail, oldest first.
+#[utoipa::path(
+    get, path = "/orders/{orderId}/events", tag = "orders", params(("orderId" = String, Path, description = "The order's id (a UUID)")),
+    responses(
+        (status = 200, description = "The events, oldest first", body = Vec<OrderEvent>),
+        (status = 400, description = "A malformed path", body = ErrorBody),
+        (status = 404, description = "No such order", body = ErrorBody),
+        (status = 500, description = "Signet's fault", body = ErrorBody),
+    )
+)]
 pub async fn events(
     State(state): State<AppState>,
     ApiPath(order_id): ApiPath<String>,

@@ -11,6 +11,11 @@ use axum::Router;
 use super::error::ApiError;
 use crate::state::AppState;
 
+/// The routes below, for the OpenAPI document.
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(ca_certificate, ca_certificate_der, crl))]
+pub(crate) struct Docs;
+
 pub fn router() -> Router<AppState> {
     Router::new()
         .route("/ca/ca.pem", get(ca_certificate))
@@ -18,6 +23,10 @@ pub fn router() -> Router<AppState> {
         .route("/ca/crl.der", get(crl))
 }
 
+/// The CA's certificate, PEM.
+#[utoipa::path(get, path = "/ca/ca.pem", tag = "ca", responses(
+    (status = 200, description = "The CA certificate", content((String = "application/x-pem-file"))),
+))]
 async fn ca_certificate(State(state): State<AppState>) -> impl IntoResponse {
     (
         [(CONTENT_TYPE, "application/x-pem-file")],
@@ -26,6 +35,9 @@ async fn ca_certificate(State(state): State<AppState>) -> impl IntoResponse {
 }
 
 /// RFC 5280 §4.2.2.1: a caIssuers URI points at a single DER certificate (RFC 2585's type).
+#[utoipa::path(get, path = "/ca/ca.der", tag = "ca", responses(
+    (status = 200, description = "The CA certificate, DER", content((crate::api::openapi::schemas::Binary = "application/pkix-cert"))),
+))]
 async fn ca_certificate_der(State(state): State<AppState>) -> impl IntoResponse {
     (
         [(CONTENT_TYPE, "application/pkix-cert")],
@@ -33,6 +45,11 @@ async fn ca_certificate_der(State(state): State<AppState>) -> impl IntoResponse 
     )
 }
 
+/// The current CRL, DER.
+#[utoipa::path(get, path = "/ca/crl.der", tag = "ca", responses(
+    (status = 200, description = "The CRL", content((crate::api::openapi::schemas::Binary = "application/pkix-crl"))),
+    (status = 500, description = "Signet's fault", body = crate::api::openapi::schemas::ErrorBody),
+))]
 async fn crl(State(state): State<AppState>) -> Result<impl IntoResponse, ApiError> {
     let crl = state
         .pki

@@ -17,6 +17,7 @@ use tracing::Instrument;
 
 use super::error::{ApiError, ErrorCode};
 use super::extract::{ApiJson, ApiPath};
+use crate::api::openapi::schemas::{DocumentUploadForm, ErrorBody};
 use crate::api::ranged::{self, StoredFile};
 use crate::api::upload::{PartHead, UploadReader};
 use crate::domain::{DocumentId, DocumentStatus, Sha256Digest, SignatureLevel, SignerId};
@@ -31,6 +32,12 @@ const MULTIPART_OVERHEAD: u64 = 64 * 1024;
 /// Longest accepted text part (`signerId`, `externalId`, `name`).
 const MAX_TEXT_PART: usize = 1024;
 
+/// The routes below, for the OpenAPI document (`/documents/upload` is added there as a copy of
+/// `/documents`: one handler serves both).
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(upload, reject, delete, sign, download))]
+pub(crate) struct Docs;
+
 pub fn router() -> Router<AppState> {
     // Uploads set their own limit (counted while streaming); the router-wide JSON limit would
     // cut them off with a bare connection reset.
@@ -44,14 +51,16 @@ pub fn router() -> Router<AppState> {
 }
 
 /// What `POST /documents` answers.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 struct UploadResponse {
     document_id: String,
     signer_id: String,
     /// The product's name for `signerId` (same value).
     external_signer_id: String,
+    #[schema(required = true)]
     external_id: Option<String>,
+    #[schema(required = true)]
     name: Option<String>,
     file_name: String,
     size: u64,
@@ -62,10 +71,11 @@ struct UploadResponse {
 }
 
 /// What `PUT /documents/{id}` answers.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 struct DocumentSummary {
     document_id: String,
+    #[schema(required = true)]
     name: Option<String>,
     file_name: String,
     size: u64,
@@ -252,6 +262,21 @@ async fn read_each_part(
     Ok(parts)
 }
 
+/// Uploads a PDF for a signer: Signet prepares the signature revision and answers the data the
+/// device signs (`hash`).
+#[utoipa::path(
+    post, path = "/documents", tag = "documents", security(("apiKey" = [])),
+    request_body(content = DocumentUploadForm, content_type = "multipart/form-data"),
+    responses(
+        (status = 200, description = "Prepared; sign `hash`", body = UploadResponse),
+        (status = 400, description = "A missing or malformed field, a file that is not a PDF Signet can sign, a malformed multipart body, a signer that cannot sign", body = ErrorBody),
+        (status = 401, description = "No valid API key", body = ErrorBody),
+        (status = 404, description = "No such signer", body = ErrorBody),
+        (status = 413, description = "The document is larger than the upload limit", body = ErrorBody),
+        (status = 415, description = "The body is not multipart/form-data with a boundary", body = ErrorBody),
+        (status = 500, description = "Signet's fault", body = ErrorBody),
+    )
+)]
 #[tracing::instrument(skip_all, fields(document.id, signer.id))]
 async fn upload(
     State(state): State<AppState>,
@@ -430,11 +455,27 @@ async fn move_live_document(
 }
 
 /// `PUT /documents/{id}` body.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 struct RejectRequest {
+    /// `REJECTED`.
     status: Option<String>,
 }
 
+/// Rejects a document that is still waiting for its signature.
+#[utoipa::path(
+    put, path = "/documents/{documentId}", tag = "documents", security(("apiKey" = [])),
+    params(("documentId" = String, Path, description = "The document's id")),
+    request_body = RejectRequest,
+    responses(
+        (status = 200, description = "Rejected", body = DocumentSummary),
+        (status = 400, description = "A missing or wrong status, a document that is no longer waiting, a body that is not JSON", body = ErrorBody),
+        (status = 401, description = "No valid API key", body = ErrorBody),
+        (status = 404, description = "No such document (or a deleted one)", body = ErrorBody),
+        (status = 413, description = "The body is larger than the JSON limit", body = ErrorBody),
+        (status = 415, description = "The body is not declared application/json", body = ErrorBody),
+        (status = 500, description = "Signet's fault", body = ErrorBody),
+    )
+)]
 #[tracing::instrument(skip_all, fields(document.id = %raw_id))]
 async fn reject(
     State(state): State<AppState>,
@@ -460,6 +501,18 @@ async fn reject(
     Ok(Json(DocumentSummary::from(&document)))
 }
 
+/// Deletes a document and its files, whatever its status.
+#[utoipa::path(
+    delete, path = "/documents/{documentId}", tag = "documents", security(("apiKey" = [])),
+    params(("documentId" = String, Path, description = "The document's id")),
+    responses(
+        (status = 204, description = "Deleted"),
+        (status = 400, description = "A malformed path", body = ErrorBody),
+        (status = 401, description = "No valid API key", body = ErrorBody),
+        (status = 404, description = "No such document (or a deleted one)", body = ErrorBody),
+        (status = 500, description = "Signet's fault", body = ErrorBody),
+    )
+)]
 #[tracing::instrument(skip_all, fields(document.id = %raw_id))]
 async fn delete(
     State(state): State<AppState>,
@@ -495,15 +548,16 @@ async fn delete(
 }
 
 /// `POST /documents/{id}/signature` body.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 struct SignRequest {
+    /// Base64 of the device's signature over `hash` (DER or raw r‖s ECDSA, or RSA PKCS#1 v1.5).
     signature: Option<String>,
     /// `PADES_B_B` … `PADES_B_LTA`; the server's `--signature-level` when absent.
     signature_level: Option<String>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 struct SignResponse {
     document_id: String,
@@ -666,6 +720,22 @@ fn embed_error(e: PdfError) -> ApiError {
     ApiError::Internal(anyhow::Error::new(e).context("embedding the CMS"))
 }
 
+/// Posts the device's signature: verified, then embedded as a PAdES signature at the level asked.
+#[utoipa::path(
+    post, path = "/documents/{documentId}/signature", tag = "documents", security(("apiKey" = [])),
+    params(("documentId" = String, Path, description = "The document's id")),
+    request_body = SignRequest,
+    responses(
+        (status = 200, description = "Signed; the file is at `uri`", body = SignResponse),
+        (status = 400, description = "A missing or malformed field, a signature that does not verify, a document or signer that cannot be signed now, a body that is not JSON", body = ErrorBody),
+        (status = 401, description = "No valid API key", body = ErrorBody),
+        (status = 404, description = "No such document (or a deleted one)", body = ErrorBody),
+        (status = 413, description = "The body is larger than the JSON limit", body = ErrorBody),
+        (status = 415, description = "The body is not declared application/json", body = ErrorBody),
+        (status = 500, description = "Signet's fault", body = ErrorBody),
+        (status = 503, description = "The level needs a timestamp or validation data that cannot be had now (`TIMESTAMP_UNAVAILABLE`); the document is still waiting", body = ErrorBody),
+    )
+)]
 #[tracing::instrument(skip_all, fields(document.id = %raw_id))]
 async fn sign(
     State(state): State<AppState>,
@@ -804,6 +874,29 @@ async fn sign(
     }))
 }
 
+/// Downloads the signed PDF, with range requests (`Range`, `If-Range`).
+#[utoipa::path(
+    get, path = "/documents/{documentId}/file", tag = "documents", security(("apiKey" = [])),
+    params(
+        ("documentId" = String, Path, description = "The document's id"),
+        ("Range" = Option<String>, Header, description = "`bytes=first-last`, one range or several"),
+        ("If-Range" = Option<String>, Header, description = "The ETag the ranges are for"),
+    ),
+    responses(
+        (status = 200, description = "The signed PDF", content(
+            (crate::api::openapi::schemas::Binary = "application/pdf"),
+        )),
+        (status = 206, description = "The ranges asked for: one as application/pdf, several as multipart/byteranges", content(
+            (crate::api::openapi::schemas::Binary = "application/pdf"),
+            (crate::api::openapi::schemas::Binary = "multipart/byteranges"),
+        )),
+        (status = 400, description = "The document is not signed yet, or a malformed path", body = ErrorBody),
+        (status = 401, description = "No valid API key", body = ErrorBody),
+        (status = 404, description = "No such document (or a deleted one)", body = ErrorBody),
+        (status = 416, description = "No range lies inside the file", body = ErrorBody),
+        (status = 500, description = "Signet's fault", body = ErrorBody),
+    )
+)]
 #[tracing::instrument(skip_all, fields(document.id = %raw_id))]
 async fn download(
     State(state): State<AppState>,

@@ -13,7 +13,7 @@
 //! executor because they take tens of microseconds, less than a hop to the blocking pool.
 
 use axum::body::Bytes;
-use axum::extract::{DefaultBodyLimit, Path, State};
+use axum::extract::{DefaultBodyLimit, State};
 use axum::http::header::{CACHE_CONTROL, CONTENT_TYPE};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -26,6 +26,8 @@ use signet_crypto::ocsp::{
 use signet_crypto::tsp;
 
 use super::error::{ApiError, ErrorCode};
+use super::extract::ApiPath;
+use crate::api::openapi::schemas::ErrorBody;
 use crate::pki::{LtvServices, OCSP_VALIDITY};
 use crate::services::validation_data::certificate_status;
 use crate::state::AppState;
@@ -34,6 +36,11 @@ const TIMESTAMP_QUERY: &str = "application/timestamp-query";
 const TIMESTAMP_REPLY: &str = "application/timestamp-reply";
 const OCSP_REQUEST: &str = "application/ocsp-request";
 const OCSP_RESPONSE: &str = "application/ocsp-response";
+
+/// The routes below, for the OpenAPI document.
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(timestamp, tsa_certificate, ocsp_post, ocsp_get))]
+pub(crate) struct Docs;
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -95,6 +102,21 @@ fn request_body(
     })
 }
 
+/// RFC 3161: a timestamp for the request's message imprint.
+#[utoipa::path(
+    post, path = "/tsa", tag = "tsa",
+    request_body(content = crate::api::openapi::schemas::Binary, content_type = "application/timestamp-query", description = "A DER TimeStampReq"),
+    responses(
+        (status = 200, description = "A granted TimeStampResp", content((crate::api::openapi::schemas::Binary = "application/timestamp-reply"))),
+        (status = 400, description = "A TimeStampResp with status rejection and its failInfo; or the error body for a body that could not be read", content(
+            (crate::api::openapi::schemas::Binary = "application/timestamp-reply"),
+            (ErrorBody = "application/json"),
+        )),
+        (status = 413, description = "The request is larger than a timestamp request can be", body = ErrorBody),
+        (status = 415, description = "The body is not declared application/timestamp-query", body = ErrorBody),
+        (status = 503, description = "No timestamp authority is set up on this server", body = ErrorBody),
+    )
+)]
 #[tracing::instrument(skip_all)]
 async fn timestamp(
     State(state): State<AppState>,
@@ -115,6 +137,11 @@ async fn timestamp(
     Ok((status, [(CONTENT_TYPE, TIMESTAMP_REPLY)], reply.der).into_response())
 }
 
+/// The timestamp authority's certificate, PEM.
+#[utoipa::path(get, path = "/ca/tsa.pem", tag = "tsa", responses(
+    (status = 200, description = "The TSA certificate", content((String = "application/x-pem-file"))),
+    (status = 503, description = "No timestamp authority is set up on this server", body = ErrorBody),
+))]
 async fn tsa_certificate(State(state): State<AppState>) -> Result<Response, ApiError> {
     let services = services(&state)?;
     Ok((
@@ -124,6 +151,19 @@ async fn tsa_certificate(State(state): State<AppState>) -> Result<Response, ApiE
         .into_response())
 }
 
+/// RFC 6960: the status of the CA's certificates. A request that does not parse is answered
+/// `malformedRequest` in an OCSP response (200).
+#[utoipa::path(
+    post, path = "/ca/ocsp", tag = "ocsp",
+    request_body(content = crate::api::openapi::schemas::Binary, content_type = "application/ocsp-request", description = "A DER OCSPRequest"),
+    responses(
+        (status = 200, description = "An OCSPResponse (possibly an error status of the protocol)", content((crate::api::openapi::schemas::Binary = "application/ocsp-response"))),
+        (status = 400, description = "The body could not be read", body = ErrorBody),
+        (status = 413, description = "The request is larger than an OCSP request can be", body = ErrorBody),
+        (status = 415, description = "The body is not declared application/ocsp-request", body = ErrorBody),
+        (status = 503, description = "No OCSP responder is set up on this server", body = ErrorBody),
+    )
+)]
 #[tracing::instrument(skip_all)]
 async fn ocsp_post(
     State(state): State<AppState>,
@@ -139,10 +179,19 @@ async fn ocsp_post(
 /// RFC 6960 Appendix A.1: the DER request, base64-encoded, then URL-encoded, as the path's last
 /// part. The router has percent-decoded it already; base64 padding may be missing and some
 /// clients use the URL-safe alphabet.
+#[utoipa::path(
+    get, path = "/ca/ocsp/{request}", tag = "ocsp",
+    params(("request" = String, Path, description = "The DER OCSPRequest, base64 (standard or URL-safe, padding optional), URL-encoded")),
+    responses(
+        (status = 200, description = "An OCSPResponse (possibly an error status of the protocol)", content((crate::api::openapi::schemas::Binary = "application/ocsp-response"))),
+        (status = 400, description = "A malformed path", body = ErrorBody),
+        (status = 503, description = "No OCSP responder is set up on this server", body = ErrorBody),
+    )
+)]
 #[tracing::instrument(skip_all)]
 async fn ocsp_get(
     State(state): State<AppState>,
-    Path(request): Path<String>,
+    ApiPath(request): ApiPath<String>,
 ) -> Result<Response, ApiError> {
     services(&state)?;
     let text: String = request.chars().filter(|c| !c.is_whitespace()).collect();

@@ -9,10 +9,16 @@ use signet_crypto::csr::{CertificationRequest, CsrError};
 
 use super::error::{ApiError, ErrorCode};
 use super::extract::{ApiJson, ApiPath};
+use crate::api::openapi::schemas::ErrorBody;
 use crate::domain::{SignerId, SignerStatus, UserId};
 use crate::state::AppState;
 use crate::store::{EnrollOutcome, Enrollment, StatusChange};
 use axum::http::StatusCode;
+
+/// The routes below, for the OpenAPI document.
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(enroll, change_status, details))]
+pub(crate) struct Docs;
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -21,20 +27,24 @@ pub fn router() -> Router<AppState> {
 }
 
 /// `POST /signers` body. Fields are optional here so a missing one gets a message naming it.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct EnrollRequest {
+    /// The signer's id (`externalSignerId` is accepted as the same field).
     #[serde(alias = "externalSignerId")]
     signer_id: Option<String>,
     user_id: Option<String>,
+    /// A PEM (or base64 DER) PKCS#10 request with a CN, signed by the device's key.
     csr: Option<String>,
 }
 
 /// The source product's result envelope for signer operations.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ResultBody {
+    #[schema(value_type = crate::api::openapi::schemas::ResultCode)]
     result: &'static str,
+    #[schema(required = true)]
     result_reason: Option<String>,
 }
 
@@ -65,6 +75,19 @@ fn parse_signer_id(raw: &str) -> Result<SignerId, ApiError> {
     SignerId::parse(raw).map_err(|e| ApiError::validation(format!("field signerId {e}")))
 }
 
+/// Enrolls a signer: the CSR's key gets a certificate from the internal CA.
+#[utoipa::path(
+    post, path = "/signers", tag = "signers", security(("apiKey" = [])),
+    request_body = EnrollRequest,
+    responses(
+        (status = 200, description = "Enrolled (`OK`), or refused with a reason (`FAIL`)", body = ResultBody),
+        (status = 400, description = "A missing or malformed field, a CSR whose signature does not verify, a body that is not JSON", body = ErrorBody),
+        (status = 401, description = "No valid API key", body = ErrorBody),
+        (status = 413, description = "The body is larger than the JSON limit", body = ErrorBody),
+        (status = 415, description = "The body is not declared application/json", body = ErrorBody),
+        (status = 500, description = "Signet's fault (logged with the request id in the message)", body = ErrorBody),
+    )
+)]
 #[tracing::instrument(skip_all, fields(signer.id))]
 async fn enroll(
     State(state): State<AppState>,
@@ -118,13 +141,31 @@ async fn enroll(
     }
 }
 
-#[derive(Debug, Deserialize)]
+/// `PUT /signers/{signerId}` body.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct StatusRequest {
+    /// `ACTIVE`, `BLOCKED`, `REMOVED` or `REVOKED`.
     signer_status: Option<String>,
+    /// With `REVOKED` only: an RFC 5280 name (`keyCompromise`) or the product's (`KEY_COMPROMISE`).
     revocation_reason: Option<String>,
 }
 
+/// Changes a signer's status (block, unblock, remove, revoke).
+#[utoipa::path(
+    put, path = "/signers/{signerId}", tag = "signers", security(("apiKey" = [])),
+    params(("signerId" = String, Path, description = "The signer's id")),
+    request_body = StatusRequest,
+    responses(
+        (status = 200, description = "Changed", body = ResultBody),
+        (status = 400, description = "A missing or malformed field, a change the signer's status does not allow, a body that is not JSON", body = ErrorBody),
+        (status = 401, description = "No valid API key", body = ErrorBody),
+        (status = 404, description = "No such signer", body = ErrorBody),
+        (status = 413, description = "The body is larger than the JSON limit", body = ErrorBody),
+        (status = 415, description = "The body is not declared application/json", body = ErrorBody),
+        (status = 500, description = "Signet's fault", body = ErrorBody),
+    )
+)]
 #[tracing::instrument(skip_all, fields(signer.id = %raw_id))]
 async fn change_status(
     State(state): State<AppState>,
@@ -163,24 +204,28 @@ async fn change_status(
     }
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct SignerDetails {
     signer_id: String,
     /// The product's name for `signerId` (same value), so clients written for it read theirs.
     external_signer_id: String,
     user_id: String,
+    #[schema(value_type = crate::api::openapi::schemas::SignerStatusName)]
     signer_status: &'static str,
+    #[schema(required = true)]
     certificate: Option<CertificateDetails>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct CertificateDetails {
     serial_number: String,
     #[serde(with = "time::serde::rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
     not_before: time::OffsetDateTime,
     #[serde(with = "time::serde::rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
     not_after: time::OffsetDateTime,
     pem: String,
     /// Every certificate this signer has had, oldest first (additive to the source API).
@@ -188,18 +233,33 @@ pub struct CertificateDetails {
     history: Vec<HistoricCertificate>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct HistoricCertificate {
     serial_number: String,
     #[serde(with = "time::serde::rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
     not_before: time::OffsetDateTime,
     #[serde(with = "time::serde::rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
     not_after: time::OffsetDateTime,
+    #[schema(value_type = crate::api::openapi::schemas::IssuedForName)]
     issued_for: &'static str,
     revoked: bool,
 }
 
+/// A signer's status and certificate (with every certificate it has had).
+#[utoipa::path(
+    get, path = "/signers/{signerId}", tag = "signers", security(("apiKey" = [])),
+    params(("signerId" = String, Path, description = "The signer's id")),
+    responses(
+        (status = 200, description = "The signer", body = SignerDetails),
+        (status = 400, description = "A malformed signer id", body = ErrorBody),
+        (status = 401, description = "No valid API key", body = ErrorBody),
+        (status = 404, description = "No such signer", body = ErrorBody),
+        (status = 500, description = "Signet's fault", body = ErrorBody),
+    )
+)]
 #[tracing::instrument(skip_all, fields(signer.id = %raw_id))]
 async fn details(
     State(state): State<AppState>,
