@@ -96,6 +96,51 @@ pub fn service_paths(data_dir: &Path, purpose: ServicePurpose) -> (PathBuf, Path
     )
 }
 
+/// Where replaced service certificates are kept (`ca/retired/`): documents carry tokens the
+/// TSA signed under its earlier certificates, and a PAdES B-LTA renewal must still get an OCSP
+/// answer for them from Signet's responder ("good": Signet never revokes its own services).
+fn retired_dir(data_dir: &Path) -> PathBuf {
+    data_dir.join("ca").join("retired")
+}
+
+/// Keeps a copy of the service certificate at `certificate_path` (if any) in the retired
+/// directory before a renewal replaces it. Only the certificate: its key is not needed again.
+fn retire_service_certificate(data_dir: &Path, certificate_path: &Path) -> anyhow::Result<()> {
+    let Ok(pem) = std::fs::read(certificate_path) else {
+        return Ok(());
+    };
+    let dir = retired_dir(data_dir);
+    create_private_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    let name = certificate_path
+        .file_stem()
+        .and_then(|stem| stem.to_str())
+        .unwrap_or("service");
+    let path = dir.join(format!("{name}-{}.pem", uuid::Uuid::new_v4().simple()));
+    write_private(&path, &pem)
+}
+
+/// The DER of every retired service certificate (unreadable files are skipped with a warning).
+fn retired_service_certificates(data_dir: &Path) -> anyhow::Result<Vec<Vec<u8>>> {
+    let dir = retired_dir(data_dir);
+    let entries = match std::fs::read_dir(&dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(e).with_context(|| format!("reading {}", dir.display())),
+    };
+    let mut certificates = Vec::new();
+    for entry in entries {
+        let path = entry?.path();
+        let parsed = std::fs::read_to_string(&path)
+            .map_err(|e| e.to_string())
+            .and_then(|pem| signet_crypto::ca::der_from_pem(&pem, "CERTIFICATE"));
+        match parsed {
+            Ok(der) => certificates.push(der.to_vec()),
+            Err(error) => tracing::warn!(path = %path.display(), error, "skipping an unreadable retired service certificate"),
+        }
+    }
+    Ok(certificates)
+}
+
 /// Loads the CA from the data directory, creating it (directory 0700, files 0600) on first start.
 pub fn load_or_create_ca(
     data_dir: &Path,
@@ -196,8 +241,10 @@ impl Pki {
         };
         let (ocsp_files, ocsp) =
             self.load_or_issue_service(data_dir, ServicePurpose::OcspSigning, now, build_ocsp)?;
+        let retired = retired_service_certificates(data_dir)?;
         let service_serials = [&tsa_files.certificate, &ocsp_files.certificate]
             .into_iter()
+            .chain(retired.iter())
             .filter_map(|certificate| {
                 let request =
                     signet_crypto::ocsp::OcspRequest::for_certificate(certificate, &ca_der).ok()?;
@@ -328,6 +375,7 @@ impl Pki {
         let fresh_certificate = certificate_path.with_extension("pem.new");
         let _ = std::fs::remove_file(&fresh_certificate);
         write_private(&fresh_certificate, issued.pem().as_bytes())?;
+        retire_service_certificate(data_dir, &certificate_path)?;
         std::fs::rename(&fresh_key, &key_path)
             .with_context(|| format!("installing {}", key_path.display()))?;
         std::fs::rename(&fresh_certificate, &certificate_path)

@@ -32,3 +32,4 @@ mod store_story;
 mod tsa_client;
 mod uploads;
 mod webhooks;
+mod archive_timestamps;

@@ -541,6 +541,8 @@ struct Fill {
     runtime: tokio::runtime::Handle,
     /// The file's length once finished.
     len: u64,
+    /// When its document timestamp must be renewed by (B-LTA).
+    archive_expires_at: Option<time::OffsetDateTime>,
     /// The placeholder was already filled: see [`Fill::refill`].
     stale: bool,
 }
@@ -583,6 +585,7 @@ impl Fill {
             levels,
             runtime,
             len: byte_range.file_len(),
+            archive_expires_at: None,
             stale: false,
         };
         if !signet_pdf::placeholder_is_empty(&mut fill.file, &byte_range).map_err(embed_error)? {
@@ -603,8 +606,9 @@ impl Fill {
             &self.cms,
             self.level,
         ) {
-            Ok(len) => {
-                self.len = len;
+            Ok(finished) => {
+                self.len = finished.len;
+                self.archive_expires_at = finished.archive_expires_at;
                 self.sync()
             }
             Err(error) => {
@@ -773,6 +777,7 @@ async fn sign(
             let signed = SignedFile {
                 blob: fill.blob.clone(),
                 size: fill.len,
+                archive_expires_at: fill.archive_expires_at,
             };
             let won = state
                 .store
