@@ -282,3 +282,53 @@ pub fn der_prefix(bytes: &[u8]) -> Option<&[u8]> {
     };
     bytes.get(..header.checked_add(content)?)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Cursor;
+
+    #[test]
+    fn der_prefix_drops_the_zero_padding_after_the_value() {
+        assert_eq!(der_prefix(&[0x30, 0x02, 1, 2, 0, 0]), Some(&[0x30, 0x02, 1, 2][..]));
+        let long = [&[0x30, 0x82, 0x01, 0x00][..], &[7; 256], &[0; 10]].concat();
+        assert_eq!(der_prefix(&long).map(<[u8]>::len), Some(260));
+        assert_eq!(der_prefix(&[0x30, 0x05, 1]), None, "shorter than its length");
+        assert_eq!(der_prefix(&[0x30, 0x80]), None, "indefinite length");
+    }
+
+    /// A file with two document timestamps (the second beyond the first read window), each
+    /// bracketing `<3000>`, with fixed-width numbers so the file's length is known up front.
+    fn two_timestamps(total: u64) -> (Vec<u8>, Vec<ByteRange>) {
+        let mut file = b"%PDF-1.7\n".to_vec();
+        let mut ranges = Vec::new();
+        for filler in [10usize, 200_000] {
+            file.extend(std::iter::repeat_n(b' ', filler));
+            let head = |range: [u64; 4]| {
+                format!(
+                    "<</Type /DocTimeStamp /Filter /Adobe.PPKLite /SubFilter /ETSI.RFC3161 \
+                     /ByteRange [{:010} {:010} {:010} {:010}] /Contents ",
+                    range[0], range[1], range[2], range[3]
+                )
+            };
+            let at = (file.len() + head([0; 4]).len()) as u64;
+            let range = [0, at, at + 6, total.saturating_sub(at + 6)];
+            file.extend_from_slice(head(range).as_bytes());
+            file.extend_from_slice(b"<3000>>>\nendobj\n");
+            ranges.push(ByteRange(range));
+        }
+        (file, ranges)
+    }
+
+    #[test]
+    fn the_last_document_timestamp_is_found_from_the_end() {
+        let total = two_timestamps(0).0.len() as u64;
+        let (file, ranges) = two_timestamps(total);
+        let found = last_document_timestamp(&mut Cursor::new(&file)).unwrap();
+        assert_eq!(found, Some(ranges[1]));
+        assert_eq!(
+            last_document_timestamp(&mut Cursor::new(b"%PDF-1.7\n%%EOF\n")).unwrap(),
+            None
+        );
+    }
+}
