@@ -218,9 +218,7 @@ pub fn last_document_timestamp<F: Read + Seek>(
         let mut chunk = vec![0; usize::try_from(read_end - start).unwrap_or(usize::MAX)];
         file.seek(SeekFrom::Start(start))?;
         file.read_exact(&mut chunk)?;
-        let found = chunk
-            .windows(MARK.len())
-            .rposition(|w| w == MARK);
+        let found = chunk.windows(MARK.len()).rposition(|w| w == MARK);
         if let Some(at) = found {
             let head = &chunk[at..];
             let byte_range = parse_byte_range_after(head).ok_or_else(|| {
@@ -290,10 +288,17 @@ mod tests {
 
     #[test]
     fn der_prefix_drops_the_zero_padding_after_the_value() {
-        assert_eq!(der_prefix(&[0x30, 0x02, 1, 2, 0, 0]), Some(&[0x30, 0x02, 1, 2][..]));
+        assert_eq!(
+            der_prefix(&[0x30, 0x02, 1, 2, 0, 0]),
+            Some(&[0x30, 0x02, 1, 2][..])
+        );
         let long = [&[0x30, 0x82, 0x01, 0x00][..], &[7; 256], &[0; 10]].concat();
         assert_eq!(der_prefix(&long).map(<[u8]>::len), Some(260));
-        assert_eq!(der_prefix(&[0x30, 0x05, 1]), None, "shorter than its length");
+        assert_eq!(
+            der_prefix(&[0x30, 0x05, 1]),
+            None,
+            "shorter than its length"
+        );
         assert_eq!(der_prefix(&[0x30, 0x80]), None, "indefinite length");
     }
 

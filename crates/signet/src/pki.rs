@@ -135,7 +135,9 @@ fn retired_service_certificates(data_dir: &Path) -> anyhow::Result<Vec<Vec<u8>>>
             .and_then(|pem| signet_crypto::ca::der_from_pem(&pem, "CERTIFICATE"));
         match parsed {
             Ok(der) => certificates.push(der.to_vec()),
-            Err(error) => tracing::warn!(path = %path.display(), error, "skipping an unreadable retired service certificate"),
+            Err(error) => {
+                tracing::warn!(path = %path.display(), error, "skipping an unreadable retired service certificate")
+            }
         }
     }
     Ok(certificates)

@@ -208,9 +208,7 @@ impl Application {
             blobs: self.state.blobs.clone(),
             archive: Some(crate::jobs::archive_timestamps::ArchivePolicy {
                 levels: self.state.levels.clone(),
-                margin: time::Duration::days(i64::from(
-                    self.state.settings.archive_margin_days,
-                )),
+                margin: time::Duration::days(i64::from(self.state.settings.archive_margin_days)),
             }),
         }
     }

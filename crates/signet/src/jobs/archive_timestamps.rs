@@ -197,7 +197,10 @@ fn renew_file(
         .ok_or(ArchiveError::NoDocumentTimestamp)?;
     file.seek(SeekFrom::Start(0))?;
     let mut hasher = Sha256::new();
-    let size = std::io::copy(&mut file, &mut crate::services::orders::HashWriter(&mut hasher))?;
+    let size = std::io::copy(
+        &mut file,
+        &mut crate::services::orders::HashWriter(&mut hasher),
+    )?;
     let blob = match due.target {
         ArchiveTarget::Document(id) => BlobKey::document_version(id, uuid::Uuid::new_v4()),
         ArchiveTarget::Order(id) => BlobKey::order_version(id, uuid::Uuid::new_v4()),

@@ -15,8 +15,8 @@ use std::io::{Read, Seek, Write};
 use std::sync::Arc;
 
 use sha2::{Digest, Sha256};
-use time::OffsetDateTime;
 use signet_pdf::{ByteRange, DssUpdate, PdfError, PrepareOptions, VriEntry};
+use time::OffsetDateTime;
 
 use super::timestamps::{TimestampAuthority, TimestampToken, TimestampUnavailable};
 use super::validation_data::{ValidationDataCollector, ValidationDataUnavailable};
@@ -88,8 +88,8 @@ impl From<PdfError> for ArchiveError {
 /// certificate and of the other certificates the token carries (its chain, when included).
 fn chain_end(token: &TimestampToken) -> Result<OffsetDateTime, LevelError> {
     let unreadable = |e: String| LevelError::ValidationData(ValidationDataUnavailable::Cms(e));
-    let mut end = signet_crypto::ca::certificate_not_after(&token.tsa_certificate_der)
-        .map_err(unreadable)?;
+    let mut end =
+        signet_crypto::ca::certificate_not_after(&token.tsa_certificate_der).map_err(unreadable)?;
     for der in signet_crypto::cms::certificates(&token.der).unwrap_or_default() {
         end = end.min(signet_crypto::ca::certificate_not_after(&der).map_err(unreadable)?);
     }
@@ -175,7 +175,9 @@ impl LevelFinisher {
                 Ok(token) => archive_expires_at = Some(token.expires_at),
                 Err(ArchiveError::Level(error)) => return Err(error),
                 // Only a renewal (`after` given) refuses a token or looks for an earlier one.
-                Err(other) => return Err(LevelError::Pdf(PdfError::Unsupported(other.to_string()))),
+                Err(other) => {
+                    return Err(LevelError::Pdf(PdfError::Unsupported(other.to_string())))
+                }
             }
         }
         Ok(Finished {

@@ -60,7 +60,10 @@ impl BlobKey {
     /// beside the one it supersedes (`documents/<id>/signed-<version>.pdf`, a shape the store
     /// already knew from its older layout), so a download never sees bytes rewritten.
     pub fn document_version(document: DocumentId, version: uuid::Uuid) -> Self {
-        BlobKey(format!("documents/{document}/signed-{}.pdf", version.simple()))
+        BlobKey(format!(
+            "documents/{document}/signed-{}.pdf",
+            version.simple()
+        ))
     }
 
     /// One version of a signing order's PDF (the upload, then one per signature). Each version

@@ -53,15 +53,16 @@ async fn b_lta_files_get_a_second_document_timestamp_that_validates(db: Db) {
     let (document_id, hash) = upload(&app, &device).await;
     let response = post_signature(&app, &device, &document_id, &hash, Some("PADES_B_LTA")).await;
     assert_eq!(response.status(), 200, "{}", response.text().await.unwrap());
-    let order_id = app
-        .create_order(&[person("INTERNAL", "jdoe", None)])
-        .await;
+    let order_id = app.create_order(&[person("INTERNAL", "jdoe", None)]).await;
     app.sign_as(&order_id, 0).await.unwrap();
     assert_eq!(app.order_state(&order_id).await, "ACCEPTED");
     let before = download(&app, &document_id).await;
     assert_eq!(document_timestamps(&before), 1);
     // Nothing is due while the TSA certificate has years to run.
-    assert_eq!(app.runner.renew_archive_timestamps().await.unwrap().renewed, 0);
+    assert_eq!(
+        app.runner.renew_archive_timestamps().await.unwrap().renewed,
+        0
+    );
 
     // Today: the TSA certificate ends in a month, within the 60-day margin. The restart renews
     // it; then two replicas run the job at once.
@@ -83,8 +84,16 @@ async fn b_lta_files_get_a_second_document_timestamp_that_validates(db: Db) {
     assert_eq!(again.archived, 0, "{again:?}");
 
     let dir = tempfile::tempdir().unwrap();
-    let signed = write(dir.path(), "document.pdf", &download(&app, &document_id).await);
-    let order = write(dir.path(), "order.pdf", &app.order_document(&order_id).await);
+    let signed = write(
+        dir.path(),
+        "document.pdf",
+        &download(&app, &document_id).await,
+    );
+    let order = write(
+        dir.path(),
+        "order.pdf",
+        &app.order_document(&order_id).await,
+    );
     let ca = write(
         dir.path(),
         "ca.pem",

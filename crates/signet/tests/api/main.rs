@@ -3,6 +3,7 @@
 #![allow(clippy::unwrap_used)]
 
 mod anonymize;
+mod archive_timestamps;
 mod ca;
 mod cli;
 mod connections;
@@ -32,4 +33,3 @@ mod store_story;
 mod tsa_client;
 mod uploads;
 mod webhooks;
-mod archive_timestamps;
