@@ -815,29 +815,35 @@ async fn download(
     ApiPath(raw_id): ApiPath<String>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    let document = live_document(&state, &raw_id).await?;
-    let (Some(blob), Some(size)) = (&document.signed_blob, document.signed_size) else {
-        return Err(ApiError::illegal(format!(
-            "the document is {} and has no signed file yet",
-            document.status
-        )));
-    };
-    // A signed file's bytes never change once the document is SIGNED, and its key names the
-    // document, so the key is a strong validator of its bytes.
-    let etag = format!(
-        "\"{}\"",
-        blob.as_str()
-            .trim_start_matches("documents/")
-            .trim_end_matches(".pdf")
-            .replace('/', "-")
-    );
-    let file = StoredFile {
-        path: state.blobs.path(blob),
-        len: size,
-        content_type: "application/pdf",
-        etag,
-    };
-    ranged::serve(file, &headers)
-        .await
-        .map_err(io_error("reading the signed PDF"))
+    // The archive-timestamp job may replace a signed file (a new blob, the old one removed
+    // after the row names the new): a read that finds its file gone reads the row again, once.
+    let mut retried = false;
+    loop {
+        let document = live_document(&state, &raw_id).await?;
+        let (Some(blob), Some(size)) = (&document.signed_blob, document.signed_size) else {
+            return Err(ApiError::illegal(format!(
+                "the document is {} and has no signed file yet",
+                document.status
+            )));
+        };
+        // A signed file's bytes never change once written, and its key names the document and
+        // the version, so the key is a strong validator of its bytes.
+        let etag = format!(
+            "\"{}\"",
+            blob.as_str()
+                .trim_start_matches("documents/")
+                .trim_end_matches(".pdf")
+                .replace('/', "-")
+        );
+        let file = StoredFile {
+            path: state.blobs.path(blob),
+            len: size,
+            content_type: "application/pdf",
+            etag,
+        };
+        match ranged::serve(file, &headers).await {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && !retried => retried = true,
+            served => return served.map_err(io_error("reading the signed PDF")),
+        }
+    }
 }
