@@ -1,16 +1,18 @@
 #!/usr/bin/env bash
 # Every performance figure in README.md's Benchmarks section, in one run, on this machine:
 #   1. POST /signers with fresh P-256 CSRs (release server, SQLite)          -> enrollments/s, p99
-#   2. the device flow per 100 KiB document: upload -> sign -> download       -> documents/s, p99
+#   2. the device flow per 100 KiB document: upload -> sign -> download,
+#      at the default level (PADES_B_LT) beside PADES_B_B                       -> documents/s, p99
 #   3. a 50 MB upload + sign: the server's peak RSS growth (VmHWM)            -> MiB
 #   4. the engine beside pyHanko (1-page PDF) and beside one SHA-256 pass (20 MB PDF)
 #   5. the hostile PDFs of the hardening issue through both APIs: answer, time, peak RSS growth
+#   6. one signature end to end at PADES_B_B beside PADES_B_LTA (built-in TSA)  -> ms, ratio
 # Each server gets a fresh data directory; each load figure is printed per run (report the
 # median). The CPU split after each run says how much the server, the generator and everything
 # else on the machine took, so a run disturbed by other work can be told apart.
 #
-# Usage: bench/run-all.sh [enroll|documents|rss|engine|bombs]...   (default: all five)
-# Env:   RUNS (3), ENROLLMENTS (20000), DOCUMENTS (5000), CONCURRENCY (64),
+# Usage: bench/run-all.sh [enroll|documents|rss|engine|bombs|levels]...   (default: all six)
+# Env:   RUNS (3), ENROLLMENTS (20000), DOCUMENTS (5000), CONCURRENCY (64), LEVELS, SIGNATURES (500),
 #        CARGO_TARGET_DIR (release builds go there; keep it apart from the debug build's)
 set -euo pipefail
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -89,8 +91,30 @@ documents() {
   start_server documents 18181
   # The first thousands of documents run slower (thread pools, caches, the new data directory).
   "$loadgen" --url "$url" --concurrency "$concurrency" documents --documents 3000 >/dev/null
+  # Each run at the server's default level (PADES_B_LT: signature timestamp and /DSS from the
+  # built-in TSA and OCSP responder) and at PADES_B_B beside it, alternating on one server, so
+  # the machine's other load falls on both alike. LEVELS overrides the pair.
   for _ in $(seq "$runs"); do
-    measured_run --concurrency "$concurrency" documents --documents "${DOCUMENTS:-5000}"
+    for level in ${LEVELS:-PADES_B_LT PADES_B_B}; do
+      measured_run --concurrency "$concurrency" documents --documents "${DOCUMENTS:-5000}" \
+        --signature-level "$level"
+    done
+  done
+  stop_server
+}
+
+# One signature end to end (upload -> sign -> download, one connection) at PADES_B_B and at
+# PADES_B_LTA (signature timestamp, /DSS, document timestamp, its /DSS) with the built-in TSA,
+# alternating on one server: the cost of the long-term levels per signature (goal B-LTA <= 3x B-B).
+levels() {
+  echo "== 6. one signature end to end, one connection: PADES_B_B beside PADES_B_LTA" \
+    "(built-in TSA), 100 KiB"
+  start_server levels 18184
+  "$loadgen" --url "$url" --concurrency 1 documents --documents 200 --signature-level PADES_B_LTA >/dev/null
+  for _ in $(seq "$runs"); do
+    for level in PADES_B_B PADES_B_LTA; do
+      measured_run --concurrency 1 documents --documents "${SIGNATURES:-500}" --signature-level "$level"
+    done
   done
   stop_server
 }
@@ -161,10 +185,10 @@ bombs() {
 }
 
 steps=("$@")
-if [ ${#steps[@]} -eq 0 ]; then steps=(enroll documents rss engine bombs); fi
+if [ ${#steps[@]} -eq 0 ]; then steps=(enroll documents rss engine bombs levels); fi
 for step in "${steps[@]}"; do
   case "$step" in
-    enroll | documents | rss | engine | bombs) "$step" ;;
-    *) echo "unknown step: $step (enroll, documents, rss, engine, bombs)" >&2; exit 2 ;;
+    enroll | documents | rss | engine | bombs | levels) "$step" ;;
+    *) echo "unknown step: $step (enroll, documents, rss, engine, bombs, levels)" >&2; exit 2 ;;
   esac
 done

@@ -53,6 +53,10 @@ enum Scenario {
         /// Size of each PDF, in KiB.
         #[arg(long, default_value_t = 100)]
         size_kib: usize,
+        /// `signatureLevel` of each signature (`PADES_B_B` … `PADES_B_LTA`); the server's
+        /// default level when absent.
+        #[arg(long)]
+        signature_level: Option<String>,
     },
 }
 
@@ -232,10 +236,18 @@ async fn document_flow(
         .key
         .sign(&device.rng, &hash)
         .map_err(|e| anyhow::anyhow!("signing the hash: {e}"))?;
+    let mut body = serde_json::json!({"signature": base64.encode(signature.as_ref())});
+    if let Scenario::Documents {
+        signature_level: Some(level),
+        ..
+    } = &cli.scenario
+    {
+        body["signatureLevel"] = serde_json::json!(level);
+    }
     client
         .post(format!("{}/documents/{id}/signature", cli.url))
         .bearer_auth(&cli.api_key)
-        .json(&serde_json::json!({"signature": base64.encode(signature.as_ref())}))
+        .json(&body)
         .send()
         .await?
         .error_for_status()?;
@@ -303,7 +315,12 @@ where
     Ok(report)
 }
 
-async fn run_documents(cli: &Cli, documents: usize, size_kib: usize) -> anyhow::Result<Report> {
+async fn run_documents(
+    cli: &Cli,
+    documents: usize,
+    size_kib: usize,
+    signature_level: Option<String>,
+) -> anyhow::Result<Report> {
     let client = reqwest::Client::builder()
         .pool_max_idle_per_host(cli.concurrency)
         .build()?;
@@ -319,6 +336,7 @@ async fn run_documents(cli: &Cli, documents: usize, size_kib: usize) -> anyhow::
         scenario: Scenario::Documents {
             documents,
             size_kib,
+            signature_level,
         },
     });
     let concurrency = cli.concurrency;
@@ -392,11 +410,14 @@ async fn main() -> anyhow::Result<()> {
         Scenario::Documents {
             documents,
             size_kib,
+            signature_level,
         } => {
             let (documents, size_kib) = (*documents, *size_kib);
-            let mut report = run_documents(&cli, documents, size_kib).await?;
+            let level = signature_level.clone();
+            let mut report = run_documents(&cli, documents, size_kib, level.clone()).await?;
             report.print(&format!(
-                "documents ({size_kib} KiB upload -> sign -> download)"
+                "documents ({size_kib} KiB upload -> sign {} -> download)",
+                level.as_deref().unwrap_or("at the default level")
             ));
             anyhow::ensure!(report.failed == 0, "{} documents failed", report.failed);
         }

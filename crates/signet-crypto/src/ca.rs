@@ -766,6 +766,15 @@ impl FromStr for RevocationReason {
     }
 }
 
+/// When a DER certificate stops being valid (its notAfter). Used to tell when a document
+/// timestamp signed under it must be renewed (PAdES B-LTA archive timestamps).
+pub fn certificate_not_after(certificate_der: &[u8]) -> Result<OffsetDateTime, String> {
+    let (_, certificate) = x509_parser::parse_x509_certificate(certificate_der)
+        .map_err(|e| format!("reading a certificate: {e}"))?;
+    OffsetDateTime::from_unix_timestamp(certificate.validity().not_after.timestamp())
+        .map_err(|e| format!("a certificate's notAfter: {e}"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -191,3 +191,149 @@ pub fn signature_contents<F: Read + Seek>(
     hex::decode(&digits)
         .map_err(|e| PdfError::PlaceholderMismatch(format!("the /Contents string is not hex: {e}")))
 }
+
+/// The byte range of the last document timestamp (`/Type /DocTimeStamp`) in a file whose
+/// timestamps Signet wrote ([`crate::RevisionKind::DocumentTimestamp`] revisions), or `None`
+/// when it has none. What a PAdES B-LTA renewal needs: the timestamp that must be covered by
+/// fresh validation data and a new one.
+///
+/// Reads the file backwards from its end in chunks, so a large file costs only its last
+/// revisions (a `/DSS` update and the timestamp's own revision): not a parser, a search for the
+/// dictionary Signet writes, whose `/ByteRange` follows `/Type /DocTimeStamp` within the same
+/// line. The byte range found is checked against the file (it must bracket a hex placeholder).
+pub fn last_document_timestamp<F: Read + Seek>(
+    file: &mut F,
+) -> Result<Option<ByteRange>, PdfError> {
+    const MARK: &[u8] = b"/Type /DocTimeStamp";
+    const WINDOW: u64 = 64 * 1024;
+    // The dictionary's text from its `/Type` to the end of its `/ByteRange` array.
+    const DICTIONARY_HEAD: u64 = 256;
+    let len = file.seek(SeekFrom::End(0))?;
+    let mut end = len;
+    while end > 0 {
+        let start = end.saturating_sub(WINDOW);
+        // Overlap the window searched before by a dictionary head, so a dictionary split across
+        // two windows is still read whole (a mark inside the overlap was found there already).
+        let read_end = (end + DICTIONARY_HEAD).min(len);
+        let mut chunk = vec![0; usize::try_from(read_end - start).unwrap_or(usize::MAX)];
+        file.seek(SeekFrom::Start(start))?;
+        file.read_exact(&mut chunk)?;
+        let found = chunk.windows(MARK.len()).rposition(|w| w == MARK);
+        if let Some(at) = found {
+            let head = &chunk[at..];
+            let byte_range = parse_byte_range_after(head).ok_or_else(|| {
+                PdfError::PlaceholderMismatch(
+                    "a document timestamp without a readable /ByteRange".into(),
+                )
+            })?;
+            if byte_range.0[2].saturating_add(byte_range.0[3]) > len {
+                return Err(PdfError::PlaceholderMismatch(
+                    "a document timestamp's /ByteRange runs past the file's end".into(),
+                ));
+            }
+            // Refuses a byte range that does not bracket a hex string.
+            signature_contents(file, &byte_range)?;
+            return Ok(Some(byte_range));
+        }
+        end = start;
+    }
+    Ok(None)
+}
+
+/// The four numbers of the first `/ByteRange [a b c d]` in `text` (within its first line).
+fn parse_byte_range_after(text: &[u8]) -> Option<ByteRange> {
+    const KEY: &[u8] = b"/ByteRange";
+    let line_end = text
+        .iter()
+        .position(|b| *b == b'\n' || *b == b'\r')
+        .unwrap_or(text.len());
+    let line = &text[..line_end];
+    let at = line.windows(KEY.len()).position(|w| w == KEY)? + KEY.len();
+    let rest = &line[at..];
+    let open = rest.iter().position(|b| *b == b'[')?;
+    let close = rest.iter().position(|b| *b == b']')?;
+    let numbers = std::str::from_utf8(rest.get(open + 1..close)?).ok()?;
+    let mut parsed = numbers.split_ascii_whitespace().map(str::parse::<u64>);
+    let mut range = [0u64; 4];
+    for slot in &mut range {
+        *slot = parsed.next()?.ok()?;
+    }
+    parsed.next().is_none().then_some(ByteRange(range))
+}
+
+/// The DER value at the start of `bytes` (a `/Contents` string's bytes, zero padding after it):
+/// its tag, length and content, without the padding. `None` when the length cannot be read.
+pub fn der_prefix(bytes: &[u8]) -> Option<&[u8]> {
+    let first = *bytes.get(1)?;
+    let (header, content) = if first < 0x80 {
+        (2, usize::from(first))
+    } else {
+        let count = usize::from(first & 0x7f);
+        if count == 0 || count > 4 {
+            return None;
+        }
+        let mut content = 0usize;
+        for b in bytes.get(2..2 + count)? {
+            content = (content << 8) | usize::from(*b);
+        }
+        (2 + count, content)
+    };
+    bytes.get(..header.checked_add(content)?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Cursor;
+
+    #[test]
+    fn der_prefix_drops_the_zero_padding_after_the_value() {
+        assert_eq!(
+            der_prefix(&[0x30, 0x02, 1, 2, 0, 0]),
+            Some(&[0x30, 0x02, 1, 2][..])
+        );
+        let long = [&[0x30, 0x82, 0x01, 0x00][..], &[7; 256], &[0; 10]].concat();
+        assert_eq!(der_prefix(&long).map(<[u8]>::len), Some(260));
+        assert_eq!(
+            der_prefix(&[0x30, 0x05, 1]),
+            None,
+            "shorter than its length"
+        );
+        assert_eq!(der_prefix(&[0x30, 0x80]), None, "indefinite length");
+    }
+
+    /// A file with two document timestamps (the second beyond the first read window), each
+    /// bracketing `<3000>`, with fixed-width numbers so the file's length is known up front.
+    fn two_timestamps(total: u64) -> (Vec<u8>, Vec<ByteRange>) {
+        let mut file = b"%PDF-1.7\n".to_vec();
+        let mut ranges = Vec::new();
+        for filler in [10usize, 200_000] {
+            file.extend(std::iter::repeat_n(b' ', filler));
+            let head = |range: [u64; 4]| {
+                format!(
+                    "<</Type /DocTimeStamp /Filter /Adobe.PPKLite /SubFilter /ETSI.RFC3161 \
+                     /ByteRange [{:010} {:010} {:010} {:010}] /Contents ",
+                    range[0], range[1], range[2], range[3]
+                )
+            };
+            let at = (file.len() + head([0; 4]).len()) as u64;
+            let range = [0, at, at + 6, total.saturating_sub(at + 6)];
+            file.extend_from_slice(head(range).as_bytes());
+            file.extend_from_slice(b"<3000>>>\nendobj\n");
+            ranges.push(ByteRange(range));
+        }
+        (file, ranges)
+    }
+
+    #[test]
+    fn the_last_document_timestamp_is_found_from_the_end() {
+        let total = two_timestamps(0).0.len() as u64;
+        let (file, ranges) = two_timestamps(total);
+        let found = last_document_timestamp(&mut Cursor::new(&file)).unwrap();
+        assert_eq!(found, Some(ranges[1]));
+        assert_eq!(
+            last_document_timestamp(&mut Cursor::new(b"%PDF-1.7\n%%EOF\n")).unwrap(),
+            None
+        );
+    }
+}

@@ -35,7 +35,8 @@ pub use dss::{
     append_dss, append_dss_appending, vri_key, DssAppended, DssUpdate, ValidationData, VriEntry,
 };
 pub use embed::{
-    byte_range_digest, clear_placeholder, embed, placeholder_is_empty, signature_contents,
+    byte_range_digest, clear_placeholder, der_prefix, embed, last_document_timestamp,
+    placeholder_is_empty, signature_contents,
 };
 pub use prepare::{check, check_with, prepare, prepare_appending};
 

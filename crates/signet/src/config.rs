@@ -73,6 +73,9 @@ pub struct Settings {
     pub signature_level: SignatureLevel,
     /// Where timestamps come from (`[tsa]` in TOML): the built-in TSA, or an external one.
     pub tsa: TsaSettings,
+    /// Days before a B-LTA file's last document timestamp ends (its TSA certificate's
+    /// notAfter) that the archive-timestamp job renews it (`SIGNET_ARCHIVE_MARGIN_DAYS`).
+    pub archive_margin_days: u32,
 }
 
 /// The timestamp authority Signet asks for every timestamp. Environment: `SIGNET_TSA_<FIELD>`;
@@ -301,6 +304,7 @@ impl Default for Settings {
             signer_auth: crate::domain::order::SignerAuth::Link,
             signature_level: SignatureLevel::default(),
             tsa: TsaSettings::default(),
+            archive_margin_days: crate::jobs::archive_timestamps::DEFAULT_ARCHIVE_MARGIN_DAYS,
         }
     }
 }
@@ -471,6 +475,7 @@ impl fmt::Debug for Settings {
             .field("signer_auth", &self.signer_auth)
             .field("signature_level", &self.signature_level)
             .field("tsa", &self.tsa)
+            .field("archive_margin_days", &self.archive_margin_days)
             .finish()
     }
 }

@@ -207,6 +207,10 @@ impl Application {
             pki: self.state.pki.clone(),
             clock: self.state.clock.clone(),
             blobs: self.state.blobs.clone(),
+            archive: Some(crate::jobs::archive_timestamps::ArchivePolicy {
+                levels: self.state.levels.clone(),
+                margin: time::Duration::days(i64::from(self.state.settings.archive_margin_days)),
+            }),
         }
     }
 

@@ -1,5 +1,6 @@
-//! Background jobs: certificate renewal, signer expiry, CRL refresh, signing-order expiry and
-//! the sweep of files a crash left in the blob store. Each pass is idempotent and safe when
+//! Background jobs: certificate renewal, signer expiry, CRL refresh, signing-order expiry,
+//! archive timestamps for B-LTA files ([`archive_timestamps`]) and the sweep of files a crash
+//! left in the blob store. Each pass is idempotent and safe when
 //! several Signet processes share one PostgreSQL database (rows are claimed with
 //! `FOR UPDATE SKIP LOCKED`; the sweep only removes files no row names), so every replica may
 //! run the loop.
@@ -14,6 +15,7 @@ use crate::pki::{crl_needs_refresh, Pki};
 use crate::store::blobs::{BlobStore, SweepReport};
 use crate::store::Store;
 
+pub mod archive_timestamps;
 pub mod outbox;
 
 /// How many signers one renewal transaction claims; small batches keep row locks short.
@@ -34,6 +36,8 @@ pub struct JobReport {
     pub expired: usize,
     pub crl_refreshed: bool,
     pub orders_expired: usize,
+    /// B-LTA files that got a new document timestamp ([`archive_timestamps`]).
+    pub archived: usize,
 }
 
 /// Runs the jobs against one store.
@@ -43,6 +47,8 @@ pub struct JobRunner {
     pub pki: Arc<Pki>,
     pub clock: Arc<dyn Clock>,
     pub blobs: Arc<BlobStore>,
+    /// The archive-timestamp job's TSA and margin; `None` runs no such job.
+    pub archive: Option<archive_timestamps::ArchivePolicy>,
 }
 
 impl JobRunner {
@@ -134,6 +140,7 @@ impl JobRunner {
         if report.renewed > 0 {
             tracing::info!(renewed = report.renewed, "renewed certificates");
         }
+        report.archived = self.renew_archive_timestamps().await?.renewed;
         Ok(report)
     }
 

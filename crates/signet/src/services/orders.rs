@@ -724,7 +724,7 @@ impl OrderService {
             let input = order.document.blob.clone();
             let file_name = order.document.file_name.clone();
             let span = tracing::Span::current();
-            let Some(document) = tokio::task::spawn_blocking(move || {
+            let Some((document, archive_expires_at)) = tokio::task::spawn_blocking(move || {
                 span.in_scope(|| {
                     signing.sign_document(&input, order_id, position, &person, file_name, now)
                 })
@@ -740,6 +740,7 @@ impl OrderService {
                 position,
                 based_on_revision: order.revision,
                 document: document.clone(),
+                archive_expires_at,
             };
             match self
                 .store
@@ -820,7 +821,8 @@ struct Signing {
 impl Signing {
     /// Certifies a fresh key for this signer (recorded first, so the OCSP responder can vouch for
     /// it) and appends their signature revision, at the server's level, to a copy of the order's
-    /// document, as a new blob. Blocking. `None` when the version read was superseded meanwhile.
+    /// document, as a new blob, with when its document timestamp must be renewed by (B-LTA).
+    /// Blocking. `None` when the version read was superseded meanwhile.
     fn sign_document(
         &self,
         input: &BlobKey,
@@ -829,7 +831,7 @@ impl Signing {
         person: &crate::store::orders::OrderPerson,
         file_name: String,
         now: time::OffsetDateTime,
-    ) -> Result<Option<OrderDocument>, OrderError> {
+    ) -> Result<Option<(OrderDocument, Option<time::OffsetDateTime>)>, OrderError> {
         let (pki, blobs) = (&self.pki, &self.blobs);
         use ring::signature::{EcdsaKeyPair, KeyPair, ECDSA_P256_SHA256_ASN1_SIGNING};
         use std::io::{Seek, SeekFrom};
@@ -917,19 +919,24 @@ impl Signing {
             &[pki.ca().certificate_der()],
         )
         .context("signing the PDF")?;
-        match &self.levels {
+        let archive_expires_at = match &self.levels {
             Some((finisher, level)) => {
-                finisher.finish(
-                    &self.runtime,
-                    &mut output,
-                    &prepared.byte_range,
-                    &cms,
-                    *level,
-                )?;
+                finisher
+                    .finish(
+                        &self.runtime,
+                        &mut output,
+                        &prepared.byte_range,
+                        &cms,
+                        *level,
+                    )?
+                    .archive_expires_at
             }
-            None => signet_pdf::embed(&mut output, &prepared.byte_range, &cms)
-                .context("embedding the signature")?,
-        }
+            None => {
+                signet_pdf::embed(&mut output, &prepared.byte_range, &cms)
+                    .context("embedding the signature")?;
+                None
+            }
+        };
         output
             .seek(SeekFrom::Start(0))
             .context("reading the signed PDF")?;
@@ -940,12 +947,15 @@ impl Signing {
         blobs
             .persist(temp, &output, &key)
             .context("storing the signed PDF")?;
-        Ok(Some(OrderDocument {
-            file_name,
-            blob: key,
-            size,
-            sha256: crate::domain::Sha256Digest::from_bytes(hasher.finalize().into()),
-        }))
+        Ok(Some((
+            OrderDocument {
+                file_name,
+                blob: key,
+                size,
+                sha256: crate::domain::Sha256Digest::from_bytes(hasher.finalize().into()),
+            },
+            archive_expires_at,
+        )))
     }
 }
 

@@ -56,6 +56,16 @@ impl BlobKey {
         BlobKey(format!("documents/{document}.pdf"))
     }
 
+    /// A CloudSigner document's signed file after an archive timestamp renewed it: a new file
+    /// beside the one it supersedes (`documents/<id>/signed-<version>.pdf`, a shape the store
+    /// already knew from its older layout), so a download never sees bytes rewritten.
+    pub fn document_version(document: DocumentId, version: uuid::Uuid) -> Self {
+        BlobKey(format!(
+            "documents/{document}/signed-{}.pdf",
+            version.simple()
+        ))
+    }
+
     /// One version of a signing order's PDF (the upload, then one per signature). Each version
     /// is a new file, so a signature that loses a race never touches the winner's bytes.
     pub fn order_version(order: OrderId, version: uuid::Uuid) -> Self {

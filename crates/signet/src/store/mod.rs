@@ -7,6 +7,7 @@
 //! [`sqlite`] and [`postgres`] behind [`Dialect`]. The story test in `tests/api/store_story.rs`
 //! runs one scenario against both to keep them equal.
 
+pub mod archive;
 pub mod blobs;
 mod group_commit;
 pub mod operator;
@@ -224,11 +225,13 @@ pub struct DocumentRecord {
 pub struct SignedFile {
     pub blob: BlobKey,
     pub size: u64,
+    /// When the file's last document timestamp must be renewed by (B-LTA files only).
+    pub archive_expires_at: Option<OffsetDateTime>,
 }
 
 /// Everything Signet persists in its database (the outbox's part through [`outbox::OutboxStore`]).
 #[async_trait]
-pub trait Store: outbox::OutboxStore + Send + Sync + 'static {
+pub trait Store: outbox::OutboxStore + archive::ArchiveStore + Send + Sync + 'static {
     fn dialect(&self) -> Dialect;
 
     /// Stores the hash of a new API key.

@@ -138,6 +138,8 @@ pub struct RecordedSignature {
     /// The order's revision the new document was built on.
     pub based_on_revision: i64,
     pub document: OrderDocument,
+    /// When the new document's last document timestamp must be renewed by (B-LTA only).
+    pub archive_expires_at: Option<time::OffsetDateTime>,
 }
 
 /// What recording a signature did.

@@ -27,6 +27,7 @@ use crate::domain::{
     DocumentId, DocumentStatus, OrderId, OrderOption, OrderState, SignerId, SignerStatus, UserId,
 };
 
+mod archive;
 mod blobs;
 mod operator;
 mod orders;
@@ -864,7 +865,8 @@ impl Store for SqlStore {
                 (DocumentStatus::Signed, Some(file)) => {
                     sqlx::query(
                         "UPDATE documents SET status = $1, signed_blob = $2, signed_size = $3, \
-                     prepared_blob = NULL, updated_at = $4 WHERE document_id = $5 AND status = $6",
+                     prepared_blob = NULL, updated_at = $4, archive_expires_at = $7 \
+                     WHERE document_id = $5 AND status = $6",
                     )
                     .bind(to.as_str())
                     .bind(file.blob.as_str())
@@ -872,6 +874,7 @@ impl Store for SqlStore {
                     .bind(to_unix(now))
                     .bind(document_id.to_string())
                     .bind(from.as_str())
+                    .bind(file.archive_expires_at.map(to_unix))
                     .execute(&mut *tx)
                     .await?
                 }

@@ -116,6 +116,7 @@ async fn two_job_runners_on_one_postgres_renew_each_certificate_exactly_once() {
         pki: app.runner.pki.clone(),
         clock: app.runner.clock.clone(),
         blobs: app.runner.blobs.clone(),
+        archive: app.runner.archive.clone(),
     };
     let first = app.runner.clone();
     let (a, b) = tokio::join!(
@@ -143,6 +144,7 @@ async fn two_job_runners_on_one_sqlite_file_renew_each_certificate_exactly_once(
         pki: app.runner.pki.clone(),
         clock: app.runner.clock.clone(),
         blobs: app.runner.blobs.clone(),
+        archive: app.runner.archive.clone(),
     };
     let first = app.runner.clone();
     let (a, b) = tokio::join!(

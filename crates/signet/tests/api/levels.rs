@@ -30,7 +30,7 @@ async fn spawn_with(db: Db, adjust: impl FnOnce(&mut Settings)) -> Option<TestAp
     Some(start_with(data_dir, database_url, clock, adjust).await)
 }
 
-fn write(dir: &Path, name: &str, bytes: &[u8]) -> PathBuf {
+pub fn write(dir: &Path, name: &str, bytes: &[u8]) -> PathBuf {
     let path = dir.join(name);
     std::fs::write(&path, bytes).unwrap();
     path
@@ -38,7 +38,7 @@ fn write(dir: &Path, name: &str, bytes: &[u8]) -> PathBuf {
 
 /// `pyhanko sign adesverify --executive-summary`: one `field:fingerprint:VERDICT` line per
 /// signature (document timestamps are judged as part of the signatures they protect).
-fn adesverify(pdf: &Path, ca_pem: &Path) -> String {
+pub fn adesverify(pdf: &Path, ca_pem: &Path) -> String {
     let out = std::process::Command::new(signet_testkit::venv().join("bin/pyhanko"))
         .arg("sign")
         .arg("adesverify")
@@ -267,12 +267,12 @@ async fn a_tsa_that_is_down_leaves_the_order_unchanged_and_it_signs_once_the_tsa
 // ---- The CloudSigner flow: openssl as the device ----
 
 /// An enrolled device (its key is the test's, as a phone's would be).
-pub(crate) struct Device {
+pub struct Device {
     key: DeviceKey,
     signer_id: String,
 }
 
-pub(crate) async fn enrolled(app: &TestApp, signer_id: &str, kind: KeyKind) -> Device {
+pub async fn enrolled(app: &TestApp, signer_id: &str, kind: KeyKind) -> Device {
     let key = device_key(kind, signer_id);
     app.enroll(signer_id, &key.csr_pem).await;
     Device {
@@ -282,7 +282,7 @@ pub(crate) async fn enrolled(app: &TestApp, signer_id: &str, kind: KeyKind) -> D
 }
 
 /// Uploads a two-page PDF for the device's signer; returns (documentId, hash).
-pub(crate) async fn upload(app: &TestApp, device: &Device) -> (String, String) {
+pub async fn upload(app: &TestApp, device: &Device) -> (String, String) {
     let form = Form::new().text("signerId", device.signer_id.clone()).part(
         "file",
         Part::bytes(classic_pdf(2))
@@ -329,7 +329,7 @@ fn device_sign(device: &Device, hash_b64: &str) -> String {
 }
 
 /// Posts the device's signature, with `level` when given.
-pub(crate) async fn post_signature(
+pub async fn post_signature(
     app: &TestApp,
     device: &Device,
     document_id: &str,
@@ -344,7 +344,7 @@ pub(crate) async fn post_signature(
         .await
 }
 
-async fn download(app: &TestApp, document_id: &str) -> Vec<u8> {
+pub async fn download(app: &TestApp, document_id: &str) -> Vec<u8> {
     let response = app.get(&format!("/documents/{document_id}/file")).await;
     assert_eq!(response.status(), 200);
     response.bytes().await.unwrap().to_vec()

@@ -3,6 +3,7 @@
 #![allow(clippy::unwrap_used)]
 
 mod anonymize;
+mod archive_timestamps;
 mod ca;
 mod cli;
 mod config_check;

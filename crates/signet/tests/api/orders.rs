@@ -459,6 +459,7 @@ async fn two_job_runners_expire_each_due_order_exactly_once() {
             pki: app.runner.pki.clone(),
             clock: app.runner.clock.clone(),
             blobs: app.runner.blobs.clone(),
+            archive: app.runner.archive.clone(),
         };
         let first = app.runner.clone();
         let (a, b) = tokio::join!(

@@ -246,6 +246,7 @@ async fn orders_chapter(store: &dyn Store, now: OffsetDateTime) {
         position,
         based_on_revision: revision,
         document: order_document(order_id, byte),
+        archive_expires_at: None,
     };
     assert_eq!(
         store
@@ -449,6 +450,7 @@ async fn documents_chapter(
     let signed = SignedFile {
         blob: BlobKey::prepared(id),
         size: 40_000,
+        archive_expires_at: None,
     };
     let sign = || {
         store.change_document_status(

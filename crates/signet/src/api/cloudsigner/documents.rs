@@ -595,6 +595,8 @@ struct Fill {
     runtime: tokio::runtime::Handle,
     /// The file's length once finished.
     len: u64,
+    /// When its document timestamp must be renewed by (B-LTA).
+    archive_expires_at: Option<time::OffsetDateTime>,
     /// The placeholder was already filled: see [`Fill::refill`].
     stale: bool,
 }
@@ -637,6 +639,7 @@ impl Fill {
             levels,
             runtime,
             len: byte_range.file_len(),
+            archive_expires_at: None,
             stale: false,
         };
         if !signet_pdf::placeholder_is_empty(&mut fill.file, &byte_range).map_err(embed_error)? {
@@ -657,8 +660,9 @@ impl Fill {
             &self.cms,
             self.level,
         ) {
-            Ok(len) => {
-                self.len = len;
+            Ok(finished) => {
+                self.len = finished.len;
+                self.archive_expires_at = finished.archive_expires_at;
                 self.sync()
             }
             Err(error) => {
@@ -843,6 +847,7 @@ async fn sign(
             let signed = SignedFile {
                 blob: fill.blob.clone(),
                 size: fill.len,
+                archive_expires_at: fill.archive_expires_at,
             };
             let won = state
                 .store
@@ -903,29 +908,35 @@ async fn download(
     ApiPath(raw_id): ApiPath<String>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    let document = live_document(&state, &raw_id).await?;
-    let (Some(blob), Some(size)) = (&document.signed_blob, document.signed_size) else {
-        return Err(ApiError::illegal(format!(
-            "the document is {} and has no signed file yet",
-            document.status
-        )));
-    };
-    // A signed file's bytes never change once the document is SIGNED, and its key names the
-    // document, so the key is a strong validator of its bytes.
-    let etag = format!(
-        "\"{}\"",
-        blob.as_str()
-            .trim_start_matches("documents/")
-            .trim_end_matches(".pdf")
-            .replace('/', "-")
-    );
-    let file = StoredFile {
-        path: state.blobs.path(blob),
-        len: size,
-        content_type: "application/pdf",
-        etag,
-    };
-    ranged::serve(file, &headers)
-        .await
-        .map_err(io_error("reading the signed PDF"))
+    // The archive-timestamp job may replace a signed file (a new blob, the old one removed
+    // after the row names the new): a read that finds its file gone reads the row again, once.
+    let mut retried = false;
+    loop {
+        let document = live_document(&state, &raw_id).await?;
+        let (Some(blob), Some(size)) = (&document.signed_blob, document.signed_size) else {
+            return Err(ApiError::illegal(format!(
+                "the document is {} and has no signed file yet",
+                document.status
+            )));
+        };
+        // A signed file's bytes never change once written, and its key names the document and
+        // the version, so the key is a strong validator of its bytes.
+        let etag = format!(
+            "\"{}\"",
+            blob.as_str()
+                .trim_start_matches("documents/")
+                .trim_end_matches(".pdf")
+                .replace('/', "-")
+        );
+        let file = StoredFile {
+            path: state.blobs.path(blob),
+            len: size,
+            content_type: "application/pdf",
+            etag,
+        };
+        match ranged::serve(file, &headers).await {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && !retried => retried = true,
+            served => return served.map_err(io_error("reading the signed PDF")),
+        }
+    }
 }

@@ -707,8 +707,8 @@ impl SqlStore {
                 let d = &signature.document;
                 sqlx::query(
                     "UPDATE orders SET document_blob = $1, document_size = $2, document_sha256 = $3, \
-                     signatures = signatures + 1, revision = revision + 1, updated_at = $4 \
-                     WHERE order_id = $5 AND revision = $6",
+                     signatures = signatures + 1, revision = revision + 1, updated_at = $4, \
+                     archive_expires_at = $7 WHERE order_id = $5 AND revision = $6",
                 )
                 .bind(d.blob.as_str())
                 .bind(to_count(d.size)?)
@@ -716,6 +716,7 @@ impl SqlStore {
                 .bind(to_unix(now))
                 .bind(order_id.to_string())
                 .bind(signature.based_on_revision)
+                .bind(signature.archive_expires_at.map(to_unix))
                 .execute(&mut *tx)
                 .await?;
                 sqlx::query("UPDATE order_signers SET status = 'SIGNED', action_at = $1 WHERE order_id = $2 AND position = $3")
