@@ -4,6 +4,7 @@
 
 pub mod levels;
 pub mod orders;
+pub mod readiness;
 pub mod signer_auth;
 pub mod signing_links;
 pub mod timestamps;

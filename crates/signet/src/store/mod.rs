@@ -14,6 +14,7 @@ pub mod outbox;
 pub mod postgres;
 pub mod sql;
 pub mod sqlite;
+pub mod stats;
 
 use async_trait::async_trait;
 use signet_crypto::ca::{RevocationReason, SerialNumber};
@@ -224,7 +225,7 @@ pub struct SignedFile {
 
 /// Everything Signet persists in its database (the outbox's part through [`outbox::OutboxStore`]).
 #[async_trait]
-pub trait Store: outbox::OutboxStore + Send + Sync + 'static {
+pub trait Store: outbox::OutboxStore + stats::StatsStore + Send + Sync + 'static {
     fn dialect(&self) -> Dialect;
 
     /// Stores the hash of a new API key.

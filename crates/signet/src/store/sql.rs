@@ -31,6 +31,7 @@ mod blobs;
 mod orders;
 mod outbox;
 mod signer_access;
+mod stats;
 pub use orders::event;
 
 /// A database reached through sqlx's `Any` driver. SQLite gets a single-connection writer pool
