@@ -192,6 +192,79 @@ impl Drop for SignalOnEnd {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use axum::routing::post;
+    use axum::Router;
+    use tower::ServiceExt;
+
+    /// A router whose handler reads the whole body, then takes `work` before answering.
+    fn app(work: Duration) -> Router {
+        let observed = Observe {
+            request_timeout: Duration::from_millis(300),
+            metrics: false,
+        };
+        Router::new()
+            .route(
+                "/work",
+                post(move |body: Body| async move {
+                    let read = axum::body::to_bytes(body, usize::MAX).await.unwrap();
+                    tokio::time::sleep(work).await;
+                    read.len().to_string()
+                }),
+            )
+            .layer(axum::middleware::from_fn_with_state(observed, observe))
+    }
+
+    /// A body of `chunks` chunks, one every 200 ms.
+    fn slow_body(chunks: usize) -> Body {
+        Body::from_stream(futures::stream::unfold(0, move |sent| async move {
+            if sent == chunks {
+                return None;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            Some((
+                Ok::<_, std::io::Error>(Bytes::from_static(b"0123456789")),
+                sent + 1,
+            ))
+        }))
+    }
+
+    fn request(body: Body) -> Request {
+        Request::builder()
+            .method("POST")
+            .uri("/work")
+            .body(body)
+            .unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_handler_still_busy_a_timeout_after_its_body_was_read_is_answered_503() {
+        let response = app(Duration::from_secs(5))
+            .oneshot(request(slow_body(2)))
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert!(response.headers().contains_key(&REQUEST_ID));
+        let body = axum::body::to_bytes(response.into_body(), usize::MAX)
+            .await
+            .unwrap();
+        let body: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(body["status"], "ERROR");
+        assert_eq!(body["responseObject"]["code"], "ERROR_GENERIC");
+    }
+
+    #[tokio::test]
+    async fn a_slow_upload_is_not_cut_by_the_handler_timeout() {
+        // Eight chunks over 1.6 s, five times the timeout; the handler is then quick.
+        let response = app(Duration::from_millis(100))
+            .oneshot(request(slow_body(8)))
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::OK);
+        let body = axum::body::to_bytes(response.into_body(), usize::MAX)
+            .await
+            .unwrap();
+        assert_eq!(&body[..], b"80");
+    }
 
     #[test]
     fn only_short_plain_request_ids_are_kept() {

@@ -188,27 +188,33 @@ fn render_counts(page: &mut String, counts: Option<&StatusCounts>) {
     );
     let _ = writeln!(page, "signet_database_up {}", u8::from(counts.is_some()));
     let Some(counts) = counts else { return };
-    let families: [(&str, &str, &str, &[(String, i64)]); 3] = [
-        (
-            "signet_documents",
-            "CloudSigner documents by status",
-            "status",
-            &counts.documents,
-        ),
-        (
-            "signet_orders",
-            "Signing orders by state",
-            "state",
-            &counts.orders,
-        ),
-        (
-            "signet_outbox_depth",
-            "Outbox messages waiting to be delivered, by channel",
-            "channel",
-            &counts.outbox,
-        ),
+    let families = [
+        Family {
+            name: "signet_documents",
+            help: "CloudSigner documents by status",
+            label: "status",
+            values: &counts.documents,
+        },
+        Family {
+            name: "signet_orders",
+            help: "Signing orders by state",
+            label: "state",
+            values: &counts.orders,
+        },
+        Family {
+            name: "signet_outbox_depth",
+            help: "Outbox messages waiting to be delivered, by channel",
+            label: "channel",
+            values: &counts.outbox,
+        },
     ];
-    for (name, help, label, values) in families {
+    for family in families {
+        let Family {
+            name,
+            help,
+            label,
+            values,
+        } = family;
         gauge_header(page, name, help);
         for (value, count) in values {
             let _ = writeln!(
@@ -225,6 +231,14 @@ fn render_counts(page: &mut String, counts: Option<&StatusCounts>) {
         "Current certificates of active or blocked signers that expire within 30 days",
     );
     let _ = writeln!(page, "{name} {}", counts.certificates_expiring);
+}
+
+/// A gauge family with one label, as read from the database.
+struct Family<'a> {
+    name: &'static str,
+    help: &'static str,
+    label: &'static str,
+    values: &'a [(String, i64)],
 }
 
 fn gauge_header(page: &mut String, name: &str, help: &str) {
