@@ -27,6 +27,15 @@ pub fn signature_certificate_issued(order_id: &OrderId, serial: &SerialNumber) {
     tracing::info!(target: "audit", action = "certificate.issued", order.id = %order_id, serial = %serial, "signature certificate issued");
 }
 
+/// A signing order's signature certificate was revoked.
+pub fn signature_certificate_revoked(
+    order_id: &OrderId,
+    serial: &SerialNumber,
+    reason: RevocationReason,
+) {
+    tracing::info!(target: "audit", action = "certificate.revoked", order.id = %order_id, serial = %serial, reason = %reason, "signature certificate revoked");
+}
+
 /// An API key was created (its id; the key itself is shown once to whoever created it).
 pub fn api_key_created(id: &str) {
     tracing::info!(target: "audit", action = "api_key.created", api_key.id = %id, "API key created");
