@@ -23,6 +23,7 @@ pub async fn create_api_key(store: &dyn Store, now: OffsetDateTime) -> StoreResu
     let key = format!("{KEY_PREFIX}{}", URL_SAFE_NO_PAD.encode(secret));
     let id = uuid::Uuid::new_v4().to_string();
     store.insert_api_key(&id, &hash_api_key(&key), now).await?;
+    crate::telemetry::audit::api_key_created(&id);
     Ok(key)
 }
 

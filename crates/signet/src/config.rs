@@ -76,6 +76,19 @@ pub struct Settings {
     /// Days before a B-LTA file's last document timestamp ends (its TSA certificate's
     /// notAfter) that the archive-timestamp job renews it (`SIGNET_ARCHIVE_MARGIN_DAYS`).
     pub archive_margin_days: u32,
+    /// Record and serve Prometheus metrics (`SIGNET_METRICS`, `metrics`); `false` records none
+    /// and serves no `/metrics`.
+    pub metrics: bool,
+    /// Serve `/metrics` on this address only (not on the main listener): `--metrics-listen`,
+    /// `SIGNET_METRICS_LISTEN`, `metrics_listen`. The page is unauthenticated: keep it private.
+    pub metrics_listen: Option<SocketAddr>,
+    /// Seconds a stopping server lets requests in flight finish before it exits anyway
+    /// (`SIGNET_SHUTDOWN_GRACE_SECONDS`, `shutdown_grace_seconds`); a second signal exits at once.
+    pub shutdown_grace_seconds: u64,
+    /// Seconds a handler may take once the request body is read (at once for requests without
+    /// one), then 503 with the error body (`SIGNET_REQUEST_TIMEOUT_SECONDS`,
+    /// `request_timeout_seconds`). Uploads are watched by `body_timeout_seconds` instead.
+    pub request_timeout_seconds: u64,
 }
 
 /// The timestamp authority Signet asks for every timestamp. Environment: `SIGNET_TSA_<FIELD>`;
@@ -305,6 +318,10 @@ impl Default for Settings {
             signature_level: SignatureLevel::default(),
             tsa: TsaSettings::default(),
             archive_margin_days: crate::jobs::archive_timestamps::DEFAULT_ARCHIVE_MARGIN_DAYS,
+            metrics: true,
+            metrics_listen: None,
+            shutdown_grace_seconds: 30,
+            request_timeout_seconds: 60,
         }
     }
 }
@@ -373,6 +390,27 @@ impl Settings {
         self.database_url
             .clone()
             .unwrap_or_else(|| format!("sqlite:{}", self.data_dir.join("signet.db").display()))
+    }
+
+    /// The database URL in force with its password hidden (in the user info or a `password`
+    /// query parameter), for the log.
+    pub fn redacted_database_url(&self) -> String {
+        let url = redact_url(&self.database_url());
+        match url.split_once('?') {
+            Some((base, query)) => {
+                let query: Vec<String> = query
+                    .split('&')
+                    .map(|pair| match pair.split_once('=') {
+                        Some((name, _)) if name.to_ascii_lowercase().contains("password") => {
+                            format!("{name}=***")
+                        }
+                        _ => pair.to_owned(),
+                    })
+                    .collect();
+                format!("{base}?{}", query.join("&"))
+            }
+            None => url,
+        }
     }
 
     /// The public base URL without a trailing slash, given the address actually bound.
@@ -476,6 +514,10 @@ impl fmt::Debug for Settings {
             .field("signature_level", &self.signature_level)
             .field("tsa", &self.tsa)
             .field("archive_margin_days", &self.archive_margin_days)
+            .field("metrics", &self.metrics)
+            .field("metrics_listen", &self.metrics_listen)
+            .field("shutdown_grace_seconds", &self.shutdown_grace_seconds)
+            .field("request_timeout_seconds", &self.request_timeout_seconds)
             .finish()
     }
 }
@@ -668,6 +710,21 @@ mod tests {
         assert_eq!(nest_env_key("TSA_TIMEOUT_SECONDS"), "tsa.timeout_seconds");
         assert_eq!(nest_env_key("TSA_CA"), "tsa.ca");
         assert_eq!(nest_env_key("SIGNATURE_LEVEL"), "signature_level");
+    }
+
+    #[test]
+    fn the_logged_database_url_hides_passwords_in_user_info_and_query() {
+        let settings = Settings {
+            database_url: Some(
+                "postgres://app:s3cret@db:5432/signet?sslmode=require&password=hunter2".into(),
+            ),
+            ..Settings::default()
+        };
+        let shown = settings.redacted_database_url();
+        assert_eq!(
+            shown,
+            "postgres://app:***@db:5432/signet?sslmode=require&password=***"
+        );
     }
 
     #[test]

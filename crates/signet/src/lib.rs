@@ -16,4 +16,5 @@ pub mod services;
 pub mod startup;
 pub mod state;
 pub mod store;
+pub mod telemetry;
 pub mod webhooks;

@@ -4,7 +4,6 @@ mod cli;
 
 use clap::{Args, Parser, Subcommand};
 use serde::Serialize;
-use std::io::Write;
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -164,6 +163,11 @@ struct ServeArgs {
     #[command(flatten)]
     #[serde(flatten)]
     mail: MailArgs,
+    /// Serve /metrics on this address only (not on the main listener); unauthenticated: use a
+    /// private address [default: /metrics on the main listener].
+    #[arg(long, value_name = "ADDR")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    metrics_listen: Option<String>,
 }
 
 /// Mail: the SMTP server, the sender, the language (`smtp.url`, `mail_from`, `mail_language`).
@@ -253,17 +257,9 @@ struct AutomationArgs {
     automation_listen: Option<String>,
 }
 
-fn init_tracing() {
-    use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_from_env("SIGNET_LOG")
-        .unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn,tower_http=info"));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        // Its own report of a failed write is an eprintln!, which panics when standard error
-        // is closed (a log pipe that went away): a server must keep serving without its log.
-        .log_internal_errors(false)
-        .init();
+/// `SIGNET_LOG` (filter) and `SIGNET_LOG_FORMAT` (text|json): see [`signet::telemetry::logging`].
+fn init_tracing() -> anyhow::Result<()> {
+    signet::telemetry::logging::init_from_env().map_err(anyhow::Error::msg)
 }
 
 /// Defence in depth for the data directory: Signet creates every file 0600 and every directory
@@ -278,7 +274,7 @@ fn restrict_umask() {
 async fn main() -> anyhow::Result<()> {
     restrict_umask();
     let cli = Cli::parse();
-    init_tracing();
+    init_tracing()?;
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     match cli.command {
         Command::Serve(args) => {
@@ -286,14 +282,16 @@ async fn main() -> anyhow::Result<()> {
             settings.check()?;
             let app = Application::build(settings, clock).await?;
             if let Some(path) = &app.initial_api_key_file {
-                // A closed standard error must not take the server down: the key is in the file anyway.
-                let _ = writeln!(
-                    std::io::stderr(),
+                // A log line (JSON when the log is): the key itself is only in the file.
+                tracing::info!(
                     "First start: an API key was created and written to {} (it is not shown again).",
                     path.display()
                 );
             }
-            app.run(shutdown_signal()).await
+            app.run(shutdown_signal()).await?;
+            // The listeners drained (or their grace ran out): leave now, without waiting for
+            // blocking work an abandoned request left behind.
+            std::process::exit(0)
         }
         Command::ApiKey(ApiKeyCommand::Create(args)) => {
             let settings = cli::load_settings(&args, &args)?;
@@ -351,8 +349,22 @@ async fn main() -> anyhow::Result<()> {
     }
 }
 
-/// Completes on Ctrl-C or SIGTERM, so in-flight requests finish before the process exits.
+/// Completes on Ctrl-C or SIGTERM, so in-flight requests finish (within the grace period)
+/// before the process exits; a second signal exits at once.
 async fn shutdown_signal() {
+    stop_signal().await;
+    tracing::info!(
+        "shutting down: finishing the requests in flight (a second signal exits at once)"
+    );
+    tokio::spawn(async {
+        stop_signal().await;
+        tracing::warn!("second signal: exiting at once");
+        std::process::exit(1);
+    });
+}
+
+/// Completes on the next Ctrl-C or SIGTERM.
+async fn stop_signal() {
     let ctrl_c = async {
         let _ = tokio::signal::ctrl_c().await;
     };
@@ -371,5 +383,4 @@ async fn shutdown_signal() {
         () = ctrl_c => {},
         () = terminate => {},
     }
-    tracing::info!("shutting down");
 }

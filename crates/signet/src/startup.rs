@@ -4,6 +4,7 @@
 //! client may hold a connection and how many it may hold.
 
 mod connection;
+pub mod describe;
 pub mod serve;
 
 use anyhow::Context;
@@ -44,6 +45,8 @@ pub struct Application {
     listener: TcpListener,
     /// The Automation API's listener, when it is enabled.
     automation_listener: Option<TcpListener>,
+    /// `--metrics-listen`'s listener, when metrics have their own address.
+    metrics_listener: Option<TcpListener>,
     state: AppState,
     /// Sends the outbox (mail, webhooks).
     outbox: Arc<Dispatcher>,
@@ -79,6 +82,11 @@ impl Application {
             1
         };
         let connections = ConnectionLimits::from_settings(&settings, listeners)?;
+        describe::log_start_up(&settings);
+        if settings.metrics {
+            // Before anything is counted: what is recorded without a recorder is lost.
+            crate::telemetry::metrics::install();
+        }
         let store = open_store(&settings).await?;
         let listener = TcpListener::bind(settings.listen)
             .await
@@ -121,6 +129,14 @@ impl Application {
         } else {
             tracing::info!("the Automation API is disabled; enable it with --enable-automation-api (SIGNET_AUTOMATION_API_ENABLED=true, or automation_api.enabled = true in the config file)");
             None
+        };
+        let metrics_listener = match settings.metrics_listen.filter(|_| settings.metrics) {
+            Some(address) => Some(
+                TcpListener::bind(address)
+                    .await
+                    .with_context(|| format!("binding the metrics listener to {address}"))?,
+            ),
+            None => None,
         };
         let blobs = Arc::new(blobs);
         let public_url: Arc<str> = public_url.into();
@@ -173,6 +189,7 @@ impl Application {
         Ok(Self {
             listener,
             automation_listener,
+            metrics_listener,
             state,
             outbox,
             connections,
@@ -187,6 +204,13 @@ impl Application {
 
     pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
         self.listener.local_addr()
+    }
+
+    /// Where `/metrics` listens, when `--metrics-listen` gave it an address of its own.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics_listener
+            .as_ref()
+            .and_then(|l| l.local_addr().ok())
     }
 
     /// Where the Automation API listens, when it is enabled.
@@ -219,8 +243,20 @@ impl Application {
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
+        // One stop for every listener and job, given the moment `shutdown` completes: each
+        // listener then drains within the grace period (see `serve`), the jobs finish their pass.
+        let (stop_jobs, jobs_stopped) = tokio::sync::watch::channel(false);
+        tokio::spawn(async move {
+            shutdown.await;
+            let _ = stop_jobs.send(true);
+        });
+        let stopping = |mut stopped: tokio::sync::watch::Receiver<bool>| async move {
+            let _ = stopped.wait_for(|stop| *stop).await;
+        };
         // Whatever fell due while Signet was down expires now, before the first request.
-        match self.job_runner().expire_orders().await {
+        let expired = self.job_runner().expire_orders().await;
+        crate::telemetry::metrics::job_ran("order_expiry", &expired);
+        match expired {
             Ok(0) => {}
             Ok(expired) => tracing::info!(
                 expired,
@@ -231,14 +267,13 @@ impl Application {
                 "expiring orders at start-up failed"
             ),
         }
-        let (stop_jobs, jobs_stopped) = tokio::sync::watch::channel(false);
         let interval = self.state.settings.job_interval_seconds;
         let jobs = (interval > 0).then(|| {
             let runner = self.job_runner();
-            let mut stopped = jobs_stopped.clone();
-            tokio::spawn(runner.run(Duration::from_secs(interval), async move {
-                let _ = stopped.wait_for(|stop| *stop).await;
-            }))
+            tokio::spawn(runner.run(
+                Duration::from_secs(interval),
+                stopping(jobs_stopped.clone()),
+            ))
         });
         // The outbox runs whatever the job interval: mail and webhooks are not optional work.
         // Only `outbox_poll_millis = 0` turns the background sender off (tests that run the
@@ -246,47 +281,63 @@ impl Application {
         let poll_millis = self.state.settings.outbox_poll_millis;
         let outbox = (poll_millis > 0).then(|| {
             let poll = Duration::from_millis(poll_millis.max(10));
-            let mut stopped = jobs_stopped.clone();
-            tokio::spawn(self.outbox.clone().run(poll, async move {
-                let _ = stopped.wait_for(|stop| *stop).await;
-            }))
+            tokio::spawn(
+                self.outbox
+                    .clone()
+                    .run(poll, stopping(jobs_stopped.clone())),
+            )
         });
         let app = api::main_router(self.state.clone());
-        tracing::info!(listen = %self.listener.local_addr()?, public_url = %self.state.public_url, "signet is listening");
-        let (stop_automation, automation_stopped) = tokio::sync::watch::channel(false);
+        let settings = &self.state.settings;
+        tracing::info!(listen = %self.listener.local_addr()?, tls = %describe::describe_listener(settings, describe::Listener::Main), public_url = %self.state.public_url, "signet is listening");
         let limits = self.connections;
         let automation = match self.automation_listener {
             Some(listener) => {
-                tracing::info!(listen = %listener.local_addr()?, "the Automation API is listening");
+                tracing::info!(listen = %listener.local_addr()?, tls = %describe::describe_listener(settings, describe::Listener::Automation), "the Automation API is listening");
                 let app = api::automation_router(self.state.clone());
-                let mut stopped = automation_stopped.clone();
                 Some(tokio::spawn(serve::serve(
                     listener,
                     app,
                     limits,
-                    async move {
-                        let _ = stopped.wait_for(|stop| *stop).await;
-                    },
+                    stopping(jobs_stopped.clone()),
                 )))
             }
             None => None,
         };
-        serve::serve(self.listener, app, limits, shutdown)
+        let metrics = match self.metrics_listener {
+            Some(listener) => {
+                tracing::info!(listen = %listener.local_addr()?, tls = %describe::describe_listener(settings, describe::Listener::Metrics), "metrics are served on their own listener");
+                let app = api::metrics_listener_router(self.state.clone());
+                Some(tokio::spawn(serve::serve(
+                    listener,
+                    app,
+                    limits,
+                    stopping(jobs_stopped.clone()),
+                )))
+            }
+            None => None,
+        };
+        serve::serve(self.listener, app, limits, stopping(jobs_stopped.clone()))
             .await
             .context("serving HTTP")?;
-        let _ = stop_automation.send(true);
         if let Some(automation) = automation {
             automation
                 .await
                 .context("the Automation API task failed")?
                 .context("serving the Automation API")?;
         }
-        let _ = stop_jobs.send(true);
-        if let Some(jobs) = jobs {
-            let _ = jobs.await;
+        if let Some(metrics) = metrics {
+            metrics
+                .await
+                .context("the metrics listener task failed")?
+                .context("serving metrics")?;
         }
-        if let Some(outbox) = outbox {
-            let _ = outbox.await;
+        // The listeners drained within the grace period; a job pass still running gets
+        // another one at most (it ends between passes, or is abandoned with the process).
+        let tasks = jobs.into_iter().chain(outbox);
+        let joined = futures::future::join_all(tasks);
+        if tokio::time::timeout(limits.grace, joined).await.is_err() {
+            tracing::warn!("a background job was still running after the grace period");
         }
         Ok(())
     }

@@ -46,7 +46,7 @@ pub async fn revoke(args: RevokeArgs, clock: &dyn Clock) -> anyhow::Result<()> {
             args.id
         );
     }
-    tracing::info!(api_key.id = %args.id, "audit: API key revoked");
+    signet::telemetry::audit::api_key_revoked(&args.id);
     eprintln!("API key {} revoked", args.id);
     Ok(())
 }

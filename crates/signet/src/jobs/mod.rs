@@ -14,6 +14,7 @@ use crate::clock::Clock;
 use crate::pki::{crl_needs_refresh, Pki};
 use crate::store::blobs::{BlobStore, SweepReport};
 use crate::store::Store;
+use crate::telemetry::metrics::job_ran;
 
 pub mod archive_timestamps;
 pub mod outbox;
@@ -109,11 +110,26 @@ impl JobRunner {
         let mut report = JobReport::default();
         loop {
             let pki = &self.pki;
+            // Audited once the batch is committed, not while its transaction may still roll back.
+            let issued = std::sync::Mutex::new(Vec::new());
             let renewed = self
                 .store
-                .renew_due(now, RENEWAL_BATCH, &|due| pki.renew(due, now))
+                .renew_due(now, RENEWAL_BATCH, &|due| {
+                    let certificate = pki.renew(due, now)?;
+                    if let Ok(mut issued) = issued.lock() {
+                        issued.push((
+                            due.signer_id.clone(),
+                            due.current_serial,
+                            certificate.serial,
+                        ));
+                    }
+                    Ok(certificate)
+                })
                 .await
                 .context("renewing certificates")?;
+            for (signer_id, previous, serial) in issued.into_inner().unwrap_or_default() {
+                crate::telemetry::audit::certificate_renewed(&signer_id, &previous, &serial);
+            }
             report.renewed += renewed;
             if renewed < RENEWAL_BATCH as usize {
                 break;
@@ -159,17 +175,23 @@ impl JobRunner {
             tokio::select! {
                 () = &mut shutdown => break,
                 _ = ticker.tick() => {
-                    if let Err(error) = self.run_once().await {
+                    let result = self.run_once().await;
+                    job_ran("certificates", &result);
+                    if let Err(error) = result {
                         tracing::error!(error = format!("{error:#}"), "background job pass failed");
                     }
                 }
                 _ = orders_ticker.tick() => {
-                    if let Err(error) = self.expire_orders().await {
+                    let result = self.expire_orders().await;
+                    job_ran("order_expiry", &result);
+                    if let Err(error) = result {
                         tracing::error!(error = format!("{error:#}"), "order expiry pass failed");
                     }
                 }
                 _ = orphans_ticker.tick() => {
-                    if let Err(error) = self.sweep_orphans().await {
+                    let result = self.sweep_orphans().await;
+                    job_ran("blob_sweep", &result);
+                    if let Err(error) = result {
                         tracing::error!(error = format!("{error:#}"), "blob store sweep failed");
                     }
                 }

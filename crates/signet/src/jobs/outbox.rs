@@ -235,12 +235,16 @@ impl Dispatcher {
             tokio::select! {
                 () = &mut shutdown => break,
                 _ = reminders.tick() => {
-                    if let Err(error) = self.queue_reminders().await {
+                    let result = self.queue_reminders().await;
+                    crate::telemetry::metrics::job_ran("reminders", &result);
+                    if let Err(error) = result {
                         tracing::error!(error = format!("{error:#}"), "reminder pass failed");
                     }
                 }
                 _ = ticker.tick() => {
-                    if let Err(error) = self.deliver_due().await {
+                    let result = self.deliver_due().await;
+                    crate::telemetry::metrics::job_ran("outbox", &result);
+                    if let Err(error) = result {
                         tracing::error!(error = format!("{error:#}"), "outbox pass failed");
                     }
                 }

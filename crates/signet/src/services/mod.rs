@@ -6,6 +6,7 @@ pub mod external_revocation;
 pub mod levels;
 pub mod orders;
 pub mod signature_revocation;
+pub mod readiness;
 pub mod signer_auth;
 pub mod signer_status;
 pub mod signing_links;

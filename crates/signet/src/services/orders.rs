@@ -752,6 +752,11 @@ impl OrderService {
                     superseded,
                 } => {
                     remove_blobs(&self.blobs, &superseded);
+                    let level = self
+                        .levels
+                        .as_ref()
+                        .map_or(SignatureLevel::PadesBB, |(_, level)| *level);
+                    crate::telemetry::metrics::signature_made("orders", level);
                     return Ok(order_state);
                 }
                 // Another process signed first: our revision is built on an old one. Try again.
@@ -881,6 +886,7 @@ impl Signing {
                 SIGNATURE_CERTIFICATE_VALIDITY,
             )
             .context("issuing the signature certificate")?;
+        crate::telemetry::audit::signature_certificate_issued(&order_id, &issued.serial);
         self.runtime
             .block_on(
                 self.store

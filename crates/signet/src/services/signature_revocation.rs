@@ -98,7 +98,13 @@ pub async fn revoke_signature(
         pki.refresh_crl(store, now)
             .await
             .map_err(RevokeSignatureError::Crl)?;
-        tracing::info!(order.id = %order_id, certificates = revoked.len(), %reason, "revoked a signature's certificate");
+        for certificate in revoked.iter().filter(|r| r.newly_revoked) {
+            crate::telemetry::audit::signature_certificate_revoked(
+                &order_id,
+                &certificate.serial,
+                certificate.reason,
+            );
+        }
     }
     Ok(revoked)
 }

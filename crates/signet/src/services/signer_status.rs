@@ -8,6 +8,7 @@ use time::OffsetDateTime;
 
 use crate::domain::{SignerId, SignerStatus};
 use crate::pki::Pki;
+use crate::telemetry::audit;
 use crate::store::{StatusChange, Store};
 
 /// Applies `requested` to the signer; refreshes the CRL when certificates were revoked.
@@ -23,6 +24,9 @@ pub async fn change_signer_status(
         .change_signer_status(signer_id, requested, reason, now)
         .await?;
     if let StatusChange::Applied { revoked, .. } = &change {
+        for serial in revoked {
+            audit::certificate_revoked(signer_id, serial, reason);
+        }
         if !revoked.is_empty() {
             pki.refresh_crl(store, now).await?;
         }

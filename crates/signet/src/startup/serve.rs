@@ -46,6 +46,9 @@ pub struct ConnectionLimits {
     pub timeouts: Timeouts,
     /// Most connections served at once; more are answered 503 and closed.
     pub max_connections: usize,
+    /// How long requests in flight may take to finish once shutdown begins; connections still
+    /// open then are closed.
+    pub grace: Duration,
 }
 
 impl ConnectionLimits {
@@ -79,6 +82,7 @@ impl ConnectionLimits {
         Ok(Self {
             timeouts,
             max_connections,
+            grace: seconds("shutdown_grace_seconds", settings.shutdown_grace_seconds)?,
         })
     }
 }
@@ -114,7 +118,8 @@ fn parse_open_file_limit(limits: &str) -> Option<u64> {
 }
 
 /// Serves `router` on `listener` until `shutdown` completes, then waits for the connections'
-/// requests in flight to finish (idle connections close at once).
+/// requests in flight to finish (idle connections close at once), for at most the grace period:
+/// connections still open then are closed, so a slow client cannot keep the process alive.
 pub async fn serve(
     listener: TcpListener,
     router: Router,
@@ -129,6 +134,7 @@ pub async fn serve(
     let mut backoff = AcceptBackoff::default();
     let mut refusing = false;
     let mut shutdown = pin!(shutdown);
+    let close_all = tokio_util::sync::CancellationToken::new();
     loop {
         let accepted = tokio::select! {
             () = &mut shutdown => break,
@@ -159,8 +165,13 @@ pub async fn serve(
                 let tracker = Tracker::new(limits.timeouts);
                 let registered = open.register(tracker.clone());
                 let router = router.clone();
+                let closed = close_all.clone();
                 tokio::spawn(async move {
-                    serve_connection(stream, router, tracker).await;
+                    tokio::select! {
+                        biased;
+                        () = serve_connection(stream, router, tracker) => {}
+                        () = closed.cancelled() => {}
+                    }
                     drop(registered);
                     drop(permit);
                 });
@@ -177,7 +188,20 @@ pub async fn serve(
     drop(listener);
     open.shut_down();
     let all = u32::try_from(limits.max_connections).unwrap_or(u32::MAX);
-    let _every_connection_closed = permits.acquire_many(all).await;
+    if tokio::time::timeout(limits.grace, permits.acquire_many(all))
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            listen = %address,
+            open = open.lock().trackers.len(),
+            grace_seconds = limits.grace.as_secs(),
+            "requests were still in flight at the end of the shutdown grace period: closing their connections"
+        );
+        close_all.cancel();
+        // Each connection's task ends at its next poll, which the cancellation wakes.
+        let _ = tokio::time::timeout(Duration::from_secs(1), permits.acquire_many(all)).await;
+    }
     Ok(())
 }
 

@@ -16,6 +16,7 @@ pub mod outbox;
 pub mod postgres;
 pub mod sql;
 pub mod sqlite;
+pub mod stats;
 
 use async_trait::async_trait;
 use signet_crypto::ca::{RevocationReason, SerialNumber};
@@ -231,7 +232,9 @@ pub struct SignedFile {
 
 /// Everything Signet persists in its database (the outbox's part through [`outbox::OutboxStore`]).
 #[async_trait]
-pub trait Store: outbox::OutboxStore + archive::ArchiveStore + Send + Sync + 'static {
+pub trait Store:
+    outbox::OutboxStore + archive::ArchiveStore + stats::StatsStore + Send + Sync + 'static
+{
     fn dialect(&self) -> Dialect;
 
     /// Stores the hash of a new API key.

@@ -33,6 +33,7 @@ mod operator;
 mod orders;
 mod outbox;
 mod signer_access;
+mod stats;
 pub use orders::event;
 
 /// A database reached through sqlx's `Any` driver. SQLite gets a single-connection writer pool

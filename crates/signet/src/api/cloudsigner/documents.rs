@@ -873,6 +873,7 @@ async fn sign(
     .await
     .map_err(|e| ApiError::Internal(anyhow::Error::new(e).context("signing task failed")))??;
     tracing::info!("document signed");
+    crate::telemetry::metrics::signature_made("cloudsigner", level);
     Ok(Json(SignResponse {
         document_id: document_id.to_string(),
         uri: format!("{}/documents/{document_id}/file", state.public_url),

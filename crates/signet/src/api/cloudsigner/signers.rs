@@ -13,6 +13,7 @@ use crate::api::openapi::schemas::ErrorBody;
 use crate::domain::{SignerId, SignerStatus, UserId};
 use crate::state::AppState;
 use crate::store::{EnrollOutcome, Enrollment, StatusChange};
+use crate::telemetry::audit;
 use axum::http::StatusCode;
 
 /// The routes below, for the OpenAPI document.
@@ -126,13 +127,27 @@ async fn enroll(
         csr_der: csr.der().to_vec(),
         certificate,
     };
+    let issued = |enrollment: &Enrollment| {
+        audit::certificate_issued(&enrollment.signer_id, &enrollment.certificate.serial);
+    };
     match state.store.enroll(&enrollment, now).await? {
         EnrollOutcome::Refused(status) => Ok(ResultBody::fail(format!(
             "signer {} is {status} and cannot be enrolled again; use a new signerId",
             enrollment.signer_id
         ))),
-        EnrollOutcome::Created => Ok(ResultBody::ok()),
+        EnrollOutcome::Created => {
+            issued(&enrollment);
+            Ok(ResultBody::ok())
+        }
         EnrollOutcome::Replaced { superseded } => {
+            issued(&enrollment);
+            for serial in &superseded {
+                audit::certificate_revoked(
+                    &enrollment.signer_id,
+                    serial,
+                    RevocationReason::Superseded,
+                );
+            }
             if !superseded.is_empty() {
                 state.pki.refresh_crl(state.store.as_ref(), now).await?;
             }

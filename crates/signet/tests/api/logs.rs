@@ -1,0 +1,354 @@
+//! The log of a real `signet serve` process in JSON: every line parses, the access and audit
+//! lines are there, and after a CloudSigner enroll + sign + download and a signing order with an
+//! EXTERNAL signer (personal number, e-mail) signed through its page, none of the secrets or
+//! personal values of those requests appears anywhere in it.
+
+use base64::engine::general_purpose::STANDARD as BASE64;
+use base64::Engine;
+use reqwest::multipart::{Form, Part};
+use serde_json::{json, Value};
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use crate::openssl::{self, device_key, KeyKind};
+use crate::pages::{browserless, csrf_of};
+
+const SIGNET: &str = env!("CARGO_BIN_EXE_signet");
+
+/// A `signet serve` child process with its log collected line by line.
+pub struct Served {
+    pub child: Child,
+    /// Held so the data directory lives as long as the process.
+    _dir: tempfile::TempDir,
+    pub main: String,
+    pub automation: String,
+    pub api_key: String,
+    pub lines: Arc<Mutex<Vec<String>>>,
+}
+
+impl Served {
+    /// Starts `signet serve` (JSON log, both listeners on port 0, the test people) with `envs`,
+    /// and waits until both listeners are up.
+    pub fn start(envs: &[(&str, &str)]) -> Served {
+        let dir = tempfile::tempdir().unwrap();
+        let people = dir.path().join("people.json");
+        std::fs::write(&people, crate::helpers::TEST_PEOPLE).unwrap();
+        let mut command = Command::new(SIGNET);
+        command
+            .args(["serve", "--enable-automation-api", "--data-dir"])
+            .arg(dir.path().join("data"))
+            .arg("--directory-file")
+            .arg(&people)
+            .env("SIGNET_LISTEN", "127.0.0.1:0")
+            .env("SIGNET_AUTOMATION_LISTEN", "127.0.0.1:0")
+            .env("SIGNET_LOG_FORMAT", "json")
+            .env("SIGNET_LOG", "info,signet=debug")
+            .env_remove("SIGNET_DATABASE_URL")
+            .env_remove("SIGNET_METRICS_LISTEN")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        for (name, value) in envs {
+            command.env(name, value);
+        }
+        let mut child = command.spawn().unwrap();
+        let stderr = child.stderr.take().unwrap();
+        let lines = Arc::new(Mutex::new(Vec::new()));
+        let collected = lines.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines() {
+                let Ok(line) = line else { break };
+                collected.lock().unwrap().push(line);
+            }
+        });
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let listening = |message: &str| {
+            lines.lock().unwrap().iter().find_map(|line| {
+                let value: Value = serde_json::from_str(line).ok()?;
+                (value["message"] == message)
+                    .then(|| value["listen"].as_str().map(str::to_owned))?
+            })
+        };
+        let (main, automation) = loop {
+            let main = listening("signet is listening");
+            let automation = listening("the Automation API is listening");
+            if let (Some(main), Some(automation)) = (main, automation) {
+                break (format!("http://{main}"), format!("http://{automation}"));
+            }
+            assert!(
+                Instant::now() < deadline,
+                "signet did not start: {:?}",
+                lines.lock().unwrap()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        let api_key = std::fs::read_to_string(dir.path().join("data").join("initial-api-key"))
+            .unwrap()
+            .trim()
+            .to_owned();
+        Served {
+            child,
+            _dir: dir,
+            main,
+            automation,
+            api_key,
+            lines,
+        }
+    }
+
+    pub fn log(&self) -> Vec<String> {
+        self.lines.lock().unwrap().clone()
+    }
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[tokio::test]
+async fn the_json_log_has_access_and_audit_lines_and_no_secret_or_personal_value() {
+    let served = Served::start(&[]);
+    let client = reqwest::Client::new();
+    let main = &served.main;
+
+    // CloudSigner: enroll a device, upload, sign with the device key, download.
+    let device = device_key(KeyKind::P256, "Log Test Device");
+    let enrolled = client
+        .post(format!("{main}/signers"))
+        .bearer_auth(&served.api_key)
+        .json(&json!({"signerId": "log-device-1", "userId": "log-user-1", "csr": device.csr_pem}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(enrolled.status(), 200);
+    let form = Form::new().text("signerId", "log-device-1").part(
+        "file",
+        Part::bytes(signet_testkit::pdfs::classic_pdf(1))
+            .file_name("contract.pdf")
+            .mime_str("application/pdf")
+            .unwrap(),
+    );
+    let uploaded: Value = client
+        .post(format!("{main}/documents/upload"))
+        .bearer_auth(&served.api_key)
+        .multipart(form)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let document_id = uploaded["documentId"].as_str().unwrap().to_owned();
+    let tbs = device.dir.path().join("tbs.der");
+    let signature_file = device.dir.path().join("tbs.sig");
+    std::fs::write(
+        &tbs,
+        BASE64.decode(uploaded["hash"].as_str().unwrap()).unwrap(),
+    )
+    .unwrap();
+    openssl::run(
+        &[
+            "dgst",
+            "-sha256",
+            "-sign",
+            device.key.to_str().unwrap(),
+            "-out",
+            signature_file.to_str().unwrap(),
+            tbs.to_str().unwrap(),
+        ],
+        device.dir.path(),
+    );
+    let signature = BASE64.encode(std::fs::read(&signature_file).unwrap());
+    let signed = client
+        .post(format!("{main}/documents/{document_id}/signature"))
+        .bearer_auth(&served.api_key)
+        .json(&json!({"signature": signature}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(signed.status(), 200, "{}", signed.text().await.unwrap());
+    let file = client
+        .get(format!("{main}/documents/{document_id}/file"))
+        .bearer_auth(&served.api_key)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(file.status(), 200);
+    // A wrong key, and a request id the client chose.
+    let refused = client
+        .get(format!("{main}/signers/log-device-1"))
+        .bearer_auth("sgn_not-a-real-key-but-a-secret-all-the-same")
+        .header("x-request-id", "log-test-request-7")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), 401);
+    assert_eq!(refused.headers()["x-request-id"], "log-test-request-7");
+
+    // A signing order for an EXTERNAL signer with a personal number and an e-mail address,
+    // signed through the signer page (whose path carries the link's token).
+    let personal_number = "198603052385";
+    let mail = "elsa.secret@example.net";
+    let signer = json!({"source": "EXTERNAL", "identifier": personal_number,
+        "attributes": {"mail": {"value": mail}, "mobile": {"value": "+46700000001"}}});
+    let response = client
+        .post(format!("{}/orders", served.automation))
+        .multipart(crate::orders::order_form(&[signer]))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let order_id = response.text().await.unwrap();
+    let order: Value = client
+        .get(format!("{}/orders/{order_id}", served.automation))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let link = order["signers"][0]["signingUrl"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let token = link.rsplit('/').next().unwrap().to_owned();
+    let pages = browserless();
+    let confirm = pages
+        .get(format!("{link}/confirm"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let csrf = csrf_of(&confirm);
+    let posted = pages
+        .post(format!("{link}/sign"))
+        .form(&[("csrf", csrf.as_str()), ("lang", "en")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(posted.status(), 303);
+
+    // The log catches up with the last requests.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !served
+        .log()
+        .iter()
+        .any(|l| l.contains("/sign/{token}/sign") && l.contains("\"status\":303"))
+    {
+        assert!(
+            Instant::now() < deadline,
+            "no access line for the sign post"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let log = served.log();
+    let lines: Vec<Value> = log
+        .iter()
+        .map(|line| serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}")))
+        .collect();
+    let secrets = [
+        served.api_key.as_str(),
+        "sgn_not-a-real-key-but-a-secret-all-the-same",
+        personal_number,
+        "19860305-2385",
+        mail,
+        "+46700000001",
+        token.as_str(),
+        csrf.as_str(),
+        "carl.borgstrom@example.org",
+    ];
+    for line in &log {
+        for secret in secrets {
+            assert!(!line.contains(secret), "{secret} is in the log: {line}");
+        }
+    }
+    let access = |route: &str, status: u64| {
+        lines.iter().any(|l| {
+            l["target"] == "signet::access" && l["route"] == route && l["status"] == status
+        })
+    };
+    assert!(access("/signers", 200), "{log:#?}");
+    assert!(
+        access("/documents/{document_id}/signature", 200),
+        "{log:#?}"
+    );
+    assert!(access("/sign/{token}/confirm", 200), "{log:#?}");
+    assert!(access("/sign/{token}/sign", 303), "{log:#?}");
+    assert!(
+        lines
+            .iter()
+            .any(|l| l["request.id"] == "log-test-request-7" && l["status"] == 401),
+        "{log:#?}"
+    );
+    let audit: Vec<&Value> = lines.iter().filter(|l| l["target"] == "audit").collect();
+    for action in ["api_key.created", "certificate.issued"] {
+        assert!(
+            audit.iter().any(|l| l["action"] == action),
+            "{action}: {audit:#?}"
+        );
+    }
+    assert!(
+        audit
+            .iter()
+            .any(|l| l["action"] == "certificate.issued" && l["order.id"] == order_id.as_str()),
+        "the signature certificate of the order: {audit:#?}"
+    );
+    // The start-up lines: version, data directory, database, listeners with their transport.
+    for message in ["signet starting", "data directory", "database"] {
+        assert!(lines.iter().any(|l| l["message"] == message), "{message}");
+    }
+    assert!(lines
+        .iter()
+        .any(|l| l["message"] == "signet is listening" && l["tls"] == "plain"));
+}
+
+#[test]
+fn the_text_log_has_no_colour_codes_when_it_is_not_a_terminal() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = Command::new(SIGNET)
+        .args(["serve", "--data-dir"])
+        .arg(dir.path())
+        .env("SIGNET_LISTEN", "127.0.0.1:0")
+        .env("SIGNET_LOG_FORMAT", "text")
+        .env_remove("SIGNET_LOG")
+        .env_remove("NO_COLOR")
+        .env_remove("SIGNET_DATABASE_URL")
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = Vec::new();
+    for line in BufReader::new(child.stderr.take().unwrap()).lines() {
+        let line = line.unwrap();
+        let done = line.contains("signet is listening");
+        lines.push(line);
+        if done {
+            break;
+        }
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    let log = lines.join("\n");
+    assert!(log.contains("signet is listening"), "{log}");
+    assert!(!log.contains('\u{1b}'), "an escape code in {log}");
+}
+
+#[test]
+fn an_unknown_log_format_is_refused_by_name() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = Command::new(SIGNET)
+        .args(["serve", "--data-dir"])
+        .arg(dir.path())
+        .env("SIGNET_LOG_FORMAT", "jsno")
+        .env("SIGNET_LISTEN", "127.0.0.1:0")
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("jsno"), "{stderr}");
+}
