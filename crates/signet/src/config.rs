@@ -71,6 +71,23 @@ pub struct Settings {
     pub signature_level: SignatureLevel,
     /// Where timestamps come from (`[tsa]` in TOML): the built-in TSA, or an external one.
     pub tsa: TsaSettings,
+    /// TLS on the main listener (`[tls]` in TOML); off while `cert` is unset.
+    pub tls: TlsSettings,
+}
+
+/// TLS on the main listener. Environment: `SIGNET_TLS_CERT`, `SIGNET_TLS_KEY`,
+/// `SIGNET_CLIENT_CA` (or `SIGNET_TLS_CLIENT_CA`); TOML: `[tls]`; flags `--tls-cert`,
+/// `--tls-key`, `--client-ca`. The files are re-read on SIGHUP.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TlsSettings {
+    /// PEM certificate chain, the server's certificate first.
+    pub cert: Option<PathBuf>,
+    /// PEM private key (PKCS#8, SEC1 EC or PKCS#1 RSA).
+    pub key: Option<PathBuf>,
+    /// PEM certificates a client certificate may chain to; such a certificate authenticates a
+    /// CloudSigner API client as an API key does (optional: API keys keep working).
+    pub client_ca: Option<PathBuf>,
 }
 
 /// The timestamp authority Signet asks for every timestamp. Environment: `SIGNET_TSA_<FIELD>`;
@@ -209,6 +226,16 @@ pub struct AutomationApiSettings {
     pub enabled: bool,
     /// `--automation-listen`, `SIGNET_AUTOMATION_LISTEN`, `automation_api.listen`.
     pub listen: SocketAddr,
+    /// `--automation-tls-cert`, `SIGNET_AUTOMATION_API_TLS_CERT`, `automation_api.tls_cert`.
+    pub tls_cert: Option<PathBuf>,
+    /// `--automation-tls-key`, `SIGNET_AUTOMATION_API_TLS_KEY`, `automation_api.tls_key`.
+    pub tls_key: Option<PathBuf>,
+    /// `--automation-client-ca`, `SIGNET_AUTOMATION_API_CLIENT_CA`, `automation_api.client_ca`:
+    /// clients must present a certificate chaining to it (mutual TLS).
+    pub client_ca: Option<PathBuf>,
+    /// `--automation-allow-insecure`, `SIGNET_AUTOMATION_API_ALLOW_INSECURE`,
+    /// `automation_api.allow_insecure`: serve beyond loopback without mutual TLS (warned).
+    pub allow_insecure: bool,
 }
 
 impl Default for AutomationApiSettings {
@@ -216,6 +243,10 @@ impl Default for AutomationApiSettings {
         Self {
             enabled: false,
             listen: SocketAddr::from(([127, 0, 0, 1], 8081)),
+            tls_cert: None,
+            tls_key: None,
+            client_ca: None,
+            allow_insecure: false,
         }
     }
 }
@@ -299,6 +330,7 @@ impl Default for Settings {
             signer_auth: crate::domain::order::SignerAuth::Link,
             signature_level: SignatureLevel::default(),
             tsa: TsaSettings::default(),
+            tls: TlsSettings::default(),
         }
     }
 }
@@ -332,6 +364,7 @@ impl Settings {
     pub fn public_url(&self, bound: SocketAddr) -> String {
         match &self.public_url {
             Some(url) => url.trim_end_matches('/').to_owned(),
+            None if self.tls.cert.is_some() => format!("https://{bound}"),
             None => format!("http://{bound}"),
         }
     }
@@ -356,6 +389,10 @@ fn nest_env_key(key: &str) -> String {
         format!("tsa.{rest}")
     } else if let Some(rest) = key.strip_prefix("smtp_") {
         format!("smtp.{rest}")
+    } else if let Some(rest) = key.strip_prefix("tls_") {
+        format!("tls.{rest}")
+    } else if key == "client_ca" {
+        "tls.client_ca".to_owned()
     } else {
         key
     }
@@ -406,6 +443,7 @@ impl fmt::Debug for Settings {
             .field("signer_auth", &self.signer_auth)
             .field("signature_level", &self.signature_level)
             .field("tsa", &self.tsa)
+            .field("tls", &self.tls)
             .finish()
     }
 }
