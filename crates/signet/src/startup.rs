@@ -377,11 +377,12 @@ async fn ensure_first_api_key(
     Ok(Some(path))
 }
 
+/// One listener's TLS, when it has some.
+type ListenerTls = Option<Arc<tls::TlsListener>>;
+
 /// The TLS of each listener from the settings, and the rule that keeps the Automation API (which
 /// trusts its callers) off the network unless mutual TLS guards it or the operator insists.
-fn tls_from_settings(
-    settings: &Settings,
-) -> anyhow::Result<(Option<Arc<tls::TlsListener>>, Option<Arc<tls::TlsListener>>)> {
+fn tls_from_settings(settings: &Settings) -> anyhow::Result<(ListenerTls, ListenerTls)> {
     let main = listener_tls(
         "main",
         settings.tls.cert.as_ref(),
@@ -427,7 +428,7 @@ fn listener_tls(
     client_ca: Option<&PathBuf>,
     client_auth: tls::ClientAuth,
     [cert_flag, key_flag, ca_flag]: [&str; 3],
-) -> anyhow::Result<Option<Arc<tls::TlsListener>>> {
+) -> anyhow::Result<ListenerTls> {
     match (cert, key) {
         (None, None) => {
             anyhow::ensure!(

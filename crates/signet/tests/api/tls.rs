@@ -329,7 +329,8 @@ async fn plain_http_on_a_tls_port_gets_a_400_and_no_order_data() {
         .get(format!("{plain}/api/document_signing/orders/{id}"))
         .send()
         .await;
-    if let Ok(response) = answer {
+    {
+        let response = answer.expect("plain HTTP on the TLS port is answered, not dropped");
         assert_eq!(response.status(), 400);
         let body: Value = response.json().await.unwrap();
         assert_eq!(body["status"], "ERROR", "{body}");
@@ -688,4 +689,64 @@ async fn the_automation_api_on_all_interfaces_without_mutual_tls_refuses_to_star
             .any(|l| l.contains("WARN") && l.contains("without mutual TLS")),
         "{text}"
     );
+}
+
+#[tokio::test]
+async fn a_tls_handshake_trickled_or_never_sent_is_cut_at_the_header_deadline() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let ca = TestCa::new("slow-ca");
+    let (cert, key) = ca.issue("server", "serverAuth");
+    let app = spawn_tls_app(|settings| {
+        settings.header_timeout_seconds = 1;
+        settings.tls.cert = Some(cert);
+        settings.tls.key = Some(key);
+    })
+    .await;
+    let address = app.address.trim_start_matches("https://").to_owned();
+    // Far more than the timeout: a connection still open after this was not cut.
+    let bound = Duration::from_secs(20);
+    let silent = tokio::net::TcpStream::connect(&address).await.unwrap();
+    let stream = tokio::net::TcpStream::connect(&address).await.unwrap();
+    let (reader, mut writer) = stream.into_split();
+    // A ClientHello record header, then its body a byte at a time, each well within any
+    // per-read timeout: only a deadline on the whole handshake cuts it.
+    let trickle = tokio::spawn(async move {
+        let mut record = vec![
+            0x16, 0x03, 0x01, 0x02, 0x00, 0x01, 0x00, 0x01, 0xfc, 0x03, 0x03,
+        ];
+        record.extend([0u8; 64]);
+        for byte in record {
+            if writer.write_all(&[byte]).await.is_err() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    });
+    let read_until_closed = |mut stream: tokio::net::tcp::OwnedReadHalf| async move {
+        let mut buf = [0u8; 64];
+        loop {
+            match stream.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(_) => {}
+            }
+        }
+    };
+    let trickled = tokio::time::timeout(bound, read_until_closed(reader)).await;
+    trickle.abort();
+    assert!(trickled.is_ok(), "a trickled handshake must be cut");
+    let (silent_reader, _silent_writer) = silent.into_split();
+    let silent = tokio::time::timeout(bound, read_until_closed(silent_reader)).await;
+    assert!(
+        silent.is_ok(),
+        "a connection that never starts its handshake must be cut"
+    );
+
+    let client = reqwest::Client::builder()
+        .add_root_certificate(
+            reqwest::Certificate::from_pem(&std::fs::read(ca.pem()).unwrap()).unwrap(),
+        )
+        .build()
+        .unwrap();
+    let response = client.get(app.url("/ca/ca.pem")).send().await.unwrap();
+    assert_eq!(response.status(), 200, "others are served meanwhile");
 }
