@@ -643,4 +643,61 @@ mod tests {
         let settings = Settings::default();
         assert_eq!(settings.database_url(), "sqlite:./signet-data/signet.db");
     }
+
+    #[test]
+    #[expect(
+        clippy::result_large_err,
+        reason = "figment::Jail fixes the closure's error type"
+    )]
+    fn tls_files_come_from_flat_environment_names_and_the_config_file() {
+        assert_eq!(nest_env_key("TLS_CERT"), "tls.cert");
+        assert_eq!(nest_env_key("CLIENT_CA"), "tls.client_ca");
+        assert_eq!(nest_env_key("TLS_CLIENT_CA"), "tls.client_ca");
+        assert_eq!(
+            nest_env_key("AUTOMATION_API_TLS_CERT"),
+            "automation_api.tls_cert"
+        );
+        figment::Jail::expect_with(|jail| {
+            jail.set_env("SIGNET_TLS_CERT", "/etc/signet/cert.pem");
+            jail.set_env("SIGNET_TLS_KEY", "/etc/signet/key.pem");
+            jail.set_env("SIGNET_CLIENT_CA", "/etc/signet/clients.pem");
+            jail.set_env("SIGNET_AUTOMATION_API_CLIENT_CA", "/etc/signet/orders.pem");
+            jail.set_env("SIGNET_AUTOMATION_API_ALLOW_INSECURE", "true");
+            jail.create_file(
+                "signet.toml",
+                "[automation_api]\ntls_cert = \"/a/cert.pem\"\ntls_key = \"/a/key.pem\"\n",
+            )?;
+            let settings =
+                Settings::load(Some(Path::new("signet.toml")), serde_json::json!({})).unwrap();
+            assert_eq!(
+                settings.tls.cert.as_deref(),
+                Some(Path::new("/etc/signet/cert.pem"))
+            );
+            assert_eq!(
+                settings.tls.key.as_deref(),
+                Some(Path::new("/etc/signet/key.pem"))
+            );
+            assert_eq!(
+                settings.tls.client_ca.as_deref(),
+                Some(Path::new("/etc/signet/clients.pem"))
+            );
+            let automation = &settings.automation_api;
+            assert_eq!(
+                automation.tls_cert.as_deref(),
+                Some(Path::new("/a/cert.pem"))
+            );
+            assert_eq!(
+                automation.client_ca.as_deref(),
+                Some(Path::new("/etc/signet/orders.pem"))
+            );
+            assert!(automation.allow_insecure);
+            assert!(
+                settings
+                    .public_url("127.0.0.1:8443".parse().unwrap())
+                    .starts_with("https://"),
+                "links point at https when the main listener serves TLS"
+            );
+            Ok(())
+        });
+    }
 }
