@@ -88,7 +88,14 @@ fn http_client(cli: &Cli, idle: usize) -> anyhow::Result<reqwest::Client> {
         deprecated,
         reason = "ring, as the server uses (no post-quantum key exchange)"
     )]
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut provider = rustls::crypto::ring::default_provider();
+    // X25519 first, as curl, OpenSSL and browsers offer it (ring's own list starts with P-384).
+    provider.kx_groups = vec![
+        rustls::crypto::ring::kx_group::X25519,
+        rustls::crypto::ring::kx_group::SECP256R1,
+        rustls::crypto::ring::kx_group::SECP384R1,
+    ];
+    let provider = Arc::new(provider);
     let mut config = rustls::ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()?
         .with_root_certificates(roots)
