@@ -160,6 +160,10 @@ impl TlsListener {
             }
             _ => return None,
         }
+        // Without it, the session tickets rustls writes after the handshake and the response
+        // that follows them are two small writes, and Nagle holds the second until the client's
+        // delayed ACK (40 ms): every new connection's first answer would wait that long.
+        let _ = stream.set_nodelay(true);
         let loaded = self.current();
         let tls = match loaded.acceptor.accept(stream).await {
             Ok(tls) => tls,
