@@ -7,13 +7,16 @@
 #   4. the engine beside pyHanko (1-page PDF) and beside one SHA-256 pass (20 MB PDF)
 #   5. the hostile PDFs of the hardening issue through both APIs: answer, time, peak RSS growth
 #   6. one signature end to end at PADES_B_B beside PADES_B_LTA (built-in TSA)  -> ms, ratio
+#   7. TLS beside plain HTTP, two servers side by side: the device flow over kept-alive
+#      connections, and new connections/s (full TLS 1.3 handshakes, ECDSA P-256 server key)
 # Each server gets a fresh data directory; each load figure is printed per run (report the
 # median). The CPU split after each run says how much the server, the generator and everything
 # else on the machine took, so a run disturbed by other work can be told apart.
 #
-# Usage: bench/run-all.sh [enroll|documents|rss|engine|bombs|levels]...   (default: all six)
+# Usage: bench/run-all.sh [enroll|documents|rss|engine|bombs|levels|tls]...   (default: all seven)
 # Env:   RUNS (3), ENROLLMENTS (20000), DOCUMENTS (5000), CONCURRENCY (64), LEVELS, SIGNATURES (500),
-#        CARGO_TARGET_DIR (release builds go there; keep it apart from the debug build's)
+#        CONNECTIONS (20000), CARGO_TARGET_DIR (release builds go there; keep it apart from
+#        the debug build's)
 set -euo pipefail
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 target="${CARGO_TARGET_DIR:-$repo/target}"
@@ -21,8 +24,10 @@ runs="${RUNS:-3}"
 concurrency="${CONCURRENCY:-64}"
 work="$(mktemp -d)"
 server_pid=""
+other_pid=""
 cleanup() {
   if [ -n "$server_pid" ]; then kill "$server_pid" 2>/dev/null || true; fi
+  if [ -n "$other_pid" ]; then kill "$other_pid" 2>/dev/null || true; fi
   rm -rf "$work"
 }
 trap cleanup EXIT
@@ -184,11 +189,70 @@ bombs() {
   stop_server
 }
 
+# A P-256 CA and a P-256 server certificate for 127.0.0.1, made by openssl, in $work/tls.
+make_tls_certs() {
+  local dir="$work/tls"
+  mkdir -p "$dir"
+  openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout "$dir/ca.key" \
+    -out "$dir/ca.pem" -days 2 -subj "/CN=Bench CA" 2>/dev/null
+  openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout "$dir/server.key" \
+    -out "$dir/server.csr" -subj "/CN=127.0.0.1" 2>/dev/null
+  printf 'subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth\n' >"$dir/server.ext"
+  openssl x509 -req -in "$dir/server.csr" -CA "$dir/ca.pem" -CAkey "$dir/ca.key" \
+    -CAcreateserial -days 2 -extfile "$dir/server.ext" -out "$dir/server.pem" 2>/dev/null
+}
+
+tls() {
+  echo "== 6. TLS beside plain HTTP (two release servers side by side, runs alternated):" \
+    "the device flow over $concurrency kept-alive connections; new connections/s"
+  make_tls_certs
+  local plain_data="$work/data-plain" tls_data="$work/data-tls"
+  "$signet" serve --data-dir "$plain_data" --listen 127.0.0.1:18185 >"$work/server-plain.log" 2>&1 &
+  local plain_pid=$!
+  other_pid=$plain_pid
+  "$signet" serve --data-dir "$tls_data" --listen 127.0.0.1:18186 \
+    --tls-cert "$work/tls/server.pem" --tls-key "$work/tls/server.key" >"$work/server-tls.log" 2>&1 &
+  local tls_pid=$!
+  server_pid=$tls_pid
+  for _ in $(seq 100); do
+    [ -s "$plain_data/initial-api-key" ] && [ -s "$tls_data/initial-api-key" ] && break
+    sleep 0.1
+  done
+  sleep 0.3
+  local plain_key tls_key
+  plain_key="$(cat "$plain_data/initial-api-key")"
+  tls_key="$(cat "$tls_data/initial-api-key")"
+  local plain=(--url http://127.0.0.1:18185) secure=(--url https://127.0.0.1:18186 --ca "$work/tls/ca.pem")
+  SIGNET_API_KEY=$plain_key "$loadgen" "${plain[@]}" --concurrency "$concurrency" documents --documents 3000 >/dev/null
+  SIGNET_API_KEY=$tls_key "$loadgen" "${secure[@]}" --concurrency "$concurrency" documents --documents 3000 >/dev/null
+  for _ in $(seq "$runs"); do
+    echo "   plain:"
+    server_pid=$plain_pid url=http://127.0.0.1:18185 SIGNET_API_KEY=$plain_key \
+      measured_run --concurrency "$concurrency" documents --documents "${DOCUMENTS:-5000}"
+    echo "   TLS:"
+    server_pid=$tls_pid url=https://127.0.0.1:18186 SIGNET_API_KEY=$tls_key \
+      measured_run --ca "$work/tls/ca.pem" --concurrency "$concurrency" documents --documents "${DOCUMENTS:-5000}"
+  done
+  for _ in $(seq "$runs"); do
+    echo "   plain:"
+    server_pid=$plain_pid url=http://127.0.0.1:18185 \
+      measured_run --concurrency 16 connections --connections "${CONNECTIONS:-20000}"
+    echo "   TLS (full handshakes, no resumption):"
+    server_pid=$tls_pid url=https://127.0.0.1:18186 \
+      measured_run --ca "$work/tls/ca.pem" --concurrency 16 connections --connections "${CONNECTIONS:-20000}"
+  done
+  echo "   load average now: $(cut -d' ' -f1-3 /proc/loadavg)"
+  kill "$plain_pid" "$tls_pid"
+  wait "$plain_pid" "$tls_pid" 2>/dev/null || true
+  server_pid=""
+  other_pid=""
+}
+
 steps=("$@")
-if [ ${#steps[@]} -eq 0 ]; then steps=(enroll documents rss engine bombs levels); fi
+if [ ${#steps[@]} -eq 0 ]; then steps=(enroll documents rss engine bombs levels tls); fi
 for step in "${steps[@]}"; do
   case "$step" in
-    enroll | documents | rss | engine | bombs | levels) "$step" ;;
-    *) echo "unknown step: $step (enroll, documents, rss, engine, bombs, levels)" >&2; exit 2 ;;
+    enroll | documents | rss | engine | bombs | levels | tls) "$step" ;;
+    *) echo "unknown step: $step (enroll, documents, rss, engine, bombs, levels, tls)" >&2; exit 2 ;;
   esac
 done

@@ -19,6 +19,9 @@ struct Cli {
     /// Concurrent connections.
     #[arg(long, default_value_t = 64)]
     concurrency: usize,
+    /// PEM CA certificate that signs the server's certificate, for `https://` URLs.
+    #[arg(long, value_name = "FILE")]
+    ca: Option<std::path::PathBuf>,
     #[command(subcommand)]
     scenario: Scenario,
 }
@@ -58,6 +61,52 @@ enum Scenario {
         #[arg(long)]
         signature_level: Option<String>,
     },
+    /// New connections: each request a fresh TCP connection (and, over https, a full TLS
+    /// handshake: no session resumption) for a small GET, closed after it.
+    Connections {
+        /// Number of connections.
+        #[arg(long, default_value_t = 20_000)]
+        connections: usize,
+        /// What each connection asks for.
+        #[arg(long, default_value = "/ca/ca.pem")]
+        path: String,
+    },
+}
+
+/// The HTTP client of every scenario: `idle` kept-alive connections per host (0: a new
+/// connection per request), and the given CA trusted for https with resumption off, so every
+/// new connection is a full handshake.
+fn http_client(cli: &Cli, idle: usize) -> anyhow::Result<reqwest::Client> {
+    let builder = reqwest::Client::builder().pool_max_idle_per_host(idle);
+    let Some(ca) = &cli.ca else {
+        return Ok(builder.build()?);
+    };
+    use rustls::pki_types::pem::PemObject;
+    let mut roots = rustls::RootCertStore::empty();
+    for certificate in rustls::pki_types::CertificateDer::pem_file_iter(ca)
+        .with_context(|| format!("reading {}", ca.display()))?
+    {
+        roots.add(certificate?)?;
+    }
+    #[expect(
+        deprecated,
+        reason = "ring, as the server uses (no post-quantum key exchange)"
+    )]
+    let mut provider = rustls::crypto::ring::default_provider();
+    // X25519 first, as curl, OpenSSL and browsers offer it (ring's own list starts with P-384).
+    provider.kx_groups = vec![
+        rustls::crypto::ring::kx_group::X25519,
+        rustls::crypto::ring::kx_group::SECP256R1,
+        rustls::crypto::ring::kx_group::SECP384R1,
+    ];
+    let provider = Arc::new(provider);
+    let mut config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    config.resumption = rustls::client::Resumption::disabled();
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(builder.use_preconfigured_tls(config).build()?)
 }
 
 /// Latency summary of one run.
@@ -104,9 +153,7 @@ fn fresh_csrs(count: usize) -> anyhow::Result<Vec<String>> {
 
 /// Sends `bodies` as POSTs to `path` over `concurrency` workers; records each latency.
 async fn drive(cli: &Cli, path: &str, bodies: Vec<serde_json::Value>) -> anyhow::Result<Report> {
-    let client = reqwest::Client::builder()
-        .pool_max_idle_per_host(cli.concurrency)
-        .build()?;
+    let client = http_client(cli, cli.concurrency)?;
     let bodies = Arc::new(bodies);
     let next = Arc::new(AtomicUsize::new(0));
     let url = format!("{}{path}", cli.url);
@@ -321,9 +368,7 @@ async fn run_documents(
     size_kib: usize,
     signature_level: Option<String>,
 ) -> anyhow::Result<Report> {
-    let client = reqwest::Client::builder()
-        .pool_max_idle_per_host(cli.concurrency)
-        .build()?;
+    let client = http_client(cli, cli.concurrency)?;
     let device = Arc::new(enroll_device(cli, &client).await?);
     let pdf = Arc::new(signet_testkit::pdfs::classic_pdf_with_image(
         1,
@@ -333,6 +378,7 @@ async fn run_documents(
         url: cli.url.clone(),
         api_key: cli.api_key.clone(),
         concurrency: cli.concurrency,
+        ca: cli.ca.clone(),
         scenario: Scenario::Documents {
             documents,
             size_kib,
@@ -371,14 +417,13 @@ async fn create_order(client: &reqwest::Client, url: &str, pdf: &[u8]) -> anyhow
 }
 
 async fn run_orders(
-    concurrency: usize,
+    cli: &Cli,
     automation_url: &str,
     orders: usize,
     size_kib: usize,
 ) -> anyhow::Result<Report> {
-    let client = reqwest::Client::builder()
-        .pool_max_idle_per_host(concurrency)
-        .build()?;
+    let concurrency = cli.concurrency;
+    let client = http_client(cli, concurrency)?;
     let pdf = Arc::new(signet_testkit::pdfs::classic_pdf_with_image(
         1,
         size_kib * 1024,
@@ -400,8 +445,7 @@ async fn main() -> anyhow::Result<()> {
             size_kib,
             automation_url,
         } => {
-            let mut report =
-                run_orders(cli.concurrency, automation_url, *orders, *size_kib).await?;
+            let mut report = run_orders(&cli, automation_url, *orders, *size_kib).await?;
             report.print(&format!(
                 "POST /orders ({size_kib} KiB PDF, two EXTERNAL signers)"
             ));
@@ -420,6 +464,26 @@ async fn main() -> anyhow::Result<()> {
                 level.as_deref().unwrap_or("at the default level")
             ));
             anyhow::ensure!(report.failed == 0, "{} documents failed", report.failed);
+        }
+        Scenario::Connections { connections, path } => {
+            let client = http_client(&cli, 0)?;
+            let url = Arc::new(format!("{}{path}", cli.url));
+            let mut report = run_flows(cli.concurrency, *connections, "connection", move || {
+                let (client, url) = (client.clone(), url.clone());
+                async move {
+                    client
+                        .get(url.as_str())
+                        .send()
+                        .await?
+                        .error_for_status()?
+                        .bytes()
+                        .await?;
+                    Ok(())
+                }
+            })
+            .await?;
+            report.print(&format!("new connections (GET {path}, one per connection)"));
+            anyhow::ensure!(report.failed == 0, "{} connections failed", report.failed);
         }
         Scenario::Enroll { requests } => {
             let requests = *requests;

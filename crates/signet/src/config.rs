@@ -89,6 +89,23 @@ pub struct Settings {
     /// one), then 503 with the error body (`SIGNET_REQUEST_TIMEOUT_SECONDS`,
     /// `request_timeout_seconds`). Uploads are watched by `body_timeout_seconds` instead.
     pub request_timeout_seconds: u64,
+    /// TLS on the main listener (`[tls]` in TOML); off while `cert` is unset.
+    pub tls: TlsSettings,
+}
+
+/// TLS on the main listener. Environment: `SIGNET_TLS_CERT`, `SIGNET_TLS_KEY`,
+/// `SIGNET_CLIENT_CA` (or `SIGNET_TLS_CLIENT_CA`); TOML: `[tls]`; flags `--tls-cert`,
+/// `--tls-key`, `--client-ca`. The files are re-read on SIGHUP.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TlsSettings {
+    /// PEM certificate chain, the server's certificate first.
+    pub cert: Option<PathBuf>,
+    /// PEM private key (PKCS#8, SEC1 EC or PKCS#1 RSA).
+    pub key: Option<PathBuf>,
+    /// PEM certificates a client certificate may chain to; such a certificate authenticates a
+    /// CloudSigner API client as an API key does (optional: API keys keep working).
+    pub client_ca: Option<PathBuf>,
 }
 
 /// The timestamp authority Signet asks for every timestamp. Environment: `SIGNET_TSA_<FIELD>`;
@@ -227,6 +244,16 @@ pub struct AutomationApiSettings {
     pub enabled: bool,
     /// `--automation-listen`, `SIGNET_AUTOMATION_LISTEN`, `automation_api.listen`.
     pub listen: SocketAddr,
+    /// `--automation-tls-cert`, `SIGNET_AUTOMATION_API_TLS_CERT`, `automation_api.tls_cert`.
+    pub tls_cert: Option<PathBuf>,
+    /// `--automation-tls-key`, `SIGNET_AUTOMATION_API_TLS_KEY`, `automation_api.tls_key`.
+    pub tls_key: Option<PathBuf>,
+    /// `--automation-client-ca`, `SIGNET_AUTOMATION_API_CLIENT_CA`, `automation_api.client_ca`:
+    /// clients must present a certificate chaining to it (mutual TLS).
+    pub client_ca: Option<PathBuf>,
+    /// `--automation-allow-insecure`, `SIGNET_AUTOMATION_API_ALLOW_INSECURE`,
+    /// `automation_api.allow_insecure`: serve beyond loopback without mutual TLS (warned).
+    pub allow_insecure: bool,
 }
 
 impl Default for AutomationApiSettings {
@@ -234,6 +261,10 @@ impl Default for AutomationApiSettings {
         Self {
             enabled: false,
             listen: SocketAddr::from(([127, 0, 0, 1], 8081)),
+            tls_cert: None,
+            tls_key: None,
+            client_ca: None,
+            allow_insecure: false,
         }
     }
 }
@@ -322,6 +353,7 @@ impl Default for Settings {
             metrics_listen: None,
             shutdown_grace_seconds: 30,
             request_timeout_seconds: 60,
+            tls: TlsSettings::default(),
         }
     }
 }
@@ -417,6 +449,7 @@ impl Settings {
     pub fn public_url(&self, bound: SocketAddr) -> String {
         match &self.public_url {
             Some(url) => url.trim_end_matches('/').to_owned(),
+            None if self.tls.cert.is_some() => format!("https://{bound}"),
             None => format!("http://{bound}"),
         }
     }
@@ -441,6 +474,8 @@ fn nest_env_key(key: &str) -> String {
         format!("tsa.{rest}")
     } else if let Some(rest) = key.strip_prefix("smtp_") {
         format!("smtp.{rest}")
+    } else if key == "client_ca" {
+        "tls.client_ca".to_owned()
     } else if let Some(nested) = nest_under_known_table(&key) {
         // Any other table of the settings: `TLS_CERT` → `tls.cert` once `tls` exists.
         nested
@@ -518,6 +553,7 @@ impl fmt::Debug for Settings {
             .field("metrics_listen", &self.metrics_listen)
             .field("shutdown_grace_seconds", &self.shutdown_grace_seconds)
             .field("request_timeout_seconds", &self.request_timeout_seconds)
+            .field("tls", &self.tls)
             .finish()
     }
 }
@@ -731,5 +767,62 @@ mod tests {
     fn default_database_lives_in_the_data_dir() {
         let settings = Settings::default();
         assert_eq!(settings.database_url(), "sqlite:./signet-data/signet.db");
+    }
+
+    #[test]
+    #[expect(
+        clippy::result_large_err,
+        reason = "figment::Jail fixes the closure's error type"
+    )]
+    fn tls_files_come_from_flat_environment_names_and_the_config_file() {
+        assert_eq!(nest_env_key("TLS_CERT"), "tls.cert");
+        assert_eq!(nest_env_key("CLIENT_CA"), "tls.client_ca");
+        assert_eq!(nest_env_key("TLS_CLIENT_CA"), "tls.client_ca");
+        assert_eq!(
+            nest_env_key("AUTOMATION_API_TLS_CERT"),
+            "automation_api.tls_cert"
+        );
+        figment::Jail::expect_with(|jail| {
+            jail.set_env("SIGNET_TLS_CERT", "/etc/signet/cert.pem");
+            jail.set_env("SIGNET_TLS_KEY", "/etc/signet/key.pem");
+            jail.set_env("SIGNET_CLIENT_CA", "/etc/signet/clients.pem");
+            jail.set_env("SIGNET_AUTOMATION_API_CLIENT_CA", "/etc/signet/orders.pem");
+            jail.set_env("SIGNET_AUTOMATION_API_ALLOW_INSECURE", "true");
+            jail.create_file(
+                "signet.toml",
+                "[automation_api]\ntls_cert = \"/a/cert.pem\"\ntls_key = \"/a/key.pem\"\n",
+            )?;
+            let settings =
+                Settings::load(Some(Path::new("signet.toml")), serde_json::json!({})).unwrap();
+            assert_eq!(
+                settings.tls.cert.as_deref(),
+                Some(Path::new("/etc/signet/cert.pem"))
+            );
+            assert_eq!(
+                settings.tls.key.as_deref(),
+                Some(Path::new("/etc/signet/key.pem"))
+            );
+            assert_eq!(
+                settings.tls.client_ca.as_deref(),
+                Some(Path::new("/etc/signet/clients.pem"))
+            );
+            let automation = &settings.automation_api;
+            assert_eq!(
+                automation.tls_cert.as_deref(),
+                Some(Path::new("/a/cert.pem"))
+            );
+            assert_eq!(
+                automation.client_ca.as_deref(),
+                Some(Path::new("/etc/signet/orders.pem"))
+            );
+            assert!(automation.allow_insecure);
+            assert!(
+                settings
+                    .public_url("127.0.0.1:8443".parse().unwrap())
+                    .starts_with("https://"),
+                "links point at https when the main listener serves TLS"
+            );
+            Ok(())
+        });
     }
 }

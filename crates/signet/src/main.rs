@@ -168,6 +168,26 @@ struct ServeArgs {
     #[arg(long, value_name = "ADDR")]
     #[serde(skip_serializing_if = "Option::is_none")]
     metrics_listen: Option<String>,
+    #[command(flatten)]
+    tls: TlsArgs,
+}
+
+/// TLS on the main listener (`tls.*` in the settings); the files are re-read on SIGHUP.
+#[derive(Args, Serialize)]
+struct TlsArgs {
+    /// PEM certificate chain of the main listener (turns TLS on, with --tls-key).
+    #[arg(long, value_name = "FILE")]
+    #[serde(rename = "cert", skip_serializing_if = "Option::is_none")]
+    tls_cert: Option<PathBuf>,
+    /// PEM private key of the main listener (PKCS#8, SEC1 EC or PKCS#1 RSA).
+    #[arg(long, value_name = "FILE")]
+    #[serde(rename = "key", skip_serializing_if = "Option::is_none")]
+    tls_key: Option<PathBuf>,
+    /// PEM CA certificate(s): a client certificate chaining to one authenticates a CloudSigner
+    /// API client as an API key does (client certificates stay optional).
+    #[arg(long, value_name = "FILE")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    client_ca: Option<PathBuf>,
 }
 
 /// Mail: the SMTP server, the sender, the language (`smtp.url`, `mail_from`, `mail_language`).
@@ -255,6 +275,22 @@ struct AutomationArgs {
     #[arg(long)]
     #[serde(rename = "listen", skip_serializing_if = "Option::is_none")]
     automation_listen: Option<String>,
+    /// PEM certificate chain of the Automation API listener (turns TLS on there).
+    #[arg(long, value_name = "FILE")]
+    #[serde(rename = "tls_cert", skip_serializing_if = "Option::is_none")]
+    automation_tls_cert: Option<PathBuf>,
+    /// PEM private key of the Automation API listener.
+    #[arg(long, value_name = "FILE")]
+    #[serde(rename = "tls_key", skip_serializing_if = "Option::is_none")]
+    automation_tls_key: Option<PathBuf>,
+    /// PEM CA certificate(s) every Automation API client's certificate must chain to.
+    #[arg(long, value_name = "FILE")]
+    #[serde(rename = "client_ca", skip_serializing_if = "Option::is_none")]
+    automation_client_ca: Option<PathBuf>,
+    /// Serve the Automation API beyond loopback without mutual TLS (refused otherwise).
+    #[arg(long)]
+    #[serde(rename = "allow_insecure", skip_serializing_if = "std::ops::Not::not")]
+    automation_allow_insecure: bool,
 }
 
 /// `SIGNET_LOG` (filter) and `SIGNET_LOG_FORMAT` (text|json): see [`signet::telemetry::logging`].
@@ -281,6 +317,7 @@ async fn main() -> anyhow::Result<()> {
             let settings = Settings::load(args.store.config.as_deref(), &args)?;
             settings.check()?;
             let app = Application::build(settings, clock).await?;
+            signet::startup::tls::reload_on_sighup(app.tls_reloader())?;
             if let Some(path) = &app.initial_api_key_file {
                 // A log line (JSON when the log is): the key itself is only in the file.
                 tracing::info!(

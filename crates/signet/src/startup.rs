@@ -6,6 +6,7 @@
 mod connection;
 pub mod describe;
 pub mod serve;
+pub mod tls;
 
 use anyhow::Context;
 use std::future::Future;
@@ -54,6 +55,10 @@ pub struct Application {
     connections: ConnectionLimits,
     /// Where the first API key was written, when this start created it.
     pub initial_api_key_file: Option<PathBuf>,
+    /// TLS of the main listener, when configured.
+    tls: Option<Arc<tls::TlsListener>>,
+    /// TLS of the Automation API listener, when configured.
+    automation_tls: Option<Arc<tls::TlsListener>>,
 }
 
 /// Opens the store for the configured data directory (used by `serve` and the CLI): creates the
@@ -82,6 +87,7 @@ impl Application {
             1
         };
         let connections = ConnectionLimits::from_settings(&settings, listeners)?;
+        let (main_tls, automation_tls) = tls_from_settings(&settings)?;
         describe::log_start_up(&settings);
         if settings.metrics {
             // Before anything is counted: what is recorded without a recorder is lost.
@@ -122,8 +128,10 @@ impl Application {
             let listener = TcpListener::bind(address)
                 .await
                 .with_context(|| format!("binding the Automation API to {address}"))?;
-            if !listener.local_addr()?.ip().is_loopback() {
-                tracing::warn!(listen = %address, "the Automation API is unauthenticated and listens beyond loopback: protect it with a mutual-TLS proxy");
+            if !listener.local_addr()?.ip().is_loopback()
+                && settings.automation_api.client_ca.is_none()
+            {
+                tracing::warn!(listen = %address, "--automation-allow-insecure: the Automation API listens beyond loopback without mutual TLS; anyone who can reach it can read and create orders");
             }
             Some(listener)
         } else {
@@ -194,7 +202,15 @@ impl Application {
             outbox,
             connections,
             initial_api_key_file,
+            tls: main_tls,
+            automation_tls,
         })
+    }
+
+    /// Re-reads the TLS files of this server's TLS listeners (what SIGHUP does; see
+    /// [`tls::reload_on_sighup`]).
+    pub fn tls_reloader(&self) -> tls::TlsReloader {
+        tls::TlsReloader::new(self.tls.iter().chain(&self.automation_tls).cloned())
     }
 
     /// The outbox sender (tests run passes of it directly).
@@ -288,17 +304,17 @@ impl Application {
             )
         });
         let app = api::main_router(self.state.clone());
-        let settings = &self.state.settings;
-        tracing::info!(listen = %self.listener.local_addr()?, tls = %describe::describe_listener(settings, describe::Listener::Main), public_url = %self.state.public_url, "signet is listening");
+        tracing::info!(listen = %self.listener.local_addr()?, tls = %describe::describe_listener(self.tls.as_deref()), public_url = %self.state.public_url, "signet is listening");
         let limits = self.connections;
         let automation = match self.automation_listener {
             Some(listener) => {
-                tracing::info!(listen = %listener.local_addr()?, tls = %describe::describe_listener(settings, describe::Listener::Automation), "the Automation API is listening");
+                tracing::info!(listen = %listener.local_addr()?, tls = %describe::describe_listener(self.automation_tls.as_deref()), "the Automation API is listening");
                 let app = api::automation_router(self.state.clone());
-                Some(tokio::spawn(serve::serve(
+                Some(tokio::spawn(serve::serve_with(
                     listener,
                     app,
                     limits,
+                    self.automation_tls.clone(),
                     stopping(jobs_stopped.clone()),
                 )))
             }
@@ -306,18 +322,26 @@ impl Application {
         };
         let metrics = match self.metrics_listener {
             Some(listener) => {
-                tracing::info!(listen = %listener.local_addr()?, tls = %describe::describe_listener(settings, describe::Listener::Metrics), "metrics are served on their own listener");
+                // The metrics listener speaks what the main one does (TLS when it has TLS).
+                tracing::info!(listen = %listener.local_addr()?, tls = %describe::describe_listener(self.tls.as_deref()), "metrics are served on their own listener");
                 let app = api::metrics_listener_router(self.state.clone());
-                Some(tokio::spawn(serve::serve(
+                Some(tokio::spawn(serve::serve_with(
                     listener,
                     app,
                     limits,
+                    self.tls.clone(),
                     stopping(jobs_stopped.clone()),
                 )))
             }
             None => None,
         };
-        serve::serve(self.listener, app, limits, stopping(jobs_stopped.clone()))
+        serve::serve_with(
+            self.listener,
+            app,
+            limits,
+            self.tls.clone(),
+            stopping(jobs_stopped.clone()),
+        )
             .await
             .context("serving HTTP")?;
         if let Some(automation) = automation {
@@ -414,4 +438,78 @@ async fn ensure_first_api_key(
     let path = data_dir.join(INITIAL_API_KEY_FILE);
     write_private(&path, format!("{key}\n").as_bytes())?;
     Ok(Some(path))
+}
+
+/// One listener's TLS, when it has some.
+type ListenerTls = Option<Arc<tls::TlsListener>>;
+
+/// The TLS of each listener from the settings, and the rule that keeps the Automation API (which
+/// trusts its callers) off the network unless mutual TLS guards it or the operator insists.
+fn tls_from_settings(settings: &Settings) -> anyhow::Result<(ListenerTls, ListenerTls)> {
+    let main = listener_tls(
+        "main",
+        settings.tls.cert.as_ref(),
+        settings.tls.key.as_ref(),
+        settings.tls.client_ca.as_ref(),
+        tls::ClientAuth::Optional,
+        ["--tls-cert", "--tls-key", "--client-ca"],
+    )?;
+    let automation = &settings.automation_api;
+    if !automation.enabled {
+        return Ok((main, None));
+    }
+    let guarded = automation.tls_cert.is_some() && automation.client_ca.is_some();
+    let ip = automation.listen.ip();
+    if !ip.is_loopback() && !guarded && !automation.allow_insecure {
+        anyhow::bail!(
+            "the Automation API would listen on {} without mutual TLS: anyone who can reach it could read and create orders. \
+             Give it --automation-tls-cert, --automation-tls-key and --automation-client-ca, listen on a loopback address \
+             (--automation-listen 127.0.0.1:8081), or accept the risk with --automation-allow-insecure",
+            automation.listen
+        );
+    }
+    let automation = listener_tls(
+        "automation",
+        automation.tls_cert.as_ref(),
+        automation.tls_key.as_ref(),
+        automation.client_ca.as_ref(),
+        tls::ClientAuth::Required,
+        [
+            "--automation-tls-cert",
+            "--automation-tls-key",
+            "--automation-client-ca",
+        ],
+    )?;
+    Ok((main, automation))
+}
+
+/// One listener's TLS from its three settings; `flags` name them in the refusals.
+fn listener_tls(
+    name: &'static str,
+    cert: Option<&PathBuf>,
+    key: Option<&PathBuf>,
+    client_ca: Option<&PathBuf>,
+    client_auth: tls::ClientAuth,
+    [cert_flag, key_flag, ca_flag]: [&str; 3],
+) -> anyhow::Result<ListenerTls> {
+    match (cert, key) {
+        (None, None) => {
+            anyhow::ensure!(
+                client_ca.is_none(),
+                "{ca_flag} needs TLS on the same listener: give {cert_flag} and {key_flag} too"
+            );
+            Ok(None)
+        }
+        (Some(cert), Some(key)) => tls::TlsListener::load(
+            name,
+            tls::TlsFiles {
+                cert: cert.clone(),
+                key: key.clone(),
+                client_ca: client_ca.cloned(),
+                client_auth,
+            },
+        )
+        .map(Some),
+        _ => anyhow::bail!("{cert_flag} and {key_flag} go together: give both or neither"),
+    }
 }

@@ -38,6 +38,7 @@ use tokio::time::{Instant, Sleep};
 use tower::ServiceExt;
 
 use super::serve::Timeouts;
+use super::tls::ClientCertificate;
 use crate::api::cloudsigner::error::ErrorCode;
 
 /// Longest request target (path and query) the application is shown; longer ones get a 414.
@@ -230,16 +231,17 @@ impl Tracker {
     }
 }
 
-/// The TCP stream as hyper sees it: reads and writes pass through, observed by the [`Tracker`].
-pub struct WatchedIo {
-    inner: TcpStream,
+/// The connection's byte stream as hyper sees it (the TCP stream, or the TLS session over it):
+/// reads and writes pass through, observed by the [`Tracker`].
+pub struct WatchedIo<S = TcpStream> {
+    inner: S,
     tracker: Arc<Tracker>,
     /// hyper's own refusal, once it starts writing one: collected, then sent rewritten.
     refusal: Option<Refusal>,
 }
 
-impl WatchedIo {
-    pub fn new(inner: TcpStream, tracker: Arc<Tracker>) -> Self {
+impl<S: AsyncRead + AsyncWrite + Unpin> WatchedIo<S> {
+    pub fn new(inner: S, tracker: Arc<Tracker>) -> Self {
         Self {
             inner,
             tracker,
@@ -285,7 +287,7 @@ impl WatchedIo {
     }
 }
 
-impl AsyncRead for WatchedIo {
+impl<S: AsyncRead + AsyncWrite + Unpin> AsyncRead for WatchedIo<S> {
     fn poll_read(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -301,7 +303,7 @@ impl AsyncRead for WatchedIo {
     }
 }
 
-impl AsyncWrite for WatchedIo {
+impl<S: AsyncRead + AsyncWrite + Unpin> AsyncWrite for WatchedIo<S> {
     fn poll_write(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -384,7 +386,7 @@ impl Refusal {
     const MAX_DRAINED: usize = 1 << 20;
 
     /// Reads and drops the client's bytes until it closes, or for [`Self::LINGER`] at most.
-    fn poll_linger(&mut self, io: &mut TcpStream, cx: &mut Context<'_>) -> Poll<()> {
+    fn poll_linger<S: AsyncRead + Unpin>(&mut self, io: &mut S, cx: &mut Context<'_>) -> Poll<()> {
         let linger = self
             .linger
             .get_or_insert_with(|| Box::pin(tokio::time::sleep(Self::LINGER)));
@@ -507,11 +509,23 @@ pub fn over_capacity_response() -> Vec<u8> {
 pub struct ConnService {
     router: Router,
     tracker: Arc<Tracker>,
+    /// What the client of a TLS connection showed, given to each request as an extension.
+    client_certificate: Option<ClientCertificate>,
 }
 
 impl ConnService {
     pub fn new(router: Router, tracker: Arc<Tracker>) -> Self {
-        Self { router, tracker }
+        Self {
+            router,
+            tracker,
+            client_certificate: None,
+        }
+    }
+
+    /// Every request of this connection carries `certificate` (see [`ClientCertificate`]).
+    pub fn with_client_certificate(mut self, certificate: Option<ClientCertificate>) -> Self {
+        self.client_certificate = certificate;
+        self
     }
 }
 
@@ -523,8 +537,11 @@ impl hyper::service::Service<Request<Incoming>> for ConnService {
     type Error = Infallible;
     type Future = ServiceFuture;
 
-    fn call(&self, request: Request<Incoming>) -> Self::Future {
+    fn call(&self, mut request: Request<Incoming>) -> Self::Future {
         self.tracker.request_started();
+        if let Some(certificate) = &self.client_certificate {
+            request.extensions_mut().insert(certificate.clone());
+        }
         let tracker = self.tracker.clone();
         let target = request
             .uri()

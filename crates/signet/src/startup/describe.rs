@@ -2,22 +2,12 @@
 //! (password hidden) and, for each listener, its transport. One place, so the TLS set-up extends
 //! [`describe_listener`] and every start-up line follows.
 
+use super::tls::TlsListener;
 use crate::config::Settings;
 
-/// The listeners Signet may open.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Listener {
-    /// The CloudSigner API, the CA endpoints, the signer pages.
-    Main,
-    /// The Automation API.
-    Automation,
-    /// `--metrics-listen`.
-    Metrics,
-}
-
-/// The transport of `listener` as the log shows it.
-pub fn describe_listener(_settings: &Settings, _listener: Listener) -> String {
-    "plain".to_owned()
+/// The transport of a listener as the log shows it: `plain`, or its TLS mode.
+pub fn describe_listener(tls: Option<&TlsListener>) -> String {
+    tls.map_or("plain", TlsListener::mode).to_owned()
 }
 
 /// One line each: version, data directory, database.

@@ -25,7 +25,9 @@ use tokio::sync::Semaphore;
 use tokio::time::Instant;
 
 use super::connection::{self, ConnService, Tracker, WatchedIo};
+use super::tls::{ClientCertificate, TlsListener};
 use crate::config::Settings;
+use tokio::io::{AsyncRead, AsyncWrite};
 
 /// How long a client may take, per connection (see [`Settings`] for each).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -126,6 +128,19 @@ pub async fn serve(
     limits: ConnectionLimits,
     shutdown: impl Future<Output = ()>,
 ) -> anyhow::Result<()> {
+    serve_with(listener, router, limits, None, shutdown).await
+}
+
+/// [`serve`], over TLS when `tls` is given: each connection's handshake must be done within the
+/// header timeout (counted from the accept, like the first request head), so a client that
+/// trickles its handshake cannot hold a connection either.
+pub async fn serve_with(
+    listener: TcpListener,
+    router: Router,
+    limits: ConnectionLimits,
+    tls: Option<Arc<TlsListener>>,
+    shutdown: impl Future<Output = ()>,
+) -> anyhow::Result<()> {
     let address = listener
         .local_addr()
         .context("reading the listener's address")?;
@@ -166,10 +181,38 @@ pub async fn serve(
                 let registered = open.register(tracker.clone());
                 let router = router.clone();
                 let closed = close_all.clone();
+                let tls = tls.clone();
+                let header_timeout = limits.timeouts.header;
                 tokio::spawn(async move {
+                    let connection = async move {
+                        match tls {
+                            None => serve_connection(stream, router, tracker, None).await,
+                            Some(tls) => {
+                                let handshake =
+                                    tokio::time::timeout(header_timeout, tls.handshake(stream));
+                                let shut_down = std::future::poll_fn(|cx| {
+                                    if tracker.shutdown_requested(cx) {
+                                        Poll::Ready(())
+                                    } else {
+                                        Poll::Pending
+                                    }
+                                });
+                                let session = tokio::select! {
+                                    session = handshake => session.unwrap_or_else(|_| {
+                                        tracing::debug!("closing a connection whose TLS handshake was not done in time");
+                                        None
+                                    }),
+                                    () = shut_down => None,
+                                };
+                                if let Some((stream, client)) = session {
+                                    serve_connection(stream, router, tracker, client).await;
+                                }
+                            }
+                        }
+                    };
                     tokio::select! {
                         biased;
-                        () = serve_connection(stream, router, tracker) => {}
+                        () = connection => {}
                         () = closed.cancelled() => {}
                     }
                     drop(registered);
@@ -284,9 +327,17 @@ fn over_capacity_response() -> &'static [u8] {
 /// One connection: hyper serves it, the watchdog closes it when a deadline passes, and shutdown
 /// asks hyper to finish the request in flight and close. One hand-written poll instead of a
 /// `select!`, so a wake-up polls only the connection and, when it moved, the watchdog's timer.
-async fn serve_connection(stream: TcpStream, router: Router, tracker: Arc<Tracker>) {
+async fn serve_connection<S>(
+    stream: S,
+    router: Router,
+    tracker: Arc<Tracker>,
+    client_certificate: Option<ClientCertificate>,
+) where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
     let io = TokioIo::new(WatchedIo::new(stream, tracker.clone()));
-    let service = ConnService::new(router, tracker.clone());
+    let service =
+        ConnService::new(router, tracker.clone()).with_client_certificate(client_certificate);
     let mut builder = hyper::server::conn::http1::Builder::new();
     // hyper's own header timeout is off (it has no timer): the watchdog keeps the head deadline
     // apart from the idle one.

@@ -37,6 +37,7 @@ mod signer_story;
 mod signers;
 mod slapd;
 mod store_story;
+mod tls;
 mod tsa_client;
 mod uploads;
 mod webhooks;

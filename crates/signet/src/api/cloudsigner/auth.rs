@@ -1,4 +1,5 @@
-//! Bearer API-key authentication for the CloudSigner surface.
+//! Authentication for the CloudSigner surface: a bearer API key, or a client certificate that
+//! chains to the main listener's client CA (`--client-ca`; see `startup::tls`).
 
 use axum::extract::{Request, State};
 use axum::http::header::AUTHORIZATION;
@@ -7,17 +8,34 @@ use axum::response::Response;
 
 use super::error::ApiError;
 use crate::api_key::hash_api_key;
+use crate::startup::tls::ClientCertificate;
 use crate::state::AppState;
 
-/// Lets the request through only with `Authorization: Bearer <a known key>`.
+/// Lets the request through only with `Authorization: Bearer <a known key>`, or, without an
+/// `Authorization` header, over a TLS connection whose client certificate chains to the client CA
+/// (the client is then named by the certificate's subject CN, see [`ClientCertificate`]).
 pub async fn require_api_key(
     State(state): State<AppState>,
     request: Request,
     next: Next,
 ) -> Result<Response, ApiError> {
-    let key = request
-        .headers()
-        .get(AUTHORIZATION)
+    let header = request.headers().get(AUTHORIZATION);
+    if header.is_none() {
+        match request.extensions().get::<ClientCertificate>() {
+            Some(ClientCertificate::Trusted(client)) => {
+                tracing::debug!(client = %client, "authenticated by client certificate");
+                return Ok(next.run(request).await);
+            }
+            Some(ClientCertificate::Untrusted) => {
+                return Err(ApiError::unauthorized(
+                    "the client certificate does not chain to the client CA (or is not valid now); \
+                     send an API key as Authorization: Bearer <key>, or a certificate from the client CA",
+                ));
+            }
+            None => {}
+        }
+    }
+    let key = header
         .and_then(|value| value.to_str().ok())
         .and_then(bearer_token)
         .filter(|key| !key.is_empty())
