@@ -342,8 +342,8 @@ impl Application {
             self.tls.clone(),
             stopping(jobs_stopped.clone()),
         )
-            .await
-            .context("serving HTTP")?;
+        .await
+        .context("serving HTTP")?;
         if let Some(automation) = automation {
             automation
                 .await

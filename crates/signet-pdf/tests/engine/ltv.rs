@@ -75,7 +75,9 @@ fn services(dir: &Path) -> Services {
     let tsa = TimeStampAuthority::new(
         &tsa_certificate,
         &tsa_key,
-        "1.3.6.1.4.1.99999.1".parse().unwrap(),
+        "1.3.6.1.4.1.99999.1"
+            .parse::<signet_crypto::oid::PolicyId>()
+            .unwrap(),
         1,
     )
     .unwrap();

@@ -4,8 +4,8 @@
 
 pub mod automation;
 pub mod cloudsigner;
-pub mod openapi;
 pub mod health;
+pub mod openapi;
 pub mod pages;
 pub mod ranged;
 pub mod upload;

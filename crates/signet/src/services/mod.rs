@@ -5,8 +5,8 @@
 pub mod external_revocation;
 pub mod levels;
 pub mod orders;
-pub mod signature_revocation;
 pub mod readiness;
+pub mod signature_revocation;
 pub mod signer_auth;
 pub mod signer_status;
 pub mod signing_links;

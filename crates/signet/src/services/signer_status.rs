@@ -8,8 +8,8 @@ use time::OffsetDateTime;
 
 use crate::domain::{SignerId, SignerStatus};
 use crate::pki::Pki;
-use crate::telemetry::audit;
 use crate::store::{StatusChange, Store};
+use crate::telemetry::audit;
 
 /// Applies `requested` to the signer; refreshes the CRL when certificates were revoked.
 pub async fn change_signer_status(

@@ -144,6 +144,13 @@ async fn every_route_is_described_at_the_root_and_under_the_products_prefix() {
         json!([{"apiKey": []}])
     );
     assert!(main["paths"]["/ca/crl.der"]["get"]["security"].is_null());
+    // The operator's endpoints: health on both listeners, metrics on the main one.
+    for path in ["/healthz", "/readyz", "/metrics"] {
+        assert!(main["paths"][path]["get"].is_object(), "{path}");
+    }
+    for path in ["/healthz", "/readyz"] {
+        assert!(automation["paths"][path]["get"].is_object(), "{path}");
+    }
 }
 
 #[tokio::test]

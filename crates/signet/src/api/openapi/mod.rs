@@ -83,6 +83,9 @@ pub fn main_document() -> Document {
     document.merge(cloudsigner::ca::Docs::openapi());
     document.merge(cloudsigner::ltv::Docs::openapi());
     copy_under_prefix(&mut document, cloudsigner::PRODUCT_PREFIX, "_product");
+    // The operator's endpoints are not part of the product's API: no prefixed copies.
+    document.merge(crate::api::health::HealthDocs::openapi());
+    document.merge(crate::api::health::MetricsDocs::openapi());
     document.info = InfoBuilder::new()
         .title("Signet: CloudSigner API, CA, timestamp authority, OCSP")
         .version(env!("CARGO_PKG_VERSION"))
@@ -114,6 +117,7 @@ pub fn automation_document() -> Document {
         automation::PRODUCT_PREFIX,
         "_document_signing",
     );
+    document.merge(crate::api::health::HealthDocs::openapi());
     document.info = InfoBuilder::new()
         .title("Signet: Automation API")
         .version(env!("CARGO_PKG_VERSION"))
@@ -195,7 +199,12 @@ mod tests {
             (automation_document(), automation::PRODUCT_PREFIX),
         ] {
             let paths = &document.paths.paths;
-            let root: Vec<&String> = paths.keys().filter(|p| !p.starts_with(prefix)).collect();
+            // The operator's endpoints belong to no product: they have no prefixed copy.
+            let root: Vec<&String> = paths
+                .keys()
+                .filter(|p| !p.starts_with(prefix))
+                .filter(|p| !["/healthz", "/readyz", "/metrics"].contains(&p.as_str()))
+                .collect();
             assert!(!root.is_empty());
             for path in &root {
                 assert!(paths.contains_key(&format!("{prefix}{path}")), "{path}");
