@@ -100,6 +100,7 @@ impl Application {
         let bound = listener.local_addr()?;
         let public_url = settings.public_url(bound);
         let ca = load_or_create_ca(&settings.data_dir, clock.now())?;
+        check_ca_of_installation(store.as_ref(), &ca, &settings.data_dir, clock.now()).await?;
         let validity = time::Duration::days(i64::from(settings.certificate_validity_days));
         let pki = Arc::new(
             Pki::new(ca, validity, &public_url)
@@ -118,6 +119,7 @@ impl Application {
                 settings.data_dir.display()
             )
         })?;
+        tracing::info!(replica.id = %blobs.replica_id(), "this process's temporary files go to blobs/tmp/<replica.id>/");
         let directory = crate::directory::from_settings(&settings)
             .context("setting up the people directory")?;
         let link_key = LinkKey::load_or_create(&settings.data_dir)?;
@@ -423,6 +425,34 @@ async fn build_outbox(
         deliverers,
         settings.reminder_days,
     ))
+}
+
+/// Records the CA certificate's SHA-256 in the database on first start, and refuses to start
+/// when this data directory holds another CA than the one recorded: replicas share one database,
+/// and a replica with its own CA would issue certificates that the others' chain, CRL and OCSP
+/// responder do not know (see [`crate::store::installation`]).
+async fn check_ca_of_installation(
+    store: &dyn Store,
+    ca: &signet_crypto::ca::CertificateAuthority,
+    data_dir: &Path,
+    now: time::OffsetDateTime,
+) -> anyhow::Result<()> {
+    use sha2::{Digest, Sha256};
+    let ours = hex::encode(Sha256::digest(ca.certificate_der()));
+    let recorded = store
+        .record_fact_once(store::installation::CA_CERTIFICATE_SHA256, &ours, now)
+        .await
+        .context("recording the CA certificate in the database")?;
+    anyhow::ensure!(
+        recorded == ours,
+        "the CA in {} (certificate SHA-256 {ours}) is not the CA this database was set up with \
+         (SHA-256 {recorded}): every replica on one database must use the same CA key and \
+         certificate. Copy ca/ca.key and ca/ca.pem from a data directory of this installation, \
+         or give this data directory a database of its own",
+        crate::pki::ca_paths(data_dir).0.parent().unwrap_or(data_dir).display()
+    );
+    tracing::debug!(ca.sha256 = %ours, "the CA matches the one recorded in the database");
+    Ok(())
 }
 
 /// On first start (no keys at all) creates an API key and writes it, once, to a 0600 file.

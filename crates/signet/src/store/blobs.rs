@@ -8,6 +8,13 @@
 //! row names (its row never committed, or it was superseded or deleted and the removal after
 //! the commit never ran). [`BlobStore::sweep`] removes both kinds once they are old enough that
 //! no request can still be using them. Directories are created 0700 and files 0600.
+//!
+//! Several processes (replicas behind a load balancer, a CLI command beside the server) may share
+//! one data directory. Each writes its temporary files into a directory of its own,
+//! `tmp/<replica-id>/`, and holds an exclusive `flock` on `tmp/<replica-id>.lock` for as long as it
+//! runs: a sweep removes another process's temporary directory only when it can take that lock,
+//! that is when the process is gone (the kernel releases a dead process's locks), and never the
+//! files of one still uploading, however slowly.
 use std::collections::HashSet;
 use std::fs::{self, File};
 use std::io;
@@ -148,7 +155,63 @@ pub struct BlobStore {
     root: PathBuf,
     /// Flushes of `documents/`, shared by concurrent uploads.
     documents_sync: Arc<DirectorySync>,
+    /// This process's temporary directory and the lock that says it is alive.
+    replica: Arc<ReplicaTemp>,
 }
+
+/// A process's own temporary directory, `tmp/<id>/`, kept while the lock on `tmp/<id>.lock` is
+/// held. The lock file is made (and locked) under a provisional name and renamed into place
+/// before the directory exists, so a sweep never sees a live directory whose lock it could take.
+#[derive(Debug)]
+struct ReplicaTemp {
+    id: String,
+    dir: PathBuf,
+    lock_path: PathBuf,
+    /// Holds the exclusive `flock`; closing it (on drop, or by the kernel when the process dies)
+    /// releases it.
+    _lock: File,
+}
+
+impl ReplicaTemp {
+    fn create(tmp: &Path) -> io::Result<Self> {
+        let id = uuid::Uuid::new_v4().simple().to_string();
+        let provisional = tmp.join(format!("{id}{PROVISIONAL_LOCK_SUFFIX}"));
+        let lock = private_file_options()
+            .write(true)
+            .create_new(true)
+            .open(&provisional)?;
+        lock.try_lock().map_err(|e| match e {
+            std::fs::TryLockError::Error(e) => e,
+            std::fs::TryLockError::WouldBlock => {
+                io::Error::other("a brand-new lock file is locked by someone else")
+            }
+        })?;
+        let lock_path = tmp.join(format!("{id}{LOCK_SUFFIX}"));
+        fs::rename(&provisional, &lock_path)?;
+        let dir = tmp.join(&id);
+        create_private_dir_all(&dir)?;
+        Ok(Self {
+            id,
+            dir,
+            lock_path,
+            _lock: lock,
+        })
+    }
+}
+
+impl Drop for ReplicaTemp {
+    /// A clean stop takes its directory with it (while the lock is still held, so no sweep
+    /// races it); after a crash a sweep of another process, or of the next start, does.
+    fn drop(&mut self) {
+        let _ = fs::remove_dir_all(&self.dir);
+        let _ = fs::remove_file(&self.lock_path);
+    }
+}
+
+/// `tmp/<id>.lock`: held by the live process whose temporary files are in `tmp/<id>/`.
+const LOCK_SUFFIX: &str = ".lock";
+/// A lock file not yet renamed into place (a crash in between leaves one, removed by age).
+const PROVISIONAL_LOCK_SUFFIX: &str = ".lock.new";
 
 /// Group flushing of one directory that many requests rename files into: a request that needs
 /// its rename durable waits for one flush that began after its rename, and the flush that one
@@ -209,16 +272,19 @@ impl Drop for TempBlob {
 }
 
 impl BlobStore {
-    /// Opens (creating, owner-only) the store under `data_dir/blobs`, and removes temporary
-    /// files a crash left behind long enough ago ([`TEMP_ORPHAN_AGE`]: younger ones may belong
-    /// to another process sharing the directory; the periodic [`BlobStore::sweep`] takes them).
+    /// Opens (creating, owner-only) the store under `data_dir/blobs` with a temporary directory
+    /// of this process's own (a new replica id each time), and removes the temporary files of
+    /// processes that are gone (their lock is free), and loose temporary files of the older
+    /// flat layout once [`TEMP_ORPHAN_AGE`] old.
     pub fn open(data_dir: &Path) -> io::Result<Self> {
         let root = data_dir.join("blobs");
+        let tmp = root.join("tmp");
+        create_private_dir_all(&tmp)?;
         let store = BlobStore {
             documents_sync: Arc::new(DirectorySync::new(root.join("documents"))),
+            replica: Arc::new(ReplicaTemp::create(&tmp)?),
             root,
         };
-        create_private_dir_all(&store.tmp_dir())?;
         create_private_dir_all(&store.root.join("documents"))?;
         create_private_dir_all(&store.root.join("orders"))?;
         // The layout itself must survive a crash before the first blob relies on it.
@@ -239,6 +305,11 @@ impl BlobStore {
         self.root.join("tmp")
     }
 
+    /// This process's replica id: the name of its temporary directory under `blobs/tmp/`.
+    pub fn replica_id(&self) -> &str {
+        &self.replica.id
+    }
+
     /// Where `key` lives on disk.
     pub fn path(&self, key: &BlobKey) -> PathBuf {
         self.root.join(key.as_str())
@@ -247,7 +318,8 @@ impl BlobStore {
     /// A new empty temporary file, open for reading and writing.
     pub fn create_temp(&self) -> io::Result<(TempBlob, File)> {
         let path = self
-            .tmp_dir()
+            .replica
+            .dir
             .join(format!("{}.part", uuid::Uuid::new_v4().simple()));
         let file = private_file_options()
             .read(true)
@@ -369,19 +441,45 @@ impl BlobStore {
         Ok(sweep.report)
     }
 
-    /// Removes the temporary files older than [`TEMP_ORPHAN_AGE`]; returns how many.
+    /// Removes what no live process will use under `tmp/`; returns how many files went:
+    /// - another process's directory `tmp/<id>/` whose lock `tmp/<id>.lock` can be taken (that
+    ///   process is gone) or is missing (the lock is made before the directory and removed after
+    ///   it, so a directory without one belongs to no one), with its lock file;
+    /// - in this process's own directory, files older than [`TEMP_ORPHAN_AGE`] (a request drops
+    ///   its file when it ends, so only a leak leaves one);
+    /// - loose files (the flat layout of earlier versions, a provisional lock file a crash left)
+    ///   older than [`TEMP_ORPHAN_AGE`]: a process of an earlier version may still be writing
+    ///   younger ones.
+    ///
+    /// Directories whose lock is held are left alone whatever their age: an upload may be slow.
     fn sweep_temp(&self, now: SystemTime) -> io::Result<usize> {
         let mut removed = 0;
         for entry in fs::read_dir(self.tmp_dir())? {
             let entry = entry?;
-            let metadata = match entry.metadata() {
+            let path = entry.path();
+            let metadata = match fs::symlink_metadata(&path) {
                 Ok(metadata) => metadata,
                 // Persisted or dropped by its request meanwhile.
                 Err(error) if error.kind() == io::ErrorKind::NotFound => continue,
                 Err(error) => return Err(error),
             };
-            if metadata.is_file() && older_than(&metadata, now, TEMP_ORPHAN_AGE) {
-                removed += usize::from(remove_if_present(&entry.path())?);
+            let name = entry.file_name();
+            let Some(name) = name.to_str() else { continue };
+            if metadata.is_dir() {
+                if path == self.replica.dir {
+                    removed += remove_old_files(&path, now)?;
+                } else if is_replica_id(name) {
+                    removed += remove_dead_replica_dir(&self.tmp_dir(), name)?;
+                }
+            } else if let Some(id) = name.strip_suffix(LOCK_SUFFIX) {
+                // A lock whose directory is gone: a process that died between placing its
+                // lock and making its directory, or a sweep interrupted between the two
+                // removals. Removed only if free, like any other.
+                if is_replica_id(id) && !self.tmp_dir().join(id).exists() {
+                    removed += remove_dead_replica_dir(&self.tmp_dir(), id)?;
+                }
+            } else if metadata.is_file() && older_than(&metadata, now, TEMP_ORPHAN_AGE) {
+                removed += usize::from(remove_if_present(&path)?);
             }
         }
         Ok(removed)
@@ -502,6 +600,72 @@ impl<F: FnMut(&[BlobKey]) -> io::Result<HashSet<BlobKey>>> Sweep<'_, F> {
         }
         Ok(())
     }
+}
+
+/// Whether `name` is a replica id as [`ReplicaTemp`] makes them (32 lowercase hex digits), so a
+/// directory someone else put under `tmp/` is never removed.
+fn is_replica_id(name: &str) -> bool {
+    name.len() == 32
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+}
+
+/// Removes `tmp/<id>/` and `tmp/<id>.lock` if the process that made them is gone: its lock can
+/// be taken, or its lock file is missing. Returns how many temporary files went.
+fn remove_dead_replica_dir(tmp: &Path, id: &str) -> io::Result<usize> {
+    let dir = tmp.join(id);
+    let lock_path = tmp.join(format!("{id}{LOCK_SUFFIX}"));
+    let lock = match File::options().write(true).open(&lock_path) {
+        Ok(lock) => Some(lock),
+        Err(error) if error.kind() == io::ErrorKind::NotFound => None,
+        Err(error) => return Err(error),
+    };
+    if let Some(lock) = &lock {
+        match lock.try_lock() {
+            Ok(()) => {}
+            // Alive (or another sweep is removing it right now).
+            Err(std::fs::TryLockError::WouldBlock) => return Ok(0),
+            Err(std::fs::TryLockError::Error(error)) => return Err(error),
+        }
+    }
+    let files = match fs::read_dir(&dir) {
+        Ok(entries) => entries.count(),
+        Err(error) if error.kind() == io::ErrorKind::NotFound => 0,
+        Err(error) => return Err(error),
+    };
+    match fs::remove_dir_all(&dir) {
+        Err(error) if error.kind() != io::ErrorKind::NotFound => return Err(error),
+        _ => {}
+    }
+    // The directory first, then its lock: a directory is never left without the lock that
+    // would tell a sweep its owner is alive, unless its owner is dead.
+    remove_if_present(&lock_path)?;
+    if files > 0 {
+        tracing::info!(
+            replica.id = id,
+            files,
+            "removed the temporary files of a process that is gone"
+        );
+    }
+    Ok(files)
+}
+
+/// Removes the files in `dir` older than [`TEMP_ORPHAN_AGE`]; returns how many.
+fn remove_old_files(dir: &Path, now: SystemTime) -> io::Result<usize> {
+    let mut removed = 0;
+    for entry in fs::read_dir(dir)? {
+        let entry = entry?;
+        match entry.metadata() {
+            Ok(metadata) if metadata.is_file() && older_than(&metadata, now, TEMP_ORPHAN_AGE) => {
+                removed += usize::from(remove_if_present(&entry.path())?);
+            }
+            Ok(_) => {}
+            Err(error) if error.kind() == io::ErrorKind::NotFound => {}
+            Err(error) => return Err(error),
+        }
+    }
+    Ok(removed)
 }
 
 /// Whether `relative` is a directory Signet makes: `documents/<id>` (the older layout) or
@@ -682,18 +846,86 @@ mod tests {
     }
 
     #[test]
-    fn opening_removes_only_temporary_files_older_than_an_hour() {
+    fn opening_removes_loose_temporary_files_older_than_an_hour_only() {
         let dir = tempfile::tempdir().unwrap();
         let blobs = BlobStore::open(dir.path()).unwrap();
-        let (old, _file) = blobs.create_temp().unwrap();
-        age(old.path(), TEMP_ORPHAN_AGE + Duration::from_secs(60));
-        let (young, _file) = blobs.create_temp().unwrap();
+        // The flat layout of earlier versions: a process of that version may still run.
+        let old = blobs.tmp_dir().join("0123.part");
+        let young = blobs.tmp_dir().join("4567.part");
+        fs::write(&old, b"%PDF").unwrap();
+        fs::write(&young, b"%PDF").unwrap();
+        age(&old, TEMP_ORPHAN_AGE + Duration::from_secs(60));
         BlobStore::open(dir.path()).unwrap();
-        assert!(!old.path().exists());
-        assert!(
-            young.path().exists(),
-            "another process may still be writing it"
+        assert!(!old.exists());
+        assert!(young.exists(), "another process may still be writing it");
+    }
+
+    #[test]
+    fn each_process_writes_its_temporary_files_in_a_directory_of_its_own() {
+        let dir = tempfile::tempdir().unwrap();
+        let first = BlobStore::open(dir.path()).unwrap();
+        let second = BlobStore::open(dir.path()).unwrap();
+        assert_ne!(first.replica_id(), second.replica_id());
+        let (temp, _file) = first.create_temp().unwrap();
+        assert_eq!(
+            temp.path().parent().unwrap(),
+            first.tmp_dir().join(first.replica_id())
         );
+        assert!(first
+            .tmp_dir()
+            .join(format!("{}.lock", first.replica_id()))
+            .exists());
+    }
+
+    #[test]
+    fn a_sweep_never_touches_a_live_process_files_however_old() {
+        let dir = tempfile::tempdir().unwrap();
+        let uploading = BlobStore::open(dir.path()).unwrap();
+        let (slow, _file) = uploading.create_temp().unwrap();
+        age(slow.path(), TEMP_ORPHAN_AGE * 5);
+        // Another process (its own open file description, so the `flock`s conflict as they do
+        // between processes) starts and sweeps.
+        let other = BlobStore::open(dir.path()).unwrap();
+        other.sweep_temp(SystemTime::now()).unwrap();
+        assert!(slow.path().exists(), "the live process's upload is kept");
+        // Its own sweep takes the old file: only a leak leaves one in its own directory.
+        assert_eq!(uploading.sweep_temp(SystemTime::now()).unwrap(), 1);
+        assert!(!slow.path().exists());
+    }
+
+    #[test]
+    fn a_dead_process_temporary_files_are_removed_at_once_and_a_clean_stop_leaves_none() {
+        let dir = tempfile::tempdir().unwrap();
+        let blobs = BlobStore::open(dir.path()).unwrap();
+        let tmp = blobs.tmp_dir();
+        // What `kill -9` leaves: a directory with a young file and its lock file, unlocked.
+        let dead = uuid::Uuid::new_v4().simple().to_string();
+        fs::create_dir(tmp.join(&dead)).unwrap();
+        fs::write(tmp.join(&dead).join("x.part"), b"%PDF").unwrap();
+        fs::write(tmp.join(format!("{dead}.lock")), b"").unwrap();
+        // A lock without its directory, and a directory without its lock.
+        let half = uuid::Uuid::new_v4().simple().to_string();
+        fs::write(tmp.join(format!("{half}.lock")), b"").unwrap();
+        let lockless = uuid::Uuid::new_v4().simple().to_string();
+        fs::create_dir(tmp.join(&lockless)).unwrap();
+        // Not ours: never touched.
+        fs::create_dir(tmp.join("operator-notes")).unwrap();
+
+        assert_eq!(blobs.sweep_temp(SystemTime::now()).unwrap(), 1);
+        for gone in [
+            dead.clone(),
+            format!("{dead}.lock"),
+            format!("{half}.lock"),
+            lockless,
+        ] {
+            assert!(!tmp.join(&gone).exists(), "{gone}");
+        }
+        assert!(tmp.join("operator-notes").exists());
+
+        let own = tmp.join(blobs.replica_id());
+        let own_lock = tmp.join(format!("{}.lock", blobs.replica_id()));
+        drop(blobs);
+        assert!(!own.exists() && !own_lock.exists());
     }
 
     #[test]

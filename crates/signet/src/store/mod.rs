@@ -10,6 +10,7 @@
 pub mod archive;
 pub mod blobs;
 mod group_commit;
+pub mod installation;
 pub mod operator;
 pub mod orders;
 pub mod outbox;
@@ -233,7 +234,13 @@ pub struct SignedFile {
 /// Everything Signet persists in its database (the outbox's part through [`outbox::OutboxStore`]).
 #[async_trait]
 pub trait Store:
-    outbox::OutboxStore + archive::ArchiveStore + stats::StatsStore + Send + Sync + 'static
+    outbox::OutboxStore
+    + archive::ArchiveStore
+    + stats::StatsStore
+    + installation::InstallationStore
+    + Send
+    + Sync
+    + 'static
 {
     fn dialect(&self) -> Dialect;
 

@@ -29,6 +29,7 @@ use crate::domain::{
 
 mod archive;
 mod blobs;
+mod installation;
 mod operator;
 mod orders;
 mod outbox;

@@ -20,10 +20,12 @@ const SIGNET: &str = env!("CARGO_BIN_EXE_signet");
 /// A `signet serve` child process with its log collected line by line.
 pub struct Served {
     pub child: Child,
-    /// Held so the data directory lives as long as the process.
-    _dir: tempfile::TempDir,
+    /// Held so the data directory lives as long as the process (when it made its own).
+    _dir: Option<tempfile::TempDir>,
     pub main: String,
     pub automation: String,
+    /// The first API key, read from `initial-api-key` (empty when this data directory has none:
+    /// a replica started on a database another process set up).
     pub api_key: String,
     pub lines: Arc<Mutex<Vec<String>>>,
 }
@@ -33,12 +35,32 @@ impl Served {
     /// and waits until both listeners are up.
     pub fn start(envs: &[(&str, &str)]) -> Served {
         let dir = tempfile::tempdir().unwrap();
-        let people = dir.path().join("people.json");
-        std::fs::write(&people, crate::helpers::TEST_PEOPLE).unwrap();
+        let mut served = Served::start_in(&dir.path().join("data"), envs);
+        served._dir = Some(dir);
+        served
+    }
+
+    /// Like [`Served::start`] on the data directory `data_dir` (SQLite in it unless `envs` sets
+    /// `SIGNET_DATABASE_URL`).
+    pub fn start_in(data_dir: &std::path::Path, envs: &[(&str, &str)]) -> Served {
+        Served::try_start_in(data_dir, envs)
+            .unwrap_or_else(|(status, log)| panic!("signet did not start ({status}): {log:#?}"))
+    }
+
+    /// Starts `signet serve` on `data_dir`; when the process exits before it listens, its exit
+    /// status and log.
+    pub fn try_start_in(
+        data_dir: &std::path::Path,
+        envs: &[(&str, &str)],
+    ) -> Result<Served, (std::process::ExitStatus, Vec<String>)> {
+        let people = data_dir.with_extension("people.json");
+        if !people.exists() {
+            std::fs::write(&people, crate::helpers::TEST_PEOPLE).unwrap();
+        }
         let mut command = Command::new(SIGNET);
         command
             .args(["serve", "--enable-automation-api", "--data-dir"])
-            .arg(dir.path().join("data"))
+            .arg(data_dir)
             .arg("--directory-file")
             .arg(&people)
             .env("SIGNET_LISTEN", "127.0.0.1:0")
@@ -76,6 +98,11 @@ impl Served {
             if let (Some(main), Some(automation)) = (main, automation) {
                 break (format!("http://{main}"), format!("http://{automation}"));
             }
+            if let Some(status) = child.try_wait().unwrap() {
+                // Let the reader thread drain what the process wrote last.
+                std::thread::sleep(Duration::from_millis(200));
+                return Err((status, lines.lock().unwrap().clone()));
+            }
             assert!(
                 Instant::now() < deadline,
                 "signet did not start: {:?}",
@@ -83,18 +110,17 @@ impl Served {
             );
             std::thread::sleep(Duration::from_millis(50));
         };
-        let api_key = std::fs::read_to_string(dir.path().join("data").join("initial-api-key"))
-            .unwrap()
-            .trim()
-            .to_owned();
-        Served {
+        let api_key = std::fs::read_to_string(data_dir.join("initial-api-key"))
+            .map(|key| key.trim().to_owned())
+            .unwrap_or_default();
+        Ok(Served {
             child,
-            _dir: dir,
+            _dir: None,
             main,
             automation,
             api_key,
             lines,
-        }
+        })
     }
 
     pub fn log(&self) -> Vec<String> {

@@ -30,6 +30,7 @@ mod pages;
 mod pages_browser;
 mod pages_otp;
 mod pdf_bombs;
+mod replicas;
 mod shutdown;
 mod signature_revocation;
 mod signature_timestamps;
