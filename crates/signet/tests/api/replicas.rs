@@ -58,6 +58,7 @@ impl Storage {
 /// Replicas of one installation: one database, one [`Storage`].
 pub struct Fleet {
     pub storage: Storage,
+    extra_env: Vec<(String, String)>,
     pub database_url: String,
     pub replicas: Vec<Option<Served>>,
     pub api_key: String,
@@ -69,9 +70,22 @@ impl Fleet {
     /// The first starts alone (it makes the CA, the first API key and the schema); the others
     /// join it.
     pub async fn start(count: usize, storage: Storage) -> Option<Fleet> {
+        Fleet::start_with(count, storage, &[]).await
+    }
+
+    /// Like [`Fleet::start`], every replica also given `env`.
+    pub async fn start_with(
+        count: usize,
+        storage: Storage,
+        env: &[(&str, &str)],
+    ) -> Option<Fleet> {
         let database_url = fresh_postgres_url().await?;
         let mut fleet = Fleet {
             storage,
+            extra_env: env
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect(),
             database_url,
             replicas: Vec::new(),
             api_key: String::new(),
@@ -95,6 +109,7 @@ impl Fleet {
             ("SIGNET_JOB_INTERVAL_SECONDS".to_owned(), "3600".to_owned()),
         ];
         env.extend(self.storage.env.iter().cloned());
+        env.extend(self.extra_env.iter().cloned());
         env
     }
 
@@ -550,9 +565,11 @@ async fn killing_a_replica_mid_burst_loses_nothing_acknowledged_and_it_restarts_
 
     // A burst of upload-and-sign flows over all three replicas; replica 1 dies in the middle.
     let bases: Vec<String> = (0..3).map(|i| fleet.main(i).to_owned()).collect();
+    let answered = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let flows: Vec<_> = (0..45)
         .map(|i| {
             let (api, device, bases) = (api.clone(), device.clone(), bases.clone());
+            let answered = answered.clone();
             tokio::spawn(async move {
                 // Each flow stays on one replica, so a dead replica fails its own flows only.
                 let base = &bases[i % 3];
@@ -563,6 +580,7 @@ async fn killing_a_replica_mid_burst_loses_nothing_acknowledged_and_it_restarts_
                     return None;
                 }
                 let body: Value = response.json().await.ok()?;
+                answered.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
                 let document_id = body["documentId"].as_str()?.to_owned();
                 let hash = body["hash"].as_str()?.to_owned();
                 let key = device.clone();
@@ -577,7 +595,10 @@ async fn killing_a_replica_mid_burst_loses_nothing_acknowledged_and_it_restarts_
             })
         })
         .collect();
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // In the middle: once a fifth of the uploads have been answered.
+    while answered.load(std::sync::atomic::Ordering::SeqCst) < 9 {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
     let mut victim = fleet.replicas[1].take().unwrap();
     victim.child.kill().unwrap();
     victim.child.wait().unwrap();
@@ -586,13 +607,16 @@ async fn killing_a_replica_mid_burst_loses_nothing_acknowledged_and_it_restarts_
         .into_iter()
         .filter_map(|flow| flow.unwrap())
         .collect();
-    assert!(!acknowledged.is_empty());
+    let signed_in_burst = acknowledged.iter().filter(|(_, _, signed)| *signed).count();
+    eprintln!(
+        "45 flows: {} uploads and {signed_in_burst} signatures acknowledged",
+        acknowledged.len()
+    );
 
     // Every acknowledged upload is still there: one whose signature was not acknowledged (its
     // replica died first, perhaps half-way through filling it) is signed through a survivor.
     // Every file is downloadable from both survivors, and every signature holds.
     let ca = fleet.ca_pem_file().await;
-    let signed_in_burst = acknowledged.iter().filter(|(_, _, signed)| *signed).count();
     assert!(signed_in_burst > 0, "no signature was acknowledged");
     for (n, (document_id, signature, was_signed)) in acknowledged.iter().enumerate() {
         if !was_signed {
@@ -637,8 +661,13 @@ async fn killing_a_replica_mid_burst_loses_nothing_acknowledged_and_it_restarts_
         assert!(tmp.join(id).is_dir(), "a live replica's tmp/ was swept");
     }
     fleet.replicas[1] = Some(restarted);
-    let (document_id, _) = api.uploaded(fleet.main(1), "burst").await;
-    let (status, _) = api.download(fleet.main(2), &document_id).await;
+    let (document_id, hash) = api.uploaded(fleet.main(1), "burst").await;
+    let signed = api
+        .post_signature(fleet.main(2), &document_id, &device_sign(&device, &hash))
+        .await
+        .unwrap();
+    assert_eq!(signed.status(), 200);
+    let (status, _) = api.download(fleet.main(1), &document_id).await;
     assert_eq!(status, 200);
 }
 
@@ -690,4 +719,88 @@ async fn a_replica_whose_ca_is_not_the_installations_refuses_to_start() {
     }
     let started = fleet.try_spawn_on(&copy);
     assert!(started.is_ok(), "{:?}", started.err());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn every_replica_sends_the_outbox_and_each_webhook_arrives_exactly_once() {
+    use sqlx::{Connection, Row};
+    let storage = Storage::shared_data_dir();
+    // The receiver checks signatures with the secret the first replica generates.
+    let receiver = crate::webhooks::Receiver::for_data_dir(&storage.data_dir(0), 0);
+    let url = receiver.url();
+    let env = [
+        ("SIGNET_WEBHOOK_URL", url.as_str()),
+        ("SIGNET_OUTBOX_POLL_MILLIS", "50"),
+    ];
+    let Some(fleet) = Fleet::start_with(3, storage, &env).await else {
+        return;
+    };
+    // Orders created and signed through every replica: each change queues its webhooks.
+    let pages = browserless();
+    for i in 0..9 {
+        let created = fleet
+            .client
+            .post(format!("{}/orders", fleet.automation(i)))
+            .multipart(order_form(&[person("INTERNAL", "jdoe", None)]))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(created.status(), 200);
+        let id = created.text().await.unwrap();
+        let order: Value = fleet
+            .client
+            .get(format!("{}/orders/{id}", fleet.automation(i)))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let link = order["signers"][0]["signingUrl"].as_str().unwrap();
+        assert_eq!(
+            sign_through_page(&pages, &via(link, fleet.main(i + 1))).await,
+            303
+        );
+    }
+
+    // Wait (bounded) until the three senders have delivered every row.
+    let mut conn = sqlx::PgConnection::connect(&fleet.database_url)
+        .await
+        .unwrap();
+    let count = |sql: &'static str| sqlx::query(sql);
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let pending: i64 = count(
+            "SELECT COUNT(*) AS n FROM outbox WHERE channel = 'WEBHOOK' AND delivered_at IS NULL",
+        )
+        .fetch_one(&mut conn)
+        .await
+        .unwrap()
+        .get("n");
+        if pending == 0 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{pending} webhooks still pending"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let rows: i64 = count("SELECT COUNT(*) AS n FROM outbox WHERE channel = 'WEBHOOK'")
+        .fetch_one(&mut conn)
+        .await
+        .unwrap()
+        .get("n");
+    assert!(rows >= 9 * 3, "{rows} webhook rows");
+
+    let requests = receiver.requests_as_received();
+    let mut seen = HashSet::new();
+    for request in &requests {
+        assert_eq!(request["verified"], true, "{request}");
+        assert!(
+            seen.insert(request["id"].as_str().unwrap().to_owned()),
+            "delivered twice: {request}"
+        );
+    }
+    assert_eq!(seen.len() as i64, rows);
 }

@@ -18,7 +18,7 @@ use crate::helpers::{database_url_for, start_with, Db, TestApp};
 use crate::orders::person;
 
 /// The test receiver: a Python `http.server` that verifies and records every request.
-struct Receiver {
+pub(crate) struct Receiver {
     child: Child,
     port: u16,
     record: PathBuf,
@@ -59,12 +59,12 @@ impl Receiver {
     }
 
     /// A receiver that checks signatures with the secret Signet keeps in `data_dir`.
-    fn for_data_dir(data_dir: &Path, fail_first: u32) -> Receiver {
+    pub(crate) fn for_data_dir(data_dir: &Path, fail_first: u32) -> Receiver {
         let secret = data_dir.join(signet::webhooks::SECRET_FILE);
         Receiver::start(&format!("@{}", secret.display()), fail_first)
     }
 
-    fn url(&self) -> String {
+    pub(crate) fn url(&self) -> String {
         format!("http://127.0.0.1:{}/hooks/signet", self.port)
     }
 
@@ -76,7 +76,7 @@ impl Receiver {
         requests
     }
 
-    fn requests_as_received(&self) -> Vec<Value> {
+    pub(crate) fn requests_as_received(&self) -> Vec<Value> {
         match std::fs::read_to_string(&self.record) {
             Ok(text) => text
                 .lines()
