@@ -449,7 +449,11 @@ async fn check_ca_of_installation(
          (SHA-256 {recorded}): every replica on one database must use the same CA key and \
          certificate. Copy ca/ca.key and ca/ca.pem from a data directory of this installation, \
          or give this data directory a database of its own",
-        crate::pki::ca_paths(data_dir).0.parent().unwrap_or(data_dir).display()
+        crate::pki::ca_paths(data_dir)
+            .0
+            .parent()
+            .unwrap_or(data_dir)
+            .display()
     );
     tracing::debug!(ca.sha256 = %ours, "the CA matches the one recorded in the database");
     Ok(())

@@ -74,11 +74,7 @@ impl Fleet {
     }
 
     /// Like [`Fleet::start`], every replica also given `env`.
-    pub async fn start_with(
-        count: usize,
-        storage: Storage,
-        env: &[(&str, &str)],
-    ) -> Option<Fleet> {
+    pub async fn start_with(count: usize, storage: Storage, env: &[(&str, &str)]) -> Option<Fleet> {
         let database_url = fresh_postgres_url().await?;
         let mut fleet = Fleet {
             storage,
@@ -116,7 +112,9 @@ impl Fleet {
     /// Starts replica `index` (a new process on its data directory).
     pub fn spawn(&self, index: usize) -> Served {
         self.try_spawn_on(&self.storage.data_dir(index))
-            .unwrap_or_else(|(status, log)| panic!("replica {index} did not start ({status}): {log:#?}"))
+            .unwrap_or_else(|(status, log)| {
+                panic!("replica {index} did not start ({status}): {log:#?}")
+            })
     }
 
     fn try_spawn_on(
@@ -410,7 +408,12 @@ async fn an_orders_three_signers_sign_at_once_through_three_replicas_and_all_sig
         .await
         .unwrap();
     let links: Vec<String> = (0..3)
-        .map(|i| order["signers"][i]["signingUrl"].as_str().unwrap().to_owned())
+        .map(|i| {
+            order["signers"][i]["signingUrl"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        })
         .collect();
 
     let pages = browserless();
@@ -637,7 +640,10 @@ async fn killing_a_replica_mid_burst_loses_nothing_acknowledged_and_it_restarts_
     // No row names a missing file.
     let blobs = fleet.storage.data_dir(0).join("blobs");
     for (row, key) in named_blobs(&fleet.database_url).await {
-        assert!(blobs.join(&key).is_file(), "{row} names {key}, which is missing");
+        assert!(
+            blobs.join(&key).is_file(),
+            "{row} names {key}, which is missing"
+        );
     }
 
     // The killed replica starts again, and its restart sweeps the dead process's temporary
@@ -653,9 +659,15 @@ async fn killing_a_replica_mid_burst_loses_nothing_acknowledged_and_it_restarts_
         })
         .map(Option::unwrap)
         .collect();
-    assert!(tmp.join(format!("{victim_id}.lock")).exists(), "kill -9 leaves its lock file");
+    assert!(
+        tmp.join(format!("{victim_id}.lock")).exists(),
+        "kill -9 leaves its lock file"
+    );
     let restarted = fleet.spawn(1);
-    assert!(!tmp.join(&victim_id).exists(), "the dead replica's tmp/ was swept");
+    assert!(
+        !tmp.join(&victim_id).exists(),
+        "the dead replica's tmp/ was swept"
+    );
     assert!(!tmp.join(format!("{victim_id}.lock")).exists());
     for id in &live {
         assert!(tmp.join(id).is_dir(), "a live replica's tmp/ was swept");
