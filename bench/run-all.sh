@@ -9,14 +9,19 @@
 #   6. one signature end to end at PADES_B_B beside PADES_B_LTA (built-in TSA)  -> ms, ratio
 #   7. TLS beside plain HTTP, two servers side by side: the device flow over kept-alive
 #      connections, and new connections/s (full TLS 1.3 handshakes, ECDSA P-256 server key)
+#   8. replicas: the device flow on SQLite (one server) beside PostgreSQL with 1, 2 and 3
+#      replicas on one shared data directory, the load generator spreading every request over
+#      them round robin (as a load balancer would)                         -> documents/s, p99
 # Each server gets a fresh data directory; each load figure is printed per run (report the
 # median). The CPU split after each run says how much the server, the generator and everything
 # else on the machine took, so a run disturbed by other work can be told apart.
 #
-# Usage: bench/run-all.sh [enroll|documents|rss|engine|bombs|levels|tls]...   (default: all seven)
+# Usage: bench/run-all.sh [enroll|documents|rss|engine|bombs|levels|tls|replicas]...
+#        (default: all eight)
 # Env:   RUNS (3), ENROLLMENTS (20000), DOCUMENTS (5000), CONCURRENCY (64), LEVELS, SIGNATURES (500),
-#        CONNECTIONS (20000), CARGO_TARGET_DIR (release builds go there; keep it apart from
-#        the debug build's)
+#        CONNECTIONS (20000), BENCH_POSTGRES_URL (postgres://postgres@127.0.0.1:5432/test: the
+#        replicas step makes a schema of its own there per run and drops it after),
+#        CARGO_TARGET_DIR (release builds go there; keep it apart from the debug build's)
 set -euo pipefail
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 target="${CARGO_TARGET_DIR:-$repo/target}"
@@ -25,8 +30,10 @@ concurrency="${CONCURRENCY:-64}"
 work="$(mktemp -d)"
 server_pid=""
 other_pid=""
+replica_pids=()
 cleanup() {
   if [ -n "$server_pid" ]; then kill "$server_pid" 2>/dev/null || true; fi
+  if [ ${#replica_pids[@]} -gt 0 ]; then kill "${replica_pids[@]}" 2>/dev/null || true; fi
   if [ -n "$other_pid" ]; then kill "$other_pid" 2>/dev/null || true; fi
   rm -rf "$work"
 }
@@ -248,11 +255,57 @@ tls() {
   other_pid=""
 }
 
+# Several replicas on one PostgreSQL schema and one data directory, beside SQLite.
+replicas() {
+  echo "== 8. replicas: device flow per 100 KiB document at the default level, $concurrency" \
+    "connections spread round robin over the replicas; SQLite beside PostgreSQL with 1, 2, 3"
+  local pg="${BENCH_POSTGRES_URL:-postgres://postgres@127.0.0.1:5432/test}"
+  local count run=0 schema data urls port database sep
+  for _ in $(seq "$runs"); do
+    for count in sqlite 1 2 3; do
+      run=$((run + 1))
+      schema="signet_bench_$$_$run"
+      data="$work/data-replicas-$run"
+      replica_pids=()
+      urls=""
+      if [ "$count" = sqlite ]; then
+        database="sqlite:$data/signet.db"
+      else
+        psql -q "$pg" -c "CREATE SCHEMA $schema"
+        case "$pg" in *\?*) sep='&' ;; *) sep='?' ;; esac
+        database="$pg${sep}options=-c%20search_path%3D$schema"
+      fi
+      # The first replica alone makes the schema, the CA and the first API key.
+      for i in $(seq "${count/sqlite/1}"); do
+        port=$((18190 + i))
+        SIGNET_DATABASE_URL="$database" "$signet" serve --data-dir "$data" \
+          --listen "127.0.0.1:$port" >"$work/server-replicas-$run-$i.log" 2>&1 &
+        replica_pids+=($!)
+        for _ in $(seq 100); do
+          grep -q "signet is listening" "$work/server-replicas-$run-$i.log" && break
+          sleep 0.1
+        done
+        urls="${urls:+$urls,}http://127.0.0.1:$port"
+      done
+      export SIGNET_API_KEY="$(cat "$data/initial-api-key")"
+      "$loadgen" --url "$urls" --concurrency "$concurrency" documents --documents 1000 >/dev/null
+      printf '   %-10s ' "$([ "$count" = sqlite ] && echo "SQLite" || echo "PG x$count")"
+      "$loadgen" --url "$urls" --concurrency "$concurrency" documents \
+        --documents "${DOCUMENTS:-5000}" | tail -1
+      kill "${replica_pids[@]}"
+      wait "${replica_pids[@]}" 2>/dev/null || true
+      replica_pids=()
+      if [ "$count" != sqlite ]; then psql -q "$pg" -c "DROP SCHEMA $schema CASCADE"; fi
+    done
+  done
+  echo "   load average now: $(cut -d' ' -f1-3 /proc/loadavg)"
+}
+
 steps=("$@")
-if [ ${#steps[@]} -eq 0 ]; then steps=(enroll documents rss engine bombs levels tls); fi
+if [ ${#steps[@]} -eq 0 ]; then steps=(enroll documents rss engine bombs levels tls replicas); fi
 for step in "${steps[@]}"; do
   case "$step" in
-    enroll | documents | rss | engine | bombs | levels | tls) "$step" ;;
-    *) echo "unknown step: $step (enroll, documents, rss, engine, bombs, levels, tls)" >&2; exit 2 ;;
+    enroll | documents | rss | engine | bombs | levels | tls | replicas) "$step" ;;
+    *) echo "unknown step: $step (enroll, documents, rss, engine, bombs, levels, tls, replicas)" >&2; exit 2 ;;
   esac
 done

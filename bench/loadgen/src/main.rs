@@ -10,7 +10,9 @@ use std::time::{Duration, Instant};
 
 #[derive(Parser)]
 struct Cli {
-    /// Base URL of the server.
+    /// Base URL of the server; for the `documents` scenario several, comma-separated, for
+    /// replicas of one installation: each request then goes to the next one in turn (as a round-robin load balancer sends
+    /// them), so the steps of one flow land on different replicas.
     #[arg(long, default_value = "http://127.0.0.1:8080")]
     url: String,
     /// API key (Bearer); the Automation API needs none.
@@ -71,6 +73,18 @@ enum Scenario {
         #[arg(long, default_value = "/ca/ca.pem")]
         path: String,
     },
+}
+
+/// Which of `--url`'s base URLs the next request goes to.
+static NEXT_BASE: AtomicUsize = AtomicUsize::new(0);
+
+impl Cli {
+    /// The base URL for the next request: `--url`'s next entry, round robin.
+    fn base(&self) -> &str {
+        let count = self.url.split(',').count();
+        let index = NEXT_BASE.fetch_add(1, Ordering::Relaxed) % count;
+        self.url.split(',').nth(index).unwrap_or(&self.url)
+    }
 }
 
 /// The HTTP client of every scenario: `idle` kept-alive connections per host (0: a new
@@ -227,7 +241,7 @@ async fn enroll_device(cli: &Cli, client: &reqwest::Client) -> anyhow::Result<De
     let csr = params.serialize_request(&key_pair)?.pem()?;
     let signer_id = format!("bench-documents-{}", std::process::id());
     let response = client
-        .post(format!("{}/signers", cli.url))
+        .post(format!("{}/signers", cli.base()))
         .bearer_auth(&cli.api_key)
         .json(&serde_json::json!({"signerId": signer_id, "userId": "bench", "csr": csr}))
         .send()
@@ -269,7 +283,7 @@ async fn document_flow(
                 .mime_str("application/pdf")?,
         );
     let uploaded: serde_json::Value = client
-        .post(format!("{}/documents", cli.url))
+        .post(format!("{}/documents", cli.base()))
         .bearer_auth(&cli.api_key)
         .multipart(form)
         .send()
@@ -292,14 +306,14 @@ async fn document_flow(
         body["signatureLevel"] = serde_json::json!(level);
     }
     client
-        .post(format!("{}/documents/{id}/signature", cli.url))
+        .post(format!("{}/documents/{id}/signature", cli.base()))
         .bearer_auth(&cli.api_key)
         .json(&body)
         .send()
         .await?
         .error_for_status()?;
     let signed = client
-        .get(format!("{}/documents/{id}/file", cli.url))
+        .get(format!("{}/documents/{id}/file", cli.base()))
         .bearer_auth(&cli.api_key)
         .send()
         .await?

@@ -589,12 +589,12 @@ async fn an_upload_for_an_unknown_signer_is_404_and_stores_nothing() {
 
 fn assert_no_blobs(app: &TestApp) {
     let blobs = app.data_dir.path().join("blobs");
-    for sub in ["documents", "tmp"] {
-        let entries: Vec<_> = std::fs::read_dir(blobs.join(sub))
-            .map(|dir| dir.flatten().map(|e| e.path()).collect())
-            .unwrap_or_default();
-        assert!(entries.is_empty(), "left behind: {entries:?}");
-    }
+    let documents: Vec<_> = std::fs::read_dir(blobs.join("documents"))
+        .map(|dir| dir.flatten().map(|e| e.path()).collect())
+        .unwrap_or_default();
+    assert!(documents.is_empty(), "left behind: {documents:?}");
+    let temporary = crate::helpers::temporary_files(app.data_dir.path());
+    assert!(temporary.is_empty(), "left behind: {temporary:?}");
 }
 
 /// An encrypted copy of a classic PDF, made by qpdf.

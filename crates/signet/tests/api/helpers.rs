@@ -275,3 +275,23 @@ pub async fn assert_error(response: Response, status: u16, code: &str) -> String
     assert!(!message.is_empty());
     message
 }
+
+/// The temporary files under `<data-dir>/blobs/tmp/`: every process's directory searched, the
+/// lock files that say which processes are alive left out.
+pub fn temporary_files(data_dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    fn walk(dir: &std::path::Path, found: &mut Vec<std::path::PathBuf>) {
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            return;
+        };
+        for path in entries.flatten().map(|e| e.path()) {
+            if path.is_dir() {
+                walk(&path, found);
+            } else if path.extension().is_none_or(|e| e != "lock") {
+                found.push(path);
+            }
+        }
+    }
+    let mut found = Vec::new();
+    walk(&data_dir.join("blobs").join("tmp"), &mut found);
+    found
+}

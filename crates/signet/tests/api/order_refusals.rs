@@ -106,7 +106,7 @@ impl Stored {
                 .unwrap()
                 .len(),
             order_blobs: files_under(&blobs.join("orders")),
-            temporary_files: files_under(&blobs.join("tmp")),
+            temporary_files: crate::helpers::temporary_files(app.data_dir.path()),
         }
     }
 
