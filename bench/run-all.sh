@@ -295,7 +295,7 @@ replicas() {
       kill "${replica_pids[@]}"
       wait "${replica_pids[@]}" 2>/dev/null || true
       replica_pids=()
-      if [ "$count" != sqlite ]; then psql -q "$pg" -c "DROP SCHEMA $schema CASCADE"; fi
+      if [ "$count" != sqlite ]; then PGOPTIONS=--client-min-messages=warning psql -q "$pg" -c "DROP SCHEMA $schema CASCADE"; fi
     done
   done
   echo "   load average now: $(cut -d' ' -f1-3 /proc/loadavg)"
