@@ -929,18 +929,10 @@ async fn sign(
             let signed_blob = fill.blob.clone();
             drop(fill);
             // On an object store the signature is a new object: removed again when its commit
-            // lost (or failed: then the sweep takes it if this removal does not), and the
-            // prepared object it supersedes removed once the row no longer names it.
-            let won = match won {
-                Ok(won) => won,
-                Err(error) => {
-                    if new_version {
-                        let _ = state.blobs.remove(&signed_blob);
-                    }
-                    return Err(error.into());
-                }
-            };
-            if !won {
+            // lost, and the prepared object it supersedes removed once the row no longer names
+            // it. A commit that failed may still have landed (a connection lost after COMMIT),
+            // so its object is left to the orphan sweep, which asks the row.
+            if !won? {
                 if new_version {
                     let _ = state.blobs.remove(&signed_blob);
                 }
