@@ -80,6 +80,24 @@ pub fn object_io_error(error: object_store::Error) -> io::Error {
     }
 }
 
+/// What [`ObjectBlobs::list`] found.
+#[derive(Debug, Default)]
+pub struct Listing {
+    /// Objects named like blob keys Signet writes.
+    pub blobs: Vec<ListedBlob>,
+    /// Other objects (never touched).
+    pub foreign: usize,
+}
+
+/// One object of a [`Listing`].
+#[derive(Debug, Clone)]
+pub struct ListedBlob {
+    pub key: BlobKey,
+    pub size: u64,
+    /// Its last write, as the store reports it.
+    pub modified: SystemTime,
+}
+
 /// A bucket (and a prefix inside it) holding Signet's blobs.
 #[derive(Debug, Clone)]
 pub struct ObjectBlobs {
@@ -283,8 +301,10 @@ impl ObjectBlobs {
         u64,
         futures::stream::BoxStream<'static, io::Result<bytes::Bytes>>,
     )> {
-        let mut options = GetOptions::default();
-        options.range = range.map(GetRange::Bounded);
+        let options = GetOptions {
+            range: range.map(GetRange::Bounded),
+            ..GetOptions::default()
+        };
         let result = self
             .store
             .get_opts(&self.location(key), options)
@@ -383,8 +403,8 @@ impl ObjectBlobs {
     }
 
     /// Every object under the store's prefix whose name is a blob key Signet writes, with its
-    /// size and last write; other objects are counted in the second value. Blocking.
-    pub fn list(&self) -> io::Result<(Vec<(BlobKey, u64, SystemTime)>, usize)> {
+    /// size and last write; other objects are only counted. Blocking.
+    pub fn list(&self) -> io::Result<Listing> {
         self.runtime.block_on(async {
             let mut found = Vec::new();
             let mut foreign = 0;
@@ -400,14 +420,19 @@ impl ObjectBlobs {
                         .unwrap_or_default()
                         .to_owned();
                     match BlobKey::parse(&relative) {
-                        Ok(key) if key.owner().is_some() => {
-                            found.push((key, meta.size, SystemTime::from(meta.last_modified)))
-                        }
+                        Ok(key) if key.owner().is_some() => found.push(ListedBlob {
+                            key,
+                            size: meta.size,
+                            modified: SystemTime::from(meta.last_modified),
+                        }),
                         _ => foreign += 1,
                     }
                 }
             }
-            Ok((found, foreign))
+            Ok(Listing {
+                blobs: found,
+                foreign,
+            })
         })
     }
 
@@ -425,15 +450,16 @@ impl ObjectBlobs {
             temp_removed: self.local.sweep_temp(now)?,
             ..SweepReport::default()
         };
-        let (objects, foreign) = self.list()?;
-        report.left_alone = foreign;
-        let old: Vec<BlobKey> = objects
+        let listing = self.list()?;
+        report.left_alone = listing.foreign;
+        let old: Vec<BlobKey> = listing
+            .blobs
             .into_iter()
-            .filter(|(_, _, modified)| {
-                now.duration_since(*modified)
+            .filter(|blob| {
+                now.duration_since(blob.modified)
                     .is_ok_and(|age| age >= BLOB_ORPHAN_AGE)
             })
-            .map(|(key, _, _)| key)
+            .map(|blob| blob.key)
             .collect();
         for batch in old.chunks(SWEEP_BATCH) {
             let named = referenced(batch)?;

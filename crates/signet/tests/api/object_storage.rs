@@ -148,12 +148,7 @@ async fn a_store_that_is_down_answers_503_changes_nothing_and_the_same_request_w
     assert_eq!(document_status(&app, &id).await, "WAITING");
     let upload_refused = levels::upload_response(&app, &device).await;
     assert_error(upload_refused, 503, "STORAGE_UNAVAILABLE").await;
-    let ready = app
-        .client
-        .get(app.url("/health/ready"))
-        .send()
-        .await
-        .unwrap();
+    let ready = app.client.get(app.url("/readyz")).send().await.unwrap();
     assert_eq!(ready.status(), 503, "not ready without the document store");
 
     garage.restart();

@@ -567,16 +567,18 @@ async fn a_failing_write_in_a_batch_rolls_back_alone() {
     }
 }
 
+/// One step of the blob story, run on the blocking pool.
+type BlobStep = Box<dyn FnOnce(&signet::store::blob_backend::Blobs) -> Option<SweepReport> + Send>;
+
 /// The blob story, told to both document stores (the data directory and a Garage bucket): what
 /// the callers rely on — a persisted blob reads back whole, copies into a temporary file,
 /// is gone after its removal (removals on a bucket are queued: waited for here), a missing one
 /// is `NotFound`, and the sweep takes an old unnamed blob and keeps a named one.
 async fn blob_story(blobs: signet::store::blob_backend::Blobs) {
-    use signet::store::blob_backend::Blobs;
     use std::io::{ErrorKind, Read, Write};
     let blobs = std::sync::Arc::new(blobs);
     // The blob calls are blocking: each step runs where the server runs them.
-    let run = |work: Box<dyn FnOnce(&Blobs) -> Option<SweepReport> + Send>| {
+    let run = |work: BlobStep| {
         let blobs = blobs.clone();
         tokio::task::spawn_blocking(move || work(&blobs))
     };
