@@ -22,14 +22,14 @@ pub struct MigrateBlobsArgs {
 
 pub async fn migrate_blobs(args: MigrateBlobsArgs) -> anyhow::Result<()> {
     let (settings, store) = open(&args.store).await?;
-    if let Some(current) = settings
-        .blob_url
-        .as_deref()
-        .filter(|url| !url.starts_with("file://"))
-    {
+    // A second run after the switch (to catch what the server wrote meanwhile) names the same
+    // bucket; another one would copy the data directory's files over a live installation's.
+    if let Some(current) = settings.blob_url.as_deref().filter(|url| {
+        !url.starts_with("file://") && url.trim_end_matches('/') != args.to.trim_end_matches('/')
+    }) {
         anyhow::bail!(
             "the documents are already in {current}: migrate-blobs copies a file-backed \
-             installation (unset blob_url to run it)"
+             installation's files (into that same bucket, or with blob_url unset)"
         );
     }
     let env = std::env::vars_os()
