@@ -235,6 +235,11 @@ impl BlobStore {
         Ok(store)
     }
 
+    /// The directory the store lives in (`<data-dir>/blobs`).
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
     fn tmp_dir(&self) -> PathBuf {
         self.root.join("tmp")
     }
@@ -370,7 +375,7 @@ impl BlobStore {
     }
 
     /// Removes the temporary files older than [`TEMP_ORPHAN_AGE`]; returns how many.
-    fn sweep_temp(&self, now: SystemTime) -> io::Result<usize> {
+    pub(crate) fn sweep_temp(&self, now: SystemTime) -> io::Result<usize> {
         let mut removed = 0;
         for entry in fs::read_dir(self.tmp_dir())? {
             let entry = entry?;
