@@ -6,6 +6,9 @@
 #     the tests start their own slapd on a free port, never the system one), curl (the
 #     reference's own order command is run verbatim), chromium and chromium-driver (a real browser
 #     for the signer pages, driven over WebDriver; never a browser download);
+#   - Garage (a real S3-compatible object store, AGPL, run only as a test server and never linked),
+#     built with cargo into ${SIGNET_CI_CACHE:-~/.cache/signet-ci}/garage when missing (about 8
+#     minutes cold on 2 cores); the tests start their own single-node Garage on free ports;
 #   - a Python venv with the signature oracles (pyHanko), PDF producers (reportlab, pypdf), a real
 #     SMTP server (aiosmtpd) and the Standard Webhooks verifier (standardwebhooks).
 # PostgreSQL tests run against $SIGNET_TEST_POSTGRES_URL; outside CI they skip with a notice when it
@@ -38,6 +41,16 @@ if [ ! -x "$venv/bin/pyhanko" ] || ! cmp -s "$requirements" "$stamp"; then
   cp "$requirements" "$stamp"
 fi
 export SIGNET_ORACLE_VENV="$venv"
+
+ci_cache="${SIGNET_CI_CACHE:-$HOME/.cache/signet-ci}"
+garage_version="2.5.0"
+garage="$ci_cache/garage/bin/garage"
+if [ ! -x "$garage" ] || ! "$garage" --version 2>/dev/null | grep -q "$garage_version"; then
+  echo "== building Garage $garage_version into $ci_cache/garage (the object-store tests' S3 server)"
+  cargo install garage --locked --version "$garage_version" --root "$ci_cache/garage" \
+    --target-dir "$ci_cache/garage-build" -q
+fi
+export SIGNET_TEST_GARAGE="$garage"
 
 if [ -n "${CI:-}" ]; then
   export SIGNET_TEST_POSTGRES_URL="${SIGNET_TEST_POSTGRES_URL:-postgres://postgres@127.0.0.1:5432/test}"

@@ -15,6 +15,10 @@
 //!
 //! PostgreSQL has `pg_dump` for its part: Signet copies the blobs (all of them) and the keys,
 //! and says so. Run `pg_dump` first, then `signet backup`, so every blob the dump names exists.
+//!
+//! Documents in an object store (`--blob-url s3://…`) are not copied: the bucket is the
+//! operator's to back up (versioning, replication, the provider's snapshots); the backup then
+//! holds the database and the keys ([`backup`] with `with_blobs` false).
 
 use anyhow::{bail, Context};
 use serde::{Deserialize, Serialize};
@@ -59,12 +63,14 @@ pub struct Manifest {
     pub snapshots: usize,
 }
 
-/// Copies `data_dir` (database through `store`) into `dest`, which must be missing or empty.
+/// Copies `data_dir` (database through `store`) into `dest`, which must be missing or empty;
+/// the documents too when `with_blobs` (they are files in the data directory).
 pub async fn backup(
     data_dir: &Path,
     store: &dyn OperatorStore,
     dest: &Path,
     now: OffsetDateTime,
+    with_blobs: bool,
 ) -> anyhow::Result<Manifest> {
     require_empty_or_missing(dest)?;
     create_private_dir_all(dest).with_context(|| format!("creating {}", dest.display()))?;
@@ -83,11 +89,24 @@ pub async fn backup(
         }
         remove_if_exists(&snapshot)?;
         snapshots += 1;
-        let Some(()) = store
+        let snapshot_taken = store
             .snapshot_into(&snapshot)
             .await
-            .context("taking the database snapshot")?
-        else {
+            .context("taking the database snapshot")?;
+        if !with_blobs {
+            if snapshot_taken.is_some() {
+                integrity_check(&snapshot).await?;
+            }
+            break (
+                if snapshot_taken.is_some() {
+                    "sqlite"
+                } else {
+                    "postgresql"
+                },
+                0,
+            );
+        }
+        let Some(()) = snapshot_taken else {
             // PostgreSQL: every blob present now.
             let (data_dir, dest) = (data_dir.to_owned(), dest.to_owned());
             let count =

@@ -24,6 +24,13 @@ pub struct Settings {
     pub database_url: Option<String>,
     /// Base URL for links and `uri` fields; default: `http://<listen>`.
     pub public_url: Option<String>,
+    /// Where document bytes live: `file://<data_dir>/blobs` (the default) or
+    /// `s3://bucket/prefix` (with the standard `AWS_*` variables; see `store/objects.rs`).
+    pub blob_url: Option<String>,
+    /// The `AWS_*` settings of an `s3://` blob store; `None` reads the process environment.
+    /// Not a configuration key: for embedding (the tests hand each server its own bucket).
+    #[serde(skip)]
+    pub object_store_env: Option<Vec<(String, String)>>,
     /// Lifetime of issued end-entity certificates, in days.
     pub certificate_validity_days: u32,
     /// How often the background jobs (renewal, expiry, CRL refresh) run, in seconds.
@@ -327,6 +334,8 @@ impl Default for Settings {
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
             database_url: None,
             public_url: None,
+            blob_url: None,
+            object_store_env: None,
             certificate_validity_days: 365,
             job_interval_seconds: 60,
             max_json_bytes: 256 * 1024,
@@ -527,6 +536,7 @@ impl fmt::Debug for Settings {
                 &self.database_url.as_deref().map(redact_url),
             )
             .field("public_url", &self.public_url)
+            .field("blob_url", &self.blob_url)
             .field("certificate_validity_days", &self.certificate_validity_days)
             .field("job_interval_seconds", &self.job_interval_seconds)
             .field("max_json_bytes", &self.max_json_bytes)

@@ -11,6 +11,7 @@ pub mod directory;
 pub mod domain;
 pub mod jobs;
 pub mod mail;
+pub mod migrate_blobs;
 pub mod pki;
 pub mod services;
 pub mod startup;

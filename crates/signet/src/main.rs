@@ -43,6 +43,10 @@ enum Command {
     Backup(cli::backup::BackupArgs),
     /// Restore a backup into a data directory that does not exist or is empty.
     Restore(cli::backup::RestoreArgs),
+    /// Copy every document of a file-backed installation into an object store (resumable,
+    /// verified by SHA-256), then switch the configuration to it.
+    #[command(name = "migrate-blobs")]
+    MigrateBlobs(cli::blobs::MigrateBlobsArgs),
 }
 
 #[derive(Subcommand)]
@@ -138,6 +142,12 @@ struct ServeArgs {
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
     public_url: Option<String>,
+    /// Where documents are stored: file://<data-dir>/blobs, or s3://bucket/prefix with the
+    /// standard AWS_* variables (AWS_ENDPOINT_URL, AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY,
+    /// AWS_REGION, AWS_ALLOW_HTTP) [default: file://<data-dir>/blobs].
+    #[arg(long, value_name = "URL")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    blob_url: Option<String>,
     /// JSON file of people for the file directory (INTERNAL and EXTERNAL).
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -383,6 +393,7 @@ async fn main() -> anyhow::Result<()> {
         Command::Order(OrderCommand::Show(args)) => cli::orders::show(args).await,
         Command::Backup(args) => cli::backup::backup(args, clock.as_ref()).await,
         Command::Restore(args) => cli::backup::restore(args).await,
+        Command::MigrateBlobs(args) => cli::blobs::migrate_blobs(args).await,
     }
 }
 

@@ -32,7 +32,7 @@ use crate::services::signing_links::LinkKey;
 use crate::services::timestamps::TimestampAuthority;
 use crate::services::validation_data::ValidationDataCollector;
 use crate::state::{ApiKeyCache, AppState};
-use crate::store::blobs::BlobStore;
+use crate::store::blob_backend::Blobs;
 use crate::store::outbox::{OutboxPolicy, OutboxStore};
 use crate::store::{self, Store};
 use crate::webhooks::Webhooks;
@@ -113,12 +113,26 @@ impl Application {
         tracing::info!(tsa = %timestamps.describe(), signature_level = %settings.signature_level, "timestamps and the default signature level");
         let initial_api_key_file =
             ensure_first_api_key(store.as_ref(), &settings.data_dir, clock.as_ref()).await?;
-        let blobs = BlobStore::open(&settings.data_dir).with_context(|| {
+        let env = settings.object_store_env.clone().unwrap_or_else(|| {
+            std::env::vars_os()
+                .filter_map(|(name, value)| {
+                    Some((name.into_string().ok()?, value.into_string().ok()?))
+                })
+                .collect()
+        });
+        let blobs = Blobs::open(
+            settings.blob_url.as_deref(),
+            &settings.data_dir,
+            env,
+            tokio::runtime::Handle::current(),
+        )
+        .with_context(|| {
             format!(
                 "opening the document store in {}",
-                settings.data_dir.display()
+                settings.blob_url.as_deref().unwrap_or("the data directory")
             )
         })?;
+        tracing::info!(blobs = %blobs.describe(), "document store");
         tracing::info!(replica.id = %blobs.replica_id(), "this process's temporary files go to blobs/tmp/<replica.id>/");
         let directory = crate::directory::from_settings(&settings)
             .context("setting up the people directory")?;

@@ -10,7 +10,7 @@ use crate::directory::Directory;
 use crate::pki::Pki;
 use crate::services::orders::OrderService;
 use crate::services::timestamps::TimestampAuthority;
-use crate::store::blobs::BlobStore;
+use crate::store::blob_backend::Blobs;
 use crate::store::Store;
 
 /// Cheap to clone: everything inside is shared.
@@ -18,7 +18,7 @@ use crate::store::Store;
 pub struct AppState {
     pub store: Arc<dyn Store>,
     /// Document bytes on disk.
-    pub blobs: Arc<BlobStore>,
+    pub blobs: Arc<Blobs>,
     pub pki: Arc<Pki>,
     pub clock: Arc<dyn Clock>,
     pub settings: Arc<Settings>,

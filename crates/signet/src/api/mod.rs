@@ -3,6 +3,7 @@
 //! handler timeout, panic safety, body limits: see [`crate::telemetry::access`]).
 
 pub mod automation;
+pub mod blob_download;
 pub mod cloudsigner;
 pub mod health;
 pub mod openapi;

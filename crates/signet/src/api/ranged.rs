@@ -168,7 +168,7 @@ fn read_exactly(path: &std::path::Path, len: u64) -> std::io::Result<Vec<u8>> {
 }
 
 /// A 416 with the documented error body, and the file's length in `Content-Range`.
-fn unsatisfiable(file: &StoredFile) -> Response {
+pub(crate) fn unsatisfiable(file: &StoredFile) -> Response {
     let mut response = error_response(
         StatusCode::RANGE_NOT_SATISFIABLE,
         ErrorCode::Generic,

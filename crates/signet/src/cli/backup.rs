@@ -36,8 +36,26 @@ pub async fn backup(args: BackupArgs, clock: &dyn Clock) -> anyhow::Result<()> {
              copied now."
         );
     }
-    let manifest =
-        signet::backup::backup(&settings.data_dir, store.as_ref(), &args.dir, clock.now()).await?;
+    let with_blobs = settings
+        .blob_url
+        .as_deref()
+        .is_none_or(|url| url.starts_with("file://"));
+    if !with_blobs {
+        eprintln!(
+            "The documents are in the object store {}: they are not copied. The bucket is yours \
+             to back up (versioning, replication or your provider's snapshots); the database and \
+             the keys are copied now.",
+            settings.blob_url.as_deref().unwrap_or_default()
+        );
+    }
+    let manifest = signet::backup::backup(
+        &settings.data_dir,
+        store.as_ref(),
+        &args.dir,
+        clock.now(),
+        with_blobs,
+    )
+    .await?;
     eprintln!(
         "backup written to {}: database {}, {} document file(s), {} other file(s)",
         args.dir.display(),

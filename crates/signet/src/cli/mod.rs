@@ -1,10 +1,11 @@
 //! The operator commands beside `serve`: configuration check, API keys, signers, orders,
-//! backup and restore. Each family has its file; what they share is here: loading and checking
+//! backup and restore, migrate-blobs. Each family has its file; what they share is here: loading and checking
 //! the settings, refusing a data directory that does not exist, opening the store, and
 //! printing a table (or JSON with `--json`).
 
 pub mod api_keys;
 pub mod backup;
+pub mod blobs;
 pub mod config;
 pub mod orders;
 pub mod signers;

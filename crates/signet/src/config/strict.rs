@@ -322,6 +322,11 @@ pub fn check_values(settings: &Settings) -> Vec<ConfigError> {
             )));
         }
     }
+    if let Err(error) =
+        crate::store::blob_backend::BlobUrl::parse(settings.blob_url.as_deref(), &settings.data_dir)
+    {
+        errors.push(ConfigError(format!("`blob_url` = {error}")));
+    }
     if settings.job_interval_seconds < 1 {
         errors.push(ConfigError(format!(
             "`job_interval_seconds` = {}: must be at least 1",

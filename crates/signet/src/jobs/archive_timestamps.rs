@@ -29,7 +29,8 @@ use time::Duration;
 use super::JobRunner;
 use crate::services::levels::{ArchiveError, LevelFinisher};
 use crate::store::archive::{ArchiveTarget, ArchivedFile, DueArchive};
-use crate::store::blobs::{BlobKey, BlobStore};
+use crate::store::blob_backend::Blobs;
+use crate::store::blobs::BlobKey;
 
 /// Default of `archive_margin_days`: how long before the last document timestamp's TSA
 /// certificate ends the file is re-timestamped. Below the 90 days within which Signet's built-in
@@ -181,7 +182,7 @@ enum RenewError {
 /// new blob (durable before it is named). `None` when the current file is gone (the row was
 /// deleted or renewed meanwhile). Blocking.
 fn renew_file(
-    blobs: &BlobStore,
+    blobs: &Blobs,
     levels: &LevelFinisher,
     runtime: &tokio::runtime::Handle,
     due: &DueArchive,

@@ -12,7 +12,8 @@ use std::time::Duration;
 
 use crate::clock::Clock;
 use crate::pki::{crl_needs_refresh, Pki};
-use crate::store::blobs::{BlobStore, SweepReport};
+use crate::store::blob_backend::Blobs;
+use crate::store::blobs::SweepReport;
 use crate::store::Store;
 use crate::telemetry::metrics::job_ran;
 
@@ -47,7 +48,7 @@ pub struct JobRunner {
     pub store: Arc<dyn Store>,
     pub pki: Arc<Pki>,
     pub clock: Arc<dyn Clock>,
-    pub blobs: Arc<BlobStore>,
+    pub blobs: Arc<Blobs>,
     /// The archive-timestamp job's TSA and margin; `None` runs no such job.
     pub archive: Option<archive_timestamps::ArchivePolicy>,
 }
@@ -74,7 +75,7 @@ impl JobRunner {
         }
     }
 
-    /// Removes the files a crash left in the blob store (see [`BlobStore::sweep`]) and logs the
+    /// Removes the files a crash left in the blob store (see [`Blobs::sweep`]) and logs the
     /// counts. Ages are measured on the system clock, not [`Clock`]: they are compared with
     /// file times the kernel wrote.
     pub async fn sweep_orphans(&self) -> anyhow::Result<SweepReport> {

@@ -10,7 +10,6 @@ use sha2::{Digest, Sha256};
 use signet_crypto::csr::{PublicKey, Subject};
 use signet_pdf::PrepareOptions;
 use std::future::Future;
-use std::path::PathBuf;
 use std::sync::Arc;
 use time::{Duration, OffsetDateTime};
 
@@ -24,7 +23,8 @@ use crate::domain::{
     LinkType, OrderId, OrderOption, OrderState, PriorityGroup, Sha256Digest, SignatureLevel,
 };
 use crate::pki::Pki;
-use crate::store::blobs::{BlobKey, BlobStore, TempBlob};
+use crate::store::blob_backend::Blobs;
+use crate::store::blobs::{BlobKey, TempBlob};
 use crate::store::orders::{
     AnonymizeOutcome, AnonymizeTarget, EventRecord, NewOrder, NewOrderSigner, OrderChange,
     OrderDocument, OrderRecord, OrderSignerRecord, OrderUpdate, RecordedSignature, ResolvedPerson,
@@ -166,7 +166,6 @@ pub struct OrderEdit {
 /// Where the order's current document lies, to be served.
 #[derive(Debug, Clone)]
 pub struct DocumentSource {
-    pub path: PathBuf,
     pub document: OrderDocument,
 }
 
@@ -209,7 +208,7 @@ impl OrderLocks {
 /// Everything the order operations need, shared by every caller.
 pub struct OrderService {
     store: Arc<dyn Store>,
-    blobs: Arc<BlobStore>,
+    blobs: Arc<Blobs>,
     pki: Arc<Pki>,
     clock: Arc<dyn Clock>,
     directory: Arc<dyn Directory>,
@@ -250,7 +249,7 @@ pub struct NewLink {
 impl OrderService {
     pub fn new(
         store: Arc<dyn Store>,
-        blobs: Arc<BlobStore>,
+        blobs: Arc<Blobs>,
         pki: Arc<Pki>,
         clock: Arc<dyn Clock>,
         directory: Arc<dyn Directory>,
@@ -367,7 +366,6 @@ impl OrderService {
         for _ in 0..MAX_DOCUMENT_READS {
             let order = self.order(order_id).await?;
             let source = DocumentSource {
-                path: self.blobs.path(&order.document.blob),
                 document: order.document,
             };
             match serve(source).await {
@@ -805,7 +803,7 @@ impl OrderService {
     }
 }
 
-fn remove_blobs(blobs: &BlobStore, keys: &[BlobKey]) {
+fn remove_blobs(blobs: &Blobs, keys: &[BlobKey]) {
     for key in keys {
         if let Err(error) = blobs.remove(key) {
             tracing::warn!(blob = key.as_str(), %error, "could not remove a superseded blob");
@@ -816,7 +814,7 @@ fn remove_blobs(blobs: &BlobStore, keys: &[BlobKey]) {
 /// What signing one revision needs, moved onto a blocking thread.
 struct Signing {
     pki: Arc<Pki>,
-    blobs: Arc<BlobStore>,
+    blobs: Arc<Blobs>,
     store: Arc<dyn Store>,
     levels: Option<(Arc<LevelFinisher>, SignatureLevel)>,
     /// For the store and the timestamp authority, asked from the blocking thread.

@@ -3,13 +3,12 @@
 //! is one small read or write, bounded in time); `/healthz` does not — a process that answers
 //! at all is alive.
 
-use std::io::Write;
 use std::sync::Arc;
 use std::time::Duration;
 
 use crate::clock::Clock;
 use crate::pki::Pki;
-use crate::store::blobs::BlobStore;
+use crate::store::blob_backend::Blobs;
 use crate::store::stats::StatsStore;
 
 /// Longest a check may take before it counts as failed: a load balancer must not hang on us.
@@ -33,7 +32,7 @@ pub enum NotReady {
 #[derive(Clone)]
 pub struct Readiness {
     stats: Arc<dyn StatsStore>,
-    blobs: Arc<BlobStore>,
+    blobs: Arc<Blobs>,
     pki: Arc<Pki>,
     clock: Arc<dyn Clock>,
 }
@@ -41,7 +40,7 @@ pub struct Readiness {
 impl Readiness {
     pub fn new(
         stats: Arc<dyn StatsStore>,
-        blobs: Arc<BlobStore>,
+        blobs: Arc<Blobs>,
         pki: Arc<Pki>,
         clock: Arc<dyn Clock>,
     ) -> Self {
@@ -67,13 +66,9 @@ impl Readiness {
             }
         }
         let blobs = self.blobs.clone();
-        let written = tokio::task::spawn_blocking(move || {
-            // A temporary file written, flushed and removed: what every upload needs first.
-            let (temp, mut file) = blobs.create_temp()?;
-            file.write_all(b"ready")?;
-            drop(temp);
-            Ok::<(), std::io::Error>(())
-        });
+        // A temporary file written and removed (what every upload needs first) and, on an
+        // object store, a small object put and removed.
+        let written = tokio::task::spawn_blocking(move || blobs.check_writable());
         match tokio::time::timeout(CHECK_TIMEOUT, written).await {
             Ok(Ok(Ok(()))) => {}
             Ok(Ok(Err(error))) => {

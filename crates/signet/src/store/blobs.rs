@@ -301,6 +301,11 @@ impl BlobStore {
         Ok(store)
     }
 
+    /// The directory the store lives in (`<data-dir>/blobs`).
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
     fn tmp_dir(&self) -> PathBuf {
         self.root.join("tmp")
     }
@@ -452,7 +457,7 @@ impl BlobStore {
     ///   younger ones.
     ///
     /// Directories whose lock is held are left alone whatever their age: an upload may be slow.
-    fn sweep_temp(&self, now: SystemTime) -> io::Result<usize> {
+    pub(crate) fn sweep_temp(&self, now: SystemTime) -> io::Result<usize> {
         let mut removed = 0;
         for entry in fs::read_dir(self.tmp_dir())? {
             let entry = entry?;

@@ -1,5 +1,6 @@
 //! Persistence: one [`Store`] trait for everything Signet keeps in a database, one portable SQL
-//! implementation ([`sql::SqlStore`]) on SQLite or PostgreSQL, and the blob store for document bytes.
+//! implementation ([`sql::SqlStore`]) on SQLite or PostgreSQL, and the blob store for document bytes
+//! ([`blob_backend::Blobs`]: files in the data directory, or an S3-compatible bucket).
 //!
 //! Why one implementation: the SQL we need is portable (TEXT ids, BIGINT unix seconds, BLOB/BYTEA),
 //! so both databases run the same statements through sqlx's `Any` driver. What differs —
@@ -8,9 +9,11 @@
 //! runs one scenario against both to keep them equal.
 
 pub mod archive;
+pub mod blob_backend;
 pub mod blobs;
 mod group_commit;
 pub mod installation;
+pub mod objects;
 pub mod operator;
 pub mod orders;
 pub mod outbox;

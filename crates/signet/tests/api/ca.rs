@@ -39,14 +39,16 @@ async fn a_revoked_certificate_appears_in_the_crl_with_its_reason() {
     app.enroll("lost-phone", &device.csr_pem).await;
     let other = device_key(KeyKind::P256, "kept-phone");
     app.enroll("kept-phone", &other.csr_pem).await;
-    let serial = app.signer("lost-phone").await["certificate"]["serialNumber"]
-        .as_str()
-        .unwrap()
-        .to_uppercase();
-    let kept_serial = app.signer("kept-phone").await["certificate"]["serialNumber"]
-        .as_str()
-        .unwrap()
-        .to_uppercase();
+    let serial = openssl::serial_as_openssl_prints(
+        app.signer("lost-phone").await["certificate"]["serialNumber"]
+            .as_str()
+            .unwrap(),
+    );
+    let kept_serial = openssl::serial_as_openssl_prints(
+        app.signer("kept-phone").await["certificate"]["serialNumber"]
+            .as_str()
+            .unwrap(),
+    );
 
     let response = app
         .put_json(

@@ -278,7 +278,7 @@ async fn files_a_crash_left_are_swept_and_everything_named_is_kept(db: Db) {
         .unwrap()
         .document
         .blob;
-    let blobs = app.state.blobs.clone();
+    let blobs = app.state.blobs.files().unwrap().clone();
     let (document_bytes, order_bytes) = (
         std::fs::read(blobs.path(&document)).unwrap(),
         app.order_document(&order).await,

@@ -72,10 +72,11 @@ async fn readyz_answers_503_once_the_sqlite_tables_are_gone() {
     let (status, _) = get_plain(&app, &app.address, "/readyz").await;
     assert_eq!(status, 200);
     // Another process empties the file (a wrong restore, a stray script): the server's own
-    // connections see it at their next read.
+    // connections see it at their next read. The wait for the write lock is long because the
+    // server's own jobs may hold it for a moment on a loaded machine (sqlite3's default is 5 s).
     let path = app.data_dir.path().join("signet.db");
     let script = "import sqlite3, sys\n\
-        db = sqlite3.connect(sys.argv[1])\n\
+        db = sqlite3.connect(sys.argv[1], timeout=120)\n\
         db.execute('PRAGMA foreign_keys = OFF')\n\
         db.execute('DROP TABLE api_keys')\n\
         db.commit()\n";

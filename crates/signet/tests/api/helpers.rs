@@ -78,6 +78,23 @@ pub async fn database_url_for(db: Db, data_dir: &std::path::Path) -> Option<Stri
     }
 }
 
+/// Where a test server keeps documents: the data directory, or a bucket of a running Garage.
+#[derive(Clone, Copy)]
+pub enum Storage<'a> {
+    Files,
+    Objects(&'a crate::garage::Garage),
+}
+
+impl Storage<'_> {
+    /// Points `settings` at this storage: on Garage, a prefix of the bucket of its own.
+    pub fn apply(self, settings: &mut Settings) {
+        if let Storage::Objects(garage) = self {
+            settings.blob_url = Some(garage.url(&uuid::Uuid::new_v4().simple().to_string()));
+            settings.object_store_env = Some(garage.env());
+        }
+    }
+}
+
 pub async fn spawn_app() -> TestApp {
     spawn_app_on(Db::Sqlite).await.unwrap()
 }

@@ -15,7 +15,7 @@ use signet::config::Settings;
 use signet::domain::{OrderId, SignatureLevel};
 use signet_testkit::pdfs::classic_pdf;
 
-use crate::helpers::{assert_error, database_url_for, start_with, Db, TestApp};
+use crate::helpers::{assert_error, database_url_for, start_with, Db, Storage, TestApp};
 use crate::openssl::{self, device_key, DeviceKey, KeyKind};
 use crate::orders::person;
 use crate::tsa_client::{openssl_tsa_pki, OpensslTsa};
@@ -110,8 +110,17 @@ pub fn assert_long_term_valid(pdf: &Path, ca_pem: &Path, signatures: usize, time
 
 /// Three signers sign an order at `level`; returns the signed document and the CA's PEM, written
 /// to `dir`, after the server has been stopped.
-async fn three_signers_at(db: Db, level: SignatureLevel, dir: &Path) -> Option<(PathBuf, PathBuf)> {
-    let app = spawn_with(db, |s| s.signature_level = level).await?;
+pub(crate) async fn three_signers_at(
+    db: Db,
+    storage: Storage<'_>,
+    level: SignatureLevel,
+    dir: &Path,
+) -> Option<(PathBuf, PathBuf)> {
+    let app = spawn_with(db, |s| {
+        s.signature_level = level;
+        storage.apply(s);
+    })
+    .await?;
     let id = app
         .create_order(&[
             person("INTERNAL", "sAMAccountName=cborgstrom", None),
@@ -137,7 +146,8 @@ async fn three_signers_at(db: Db, level: SignatureLevel, dir: &Path) -> Option<(
 async fn an_order_signed_by_three_at_b_lt_validates_offline_with_the_server_stopped() {
     for db in [Db::Sqlite, Db::Postgres] {
         let dir = tempfile::tempdir().unwrap();
-        let Some((signed, ca)) = three_signers_at(db, SignatureLevel::PadesBLT, dir.path()).await
+        let Some((signed, ca)) =
+            three_signers_at(db, Storage::Files, SignatureLevel::PadesBLT, dir.path()).await
         else {
             continue;
         };
@@ -148,9 +158,14 @@ async fn an_order_signed_by_three_at_b_lt_validates_offline_with_the_server_stop
 #[tokio::test]
 async fn an_order_signed_by_three_at_b_lta_validates_offline_with_the_server_stopped() {
     let dir = tempfile::tempdir().unwrap();
-    let (signed, ca) = three_signers_at(Db::Sqlite, SignatureLevel::PadesBLTA, dir.path())
-        .await
-        .unwrap();
+    let (signed, ca) = three_signers_at(
+        Db::Sqlite,
+        Storage::Files,
+        SignatureLevel::PadesBLTA,
+        dir.path(),
+    )
+    .await
+    .unwrap();
     // Each signer's revision ends with its own document timestamp.
     assert_long_term_valid(&signed, &ca, 3, 3);
 }
@@ -281,8 +296,8 @@ pub async fn enrolled(app: &TestApp, signer_id: &str, kind: KeyKind) -> Device {
     }
 }
 
-/// Uploads a two-page PDF for the device's signer; returns (documentId, hash).
-pub async fn upload(app: &TestApp, device: &Device) -> (String, String) {
+/// Posts a two-page PDF for the device's signer; the answer as it came.
+pub async fn upload_response(app: &TestApp, device: &Device) -> reqwest::Response {
     let form = Form::new().text("signerId", device.signer_id.clone()).part(
         "file",
         Part::bytes(classic_pdf(2))
@@ -290,14 +305,18 @@ pub async fn upload(app: &TestApp, device: &Device) -> (String, String) {
             .mime_str("application/pdf")
             .unwrap(),
     );
-    let response = app
-        .client
+    app.client
         .post(app.url("/documents/upload"))
         .bearer_auth(&app.api_key)
         .multipart(form)
         .send()
         .await
-        .unwrap();
+        .unwrap()
+}
+
+/// Uploads a two-page PDF for the device's signer; returns (documentId, hash).
+pub async fn upload(app: &TestApp, device: &Device) -> (String, String) {
+    let response = upload_response(app, device).await;
     let status = response.status();
     let body: Value = response.json().await.unwrap();
     assert_eq!(status, 200, "{body}");
@@ -308,7 +327,7 @@ pub async fn upload(app: &TestApp, device: &Device) -> (String, String) {
 }
 
 /// The device's part: `openssl dgst -sha256 -sign` over the data to be signed.
-fn device_sign(device: &Device, hash_b64: &str) -> String {
+pub fn device_signature(device: &Device, hash_b64: &str) -> String {
     let dir = device.key.dir.path();
     let data = dir.join("tbs.der");
     let signature = dir.join("tbs.sig");
@@ -336,7 +355,7 @@ pub async fn post_signature(
     hash: &str,
     level: Option<&str>,
 ) -> reqwest::Response {
-    let mut body = json!({"signature": device_sign(device, hash)});
+    let mut body = json!({"signature": device_signature(device, hash)});
     if let Some(level) = level {
         body["signatureLevel"] = json!(level);
     }
@@ -360,10 +379,16 @@ pub(crate) async fn document_status(app: &TestApp, document_id: &str) -> String 
 /// P-256 and RSA-2048 devices sign at B-LT and B-LTA; with the server stopped every file is
 /// VALID for adesverify. Then one signer is revoked: its B-LT signature still validates.
 ///
-/// `every_combination`: both keys at the default level, B-LT and B-LTA; otherwise one P-256
-/// document at the default level (what the database changes is the same; pyHanko is the cost).
-async fn device_documents_validate_offline(db: Db, every_combination: bool) {
-    let Some(app) = spawn_with(db, |_| {}).await else {
+/// `device_count`: P-256 then RSA-2048; `level_count`: the default level, then B-LT, then B-LTA (on
+/// PostgreSQL one P-256 document at the default level: what the database changes is the same;
+/// pyHanko is the cost).
+pub(crate) async fn device_documents_validate_offline(
+    db: Db,
+    storage: Storage<'_>,
+    device_count: usize,
+    level_count: usize,
+) {
+    let Some(app) = spawn_with(db, |s| storage.apply(s)).await else {
         return;
     };
     let dir = tempfile::tempdir().unwrap();
@@ -377,11 +402,9 @@ async fn device_documents_validate_offline(db: Db, every_combination: bool) {
         ("phone-p256", KeyKind::P256),
         ("phone-rsa", KeyKind::Rsa(2048)),
     ];
+    devices.truncate(device_count);
     let mut levels = vec![(None, 0), (Some("PADES_B_LT"), 0), (Some("PADES_B_LTA"), 1)];
-    if !every_combination {
-        devices.truncate(1);
-        levels.truncate(1);
-    }
+    levels.truncate(level_count);
     for (signer_id, kind) in devices {
         let device = enrolled(&app, signer_id, kind).await;
         for &(level, timestamps) in &levels {
@@ -407,12 +430,12 @@ async fn device_documents_validate_offline(db: Db, every_combination: bool) {
 
 #[tokio::test]
 async fn device_signatures_at_b_lt_and_b_lta_validate_offline_and_survive_revocation_on_sqlite() {
-    device_documents_validate_offline(Db::Sqlite, true).await;
+    device_documents_validate_offline(Db::Sqlite, Storage::Files, 2, 3).await;
 }
 
 #[tokio::test]
 async fn a_device_signature_at_the_default_level_validates_offline_after_revocation_on_postgres() {
-    device_documents_validate_offline(Db::Postgres, false).await;
+    device_documents_validate_offline(Db::Postgres, Storage::Files, 1, 1).await;
 }
 
 #[tokio::test]

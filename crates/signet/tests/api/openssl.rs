@@ -143,6 +143,16 @@ pub fn certificate_text(certificate_pem: &str) -> String {
 }
 
 /// `openssl crl -inform DER -text` of a CRL, checked against the CA; returns stdout + stderr.
+/// A serial as the API shows it (32 hex digits) written as openssl prints it: upper case, without
+/// the leading zero bytes DER drops (one serial in 128 starts with one).
+pub fn serial_as_openssl_prints(serial: &str) -> String {
+    let mut serial = serial.to_uppercase();
+    while serial.len() > 2 && serial.starts_with("00") {
+        serial.drain(..2);
+    }
+    serial
+}
+
 pub fn crl_text(crl_der: &[u8], ca_pem: &str) -> String {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("crl.der"), crl_der).unwrap();

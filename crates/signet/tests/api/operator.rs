@@ -168,10 +168,8 @@ async fn signer_revoked_in_crl_and_ocsp(db: Db) {
     let kept = device_key(KeyKind::P256, "kept-phone");
     app.enroll("kept-phone", &kept.csr_pem).await;
     let details = app.signer("stolen-phone").await;
-    let serial = details["certificate"]["serialNumber"]
-        .as_str()
-        .unwrap()
-        .to_uppercase();
+    let serial =
+        openssl::serial_as_openssl_prints(details["certificate"]["serialNumber"].as_str().unwrap());
 
     let listed = cli_json(&app, &["signer", "list"]);
     let mut ids: Vec<&str> = listed

@@ -6,7 +6,7 @@ use signet::domain::{
     DocumentId, DocumentStatus, LinkType, OrderId, OrderOption, OrderState, PriorityGroup,
     Sha256Digest, SignerId, SignerStatus, TaskStatus, UserId,
 };
-use signet::store::blobs::BlobKey;
+use signet::store::blobs::{BlobKey, SweepReport};
 use signet::store::orders::{
     AnonymizeOutcome, AnonymizeTarget, NewOrder, NewOrderSigner, OrderChange, OrderDocument,
     OrderUpdate, RecordedSignature, ResolvedPerson, SignatureOutcome,
@@ -565,4 +565,146 @@ async fn a_failing_write_in_a_batch_rolls_back_alone() {
         let found = store.find_document(&id).await.unwrap();
         assert_eq!(found.is_some(), ok, "write {i} stored iff it succeeded");
     }
+}
+
+/// One step of the blob story, run on the blocking pool.
+type BlobStep = Box<dyn FnOnce(&signet::store::blob_backend::Blobs) -> Option<SweepReport> + Send>;
+
+/// The blob story, told to both document stores (the data directory and a Garage bucket): what
+/// the callers rely on — a persisted blob reads back whole, copies into a temporary file,
+/// is gone after its removal (removals on a bucket are queued: waited for here), a missing one
+/// is `NotFound`, and the sweep takes an old unnamed blob and keeps a named one.
+async fn blob_story(blobs: signet::store::blob_backend::Blobs) {
+    use std::io::{ErrorKind, Read, Write};
+    let blobs = std::sync::Arc::new(blobs);
+    // The blob calls are blocking: each step runs where the server runs them.
+    let run = |work: BlobStep| {
+        let blobs = blobs.clone();
+        tokio::task::spawn_blocking(move || work(&blobs))
+    };
+    let document = DocumentId::new_random();
+    let order = OrderId::new_random();
+    let prepared = BlobKey::prepared(document);
+    let signed = BlobKey::document_version(document, uuid::Uuid::new_v4());
+    let first = BlobKey::order_version(order, uuid::Uuid::new_v4());
+    let orphan = BlobKey::prepared(DocumentId::new_random());
+    // Large enough to go up in parts on a bucket (8 MiB per part).
+    let big: Vec<u8> = (0..9 * 1024 * 1024).map(|i| (i % 251) as u8).collect();
+    let keys = [&prepared, &signed, &first, &orphan].map(Clone::clone);
+    let (big_in, keys_in) = (big.clone(), keys.clone());
+    run(Box::new(move |blobs| {
+        for (index, key) in keys_in.iter().enumerate() {
+            let (temp, mut file) = blobs.create_temp().unwrap();
+            if index == 0 {
+                file.write_all(&big_in).unwrap();
+            } else {
+                write!(file, "%PDF-{index}").unwrap();
+            }
+            blobs.persist(temp, &file, key).unwrap();
+        }
+        let mut read = Vec::new();
+        blobs
+            .open_read(&keys_in[0])
+            .unwrap()
+            .read_to_end(&mut read)
+            .unwrap();
+        assert!(read == big_in, "a persisted blob reads back whole");
+        let (_temp, mut copy) = blobs.copy_to_temp(&keys_in[1]).unwrap();
+        use std::io::{Seek, SeekFrom};
+        copy.seek(SeekFrom::Start(0)).unwrap();
+        let mut copied = String::new();
+        copy.read_to_string(&mut copied).unwrap();
+        assert_eq!(copied, "%PDF-1");
+        let missing = BlobKey::prepared(DocumentId::new_random());
+        assert_eq!(
+            blobs.open_read(&missing).unwrap_err().kind(),
+            ErrorKind::NotFound
+        );
+        assert_eq!(
+            blobs.copy_to_temp(&missing).unwrap_err().kind(),
+            ErrorKind::NotFound
+        );
+        None
+    }))
+    .await
+    .unwrap();
+
+    let (named, orphan_key) = (prepared.clone(), orphan.clone());
+    let report = run(Box::new(move |blobs| {
+        let ahead = std::time::SystemTime::now() + std::time::Duration::from_secs(3 * 86_400);
+        let report = blobs
+            .sweep(ahead, |batch| {
+                Ok(batch
+                    .iter()
+                    .filter(|k| **k != orphan_key)
+                    .cloned()
+                    .collect())
+            })
+            .unwrap();
+        assert_eq!(report.orphans_removed, 1, "{report:?}");
+        assert!(blobs.open_read(&named).is_ok());
+        assert_eq!(
+            blobs.open_read(&orphan_key).unwrap_err().kind(),
+            ErrorKind::NotFound
+        );
+        Some(report)
+    }))
+    .await
+    .unwrap()
+    .unwrap();
+    assert_eq!(report.referenced, 3, "{report:?}");
+
+    let gone_after_removal = |keys: Vec<BlobKey>| {
+        run(Box::new(move |blobs| {
+            for key in keys {
+                // A bound on how long a queued removal may take, not a timing assertion.
+                let mut tries = 0;
+                while blobs.open_read(&key).is_ok() {
+                    tries += 1;
+                    assert!(tries < 200, "{} was not removed", key.as_str());
+                    std::thread::sleep(std::time::Duration::from_millis(50));
+                }
+            }
+            None
+        }))
+    };
+    run(Box::new(move |blobs| {
+        blobs.remove_document(document).unwrap();
+        blobs.remove_order(order).unwrap();
+        None
+    }))
+    .await
+    .unwrap();
+    gone_after_removal(vec![prepared, signed, first])
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn the_blob_story_on_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let blobs = signet::store::blob_backend::Blobs::open(
+        None,
+        dir.path(),
+        Vec::new(),
+        tokio::runtime::Handle::current(),
+    )
+    .unwrap();
+    blob_story(blobs).await;
+}
+
+#[tokio::test]
+async fn the_blob_story_on_object_storage() {
+    let Some(garage) = crate::garage::Garage::start() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let blobs = signet::store::blob_backend::Blobs::open(
+        Some(&garage.url("story")),
+        dir.path(),
+        garage.env(),
+        tokio::runtime::Handle::current(),
+    )
+    .unwrap();
+    blob_story(blobs).await;
 }

@@ -14,13 +14,13 @@ use time::OffsetDateTime;
 
 use super::form::{read_order_form, read_small_body, OrderForm, SmallBody, MAX_TEXT_FIELD};
 use super::people::{parse_json_field, parse_person, person_from_value, PersonRequest};
+use crate::api::blob_download;
 use crate::api::cloudsigner::error::{ApiError, ErrorCode};
 use crate::api::cloudsigner::extract::ApiPath;
 use crate::api::openapi::schemas::{
     ErrorBody, Order, OrderCreateForm, OrderEvent, OrderStateName, OrderUpdate, OrderUpdateForm,
     SignersReplacement, SignersReplacementForm,
 };
-use crate::api::ranged::{self, StoredFile};
 use crate::api::upload::UploadReader;
 use crate::domain::order::{default_due_date, parse_due_date};
 use crate::domain::{LinkType, OrderId, OrderOption};
@@ -111,7 +111,7 @@ fn check_title(title: &str) -> Result<String, ApiError> {
         (status = 413, description = "The document is larger than the upload limit", body = ErrorBody),
         (status = 415, description = "The body is not multipart/form-data with a boundary", body = ErrorBody),
         (status = 500, description = "Signet's fault", body = ErrorBody),
-        (status = 503, description = "The directory, or a timestamp the signature level needs, cannot be reached now", body = ErrorBody),
+        (status = 503, description = "The directory, or a timestamp the signature level needs, cannot be reached now; or the document store (object storage) is unavailable (`STORAGE_UNAVAILABLE`)", body = ErrorBody),
     )
 )]
 #[tracing::instrument(skip_all, fields(order.id))]
@@ -289,6 +289,7 @@ pub async fn order_state(
         (status = 404, description = "No such order", body = ErrorBody),
         (status = 416, description = "No range lies inside the file", body = ErrorBody),
         (status = 500, description = "Signet's fault", body = ErrorBody),
+        (status = 503, description = "The document store (object storage) is unavailable (`STORAGE_UNAVAILABLE`)", body = ErrorBody),
     )
 )]
 #[tracing::instrument(skip(state, headers))]
@@ -301,13 +302,20 @@ pub async fn document(
     let response = state
         .orders
         .serve_document(order_id, |source| {
-            let file = StoredFile {
-                path: source.path,
-                len: source.document.size,
-                content_type: "application/pdf",
-                etag: format!("\"{}\"", source.document.sha256),
-            };
-            ranged::serve(file, &headers)
+            let (blobs, headers) = (state.blobs.clone(), &headers);
+            async move {
+                let etag = format!("\"{}\"", source.document.sha256);
+                let document = &source.document;
+                blob_download::serve(
+                    &blobs,
+                    &document.blob,
+                    document.size,
+                    "application/pdf",
+                    etag,
+                    headers,
+                )
+                .await
+            }
         })
         .await?;
     Ok(response)
@@ -401,7 +409,7 @@ fn update_fields_from_json(value: &Value) -> Result<UpdateFields, ApiError> {
         (status = 413, description = "The body (or the document) is larger than its limit", body = ErrorBody),
         (status = 415, description = "Not JSON, a URL-encoded form or multipart/form-data", body = ErrorBody),
         (status = 500, description = "Signet's fault", body = ErrorBody),
-        (status = 503, description = "A timestamp the signature level needs cannot be had now", body = ErrorBody),
+        (status = 503, description = "A timestamp the signature level needs cannot be had now, or the document store (object storage) is unavailable (`STORAGE_UNAVAILABLE`)", body = ErrorBody),
     )
 )]
 #[tracing::instrument(skip_all)]

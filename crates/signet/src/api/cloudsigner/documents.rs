@@ -17,12 +17,13 @@ use tracing::Instrument;
 
 use super::error::{ApiError, ErrorCode};
 use super::extract::{ApiJson, ApiPath};
+use crate::api::blob_download;
 use crate::api::openapi::schemas::{DocumentUploadForm, ErrorBody};
-use crate::api::ranged::{self, StoredFile};
 use crate::api::upload::{PartHead, UploadReader};
 use crate::domain::{DocumentId, DocumentStatus, Sha256Digest, SignatureLevel, SignerId};
 use crate::services::levels::{LevelError, LevelFinisher};
 use crate::state::AppState;
+use crate::store::blob_backend::Blobs;
 use crate::store::blobs::{BlobKey, BlobStore, TempBlob};
 use crate::store::{DocumentRecord, SignedFile};
 
@@ -275,6 +276,7 @@ async fn read_each_part(
         (status = 413, description = "The document is larger than the upload limit", body = ErrorBody),
         (status = 415, description = "The body is not multipart/form-data with a boundary", body = ErrorBody),
         (status = 500, description = "Signet's fault", body = ErrorBody),
+        (status = 503, description = "The document store (object storage) is unavailable (`STORAGE_UNAVAILABLE`); nothing was stored, try again later", body = ErrorBody),
     )
 )]
 #[tracing::instrument(skip_all, fields(document.id, signer.id))]
@@ -593,6 +595,11 @@ struct Fill {
     level: SignatureLevel,
     levels: std::sync::Arc<LevelFinisher>,
     runtime: tokio::runtime::Handle,
+    /// `blob` is a new object holding the signed file (object storage), not the prepared file
+    /// filled in place.
+    new_version: bool,
+    /// The prepared object the signed one supersedes, removed after the commit.
+    superseded: Option<BlobKey>,
     /// The file's length once finished.
     len: u64,
     /// When its document timestamp must be renewed by (B-LTA).
@@ -601,24 +608,32 @@ struct Fill {
     stale: bool,
 }
 
+/// What a fill writes: the CMS for the placeholder and the level to raise it to.
+struct Signature {
+    byte_range: ByteRange,
+    cms: Vec<u8>,
+    level: SignatureLevel,
+    levels: std::sync::Arc<LevelFinisher>,
+    runtime: tokio::runtime::Handle,
+}
+
 impl Fill {
     /// Opens and locks the prepared file and fills its placeholder with `cms` at `level`,
     /// durably, unless it is already filled (`stale`). Blocking.
-    fn claim(
-        blobs: &BlobStore,
-        blob: &BlobKey,
-        byte_range: ByteRange,
-        cms: Vec<u8>,
-        level: SignatureLevel,
-        levels: std::sync::Arc<LevelFinisher>,
-        runtime: tokio::runtime::Handle,
-    ) -> Result<Self, ApiError> {
+    fn claim(files: &BlobStore, blob: &BlobKey, signature: Signature) -> Result<Self, ApiError> {
+        let Signature {
+            byte_range,
+            cms,
+            level,
+            levels,
+            runtime,
+        } = signature;
         let lost =
             || ApiError::illegal("the document was signed or deleted by another request meanwhile");
         let file = std::fs::OpenOptions::new()
             .read(true)
             .write(true)
-            .open(blobs.path(blob))
+            .open(files.path(blob))
             .map_err(|e| match e.kind() {
                 // A racing request deleted this document first.
                 std::io::ErrorKind::NotFound => lost(),
@@ -641,12 +656,60 @@ impl Fill {
             len: byte_range.file_len(),
             archive_expires_at: None,
             stale: false,
+            new_version: false,
+            superseded: None,
         };
         if !signet_pdf::placeholder_is_empty(&mut fill.file, &byte_range).map_err(embed_error)? {
             fill.stale = true;
             return Ok(fill);
         }
         fill.finish()?;
+        Ok(fill)
+    }
+
+    /// On object storage, where nothing is rewritten in place: copies the prepared object to a
+    /// temporary file, fills that and stores it as a new version of the document
+    /// (`documents/<id>/signed-<version>.pdf`), durable before the row may name it. Racing
+    /// attempts each write their own version; the compare-and-set on the row picks one.
+    /// Blocking.
+    fn new_version(
+        blobs: &Blobs,
+        prepared: &BlobKey,
+        document_id: DocumentId,
+        signature: Signature,
+    ) -> Result<Self, ApiError> {
+        let (temp, file) = blobs.copy_to_temp(prepared).map_err(|e| match e.kind() {
+            // A racing request signed or deleted this document first.
+            std::io::ErrorKind::NotFound => {
+                ApiError::illegal("the document was signed or deleted by another request meanwhile")
+            }
+            _ => io_error("reading the prepared PDF")(e),
+        })?;
+        let mut fill = Fill {
+            file,
+            blob: BlobKey::document_version(document_id, uuid::Uuid::new_v4()),
+            byte_range: signature.byte_range,
+            cms: signature.cms,
+            level: signature.level,
+            levels: signature.levels,
+            runtime: signature.runtime,
+            len: signature.byte_range.file_len(),
+            archive_expires_at: None,
+            stale: false,
+            new_version: true,
+            superseded: Some(prepared.clone()),
+        };
+        // A prepared file carried over from the file backend (migrate-blobs) may hold the
+        // filled placeholder of an attempt that never committed: start from the prepared state.
+        if !signet_pdf::placeholder_is_empty(&mut fill.file, &fill.byte_range)
+            .map_err(embed_error)?
+        {
+            fill.reset()?;
+        }
+        fill.finish()?;
+        blobs
+            .persist(temp, &fill.file, &fill.blob)
+            .map_err(io_error("storing the signed PDF"))?;
         Ok(fill)
     }
 
@@ -737,7 +800,7 @@ fn embed_error(e: PdfError) -> ApiError {
         (status = 413, description = "The body is larger than the JSON limit", body = ErrorBody),
         (status = 415, description = "The body is not declared application/json", body = ErrorBody),
         (status = 500, description = "Signet's fault", body = ErrorBody),
-        (status = 503, description = "The level needs a timestamp or validation data that cannot be had now (`TIMESTAMP_UNAVAILABLE`); the document is still waiting", body = ErrorBody),
+        (status = 503, description = "The level needs a timestamp or validation data that cannot be had now (`TIMESTAMP_UNAVAILABLE`), or the document store (object storage) is unavailable (`STORAGE_UNAVAILABLE`); the document is still waiting", body = ErrorBody),
     )
 )]
 #[tracing::instrument(skip_all, fields(document.id = %raw_id))]
@@ -795,7 +858,7 @@ async fn sign(
     let byte_range = ByteRange(document.byte_range);
     let levels = state.levels.clone();
     let runtime = tokio::runtime::Handle::current();
-    let verify_and_fill = move |blobs: std::sync::Arc<BlobStore>| -> Result<Fill, ApiError> {
+    let verify_and_fill = move |blobs: std::sync::Arc<Blobs>| -> Result<Fill, ApiError> {
         let verified = signet_crypto::verify::verify_with_certificate(
             &certificate.der,
             &document.signed_attributes,
@@ -815,15 +878,17 @@ async fn sign(
             &[&ca_der],
         )
         .map_err(|e| ApiError::Internal(anyhow::Error::new(e).context("building SignedData")))?;
-        Fill::claim(
-            &blobs,
-            &prepared_blob,
+        let signature = Signature {
             byte_range,
             cms,
             level,
             levels,
             runtime,
-        )
+        };
+        match blobs.files() {
+            Some(files) => Fill::claim(files, &prepared_blob, signature),
+            None => Fill::new_version(&blobs, &prepared_blob, document_id, signature),
+        }
     };
     // From the claim to the commit this runs as its own task: a client that hangs up must not
     // release the lock while the commit is still queued (see `Fill`).
@@ -860,11 +925,23 @@ async fn sign(
                 )
                 .await;
             // Only now may another attempt take the file.
+            let (new_version, superseded) = (fill.new_version, fill.superseded.clone());
+            let signed_blob = fill.blob.clone();
             drop(fill);
+            // On an object store the signature is a new object: removed again when its commit
+            // lost, and the prepared object it supersedes removed once the row no longer names
+            // it. A commit that failed may still have landed (a connection lost after COMMIT),
+            // so its object is left to the orphan sweep, which asks the row.
             if !won? {
+                if new_version {
+                    let _ = state.blobs.remove(&signed_blob);
+                }
                 return Err(ApiError::illegal(
                     "the document was signed, rejected or deleted by another request meanwhile",
                 ));
+            }
+            if let Some(superseded) = superseded {
+                let _ = state.blobs.remove(&superseded);
             }
             Ok(())
         }
@@ -901,6 +978,7 @@ async fn sign(
         (status = 404, description = "No such document (or a deleted one)", body = ErrorBody),
         (status = 416, description = "No range lies inside the file", body = ErrorBody),
         (status = 500, description = "Signet's fault", body = ErrorBody),
+        (status = 503, description = "The document store (object storage) is unavailable (`STORAGE_UNAVAILABLE`)", body = ErrorBody),
     )
 )]
 #[tracing::instrument(skip_all, fields(document.id = %raw_id))]
@@ -929,13 +1007,9 @@ async fn download(
                 .trim_end_matches(".pdf")
                 .replace('/', "-")
         );
-        let file = StoredFile {
-            path: state.blobs.path(blob),
-            len: size,
-            content_type: "application/pdf",
-            etag,
-        };
-        match ranged::serve(file, &headers).await {
+        let served =
+            blob_download::serve(&state.blobs, blob, size, "application/pdf", etag, &headers);
+        match served.await {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound && !retried => retried = true,
             served => return served.map_err(io_error("reading the signed PDF")),
         }

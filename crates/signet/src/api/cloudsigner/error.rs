@@ -17,6 +17,7 @@ pub enum ErrorCode {
     DocumentUpload,
     DocumentInvalidSignature,
     TimestampUnavailable,
+    StorageUnavailable,
 }
 
 impl ErrorCode {
@@ -31,6 +32,7 @@ impl ErrorCode {
             ErrorCode::DocumentUpload => "DOCUMENT_UPLOAD_ERROR",
             ErrorCode::DocumentInvalidSignature => "DOCUMENT_INVALID_SIGNATURE_ERROR",
             ErrorCode::TimestampUnavailable => "TIMESTAMP_UNAVAILABLE",
+            ErrorCode::StorageUnavailable => "STORAGE_UNAVAILABLE",
         }
     }
 }
@@ -170,6 +172,19 @@ impl IntoResponse for ApiError {
                 code,
                 message,
             } => error_response(status, code, &message),
+            // The object store could not be reached or refused a write: nothing a row names
+            // was changed, and the same request works again once the store is back.
+            ApiError::Internal(error) if crate::store::objects::is_unavailable(&error) => {
+                tracing::warn!(
+                    error = format!("{error:#}"),
+                    "the document store is unavailable"
+                );
+                error_response(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    ErrorCode::StorageUnavailable,
+                    "the document store is unavailable; nothing was changed, try again later",
+                )
+            }
             ApiError::Internal(error) => {
                 let request_id = uuid::Uuid::new_v4();
                 tracing::error!(%request_id, error = format!("{error:#}"), "request failed");

@@ -43,6 +43,7 @@ pub enum ErrorCodeName {
     DOCUMENT_UPLOAD_ERROR,
     DOCUMENT_INVALID_SIGNATURE_ERROR,
     TIMESTAMP_UNAVAILABLE,
+    STORAGE_UNAVAILABLE,
 }
 
 /// `OK`, or `FAIL` with a reason (a refused key, a signer that cannot be enrolled again).

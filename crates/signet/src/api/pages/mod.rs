@@ -23,7 +23,7 @@ use axum::{Form, Router};
 use serde::Deserialize;
 use std::sync::Arc;
 
-use crate::api::ranged::{self, StoredFile};
+use crate::api::blob_download;
 use crate::domain::order::SignerAuth;
 use crate::domain::{LinkType, TaskStatus};
 use crate::services::orders::{OrderError, SignerAccess};
@@ -541,13 +541,15 @@ async fn document(
             Err(response) => return response,
         };
         let document = &access.order.document;
-        let file = StoredFile {
-            path: state.blobs.path(&document.blob),
-            len: document.size,
-            content_type: "application/pdf",
-            etag: format!("\"{}\"", document.sha256),
-        };
-        match ranged::serve(file, &headers).await {
+        let served = blob_download::serve(
+            &state.blobs,
+            &document.blob,
+            document.size,
+            "application/pdf",
+            format!("\"{}\"", document.sha256),
+            &headers,
+        );
+        match served.await {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
             Ok(mut response) => {
                 let headers = response.headers_mut();
