@@ -9,11 +9,13 @@
 #   6. one signature end to end at PADES_B_B beside PADES_B_LTA (built-in TSA)  -> ms, ratio
 #   7. TLS beside plain HTTP, two servers side by side: the device flow over kept-alive
 #      connections, and new connections/s (full TLS 1.3 handshakes, ECDSA P-256 server key)
+#   8. the read path beside nginx serving the same signed file (bench/read-path.sh): ca.pem,
+#      GET /signers/{id}, the download whole and with a 100-byte Range   -> requests/s, ratios
 # Each server gets a fresh data directory; each load figure is printed per run (report the
 # median). The CPU split after each run says how much the server, the generator and everything
 # else on the machine took, so a run disturbed by other work can be told apart.
 #
-# Usage: bench/run-all.sh [enroll|documents|rss|engine|bombs|levels|tls]...   (default: all seven)
+# Usage: bench/run-all.sh [enroll|documents|rss|engine|bombs|levels|tls|reads]...   (default: all eight)
 # Env:   RUNS (3), ENROLLMENTS (20000), DOCUMENTS (5000), CONCURRENCY (64), LEVELS, SIGNATURES (500),
 #        CONNECTIONS (20000), CARGO_TARGET_DIR (release builds go there; keep it apart from
 #        the debug build's)
@@ -140,6 +142,11 @@ rss() {
   stop_server
 }
 
+reads() {
+  echo "== 8. the read path beside nginx (wrk, $concurrency connections)"
+  SKIP_BUILD=1 CONNECTIONS="$concurrency" "$repo/bench/read-path.sh"
+}
+
 engine() {
   echo "== 4. engine: 1-page PDF beside pyHanko in-process; 20 MB PDF beside one SHA-256 pass"
   "$repo/bench/engine-vs-pyhanko.sh"
@@ -249,10 +256,10 @@ tls() {
 }
 
 steps=("$@")
-if [ ${#steps[@]} -eq 0 ]; then steps=(enroll documents rss engine bombs levels tls); fi
+if [ ${#steps[@]} -eq 0 ]; then steps=(enroll documents rss engine bombs levels tls reads); fi
 for step in "${steps[@]}"; do
   case "$step" in
-    enroll | documents | rss | engine | bombs | levels | tls) "$step" ;;
-    *) echo "unknown step: $step (enroll, documents, rss, engine, bombs, levels, tls)" >&2; exit 2 ;;
+    enroll | documents | rss | engine | bombs | levels | tls | reads) "$step" ;;
+    *) echo "unknown step: $step (enroll, documents, rss, engine, bombs, levels, tls, reads)" >&2; exit 2 ;;
   esac
 done

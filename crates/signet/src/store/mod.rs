@@ -9,6 +9,7 @@
 
 pub mod archive;
 pub mod blobs;
+pub mod changes;
 mod group_commit;
 pub mod operator;
 pub mod orders;
@@ -236,6 +237,9 @@ pub trait Store:
     outbox::OutboxStore + archive::ArchiveStore + stats::StatsStore + Send + Sync + 'static
 {
     fn dialect(&self) -> Dialect;
+
+    /// The change signal the read caches check (see [`changes`]).
+    fn changes(&self) -> Arc<changes::Changes>;
 
     /// Stores the hash of a new API key.
     async fn insert_api_key(

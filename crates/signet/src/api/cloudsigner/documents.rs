@@ -911,9 +911,15 @@ async fn download(
 ) -> Result<Response, ApiError> {
     // The archive-timestamp job may replace a signed file (a new blob, the old one removed
     // after the row names the new): a read that finds its file gone reads the row again, once.
+    let not_found = || ApiError::not_found(format!("no document {raw_id}"));
+    let document_id = DocumentId::parse(&raw_id).map_err(|_| not_found())?;
     let mut retried = false;
     loop {
-        let document = live_document(&state, &raw_id).await?;
+        // A signed document's row comes from the read cache; the retry reads it afresh.
+        let document = match state.reads.document(&document_id, retried).await? {
+            Some(document) if document.status != DocumentStatus::Deleted => document,
+            _ => return Err(not_found()),
+        };
         let (Some(blob), Some(size)) = (&document.signed_blob, document.signed_size) else {
             return Err(ApiError::illegal(format!(
                 "the document is {} and has no signed file yet",
@@ -935,7 +941,13 @@ async fn download(
             content_type: "application/pdf",
             etag,
         };
-        match ranged::serve(file, &headers).await {
+        // A small file is answered from memory (read once); a larger one streams from disk.
+        let served = match state.reads.signed_file(blob, size, file.path.clone()).await {
+            Ok(Some(bytes)) => ranged::serve_from_memory(file, bytes, &headers),
+            Ok(None) => ranged::serve(file, &headers).await,
+            Err(e) => Err(e),
+        };
+        match served {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound && !retried => retried = true,
             served => return served.map_err(io_error("reading the signed PDF")),
         }
