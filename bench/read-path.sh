@@ -10,8 +10,9 @@
 # Runs alternate Signet/nginx RUNS times so the machine's other load falls on both alike; each
 # line is wrk's requests/s, and the summary the median of each with the ratios.
 # Needs: cargo, curl, wrk and nginx (installed with apt-get when missing), python3.
-# Env: RUNS (3), DURATION (seconds per wrk run, 10), CONNECTIONS (64), SIZE_KIB (150: the upload,
-#      which signs to ~175 KB), SKIP_BUILD, CARGO_TARGET_DIR.
+# Env: RUNS (3), DURATION (seconds per wrk run, 10), CONNECTIONS (64), SIZE_KIB (115: the upload,
+#      which signs at the default level to ~175 KB), SKIP_BUILD, CARGO_TARGET_DIR, SIGNET_BIN (another
+#      signet binary to measure, e.g. an older build for a before/after).
 set -euo pipefail
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 target="${CARGO_TARGET_DIR:-$repo/target}"
@@ -35,7 +36,7 @@ fi
 nginx_bin="$(command -v nginx || echo /usr/sbin/nginx)"
 
 [ -n "${SKIP_BUILD:-}" ] || cargo build -q --release -p signet -p signet-loadgen
-signet="$target/release/signet"
+signet="${SIGNET_BIN:-$target/release/signet}"
 loadgen="$target/release/signet-loadgen"
 
 work="$(mktemp -d)"
@@ -62,7 +63,7 @@ server_pid=$!
 for _ in $(seq 100); do [ -s "$work/data/initial-api-key" ] && break; sleep 0.1; done
 for _ in $(seq 100); do curl -sf -o /dev/null "$url/healthz" && break; sleep 0.1; done
 key="$(cat "$work/data/initial-api-key")"
-read -r signer document < <(SIGNET_API_KEY=$key "$loadgen" --url "$url" sign-one --size-kib "${SIZE_KIB:-150}")
+read -r signer document < <(SIGNET_API_KEY=$key "$loadgen" --url "$url" sign-one --size-kib "${SIZE_KIB:-115}")
 
 # nginx serves the bytes Signet serves, from its own prefix directory. Its workers may run as
 # nobody (when this script runs as root), so the file and its directories are world-readable.
@@ -115,26 +116,37 @@ rate() {
   wrk -t2 -c"$connections" -d"${duration}s" "$@" | awk '/^Requests\/sec:/ {printf "%d", $2}'
 }
 
+# CPU time (ms, user + system) of the processes given.
+cpu_ms() { for pid in "$@"; do awk '{print ($14 + $15) * 10}' "/proc/$pid/stat"; done | awk '{s += $1} END {print s}'; }
+
 declare -A results
+# measure NAME PIDS... -- wrk arguments: requests/s, and the CPU the serving processes spent
+# per request (so a run disturbed by other work on the machine can be told apart).
 measure() {
-  local name="$1"
+  local name="$1" pids=()
   shift
-  local value
+  while [ "$1" != "--" ]; do pids+=("$1"); shift; done
+  shift
+  local value before after
+  before=$(cpu_ms "${pids[@]}")
   value=$(rate "$@")
+  after=$(cpu_ms "${pids[@]}")
   results[$name]+="$value "
-  printf '   %-34s %8s requests/s\n' "$name" "$value"
+  printf '   %-34s %8s requests/s, %4s µs of server CPU per request\n' "$name" "$value" \
+    "$(awk -v ms=$((after - before)) -v n="$value" -v d="$duration" 'BEGIN {printf "%d", ms * 1000 / (n * d)}')"
 }
 
+nginx_pids=("$nginx_pid" $(pgrep -P "$nginx_pid"))
 auth=(-H "Authorization: Bearer $key")
 range=(-H "Range: bytes=0-99")
 for run in $(seq "$runs"); do
   echo "== run $run of $runs (load average $(cut -d' ' -f1 /proc/loadavg))"
-  measure "signet GET /ca/ca.pem" "$url/ca/ca.pem"
-  measure "signet GET /signers/{id}" "${auth[@]}" "$url/signers/$signer"
-  measure "signet download (whole)" "${auth[@]}" "$url/documents/$document/file"
-  measure "nginx (whole)" "http://127.0.0.1:$nginx_port/signed.pdf"
-  measure "signet download (Range 100 B)" "${auth[@]}" "${range[@]}" "$url/documents/$document/file"
-  measure "nginx (Range 100 B)" "${range[@]}" "http://127.0.0.1:$nginx_port/signed.pdf"
+  measure "signet GET /ca/ca.pem" "$server_pid" -- "$url/ca/ca.pem"
+  measure "signet GET /signers/{id}" "$server_pid" -- "${auth[@]}" "$url/signers/$signer"
+  measure "signet download (whole)" "$server_pid" -- "${auth[@]}" "$url/documents/$document/file"
+  measure "nginx (whole)" "${nginx_pids[@]}" -- "http://127.0.0.1:$nginx_port/signed.pdf"
+  measure "signet download (Range 100 B)" "$server_pid" -- "${auth[@]}" "${range[@]}" "$url/documents/$document/file"
+  measure "nginx (Range 100 B)" "${nginx_pids[@]}" -- "${range[@]}" "http://127.0.0.1:$nginx_port/signed.pdf"
 done
 
 median() { tr ' ' '\n' <<<"$1" | grep -v '^$' | sort -n | awk '{a[NR] = $1} END {print a[int((NR + 1) / 2)]}'; }
