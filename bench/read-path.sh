@@ -11,7 +11,7 @@
 # line is wrk's requests/s, and the summary the median of each with the ratios.
 # Needs: cargo, curl, wrk and nginx (installed with apt-get when missing), python3.
 # Env: RUNS (3), DURATION (seconds per wrk run, 10), CONNECTIONS (64), SIZE_KIB (115: the upload,
-#      which signs at the default level to ~175 KB), SKIP_BUILD, CARGO_TARGET_DIR, SIGNET_BIN (another
+#      which signs at the default level to ~175 KB), SKIP_BUILD, CARGO_TARGET_DIR, SERVER_BIN (another
 #      signet binary to measure, e.g. an older build for a before/after).
 set -euo pipefail
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -36,7 +36,7 @@ fi
 nginx_bin="$(command -v nginx || echo /usr/sbin/nginx)"
 
 [ -n "${SKIP_BUILD:-}" ] || cargo build -q --release -p signet -p signet-loadgen
-signet="${SIGNET_BIN:-$target/release/signet}"
+signet="${SERVER_BIN:-$target/release/signet}"
 loadgen="$target/release/signet-loadgen"
 
 work="$(mktemp -d)"
@@ -62,6 +62,7 @@ url="http://127.0.0.1:$signet_port"
 server_pid=$!
 for _ in $(seq 100); do [ -s "$work/data/initial-api-key" ] && break; sleep 0.1; done
 for _ in $(seq 100); do curl -sf -o /dev/null "$url/healthz" && break; sleep 0.1; done
+[ -s "$work/data/initial-api-key" ] || { echo "Signet did not start:" >&2; cat "$work/signet.log" >&2; exit 1; }
 key="$(cat "$work/data/initial-api-key")"
 read -r signer document < <(SIGNET_API_KEY=$key "$loadgen" --url "$url" sign-one --size-kib "${SIZE_KIB:-115}")
 
