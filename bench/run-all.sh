@@ -12,12 +12,14 @@
 #   8. replicas: the device flow on SQLite (one server) beside PostgreSQL with 1, 2 and 3
 #      replicas on one shared data directory, the load generator spreading every request over
 #      them round robin (as a load balancer would)                         -> documents/s, p99
+#   9. the read path beside nginx serving the same signed file (bench/read-path.sh): ca.pem,
+#      GET /signers/{id}, the download whole and with a 100-byte Range   -> requests/s, ratios
 # Each server gets a fresh data directory; each load figure is printed per run (report the
 # median). The CPU split after each run says how much the server, the generator and everything
 # else on the machine took, so a run disturbed by other work can be told apart.
 #
-# Usage: bench/run-all.sh [enroll|documents|rss|engine|bombs|levels|tls|replicas]...
-#        (default: all eight)
+# Usage: bench/run-all.sh [enroll|documents|rss|engine|bombs|levels|tls|replicas|reads]...
+#        (default: all nine)
 # Env:   RUNS (3), ENROLLMENTS (20000), DOCUMENTS (5000), CONCURRENCY (64), LEVELS, SIGNATURES (500),
 #        CONNECTIONS (20000), BENCH_POSTGRES_URL (postgres://postgres@127.0.0.1:5432/test: the
 #        replicas step makes a schema of its own there per run and drops it after),
@@ -145,6 +147,11 @@ rss() {
     echo "   RSS before ${before} kB, peak ${peak} kB: growth $(((peak - before) / 1024)) MiB"
   done
   stop_server
+}
+
+reads() {
+  echo "== 8. the read path beside nginx (wrk, $concurrency connections)"
+  SKIP_BUILD=1 CONNECTIONS="$concurrency" "$repo/bench/read-path.sh"
 }
 
 engine() {
@@ -302,10 +309,10 @@ replicas() {
 }
 
 steps=("$@")
-if [ ${#steps[@]} -eq 0 ]; then steps=(enroll documents rss engine bombs levels tls replicas); fi
+if [ ${#steps[@]} -eq 0 ]; then steps=(enroll documents rss engine bombs levels tls replicas reads); fi
 for step in "${steps[@]}"; do
   case "$step" in
-    enroll | documents | rss | engine | bombs | levels | tls | replicas) "$step" ;;
-    *) echo "unknown step: $step (enroll, documents, rss, engine, bombs, levels, tls, replicas)" >&2; exit 2 ;;
+    enroll | documents | rss | engine | bombs | levels | tls | replicas | reads) "$step" ;;
+    *) echo "unknown step: $step (enroll, documents, rss, engine, bombs, levels, tls, replicas, reads)" >&2; exit 2 ;;
   esac
 done

@@ -63,6 +63,16 @@ enum Scenario {
         #[arg(long)]
         signature_level: Option<String>,
     },
+    /// One document through the device flow, for read benchmarks: prints the signer id and
+    /// the signed document's id (one line, space-separated).
+    SignOne {
+        /// Size of the PDF, in KiB.
+        #[arg(long, default_value_t = 170)]
+        size_kib: usize,
+        /// `signatureLevel` of the signature; the server's default level when absent.
+        #[arg(long)]
+        signature_level: Option<String>,
+    },
     /// New connections: each request a fresh TCP connection (and, over https, a full TLS
     /// handshake: no session resumption) for a small GET, closed after it.
     Connections {
@@ -272,6 +282,18 @@ async fn document_flow(
     device: &Device,
     pdf: &[u8],
 ) -> anyhow::Result<usize> {
+    document_flow_with_id(cli, client, device, pdf)
+        .await
+        .map(|(_, size)| size)
+}
+
+/// [`document_flow`], also returning the document's id.
+async fn document_flow_with_id(
+    cli: &Cli,
+    client: &reqwest::Client,
+    device: &Device,
+    pdf: &[u8],
+) -> anyhow::Result<(String, usize)> {
     use base64::Engine;
     let base64 = base64::engine::general_purpose::STANDARD;
     let form = reqwest::multipart::Form::new()
@@ -301,6 +323,10 @@ async fn document_flow(
     if let Scenario::Documents {
         signature_level: Some(level),
         ..
+    }
+    | Scenario::SignOne {
+        signature_level: Some(level),
+        ..
     } = &cli.scenario
     {
         body["signatureLevel"] = serde_json::json!(level);
@@ -324,7 +350,7 @@ async fn document_flow(
         signed.len() > pdf.len(),
         "the signed file is not larger than the upload"
     );
-    Ok(signed.len())
+    Ok((id.to_owned(), signed.len()))
 }
 
 /// Runs `count` flows over `concurrency` workers, timing each; the first failure is printed.
@@ -478,6 +504,13 @@ async fn main() -> anyhow::Result<()> {
                 level.as_deref().unwrap_or("at the default level")
             ));
             anyhow::ensure!(report.failed == 0, "{} documents failed", report.failed);
+        }
+        Scenario::SignOne { size_kib, .. } => {
+            let client = http_client(&cli, 1)?;
+            let device = enroll_device(&cli, &client).await?;
+            let pdf = signet_testkit::pdfs::classic_pdf_with_image(1, size_kib * 1024);
+            let (id, _) = document_flow_with_id(&cli, &client, &device, &pdf).await?;
+            println!("{} {id}", device.signer_id);
         }
         Scenario::Connections { connections, path } => {
             let client = http_client(&cli, 0)?;

@@ -28,10 +28,11 @@ use crate::mail::Mailer;
 use crate::pki::{load_or_create_ca, write_private, Pki};
 use crate::services::levels::LevelFinisher;
 use crate::services::orders::OrderService;
+use crate::services::reads::CachedReads;
 use crate::services::signing_links::LinkKey;
 use crate::services::timestamps::TimestampAuthority;
 use crate::services::validation_data::ValidationDataCollector;
-use crate::state::{ApiKeyCache, AppState};
+use crate::state::AppState;
 use crate::store::blob_backend::Blobs;
 use crate::store::outbox::{OutboxPolicy, OutboxStore};
 use crate::store::{self, Store};
@@ -196,6 +197,10 @@ impl Application {
             )
             .await?,
         );
+        // PostgreSQL: the read caches trust nothing until this listens for other replicas'
+        // (and the CLI's) changes; SQLite and in-memory stores need no task.
+        store.changes().listen(settings.database_url());
+        let reads = Arc::new(CachedReads::new(store.clone()));
         let state = AppState {
             store,
             blobs,
@@ -203,7 +208,7 @@ impl Application {
             clock,
             settings: Arc::new(settings),
             public_url,
-            api_keys: Arc::new(ApiKeyCache::default()),
+            reads,
             directory,
             orders,
             mailer,

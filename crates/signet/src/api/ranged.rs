@@ -1,9 +1,10 @@
 //! Serving a stored file with HTTP range requests (RFC 9110 §14): `bytes=a-b`, `a-`, `-n`,
 //! several ranges as `multipart/byteranges`, 416 for unsatisfiable ones, and `ETag` /
 //! `If-Range` so a client resuming a download never splices two different files. Shared by
-//! every surface that hands out documents. Bodies are streamed from disk; only a whole file no
-//! larger than one read step (256 KiB) is read at once, since streaming it would cost one trip to the
-//! blocking pool for the open and one per read instead of a single one.
+//! every surface that hands out documents. Bodies are streamed from disk; a whole file or a
+//! single range no larger than one read step (256 KiB) is read at once, since streaming it would
+//! cost one trip to the blocking pool for the open (and the seek) and one per read instead of a
+//! single one.
 
 use axum::body::{Body, Bytes};
 use axum::http::header::{
@@ -97,8 +98,15 @@ pub struct StoredFile {
     pub etag: String,
 }
 
-/// Answers a GET for `file` honouring `Range` and `If-Range` in `headers`.
-pub async fn serve(file: StoredFile, headers: &HeaderMap) -> std::io::Result<Response> {
+/// What a request asks of a file, once `Range` and `If-Range` are read.
+enum Plan {
+    Whole,
+    Unsatisfiable,
+    Single(Range<u64>),
+    Multiple(Vec<Range<u64>>),
+}
+
+fn plan(file: &StoredFile, headers: &HeaderMap) -> Plan {
     let range_header = headers.get(RANGE).and_then(|v| v.to_str().ok());
     // If-Range with anything but our current ETag (a stale tag, or a date: we send no
     // Last-Modified) means "the file may have changed: send all of it".
@@ -109,12 +117,64 @@ pub async fn serve(file: StoredFile, headers: &HeaderMap) -> std::io::Result<Res
         .filter(|_| if_range_holds)
         .and_then(parse_range_header);
     let Some(specs) = specs else {
-        return whole(file).await;
+        return Plan::Whole;
     };
     match resolve_ranges(&specs, file.len) {
-        None => Ok(unsatisfiable(&file)),
-        Some(ranges) if ranges.len() == 1 => single(file, ranges[0].clone()).await,
-        Some(ranges) => multiple(file, ranges).await,
+        None => Plan::Unsatisfiable,
+        Some(mut ranges) if ranges.len() == 1 => Plan::Single(ranges.remove(0)),
+        Some(ranges) => Plan::Multiple(ranges),
+    }
+}
+
+/// Answers a GET for `file` honouring `Range` and `If-Range` in `headers`.
+pub async fn serve(file: StoredFile, headers: &HeaderMap) -> std::io::Result<Response> {
+    match plan(&file, headers) {
+        Plan::Whole => whole(file).await,
+        Plan::Unsatisfiable => Ok(unsatisfiable(&file)),
+        Plan::Single(range) => single(file, range).await,
+        Plan::Multiple(ranges) => multiple(file, ranges).await,
+    }
+}
+
+/// [`serve`] for a file whose bytes are already in memory (`bytes` is the whole file, `file.len`
+/// bytes): every answer is a slice of them, no copy and no trip to the blocking pool.
+pub fn serve_from_memory(
+    file: StoredFile,
+    bytes: Bytes,
+    headers: &HeaderMap,
+) -> std::io::Result<Response> {
+    if bytes.len() as u64 != file.len {
+        return Err(std::io::Error::other(format!(
+            "{} bytes in memory for a file of {}",
+            bytes.len(),
+            file.len
+        )));
+    }
+    let slice = |range: &Range<u64>| {
+        // Ranges lie inside the file (resolve_ranges), whose length `bytes` has.
+        let (start, end) = (range.start as usize, range.end as usize);
+        bytes.slice(start..end)
+    };
+    match plan(&file, headers) {
+        Plan::Whole => finish(
+            base(StatusCode::OK, &file)
+                .header(CONTENT_TYPE, file.content_type)
+                .header(CONTENT_LENGTH, file.len),
+            Body::from(bytes.clone()),
+        ),
+        Plan::Unsatisfiable => Ok(unsatisfiable(&file)),
+        Plan::Single(range) => finish(single_head(&file, &range), Body::from(slice(&range))),
+        Plan::Multiple(ranges) => {
+            let (builder, parts) = multipart_frame(&file, &ranges);
+            let mut chunks = Vec::with_capacity(ranges.len() * 2 + 1);
+            let mut headers = parts.part_headers.into_iter();
+            for range in &ranges {
+                chunks.extend(headers.next().map(Ok::<_, std::io::Error>));
+                chunks.push(Ok(slice(range)));
+            }
+            chunks.push(Ok(parts.closing));
+            finish(builder, Body::from_stream(stream::iter(chunks)))
+        }
     }
 }
 
@@ -150,7 +210,7 @@ async fn whole(file: StoredFile) -> std::io::Result<Response> {
 
 /// Reads the file at `path`, which must be `len` bytes long (the length the headers promise).
 /// Blocking.
-fn read_exactly(path: &std::path::Path, len: u64) -> std::io::Result<Vec<u8>> {
+pub fn read_exactly(path: &std::path::Path, len: u64) -> std::io::Result<Vec<u8>> {
     use std::io::Read;
     let capacity = usize::try_from(len).map_err(std::io::Error::other)?;
     let mut bytes = Vec::with_capacity(capacity);
@@ -164,6 +224,29 @@ fn read_exactly(path: &std::path::Path, len: u64) -> std::io::Result<Vec<u8>> {
             bytes.len()
         )));
     }
+    Ok(bytes)
+}
+
+/// Reads `len` bytes at `at` of the file at `path`, which must be `file_len` bytes long (the
+/// length the headers were computed from: a file of another length is not the one promised).
+/// Blocking.
+fn read_range(
+    path: &std::path::Path,
+    file_len: u64,
+    at: u64,
+    len: u64,
+) -> std::io::Result<Vec<u8>> {
+    use std::os::unix::fs::FileExt;
+    let handle = std::fs::File::open(path)?;
+    let actual = handle.metadata()?.len();
+    if actual != file_len {
+        return Err(std::io::Error::other(format!(
+            "{} is {actual} bytes, not the {file_len} recorded",
+            path.display()
+        )));
+    }
+    let mut bytes = vec![0; usize::try_from(len).map_err(std::io::Error::other)?];
+    handle.read_exact_at(&mut bytes, at)?;
     Ok(bytes)
 }
 
@@ -198,49 +281,89 @@ async fn range_stream(
     ))
 }
 
-async fn single(file: StoredFile, range: Range<u64>) -> std::io::Result<Response> {
-    let body = range_stream(&file.path, range.clone()).await?;
-    let builder = base(StatusCode::PARTIAL_CONTENT, &file)
+/// The head of a 206 with one range.
+fn single_head(file: &StoredFile, range: &Range<u64>) -> axum::http::response::Builder {
+    base(StatusCode::PARTIAL_CONTENT, file)
         .header(CONTENT_TYPE, file.content_type)
         .header(CONTENT_LENGTH, range.end - range.start)
         .header(
             CONTENT_RANGE,
             format!("bytes {}-{}/{}", range.start, range.end - 1, file.len),
-        );
-    finish(builder, Body::from_stream(body))
+        )
 }
 
-async fn multiple(file: StoredFile, ranges: Vec<Range<u64>>) -> std::io::Result<Response> {
+/// The framing of a `multipart/byteranges` answer: its head (with the total length) and each
+/// range's part header, in order, and the closing boundary.
+struct Multipart {
+    part_headers: Vec<Bytes>,
+    closing: Bytes,
+}
+
+fn multipart_frame(
+    file: &StoredFile,
+    ranges: &[Range<u64>],
+) -> (axum::http::response::Builder, Multipart) {
     let boundary = uuid::Uuid::new_v4().simple().to_string();
-    let part_header = |range: &Range<u64>| {
-        Bytes::from(format!(
-            "\r\n--{boundary}\r\nContent-Type: {}\r\nContent-Range: bytes {}-{}/{}\r\n\r\n",
-            file.content_type,
-            range.start,
-            range.end - 1,
-            file.len
-        ))
-    };
     let closing = Bytes::from(format!("\r\n--{boundary}--\r\n"));
     let mut total = closing.len() as u64;
-    let mut parts = Vec::with_capacity(ranges.len());
-    for range in &ranges {
-        let header = part_header(range);
-        total += header.len() as u64 + (range.end - range.start);
-        let data = range_stream(&file.path, range.clone()).await?;
-        parts.push(stream::once(async move { Ok(header) }).chain(data));
-    }
-    let body = stream::iter(parts)
-        .flatten()
-        .chain(stream::once(
-            async move { Ok::<_, std::io::Error>(closing) },
-        ));
-    let builder = base(StatusCode::PARTIAL_CONTENT, &file)
+    let part_headers: Vec<Bytes> = ranges
+        .iter()
+        .map(|range| {
+            let header = Bytes::from(format!(
+                "\r\n--{boundary}\r\nContent-Type: {}\r\nContent-Range: bytes {}-{}/{}\r\n\r\n",
+                file.content_type,
+                range.start,
+                range.end - 1,
+                file.len
+            ));
+            total += header.len() as u64 + (range.end - range.start);
+            header
+        })
+        .collect();
+    let builder = base(StatusCode::PARTIAL_CONTENT, file)
         .header(
             CONTENT_TYPE,
             format!("multipart/byteranges; boundary={boundary}"),
         )
         .header(CONTENT_LENGTH, total);
+    (
+        builder,
+        Multipart {
+            part_headers,
+            closing,
+        },
+    )
+}
+
+async fn single(file: StoredFile, range: Range<u64>) -> std::io::Result<Response> {
+    let len = range.end - range.start;
+    let body = if len <= READ_CHUNK as u64 {
+        // Open, seek and read in one trip to the blocking pool: streaming a small range took
+        // three (open, seek, read), which made it slower than the whole file.
+        let (path, at, file_len) = (file.path.clone(), range.start, file.len);
+        let bytes = tokio::task::spawn_blocking(move || read_range(&path, file_len, at, len))
+            .await
+            .map_err(std::io::Error::other)??;
+        Body::from(bytes)
+    } else {
+        Body::from_stream(range_stream(&file.path, range.clone()).await?)
+    };
+    finish(single_head(&file, &range), body)
+}
+
+async fn multiple(file: StoredFile, ranges: Vec<Range<u64>>) -> std::io::Result<Response> {
+    let (builder, frame) = multipart_frame(&file, &ranges);
+    let mut parts = Vec::with_capacity(ranges.len());
+    for (range, header) in ranges.iter().zip(frame.part_headers) {
+        let data = range_stream(&file.path, range.clone()).await?;
+        parts.push(stream::once(async move { Ok(header) }).chain(data));
+    }
+    let closing = frame.closing;
+    let body = stream::iter(parts)
+        .flatten()
+        .chain(stream::once(
+            async move { Ok::<_, std::io::Error>(closing) },
+        ));
     finish(builder, Body::from_stream(body))
 }
 

@@ -1,6 +1,6 @@
 //! `signet api-key list|revoke`: the keys are never shown (only their hashes are stored); a
-//! revoked key's hash is forgotten, and a running server refuses it within the API-key cache's
-//! lifetime (seconds).
+//! revoked key's hash is forgotten, and the store's change signal tells running servers to drop
+//! their cached keys (see `signet::store::changes`), so the next request with it gets 401.
 
 use clap::Args;
 

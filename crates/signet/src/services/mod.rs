@@ -6,6 +6,7 @@ pub mod external_revocation;
 pub mod levels;
 pub mod orders;
 pub mod readiness;
+pub mod reads;
 pub mod signature_revocation;
 pub mod signer_auth;
 pub mod signer_status;

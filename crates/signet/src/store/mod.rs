@@ -11,6 +11,7 @@
 pub mod archive;
 pub mod blob_backend;
 pub mod blobs;
+pub mod changes;
 mod group_commit;
 pub mod installation;
 pub mod objects;
@@ -246,6 +247,9 @@ pub trait Store:
     + 'static
 {
     fn dialect(&self) -> Dialect;
+
+    /// The change signal the read caches check (see [`changes`]).
+    fn changes(&self) -> Arc<changes::Changes>;
 
     /// Stores the hash of a new API key.
     async fn insert_api_key(

@@ -4,6 +4,7 @@ use sqlx::any::AnyPoolOptions;
 use sqlx::migrate::Migrator;
 use std::time::Duration;
 
+use super::changes::Changes;
 use super::sql::SqlStore;
 use super::{Dialect, StoreError, StoreResult};
 
@@ -37,5 +38,10 @@ pub async fn connect(url: &str) -> StoreResult<SqlStore> {
         .connect_lazy(url)?;
     // Migrations take an advisory lock, so replicas starting together do not race.
     MIGRATOR.run(&pool).await?;
-    Ok(SqlStore::new(Dialect::Postgres, pool.clone(), pool))
+    Ok(SqlStore::new(
+        Dialect::Postgres,
+        pool.clone(),
+        pool,
+        Changes::notified(),
+    ))
 }

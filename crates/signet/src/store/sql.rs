@@ -8,11 +8,13 @@ use futures::future::BoxFuture;
 use signet_crypto::ca::{RevocationReason, SerialNumber};
 use sqlx::any::AnyRow;
 use sqlx::{Any, AnyConnection, Pool, Row, Transaction};
+use std::sync::Arc;
 
 type AnyPool = Pool<Any>;
 use time::OffsetDateTime;
 
 use super::blobs::BlobKey;
+use super::changes::{self, Changes};
 use super::group_commit::GroupCommit;
 use super::orders::{
     AnonymizeOutcome, AnonymizeTarget, EventRecord, LoginRecord, NewOrder, NewOrderSigner,
@@ -47,6 +49,8 @@ pub struct SqlStore {
     writer: AnyPool,
     /// SQLite's batching writer (see [`GroupCommit`]); PostgreSQL commits each request itself.
     group: Option<GroupCommit>,
+    /// Bumped after a commit that changes what the read caches may hold.
+    changes: Arc<Changes>,
 }
 
 macro_rules! signer_columns {
@@ -248,13 +252,37 @@ fn document_from_row(row: &AnyRow) -> StoreResult<DocumentRecord> {
 }
 
 impl SqlStore {
-    pub(crate) fn new(dialect: Dialect, reader: AnyPool, writer: AnyPool) -> Self {
+    pub(crate) fn new(
+        dialect: Dialect,
+        reader: AnyPool,
+        writer: AnyPool,
+        changes: Changes,
+    ) -> Self {
         let group = (dialect == Dialect::Sqlite).then(|| GroupCommit::start(writer.clone()));
         Self {
             dialect,
             reader,
             writer,
             group,
+            changes: Arc::new(changes),
+        }
+    }
+
+    /// Says, after a commit, that an API key, a signer or a signed document changed, so that
+    /// no read cache (this process's or another's) serves the old answer again. On PostgreSQL
+    /// the notification is one more statement: a failure is logged, not returned, since the
+    /// change itself is committed (other replicas then see it when their listener reconnects
+    /// or not at all, hence the error level).
+    pub(crate) async fn changed(&self) {
+        self.changes.bump();
+        if self.changes.notifies() {
+            if let Err(error) = sqlx::query("SELECT pg_notify($1, '')")
+                .bind(changes::CHANNEL)
+                .execute(&self.writer)
+                .await
+            {
+                tracing::error!(%error, "could not notify other replicas of a change; their read caches may serve it stale");
+            }
         }
     }
 
@@ -425,6 +453,10 @@ impl SqlStore {
 
 #[async_trait]
 impl Store for SqlStore {
+    fn changes(&self) -> Arc<Changes> {
+        self.changes.clone()
+    }
+
     fn dialect(&self) -> Dialect {
         self.dialect
     }
@@ -509,8 +541,12 @@ impl Store for SqlStore {
         now: OffsetDateTime,
     ) -> StoreResult<EnrollOutcome> {
         let (dialect, enrollment) = (self.dialect, enrollment.clone());
-        self.write(move |tx| Box::pin(Self::enroll_in(dialect, tx, enrollment, now)))
-            .await
+        let outcome = self
+            .write(move |tx| Box::pin(Self::enroll_in(dialect, tx, enrollment, now)))
+            .await?;
+        // A re-enrollment replaces a cached signer's certificate.
+        self.changed().await;
+        Ok(outcome)
     }
 
     #[tracing::instrument(skip(self, now), fields(signer.id = %signer_id))]
@@ -554,6 +590,7 @@ impl Store for SqlStore {
             .execute(&mut *tx)
             .await?;
         tx.commit().await?;
+        self.changed().await;
         Ok(StatusChange::Applied {
             from: signer.status,
             to,
@@ -758,6 +795,9 @@ impl Store for SqlStore {
             renewed += 1;
         }
         tx.commit().await?;
+        if renewed > 0 {
+            self.changed().await;
+        }
         Ok(renewed)
     }
 
@@ -794,6 +834,9 @@ impl Store for SqlStore {
             );
         }
         tx.commit().await?;
+        if !expired.is_empty() {
+            self.changed().await;
+        }
         Ok(expired)
     }
 
@@ -860,9 +903,10 @@ impl Store for SqlStore {
         now: OffsetDateTime,
     ) -> StoreResult<bool> {
         let (document_id, signed) = (*document_id, signed.cloned());
-        self.write(move |tx| {
-            Box::pin(async move {
-                let result =
+        let changed = self
+            .write(move |tx| {
+                Box::pin(async move {
+                    let result =
             match (to, signed) {
                 (DocumentStatus::Signed, Some(file)) => {
                     sqlx::query(
@@ -908,10 +952,15 @@ impl Store for SqlStore {
                     .await?
                 }
             };
-                Ok(result.rows_affected() == 1)
+                    Ok(result.rows_affected() == 1)
+                })
             })
-        })
-        .await
+            .await?;
+        // Only signed documents are cached (their file is what a download serves).
+        if changed && from == DocumentStatus::Signed {
+            self.changed().await;
+        }
+        Ok(changed)
     }
 
     async fn find_signer_with_certificate(

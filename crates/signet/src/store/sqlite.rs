@@ -5,6 +5,7 @@ use sqlx::migrate::Migrator;
 use sqlx::Executor;
 use std::time::Duration;
 
+use super::changes::Changes;
 use super::sql::SqlStore;
 use super::{Dialect, StoreResult};
 
@@ -42,7 +43,24 @@ pub async fn connect(url: &str) -> StoreResult<SqlStore> {
         .max_connections(reader_connections())
         .connect(&url)
         .await?;
-    Ok(SqlStore::new(Dialect::Sqlite, reader, writer))
+    Ok(SqlStore::new(
+        Dialect::Sqlite,
+        reader,
+        writer,
+        changes_for(&url)?,
+    ))
+}
+
+/// The change signal every process on this database file shares (see [`Changes`]); an
+/// in-memory database has no other process.
+fn changes_for(url: &str) -> StoreResult<Changes> {
+    use std::str::FromStr;
+    let options = sqlx::sqlite::SqliteConnectOptions::from_str(url)?;
+    let path = options.get_filename();
+    if url.contains(":memory:") || path.as_os_str().is_empty() {
+        return Ok(Changes::alone());
+    }
+    Changes::beside_database(path).map_err(|e| sqlx::Error::Io(e).into())
 }
 
 /// `sqlite:path` opens read-write but refuses a missing file; the embedded default must create it.

@@ -856,6 +856,13 @@ async fn single_suffix_and_open_ended_ranges_return_exactly_those_bytes() {
         ("bytes=100-", 100..total),
         ("bytes=-500", total - 500..total),
         (&format!("bytes=10-{}", total + 1000) as &str, 10..total),
+        // One byte at either end and in the middle (read in one step, at an offset).
+        ("bytes=-1", total - 1..total),
+        ("bytes=0-0", 0..1),
+        (
+            &format!("bytes={0}-{0}", total / 2) as &str,
+            total / 2..total / 2 + 1,
+        ),
     ] {
         let response = get_range(&app, &id, &[("range", range)]).await;
         assert_eq!(response.status(), 206, "{range}");

@@ -14,7 +14,7 @@ use std::process::{Child, Command, Output, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use crate::helpers::{spawn_app_on, Db, TestApp};
+use crate::helpers::{assert_error, spawn_app_on, Db, TestApp};
 use crate::openssl::{self, device_key, DeviceKey, KeyKind};
 use crate::orders::person;
 use signet_testkit::pdfs::classic_pdf;
@@ -72,6 +72,21 @@ async fn revoked_keys_get_401(db: Db) {
     let Some(app) = spawn_app_on(db).await else {
         return;
     };
+    // On PostgreSQL, a second server (a replica with its own caches and LISTEN connection) on
+    // the same database caches the key too, and must refuse it as well. Started first: it
+    // creates a key of its own, which must not be taken for the one under test.
+    let replica = match db {
+        Db::Postgres => {
+            let replica = crate::helpers::start(
+                tempfile::tempdir().unwrap(),
+                app.database_url.clone(),
+                app.clock.clone(),
+            )
+            .await;
+            Some(replica)
+        }
+        Db::Sqlite => None,
+    };
     let before = cli_json(&app, &["api-key", "list"]);
     let key = cli(&app, &["api-key", "create"])
         .lines()
@@ -79,6 +94,13 @@ async fn revoked_keys_get_401(db: Db) {
         .unwrap()
         .to_owned();
     assert_eq!(status_with_key(&app, &key).await, 404, "the new key works");
+    if let Some(replica) = &replica {
+        assert_eq!(
+            status_with_key(replica, &key).await,
+            404,
+            "the key works on the replica"
+        );
+    }
 
     let listed = cli_json(&app, &["api-key", "list"]);
     let table = cli(&app, &["api-key", "list"]);
@@ -98,6 +120,10 @@ async fn revoked_keys_get_401(db: Db) {
     assert!(new["revoked_at"].is_null(), "{new}");
     let id = new["id"].as_str().unwrap().to_owned();
 
+    // Used once more right before the revocation, so each server holds it in its cache.
+    for server in [&app].into_iter().chain(replica.as_ref()) {
+        assert_eq!(status_with_key(server, &key).await, 404);
+    }
     cli(&app, &["api-key", "revoke", &id]);
     let listed = cli_json(&app, &["api-key", "list"]);
     let revoked = listed
@@ -116,16 +142,36 @@ async fn revoked_keys_get_401(db: Db) {
     .status
     .success());
 
-    // The running server's cache trusts a key for seconds; poll (bounded) until it refuses it.
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let status = status_with_key(&app, &key).await;
-        if status == 401 {
-            break;
+    // The server trusted the key from its cache until now; the CLI's commit says it changed.
+    match db {
+        // The very next request is refused (the change file beside the database is read on
+        // every cache check).
+        Db::Sqlite => {
+            let refused = app
+                .client
+                .get(app.url("/signers/nobody"))
+                .bearer_auth(&key)
+                .send()
+                .await
+                .unwrap();
+            assert_error(refused, 401, "ERROR_UNAUTHORIZED").await;
         }
-        assert_eq!(status, 404);
-        assert!(Instant::now() < deadline, "the revoked key still works");
-        tokio::time::sleep(Duration::from_millis(250)).await;
+        // PostgreSQL delivers the CLI's NOTIFY to the server's LISTEN connection on its own
+        // schedule (normally well under a millisecond): poll, bounded, until it is refused.
+        Db::Postgres => {
+            for server in [&app].into_iter().chain(replica.as_ref()) {
+                let deadline = Instant::now() + Duration::from_secs(60);
+                loop {
+                    let status = status_with_key(server, &key).await;
+                    if status == 401 {
+                        break;
+                    }
+                    assert_eq!(status, 404);
+                    assert!(Instant::now() < deadline, "the revoked key still works");
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+            }
+        }
     }
     assert_eq!(
         status_with_key(&app, &app.api_key).await,

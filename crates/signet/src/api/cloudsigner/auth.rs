@@ -40,12 +40,8 @@ pub async fn require_api_key(
         .and_then(bearer_token)
         .filter(|key| !key.is_empty())
         .ok_or_else(|| ApiError::unauthorized("send an API key as Authorization: Bearer <key>"))?;
-    let hash = hash_api_key(key);
-    if !state.api_keys.contains(&hash) {
-        if !state.store.api_key_hash_exists(&hash).await? {
-            return Err(ApiError::unauthorized("the API key is not valid"));
-        }
-        state.api_keys.remember(hash);
+    if !state.reads.api_key_valid(&hash_api_key(key)).await? {
+        return Err(ApiError::unauthorized("the API key is not valid"));
     }
     Ok(next.run(request).await)
 }

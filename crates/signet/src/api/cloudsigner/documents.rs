@@ -19,6 +19,7 @@ use super::error::{ApiError, ErrorCode};
 use super::extract::{ApiJson, ApiPath};
 use crate::api::blob_download;
 use crate::api::openapi::schemas::{DocumentUploadForm, ErrorBody};
+use crate::api::ranged::{self, StoredFile};
 use crate::api::upload::{PartHead, UploadReader};
 use crate::domain::{DocumentId, DocumentStatus, Sha256Digest, SignatureLevel, SignerId};
 use crate::services::levels::{LevelError, LevelFinisher};
@@ -989,9 +990,15 @@ async fn download(
 ) -> Result<Response, ApiError> {
     // The archive-timestamp job may replace a signed file (a new blob, the old one removed
     // after the row names the new): a read that finds its file gone reads the row again, once.
+    let not_found = || ApiError::not_found(format!("no document {raw_id}"));
+    let document_id = DocumentId::parse(&raw_id).map_err(|_| not_found())?;
     let mut retried = false;
     loop {
-        let document = live_document(&state, &raw_id).await?;
+        // A signed document's row comes from the read cache; the retry reads it afresh.
+        let document = match state.reads.document(&document_id, retried).await? {
+            Some(document) if document.status != DocumentStatus::Deleted => document,
+            _ => return Err(not_found()),
+        };
         let (Some(blob), Some(size)) = (&document.signed_blob, document.signed_size) else {
             return Err(ApiError::illegal(format!(
                 "the document is {} and has no signed file yet",
@@ -1007,9 +1014,28 @@ async fn download(
                 .trim_end_matches(".pdf")
                 .replace('/', "-")
         );
-        let served =
-            blob_download::serve(&state.blobs, blob, size, "application/pdf", etag, &headers);
-        match served.await {
+        // Files: a small signed file is answered from memory (read once), a larger one streams
+        // from disk. Objects stream from the bucket.
+        let served = match state.blobs.files() {
+            Some(files) => {
+                let file = StoredFile {
+                    path: files.path(blob),
+                    len: size,
+                    content_type: "application/pdf",
+                    etag,
+                };
+                match state.reads.signed_file(blob, size, file.path.clone()).await {
+                    Ok(Some(bytes)) => ranged::serve_from_memory(file, bytes, &headers),
+                    Ok(None) => ranged::serve(file, &headers).await,
+                    Err(e) => Err(e),
+                }
+            }
+            None => {
+                blob_download::serve(&state.blobs, blob, size, "application/pdf", etag, &headers)
+                    .await
+            }
+        };
+        match served {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound && !retried => retried = true,
             served => return served.map_err(io_error("reading the signed PDF")),
         }

@@ -281,12 +281,12 @@ async fn details(
     ApiPath(raw_id): ApiPath<String>,
 ) -> Result<Json<SignerDetails>, ApiError> {
     let signer_id = parse_signer_id(&raw_id)?;
-    let signer = state
-        .store
-        .find_signer(&signer_id)
+    let view = state
+        .reads
+        .signer(&signer_id)
         .await?
         .ok_or_else(|| ApiError::not_found(format!("no signer {signer_id}")))?;
-    let history = state.store.certificates_of(&signer_id).await?;
+    let (signer, history) = (&view.signer, &view.certificates);
     let certificate = history
         .iter()
         .find(|c| c.serial == signer.current_serial)

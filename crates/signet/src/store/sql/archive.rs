@@ -89,45 +89,51 @@ impl ArchiveStore for SqlStore {
         file: &ArchivedFile,
     ) -> StoreResult<bool> {
         let (due, file) = (due.clone(), file.clone());
-        self.write(move |tx| {
-            Box::pin(async move {
-                let result = match due.target {
-                    ArchiveTarget::Document(id) => {
-                        sqlx::query(
-                            "UPDATE documents SET signed_blob = $1, signed_size = $2, \
+        let switched = self
+            .write(move |tx| {
+                Box::pin(async move {
+                    let result = match due.target {
+                        ArchiveTarget::Document(id) => {
+                            sqlx::query(
+                                "UPDATE documents SET signed_blob = $1, signed_size = $2, \
                              archive_expires_at = $3, archive_claimed_until = NULL \
                              WHERE document_id = $4 AND signed_blob = $5 AND status = 'SIGNED'",
-                        )
-                        .bind(file.blob.as_str())
-                        .bind(to_count(file.size)?)
-                        .bind(to_unix(file.expires_at))
-                        .bind(id.to_string())
-                        .bind(due.blob.as_str())
-                        .execute(&mut *tx)
-                        .await?
-                    }
-                    ArchiveTarget::Order(id) => {
-                        sqlx::query(
-                            "UPDATE orders SET document_blob = $1, document_size = $2, \
+                            )
+                            .bind(file.blob.as_str())
+                            .bind(to_count(file.size)?)
+                            .bind(to_unix(file.expires_at))
+                            .bind(id.to_string())
+                            .bind(due.blob.as_str())
+                            .execute(&mut *tx)
+                            .await?
+                        }
+                        ArchiveTarget::Order(id) => {
+                            sqlx::query(
+                                "UPDATE orders SET document_blob = $1, document_size = $2, \
                              document_sha256 = $3, revision = revision + 1, \
                              archive_expires_at = $4, archive_claimed_until = NULL \
                              WHERE order_id = $5 AND document_blob = $6 AND revision = $7 \
                              AND state = 'ACCEPTED'",
-                        )
-                        .bind(file.blob.as_str())
-                        .bind(to_count(file.size)?)
-                        .bind(file.sha256.to_string())
-                        .bind(to_unix(file.expires_at))
-                        .bind(id.to_string())
-                        .bind(due.blob.as_str())
-                        .bind(due.revision)
-                        .execute(&mut *tx)
-                        .await?
-                    }
-                };
-                Ok(result.rows_affected() == 1)
+                            )
+                            .bind(file.blob.as_str())
+                            .bind(to_count(file.size)?)
+                            .bind(file.sha256.to_string())
+                            .bind(to_unix(file.expires_at))
+                            .bind(id.to_string())
+                            .bind(due.blob.as_str())
+                            .bind(due.revision)
+                            .execute(&mut *tx)
+                            .await?
+                        }
+                    };
+                    Ok(result.rows_affected() == 1)
+                })
             })
-        })
-        .await
+            .await?;
+        // A cached signed document must not keep naming the blob about to be removed.
+        if switched {
+            self.changed().await;
+        }
+        Ok(switched)
     }
 }

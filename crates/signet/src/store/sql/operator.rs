@@ -99,7 +99,7 @@ impl OperatorStore for SqlStore {
             id.to_owned(),
             format!("{REVOKED_PREFIX}{}:{id}", to_unix(now)),
         );
-        self.write(move |tx| {
+        let revoked = self.write(move |tx| {
             Box::pin(async move {
                 let done = sqlx::query(
                     "UPDATE api_keys SET key_hash = $1 WHERE id = $2 AND key_hash NOT LIKE 'revoked:%'",
@@ -111,7 +111,12 @@ impl OperatorStore for SqlStore {
                 Ok(done.rows_affected() == 1)
             })
         })
-        .await
+        .await?;
+        if revoked {
+            // Servers (this process is usually the CLI) must refuse the key on the next request.
+            self.changed().await;
+        }
+        Ok(revoked)
     }
 
     async fn list_signers(&self, limit: i64) -> StoreResult<Vec<SignerSummary>> {
