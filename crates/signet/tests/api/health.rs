@@ -72,14 +72,24 @@ async fn readyz_answers_503_once_the_sqlite_tables_are_gone() {
     let (status, _) = get_plain(&app, &app.address, "/readyz").await;
     assert_eq!(status, 200);
     // Another process empties the file (a wrong restore, a stray script): the server's own
-    // connections see it at their next read. The wait for the write lock is long because the
-    // server's own jobs may hold it for a moment on a loaded machine (sqlite3's default is 5 s).
+    // connections see it at their next read. The script takes the write lock first (BEGIN
+    // IMMEDIATE, so SQLite's busy wait applies; a read upgraded to a write fails at once when the
+    // server committed meanwhile) and tries again while the server's own writes hold it.
     let path = app.data_dir.path().join("signet.db");
-    let script = "import sqlite3, sys\n\
-        db = sqlite3.connect(sys.argv[1], timeout=120)\n\
-        db.execute('PRAGMA foreign_keys = OFF')\n\
-        db.execute('DROP TABLE api_keys')\n\
-        db.commit()\n";
+    let script = "import sqlite3, sys, time\n\
+        deadline = time.time() + 120\n\
+        while True:\n\
+        \x20   try:\n\
+        \x20       db = sqlite3.connect(sys.argv[1], timeout=120, isolation_level=None)\n\
+        \x20       db.execute('PRAGMA foreign_keys = OFF')\n\
+        \x20       db.execute('BEGIN IMMEDIATE')\n\
+        \x20       db.execute('DROP TABLE api_keys')\n\
+        \x20       db.execute('COMMIT')\n\
+        \x20       break\n\
+        \x20   except sqlite3.OperationalError:\n\
+        \x20       if time.time() > deadline:\n\
+        \x20           raise\n\
+        \x20       time.sleep(0.05)\n";
     let output = std::process::Command::new("python3")
         .args(["-c", script])
         .arg(&path)

@@ -68,21 +68,38 @@ async fn status_with_key(app: &TestApp, key: &str) -> u16 {
         .as_u16()
 }
 
+/// Copies the files of `from` (and its subdirectories) into `to`, keeping their permissions.
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), &target).unwrap();
+        }
+    }
+}
+
 async fn revoked_keys_get_401(db: Db) {
     let Some(app) = spawn_app_on(db).await else {
         return;
     };
     // On PostgreSQL, a second server (a replica with its own caches and LISTEN connection) on
     // the same database caches the key too, and must refuse it as well. Started first: it
-    // creates a key of its own, which must not be taken for the one under test.
+    // creates a key of its own, which must not be taken for the one under test. Its data
+    // directory holds copies of the installation's CA files, as a replica's must.
     let replica = match db {
         Db::Postgres => {
-            let replica = crate::helpers::start(
-                tempfile::tempdir().unwrap(),
-                app.database_url.clone(),
-                app.clock.clone(),
-            )
-            .await;
+            let replica_dir = tempfile::tempdir().unwrap();
+            copy_dir(
+                &app.data_dir.path().join("ca"),
+                &replica_dir.path().join("ca"),
+            );
+            let replica =
+                crate::helpers::start(replica_dir, app.database_url.clone(), app.clock.clone())
+                    .await;
             Some(replica)
         }
         Db::Sqlite => None,

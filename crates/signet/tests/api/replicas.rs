@@ -4,9 +4,9 @@
 //! replica killed with `kill -9` in the middle of a burst loses nothing it acknowledged and
 //! restarts cleanly; a replica with another CA refuses to start.
 //!
-//! Where a replica keeps its files is a [`Storage`]: today the file blob backend's one shared
-//! directory. The same tests run on another storage (separate data directories with copies of the
-//! keys and an object store) by giving each replica its directory and environment from there.
+//! Where a replica keeps its files is a [`Storage`]: the file blob backend's one shared
+//! directory, or the same directory for the key files with the blobs in one bucket of a real S3
+//! server (Garage); the flows run on both.
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
@@ -17,9 +17,12 @@ use base64::Engine;
 use reqwest::multipart::{Form, Part};
 use reqwest::Client;
 use serde_json::{json, Value};
+use signet::store::blobs::BlobKey;
+use signet::store::objects::ObjectBlobs;
 use signet_testkit::pdfs::classic_pdf;
 use tempfile::TempDir;
 
+use crate::garage::Garage;
 use crate::helpers::fresh_postgres_url;
 use crate::logs::Served;
 use crate::openssl::{self, device_key, DeviceKey, KeyKind};
@@ -33,7 +36,12 @@ pub struct Storage {
     root: TempDir,
     /// Extra environment for every replica (a blob URL, object-store credentials).
     env: Vec<(String, String)>,
+    /// The bucket's server, when the blobs live in one; stopped when the storage is dropped.
+    garage: Option<Garage>,
 }
+
+/// The prefix the replicas' blobs get in the test bucket.
+const BLOB_PREFIX: &str = "replicas";
 
 impl Storage {
     /// One data directory shared by every replica (a shared volume): the key files and the blobs.
@@ -41,7 +49,43 @@ impl Storage {
         Storage {
             root: tempfile::tempdir().unwrap(),
             env: Vec::new(),
+            garage: None,
         }
+    }
+
+    /// One data directory shared for the key files, the blobs in a bucket of a real S3 server
+    /// (Garage) that every replica reaches; `None` (with a notice) where Garage is not built.
+    pub fn object_store() -> Option<Self> {
+        let garage = Garage::start()?;
+        let mut env = garage.env();
+        env.push(("SIGNET_BLOB_URL".to_owned(), garage.url(BLOB_PREFIX)));
+        Some(Storage {
+            root: tempfile::tempdir().unwrap(),
+            env,
+            garage: Some(garage),
+        })
+    }
+
+    /// Whether the blob `key` (as a row names it) is stored.
+    pub async fn holds(&self, key: &str) -> bool {
+        let Some(garage) = &self.garage else {
+            return self.data_dir(0).join("blobs").join(key).is_file();
+        };
+        let probe = self.root.path().join("probe");
+        std::fs::create_dir_all(&probe).unwrap();
+        let objects = ObjectBlobs::open(
+            &garage.url(BLOB_PREFIX),
+            garage.env(),
+            &probe,
+            tokio::runtime::Handle::current(),
+        )
+        .unwrap();
+        let key = BlobKey::parse(key).unwrap();
+        tokio::task::spawn_blocking(move || objects.digest(&key))
+            .await
+            .unwrap()
+            .unwrap()
+            .is_some()
     }
 
     /// The data directory of replica `index`.
@@ -55,6 +99,11 @@ impl Storage {
     }
 }
 
+/// One fleet at a time in this test binary: each replica's pool may open 16 PostgreSQL
+/// connections, and two fleets of three beside the other tests' servers would pass the server's
+/// default limit of 100 (a replica then waits for a connection until its request times out).
+static ONE_FLEET_AT_A_TIME: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(1);
+
 /// Replicas of one installation: one database, one [`Storage`].
 pub struct Fleet {
     pub storage: Storage,
@@ -63,6 +112,24 @@ pub struct Fleet {
     pub replicas: Vec<Option<Served>>,
     pub api_key: String,
     pub client: Client,
+    /// Held until the replicas are gone (the last field dropped).
+    _turn: tokio::sync::SemaphorePermit<'static>,
+}
+
+/// A failing test shows what the replicas logged above INFO, which the test's own message cannot.
+impl Drop for Fleet {
+    fn drop(&mut self) {
+        if !std::thread::panicking() {
+            return;
+        }
+        for (index, replica) in self.replicas.iter().enumerate() {
+            for line in replica.iter().flat_map(|replica| replica.log()) {
+                if line.contains("\"WARN\"") || line.contains("\"ERROR\"") {
+                    eprintln!("replica {index}: {line}");
+                }
+            }
+        }
+    }
 }
 
 impl Fleet {
@@ -77,6 +144,7 @@ impl Fleet {
     pub async fn start_with(count: usize, storage: Storage, env: &[(&str, &str)]) -> Option<Fleet> {
         let database_url = fresh_postgres_url().await?;
         let mut fleet = Fleet {
+            _turn: ONE_FLEET_AT_A_TIME.acquire().await.unwrap(),
             storage,
             extra_env: env
                 .iter()
@@ -300,7 +368,18 @@ async fn sign_through_page(client: &Client, link: &str) -> u16 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn three_replicas_enroll_upload_sign_and_download_a_range_as_one_server() {
-    let Some(fleet) = Fleet::start(3, Storage::shared_data_dir()).await else {
+    enroll_upload_sign_and_range_across(Storage::shared_data_dir()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn three_replicas_enroll_upload_sign_and_download_a_range_as_one_server_on_object_storage() {
+    if let Some(storage) = Storage::object_store() {
+        enroll_upload_sign_and_range_across(storage).await;
+    }
+}
+
+async fn enroll_upload_sign_and_range_across(storage: Storage) {
+    let Some(fleet) = Fleet::start(3, storage).await else {
         return;
     };
     let api = fleet.api();
@@ -380,7 +459,19 @@ async fn three_replicas_enroll_upload_sign_and_download_a_range_as_one_server() 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn an_orders_three_signers_sign_at_once_through_three_replicas_and_all_signatures_hold() {
-    let Some(fleet) = Fleet::start(3, Storage::shared_data_dir()).await else {
+    three_signers_at_once(Storage::shared_data_dir()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_orders_three_signers_sign_at_once_through_three_replicas_and_all_signatures_hold_on_object_storage(
+) {
+    if let Some(storage) = Storage::object_store() {
+        three_signers_at_once(storage).await;
+    }
+}
+
+async fn three_signers_at_once(storage: Storage) {
+    let Some(fleet) = Fleet::start(3, storage).await else {
         return;
     };
     // One priority group: all three may sign at once.
@@ -482,7 +573,19 @@ async fn an_orders_three_signers_sign_at_once_through_three_replicas_and_all_sig
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn fifty_concurrent_device_flows_spread_over_three_replicas_are_all_valid() {
-    let Some(fleet) = Fleet::start(3, Storage::shared_data_dir()).await else {
+    fifty_flows(Storage::shared_data_dir()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn fifty_concurrent_device_flows_spread_over_three_replicas_are_all_valid_on_object_storage()
+{
+    if let Some(storage) = Storage::object_store() {
+        fifty_flows(storage).await;
+    }
+}
+
+async fn fifty_flows(storage: Storage) {
+    let Some(fleet) = Fleet::start(3, storage).await else {
         return;
     };
     let api = fleet.api();
@@ -550,7 +653,19 @@ async fn named_blobs(database_url: &str) -> Vec<(String, String)> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn killing_a_replica_mid_burst_loses_nothing_acknowledged_and_it_restarts_cleanly() {
-    let Some(mut fleet) = Fleet::start(3, Storage::shared_data_dir()).await else {
+    kill_mid_burst(Storage::shared_data_dir()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn killing_a_replica_mid_burst_loses_nothing_acknowledged_and_it_restarts_cleanly_on_object_storage(
+) {
+    if let Some(storage) = Storage::object_store() {
+        kill_mid_burst(storage).await;
+    }
+}
+
+async fn kill_mid_burst(storage: Storage) {
+    let Some(mut fleet) = Fleet::start(3, storage).await else {
         return;
     };
     let api = fleet.api();
@@ -638,13 +753,13 @@ async fn killing_a_replica_mid_burst_loses_nothing_acknowledged_and_it_restarts_
     }
 
     // No row names a missing file.
-    let blobs = fleet.storage.data_dir(0).join("blobs");
     for (row, key) in named_blobs(&fleet.database_url).await {
         assert!(
-            blobs.join(&key).is_file(),
+            fleet.storage.holds(&key).await,
             "{row} names {key}, which is missing"
         );
     }
+    let blobs = fleet.storage.data_dir(0).join("blobs");
 
     // The killed replica starts again, and its restart sweeps the dead process's temporary
     // directory (what it was uploading when it died) while leaving the live ones' alone.
