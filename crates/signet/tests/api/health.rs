@@ -68,7 +68,20 @@ async fn readyz_answers_503_with_the_reason_once_the_postgresql_schema_is_gone()
 
 #[tokio::test]
 async fn readyz_answers_503_once_the_sqlite_tables_are_gone() {
-    let app = spawn_app_on(Db::Sqlite).await.unwrap();
+    let data_dir = tempfile::tempdir().unwrap();
+    let url = crate::helpers::database_url_for(Db::Sqlite, data_dir.path())
+        .await
+        .unwrap();
+    let clock = std::sync::Arc::new(signet::clock::ManualClock::new(
+        time::OffsetDateTime::now_utc(),
+    ));
+    // The background outbox sender is off here. With it on, on a loaded machine, this server's
+    // process was seen (lslocks) holding SQLite's WAL write lock for more than 30 s, so the
+    // script below never got it: an open defect of the outbox pass under load, being looked into.
+    let app = crate::helpers::start_with(data_dir, url, clock, |settings| {
+        settings.outbox_poll_millis = 0;
+    })
+    .await;
     let (status, _) = get_plain(&app, &app.address, "/readyz").await;
     assert_eq!(status, 200);
     // Another process empties the file (a wrong restore, a stray script): the server's own
@@ -77,10 +90,10 @@ async fn readyz_answers_503_once_the_sqlite_tables_are_gone() {
     // server committed meanwhile) and tries again while the server's own writes hold it.
     let path = app.data_dir.path().join("signet.db");
     let script = "import sqlite3, sys, time\n\
-        deadline = time.time() + 120\n\
+        deadline = time.time() + 60\n\
         while True:\n\
         \x20   try:\n\
-        \x20       db = sqlite3.connect(sys.argv[1], timeout=120, isolation_level=None)\n\
+        \x20       db = sqlite3.connect(sys.argv[1], timeout=10, isolation_level=None)\n\
         \x20       db.execute('PRAGMA foreign_keys = OFF')\n\
         \x20       db.execute('BEGIN IMMEDIATE')\n\
         \x20       db.execute('DROP TABLE api_keys')\n\
@@ -88,6 +101,8 @@ async fn readyz_answers_503_once_the_sqlite_tables_are_gone() {
         \x20       break\n\
         \x20   except sqlite3.OperationalError:\n\
         \x20       if time.time() > deadline:\n\
+        \x20           import subprocess\n\
+        \x20           subprocess.run(['lslocks', '-u', '-o', 'COMMAND,PID,TYPE,MODE,START,END,PATH'], stdout=sys.stderr)\n\
         \x20           raise\n\
         \x20       time.sleep(0.05)\n";
     let output = std::process::Command::new("python3")
