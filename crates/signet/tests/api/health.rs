@@ -68,26 +68,16 @@ async fn readyz_answers_503_with_the_reason_once_the_postgresql_schema_is_gone()
 
 #[tokio::test]
 async fn readyz_answers_503_once_the_sqlite_tables_are_gone() {
-    let data_dir = tempfile::tempdir().unwrap();
-    let url = crate::helpers::database_url_for(Db::Sqlite, data_dir.path())
-        .await
-        .unwrap();
-    let clock = std::sync::Arc::new(signet::clock::ManualClock::new(
-        time::OffsetDateTime::now_utc(),
-    ));
-    // The background outbox sender is off here. With it on, on a loaded machine, this server's
-    // process was seen (lslocks) holding SQLite's WAL write lock for more than 30 s, so the
-    // script below never got it: an open defect of the outbox pass under load, being looked into.
-    let app = crate::helpers::start_with(data_dir, url, clock, |settings| {
-        settings.outbox_poll_millis = 0;
-    })
-    .await;
+    let app = spawn_app_on(Db::Sqlite).await.unwrap();
     let (status, _) = get_plain(&app, &app.address, "/readyz").await;
     assert_eq!(status, 200);
     // Another process empties the file (a wrong restore, a stray script): the server's own
     // connections see it at their next read. The script takes the write lock first (BEGIN
     // IMMEDIATE, so SQLite's busy wait applies; a read upgraded to a write fails at once when the
-    // server committed meanwhile) and tries again while the server's own writes hold it.
+    // server committed meanwhile) and tries again while the server's own writes hold it. It runs
+    // off this test's runtime, which also runs the server: waiting for it on the runtime's one
+    // thread froze a server write caught half-way (the outbox sender's, every 2 s) with the lock
+    // held, and the script then waited for a lock that could never be released.
     let path = app.data_dir.path().join("signet.db");
     let script = "import sqlite3, sys, time\n\
         deadline = time.time() + 60\n\
@@ -105,11 +95,15 @@ async fn readyz_answers_503_once_the_sqlite_tables_are_gone() {
         \x20           subprocess.run(['lslocks', '-u', '-o', 'COMMAND,PID,TYPE,MODE,START,END,PATH'], stdout=sys.stderr)\n\
         \x20           raise\n\
         \x20       time.sleep(0.05)\n";
-    let output = std::process::Command::new("python3")
-        .args(["-c", script])
-        .arg(&path)
-        .output()
-        .unwrap();
+    let output = tokio::task::spawn_blocking(move || {
+        std::process::Command::new("python3")
+            .args(["-c", script])
+            .arg(&path)
+            .output()
+    })
+    .await
+    .unwrap()
+    .unwrap();
     assert!(
         output.status.success(),
         "{}",
