@@ -445,6 +445,7 @@ async fn swagger_ui_renders_each_listeners_document_in_a_real_browser_under_its_
     browser.open(&format!("{}/docs", app.automation)).await;
     browser.wait_for_text("Signet: Automation API").await;
     browser.wait_for_text("/orders/{orderId}/signers").await;
+    browser.quit().await;
 }
 
 /// Found while describing `GET /ca/ocsp/{request}`: its path was read with axum's own extractor,

@@ -4,6 +4,7 @@
 //! `$CARGO_TARGET_TMPDIR/signer-pages/`. `email-otp` codes come from a real SMTP server (aiosmtpd).
 
 use std::net::TcpListener;
+use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
@@ -46,10 +47,13 @@ impl Browser {
             .local_addr()
             .unwrap()
             .port();
+        // Its own process group: Chromium is chromedriver's child, and killing only chromedriver
+        // when a test panics left a headless browser running after the suite.
         let driver = Command::new(CHROMEDRIVER)
             .arg(format!("--port={port}"))
             .stdout(Stdio::null())
             .stderr(Stdio::null())
+            .process_group(0)
             .spawn()
             .unwrap();
         let profile = tempfile::tempdir().unwrap();
@@ -183,6 +187,9 @@ impl Browser {
 
 impl Drop for Browser {
     fn drop(&mut self) {
+        if let Some(group) = rustix::process::Pid::from_raw(self.driver.id() as i32) {
+            let _ = rustix::process::kill_process_group(group, rustix::process::Signal::KILL);
+        }
         let _ = self.driver.kill();
         let _ = self.driver.wait();
     }
