@@ -22,8 +22,12 @@ use signet_testkit::pdfs::classic_pdf;
 const SIGNET: &str = env!("CARGO_BIN_EXE_signet");
 
 /// `signet <args> --data-dir <app's> --database-url <app's>`, without the caller's settings.
-fn signet_on(app_dir: &Path, database_url: &str, args: &[&str]) -> Output {
-    let mut command = Command::new(SIGNET);
+///
+/// Awaited, never waited for: the test's runtime also runs the in-process server, and blocking
+/// it while one of the server's SQLite writes is half-way would keep the write lock from the
+/// command for good.
+async fn signet_on(app_dir: &Path, database_url: &str, args: &[&str]) -> Output {
+    let mut command = tokio::process::Command::new(SIGNET);
     command
         .args(args)
         .arg("--data-dir")
@@ -35,7 +39,7 @@ fn signet_on(app_dir: &Path, database_url: &str, args: &[&str]) -> Output {
             command.env_remove(name);
         }
     }
-    command.output().unwrap()
+    command.output().await.unwrap()
 }
 
 fn ok(output: Output) -> String {
@@ -47,14 +51,14 @@ fn ok(output: Output) -> String {
     String::from_utf8(output.stdout).unwrap()
 }
 
-fn cli(app: &TestApp, args: &[&str]) -> String {
-    ok(signet_on(app.data_dir.path(), &app.database_url, args))
+async fn cli(app: &TestApp, args: &[&str]) -> String {
+    ok(signet_on(app.data_dir.path(), &app.database_url, args).await)
 }
 
-fn cli_json(app: &TestApp, args: &[&str]) -> Value {
+async fn cli_json(app: &TestApp, args: &[&str]) -> Value {
     let mut args = args.to_vec();
     args.push("--json");
-    serde_json::from_str(&cli(app, &args)).unwrap()
+    serde_json::from_str(&cli(app, &args).await).unwrap()
 }
 
 async fn status_with_key(app: &TestApp, key: &str) -> u16 {
@@ -104,8 +108,9 @@ async fn revoked_keys_get_401(db: Db) {
         }
         Db::Sqlite => None,
     };
-    let before = cli_json(&app, &["api-key", "list"]);
+    let before = cli_json(&app, &["api-key", "list"]).await;
     let key = cli(&app, &["api-key", "create"])
+        .await
         .lines()
         .last()
         .unwrap()
@@ -119,8 +124,8 @@ async fn revoked_keys_get_401(db: Db) {
         );
     }
 
-    let listed = cli_json(&app, &["api-key", "list"]);
-    let table = cli(&app, &["api-key", "list"]);
+    let listed = cli_json(&app, &["api-key", "list"]).await;
+    let table = cli(&app, &["api-key", "list"]).await;
     assert!(!table.contains(&key), "a key is never shown: {table}");
     let known: Vec<&str> = before
         .as_array()
@@ -141,8 +146,8 @@ async fn revoked_keys_get_401(db: Db) {
     for server in [&app].into_iter().chain(replica.as_ref()) {
         assert_eq!(status_with_key(server, &key).await, 404);
     }
-    cli(&app, &["api-key", "revoke", &id]);
-    let listed = cli_json(&app, &["api-key", "list"]);
+    cli(&app, &["api-key", "revoke", &id]).await;
+    let listed = cli_json(&app, &["api-key", "list"]).await;
     let revoked = listed
         .as_array()
         .unwrap()
@@ -156,6 +161,7 @@ async fn revoked_keys_get_401(db: Db) {
         &app.database_url,
         &["api-key", "revoke", &id]
     )
+    .await
     .status
     .success());
 
@@ -234,7 +240,7 @@ async fn signer_revoked_in_crl_and_ocsp(db: Db) {
     let serial =
         openssl::serial_as_openssl_prints(details["certificate"]["serialNumber"].as_str().unwrap());
 
-    let listed = cli_json(&app, &["signer", "list"]);
+    let listed = cli_json(&app, &["signer", "list"]).await;
     let mut ids: Vec<&str> = listed
         .as_array()
         .unwrap()
@@ -244,7 +250,7 @@ async fn signer_revoked_in_crl_and_ocsp(db: Db) {
     ids.sort_unstable();
     assert_eq!(ids, ["kept-phone", "stolen-phone"]);
     assert!(
-        !cli(&app, &["signer", "list"]).contains("user-1"),
+        !cli(&app, &["signer", "list"]).await.contains("user-1"),
         "no user ids"
     );
 
@@ -257,8 +263,9 @@ async fn signer_revoked_in_crl_and_ocsp(db: Db) {
             "--reason",
             "KEY_COMPROMISE",
         ],
-    );
-    let shown = cli_json(&app, &["signer", "show", "stolen-phone"]);
+    )
+    .await;
+    let shown = cli_json(&app, &["signer", "show", "stolen-phone"]).await;
     assert_eq!(shown["status"], "REVOKED", "{shown}");
     assert_eq!(
         shown["certificates"][0]["revocation_reason"], "keyCompromise",
@@ -330,13 +337,15 @@ async fn signer_revoked_in_crl_and_ocsp(db: Db) {
         app.data_dir.path(),
         &app.database_url,
         &["signer", "revoke", "stolen-phone"],
-    );
+    )
+    .await;
     assert!(String::from_utf8_lossy(&again.stderr).contains("0 certificate(s) revoked"));
     let unknown = signet_on(
         app.data_dir.path(),
         &app.database_url,
         &["signer", "revoke", "no-such-phone"],
-    );
+    )
+    .await;
     assert!(!unknown.status.success());
     assert!(String::from_utf8_lossy(&unknown.stderr).contains("no signer no-such-phone"));
 }
@@ -362,7 +371,7 @@ async fn orders_are_listed_and_shown_without_personal_numbers() {
         .await;
     let order_id = order_id.trim().trim_matches('"').to_owned();
 
-    let listed = cli_json(&app, &["order", "list"]);
+    let listed = cli_json(&app, &["order", "list"]).await;
     let order = &listed[0];
     assert_eq!(order["order_id"], order_id.as_str(), "{listed}");
     assert_eq!(order["title"], "Contract");
@@ -375,12 +384,12 @@ async fn orders_are_listed_and_shown_without_personal_numbers() {
         .collect();
     assert_eq!(statuses.len(), 2, "{order}");
 
-    let table = cli(&app, &["order", "list"]);
+    let table = cli(&app, &["order", "list"]).await;
     assert!(
         table.contains(&order_id) && table.contains("0/2 signed"),
         "{table}"
     );
-    let shown = cli(&app, &["order", "show", &order_id]);
+    let shown = cli(&app, &["order", "show", &order_id]).await;
     assert!(
         shown.contains("PENDING") && shown.contains("EXTERNAL"),
         "{shown}"
@@ -394,7 +403,8 @@ async fn orders_are_listed_and_shown_without_personal_numbers() {
         app.data_dir.path(),
         &app.database_url,
         &["order", "show", "00000000-0000-4000-8000-000000000000"],
-    );
+    )
+    .await;
     assert!(!missing.status.success());
 }
 
@@ -751,7 +761,8 @@ async fn a_backup_on_postgresql_copies_documents_and_keys_and_points_to_pg_dump(
         app.data_dir.path(),
         &app.database_url,
         &["backup", dest.to_str().unwrap()],
-    );
+    )
+    .await;
     let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
     assert!(output.status.success(), "{stderr}");
     assert!(stderr.contains("pg_dump"), "{stderr}");

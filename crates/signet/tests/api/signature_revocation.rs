@@ -77,14 +77,15 @@ fn ask_ocsp(dir: &Path) -> String {
     text
 }
 
-/// The operator command against the app's data directory and database.
-fn revoke_signature(
+/// The operator command against the app's data directory and database, awaited (blocking the
+/// runtime the in-process server shares could freeze one of its SQLite writes half-way).
+async fn revoke_signature(
     app: &TestApp,
     order_id: &str,
     internal_id: &str,
     reason: &str,
 ) -> (bool, String) {
-    let output = Command::new(SIGNET)
+    let output = tokio::process::Command::new(SIGNET)
         .args([
             "order",
             "revoke-signature",
@@ -98,6 +99,7 @@ fn revoke_signature(
         .arg("--database-url")
         .arg(&app.database_url)
         .output()
+        .await
         .unwrap();
     (
         output.status.success(),
@@ -154,7 +156,7 @@ async fn an_order_signature_is_revoked_and_the_crl_and_ocsp_say_so(db: Db) {
     assert!(text.contains("Response verify OK"), "{text}");
     assert!(text.contains("sig.pem: good"), "{text}");
 
-    let (ok, out) = revoke_signature(&app, &order_id, &internal_id, "keyCompromise");
+    let (ok, out) = revoke_signature(&app, &order_id, &internal_id, "keyCompromise").await;
     assert!(ok, "{out}");
     assert!(
         out.contains(" revoked at ") && out.contains("(keyCompromise)"),
@@ -187,14 +189,14 @@ async fn an_order_signature_is_revoked_and_the_crl_and_ocsp_say_so(db: Db) {
     assert!(crl_text.contains("Key Compromise"), "{crl_text}");
 
     // Again: nothing changes, and it says so. An unknown signer or order is an error.
-    let (ok, out) = revoke_signature(&app, &order_id, &internal_id, "superseded");
+    let (ok, out) = revoke_signature(&app, &order_id, &internal_id, "superseded").await;
     assert!(
         ok && out.contains("already revoked") && out.contains("(keyCompromise)"),
         "{out}"
     );
-    let (ok, out) = revoke_signature(&app, &order_id, "no-such-signer", "keyCompromise");
+    let (ok, out) = revoke_signature(&app, &order_id, "no-such-signer", "keyCompromise").await;
     assert!(!ok && out.contains("has no signer"), "{out}");
-    let (ok, out) = revoke_signature(&app, &order_id, &internal_id, "noSuchReason");
+    let (ok, out) = revoke_signature(&app, &order_id, &internal_id, "noSuchReason").await;
     assert!(!ok && out.contains("revocation reason"), "{out}");
 
     // The document signed before the revocation still proves it: offline, server stopped.
