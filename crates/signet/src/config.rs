@@ -22,6 +22,10 @@ pub struct Settings {
     pub listen: SocketAddr,
     /// `sqlite:…` or `postgres://…`; default: `sqlite:<data_dir>/signet.db`.
     pub database_url: Option<String>,
+    /// Most connections to PostgreSQL this process opens (`--database-max-connections`,
+    /// `SIGNET_DATABASE_MAX_CONNECTIONS`, `database_max_connections`); each replica holds one
+    /// more for its change listener. SQLite ignores it (one writer, readers per core).
+    pub database_max_connections: u32,
     /// Base URL for links and `uri` fields; default: `http://<listen>`.
     pub public_url: Option<String>,
     /// Where document bytes live: `file://<data_dir>/blobs` (the default) or
@@ -333,6 +337,7 @@ impl Default for Settings {
             data_dir: PathBuf::from("./signet-data"),
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
             database_url: None,
+            database_max_connections: crate::store::postgres::DEFAULT_MAX_CONNECTIONS,
             public_url: None,
             blob_url: None,
             object_store_env: None,
@@ -535,6 +540,7 @@ impl fmt::Debug for Settings {
                 "database_url",
                 &self.database_url.as_deref().map(redact_url),
             )
+            .field("database_max_connections", &self.database_max_connections)
             .field("public_url", &self.public_url)
             .field("blob_url", &self.blob_url)
             .field("certificate_validity_days", &self.certificate_validity_days)

@@ -2,6 +2,7 @@
 //! one write transaction together with the events it causes, so the audit trail never misses
 //! or invents an action.
 
+use async_trait::async_trait;
 use sqlx::any::AnyRow;
 use sqlx::{AnyConnection, Row};
 use time::OffsetDateTime;
@@ -15,8 +16,8 @@ use crate::domain::order::{
 use crate::domain::person::PersonSource;
 use crate::domain::{LinkType, OrderId, OrderOption, OrderState, PriorityGroup, TaskStatus};
 use crate::store::orders::{
-    AnonymizeOutcome, AnonymizeTarget, EventRecord, LoginRecord, NewOrder, NewOrderSigner,
-    OrderChange, OrderDocument, OrderPerson, OrderRecord, OrderSignerRecord, OrderUpdate,
+    AnonymizeOutcome, AnonymizeTarget, LoginRecord, NewOrder, NewOrderSigner, OrderChange,
+    OrderDocument, OrderPerson, OrderRecord, OrderSignerRecord, OrderStore, OrderUpdate,
     RecordedSignature, ResolvedPerson, SignatureOutcome,
 };
 use crate::store::{Dialect, StoreError, StoreResult};
@@ -368,12 +369,9 @@ async fn finish_order(
     outbox::enqueue_outcome(tx, order_id, event_id, to, now).await
 }
 
-impl SqlStore {
-    pub(crate) async fn create_order_sql(
-        &self,
-        order: &NewOrder,
-        now: OffsetDateTime,
-    ) -> StoreResult<()> {
+#[async_trait]
+impl OrderStore for SqlStore {
+    async fn create_order(&self, order: &NewOrder, now: OffsetDateTime) -> StoreResult<()> {
         let order = order.clone();
         self.write(move |tx| {
             Box::pin(async move {
@@ -448,10 +446,7 @@ impl SqlStore {
         .await
     }
 
-    pub(crate) async fn find_order_sql(
-        &self,
-        order_id: &OrderId,
-    ) -> StoreResult<Option<OrderRecord>> {
+    async fn find_order(&self, order_id: &OrderId) -> StoreResult<Option<OrderRecord>> {
         let Some(row) = sqlx::query(SELECT_ORDER)
             .bind(order_id.to_string())
             .fetch_optional(&self.reader)
@@ -466,10 +461,7 @@ impl SqlStore {
         order_from_rows(&row, &signers).map(Some)
     }
 
-    pub(crate) async fn order_state_sql(
-        &self,
-        order_id: &OrderId,
-    ) -> StoreResult<Option<OrderState>> {
+    async fn order_state(&self, order_id: &OrderId) -> StoreResult<Option<OrderState>> {
         let row = sqlx::query("SELECT state FROM orders WHERE order_id = $1")
             .bind(order_id.to_string())
             .fetch_optional(&self.reader)
@@ -482,7 +474,7 @@ impl SqlStore {
         .transpose()
     }
 
-    pub(crate) async fn delete_order_sql(
+    async fn delete_order(
         &self,
         order_id: &OrderId,
         now: OffsetDateTime,
@@ -526,7 +518,7 @@ impl SqlStore {
         .await
     }
 
-    pub(crate) async fn update_order_sql(
+    async fn update_order(
         &self,
         order_id: &OrderId,
         update: &OrderUpdate,
@@ -601,7 +593,7 @@ impl SqlStore {
         .await
     }
 
-    pub(crate) async fn replace_order_signers_sql(
+    async fn replace_order_signers(
         &self,
         order_id: &OrderId,
         signers: &[NewOrderSigner],
@@ -684,7 +676,7 @@ impl SqlStore {
         .await
     }
 
-    pub(crate) async fn record_order_signature_sql(
+    async fn record_order_signature(
         &self,
         order_id: &OrderId,
         signature: &RecordedSignature,
@@ -741,7 +733,7 @@ impl SqlStore {
         .await
     }
 
-    pub(crate) async fn reject_order_sql(
+    async fn reject_order(
         &self,
         order_id: &OrderId,
         position: i64,
@@ -776,7 +768,7 @@ impl SqlStore {
         .await
     }
 
-    pub(crate) async fn expire_due_orders_sql(
+    async fn expire_due_orders(
         &self,
         now: OffsetDateTime,
         limit: i64,
@@ -803,7 +795,7 @@ impl SqlStore {
         .await
     }
 
-    pub(crate) async fn anonymize_sql(
+    async fn anonymize(
         &self,
         target: &AnonymizeTarget,
         now: OffsetDateTime,
@@ -885,29 +877,10 @@ impl SqlStore {
         .await
     }
 
-    pub(crate) async fn order_events_sql(
-        &self,
-        order_id: &OrderId,
-    ) -> StoreResult<Vec<EventRecord>> {
-        let rows = sqlx::query("SELECT id, event, at, actor, order_id, details FROM events WHERE order_id = $1 ORDER BY id")
-            .bind(order_id.to_string())
-            .fetch_all(&self.reader)
-            .await?;
-        rows.iter().map(event_from_row).collect()
-    }
-
-    pub(crate) async fn events_named_sql(&self, name: &str) -> StoreResult<Vec<EventRecord>> {
-        let rows = sqlx::query("SELECT id, event, at, actor, order_id, details FROM events WHERE event = $1 ORDER BY id")
-            .bind(name)
-            .fetch_all(&self.reader)
-            .await?;
-        rows.iter().map(event_from_row).collect()
-    }
-
     /// The order whose signer holds this link, with that signer's position, in one query: the
     /// order's columns and every signer's, joined (their column names do not overlap), so a
     /// signer page costs one read, and an unknown token costs the same read as a known one.
-    pub(crate) async fn find_order_by_token_hash_sql(
+    async fn find_order_by_token_hash(
         &self,
         token_hash: &str,
     ) -> StoreResult<Option<(OrderRecord, i64)>> {
@@ -930,10 +903,7 @@ impl SqlStore {
         Ok(Some((order_from_rows(first, &rows)?, position)))
     }
 
-    pub(crate) async fn find_login_sql(
-        &self,
-        internal_id: &str,
-    ) -> StoreResult<Option<LoginRecord>> {
+    async fn find_login(&self, internal_id: &str) -> StoreResult<Option<LoginRecord>> {
         let row = sqlx::query("SELECT internal_id, source, user_id, first_name, last_name, mail, mobile, anonymized_at \
              FROM logins WHERE LOWER(internal_id) = LOWER($1)")
             .bind(internal_id)
@@ -951,23 +921,6 @@ impl SqlStore {
         })
         .transpose()
     }
-}
-
-fn event_from_row(row: &AnyRow) -> StoreResult<EventRecord> {
-    let details: Option<String> = row.try_get("details")?;
-    Ok(EventRecord {
-        id: row.try_get("id")?,
-        event: row.try_get("event")?,
-        at: from_unix(row.try_get("at")?)?,
-        actor: row.try_get("actor")?,
-        order_id: row.try_get("order_id")?,
-        details: details
-            .as_deref()
-            .map(serde_json::from_str)
-            .transpose()
-            .map_err(|e| StoreError::Corrupt(format!("event details: {e}")))?
-            .unwrap_or(serde_json::Value::Null),
-    })
 }
 
 /// Re-reads the order's tasks, settles the plan and writes the waiting statuses back.

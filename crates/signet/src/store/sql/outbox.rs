@@ -5,6 +5,7 @@
 //! Enqueueing reads its targets from `outbox_targets` (see migration 0006) inside the same
 //! statement or transaction, so a change and its messages commit or vanish together.
 
+use async_trait::async_trait;
 use sqlx::any::AnyRow;
 use sqlx::{AnyConnection, Row};
 use time::format_description::well_known::Rfc3339;
@@ -450,5 +451,58 @@ impl Undelivered {
                  WHERE id = $3 AND delivered_at IS NULL"
             }
         }
+    }
+}
+
+#[async_trait]
+impl crate::store::outbox::OutboxStore for SqlStore {
+    async fn set_outbox_policy(
+        &self,
+        policy: &crate::store::outbox::OutboxPolicy,
+    ) -> StoreResult<()> {
+        self.set_outbox_policy_sql(policy).await
+    }
+
+    async fn claim_outbox(
+        &self,
+        channel: crate::store::outbox::Channel,
+        now: OffsetDateTime,
+        limit: i64,
+        lease: time::Duration,
+    ) -> StoreResult<Vec<crate::store::outbox::OutboxMessage>> {
+        self.claim_outbox_sql(channel, now, limit, lease).await
+    }
+
+    async fn outbox_delivered(&self, id: i64, now: OffsetDateTime) -> StoreResult<()> {
+        self.outbox_delivered_sql(id, now).await
+    }
+
+    async fn outbox_retry(
+        &self,
+        id: i64,
+        error: &str,
+        next_attempt_at: OffsetDateTime,
+    ) -> StoreResult<()> {
+        self.outbox_retry_sql(id, error, next_attempt_at).await
+    }
+
+    async fn outbox_gave_up(&self, id: i64, error: &str, now: OffsetDateTime) -> StoreResult<()> {
+        self.outbox_gave_up_sql(id, error, now).await
+    }
+
+    async fn order_deliveries(
+        &self,
+        order_id: &OrderId,
+    ) -> StoreResult<Vec<crate::store::outbox::DeliveryRecord>> {
+        self.order_deliveries_sql(order_id).await
+    }
+
+    async fn queue_reminders(
+        &self,
+        now: OffsetDateTime,
+        days_before: u32,
+        limit: i64,
+    ) -> StoreResult<usize> {
+        self.queue_reminders_sql(now, days_before, limit).await
     }
 }
