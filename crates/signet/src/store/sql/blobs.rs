@@ -8,6 +8,13 @@ use super::SqlStore;
 use crate::store::blobs::{BlobKey, BlobOwner};
 use crate::store::StoreResult;
 
+/// The blob columns of the documents whose ids follow, as `($1, $2, …)` (one placeholder per id,
+/// appended where the batch is known).
+const SELECT_DOCUMENT_BLOBS_IN: &str =
+    "SELECT prepared_blob, signed_blob FROM documents WHERE document_id IN ";
+/// The blob column of the orders whose ids follow, as [`SELECT_DOCUMENT_BLOBS_IN`].
+const SELECT_ORDER_BLOBS_IN: &str = "SELECT document_blob FROM orders WHERE order_id IN ";
+
 impl SqlStore {
     pub(crate) async fn referenced_blobs_sql(
         &self,
@@ -30,14 +37,10 @@ impl SqlStore {
         for (ids, statement, columns) in [
             (
                 documents,
-                "SELECT prepared_blob, signed_blob FROM documents WHERE document_id IN ",
+                SELECT_DOCUMENT_BLOBS_IN,
                 &["prepared_blob", "signed_blob"][..],
             ),
-            (
-                orders,
-                "SELECT document_blob FROM orders WHERE order_id IN ",
-                &["document_blob"][..],
-            ),
+            (orders, SELECT_ORDER_BLOBS_IN, &["document_blob"][..]),
         ] {
             let mut ids = ids;
             ids.sort_unstable();

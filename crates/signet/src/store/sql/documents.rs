@@ -102,14 +102,11 @@ impl TryFrom<DocumentRow> for DocumentRecord {
             name: row.name,
             file_name: row.file_name,
             size: from_count(row.size)?,
-            sha256: row
-                .sha256
-                .parse()
-                .map_err(|e| corrupt("sha256", format!("{e}")))?,
+            sha256: row.sha256.parse().map_err(|e| corrupt("sha256", e))?,
             status: row
                 .status
                 .parse()
-                .map_err(|e| corrupt("document status", format!("{e}")))?,
+                .map_err(|e| corrupt("document status", e))?,
             signed_attributes: row.signed_attributes,
             byte_range: parse_byte_range(&row.byte_range)?,
             certificate_serial: parse_serial(&row.certificate_serial)?,
