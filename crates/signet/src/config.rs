@@ -638,6 +638,34 @@ mod tests {
     }
 
     #[test]
+    fn the_database_pool_size_defaults_to_16_and_comes_from_the_file_or_a_flag() {
+        assert_eq!(Settings::default().database_max_connections, 16);
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("signet.toml");
+        std::fs::write(&path, "database_max_connections = 8\n").unwrap();
+        let settings = Settings::load(Some(&path), serde_json::json!({})).unwrap();
+        assert_eq!(settings.database_max_connections, 8);
+        let settings = Settings::load(
+            Some(&path),
+            serde_json::json!({"database_max_connections": 4}),
+        )
+        .unwrap();
+        assert_eq!(settings.database_max_connections, 4);
+        let none = Settings {
+            database_max_connections: 0,
+            ..Settings::default()
+        };
+        let errors = none.check().unwrap_err();
+        assert!(
+            errors
+                .0
+                .iter()
+                .any(|e| e.0.contains("database_max_connections")),
+            "{errors:?}"
+        );
+    }
+
+    #[test]
     fn connection_limits_come_from_the_config_file_with_defaults_for_the_rest() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("signet.toml");
