@@ -1,5 +1,5 @@
 //! The portable SQL implementation of the store traits, shared by SQLite and PostgreSQL: the
-//! [`SqlStore`] itself, its one way to write ([`SqlStore::write`]) and the conversions every
+//! [`SqlStore`] itself, its one way to write (`SqlStore::write`) and the conversions every
 //! family uses; each family's statements and rows live in their own file below (`signers`,
 //! `documents`, `orders`, `events`, `outbox`, …).
 //!
@@ -20,6 +20,9 @@ use super::blobs::BlobKey;
 use super::changes::{self, Changes};
 use super::group_commit::GroupCommit;
 use super::{Dialect, Store, StoreError, StoreResult};
+
+/// Tells the other replicas' listeners that something cached changed (PostgreSQL only).
+const NOTIFY_CHANGE: &str = "SELECT pg_notify($1, '')";
 
 mod api_keys;
 mod archive;
@@ -100,7 +103,7 @@ impl SqlStore {
     pub(crate) async fn changed(&self) {
         self.changes.bump();
         if self.changes.notifies() {
-            if let Err(error) = sqlx::query("SELECT pg_notify($1, '')")
+            if let Err(error) = sqlx::query(NOTIFY_CHANGE)
                 .bind(changes::CHANNEL)
                 .execute(&self.writer)
                 .await

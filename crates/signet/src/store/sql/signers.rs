@@ -727,7 +727,7 @@ impl SignerStore for SqlStore {
             .collect()
     }
 
-    /// A job, and the one write that does not go through [`SqlStore::write`]: `renew` is
+    /// A job, and the one write that does not go through `SqlStore::write`: `renew` is
     /// borrowed from the caller and runs inside the claiming transaction (see
     /// docs/ARCHITECTURE.md, "Writes").
     #[tracing::instrument(skip(self, renew))]
