@@ -6,7 +6,7 @@ use rand::RngCore;
 use sha2::{Digest, Sha256};
 use time::OffsetDateTime;
 
-use crate::store::{Store, StoreResult};
+use crate::store::{ApiKeyStore, StoreResult};
 
 /// Prefix that makes a leaked key recognisable to secret scanners.
 const KEY_PREFIX: &str = "sgn_";
@@ -17,7 +17,7 @@ pub fn hash_api_key(key: &str) -> String {
 }
 
 /// Creates a new key, stores its hash and returns the key itself (shown once, never again).
-pub async fn create_api_key(store: &dyn Store, now: OffsetDateTime) -> StoreResult<String> {
+pub async fn create_api_key(store: &dyn ApiKeyStore, now: OffsetDateTime) -> StoreResult<String> {
     let mut secret = [0u8; 32];
     rand::rngs::OsRng.fill_bytes(&mut secret);
     let key = format!("{KEY_PREFIX}{}", URL_SAFE_NO_PAD.encode(secret));

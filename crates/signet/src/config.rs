@@ -22,6 +22,10 @@ pub struct Settings {
     pub listen: SocketAddr,
     /// `sqlite:…` or `postgres://…`; default: `sqlite:<data_dir>/signet.db`.
     pub database_url: Option<String>,
+    /// Most connections to PostgreSQL this process opens (`--database-max-connections`,
+    /// `SIGNET_DATABASE_MAX_CONNECTIONS`, `database_max_connections`); each replica holds one
+    /// more for its change listener. SQLite ignores it (one writer, readers per core).
+    pub database_max_connections: u32,
     /// Base URL for links and `uri` fields; default: `http://<listen>`.
     pub public_url: Option<String>,
     /// Where document bytes live: `file://<data_dir>/blobs` (the default) or
@@ -333,6 +337,7 @@ impl Default for Settings {
             data_dir: PathBuf::from("./signet-data"),
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
             database_url: None,
+            database_max_connections: crate::store::postgres::DEFAULT_MAX_CONNECTIONS,
             public_url: None,
             blob_url: None,
             object_store_env: None,
@@ -535,6 +540,7 @@ impl fmt::Debug for Settings {
                 "database_url",
                 &self.database_url.as_deref().map(redact_url),
             )
+            .field("database_max_connections", &self.database_max_connections)
             .field("public_url", &self.public_url)
             .field("blob_url", &self.blob_url)
             .field("certificate_validity_days", &self.certificate_validity_days)
@@ -629,6 +635,34 @@ mod tests {
         assert_eq!(settings.signer_auth, SignerAuth::Link);
         assert!(Settings::load(None, serde_json::json!({"signer_auth": "sms"})).is_err());
         assert_eq!(Settings::default().signer_auth, SignerAuth::Link);
+    }
+
+    #[test]
+    fn the_database_pool_size_defaults_to_16_and_comes_from_the_file_or_a_flag() {
+        assert_eq!(Settings::default().database_max_connections, 16);
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("signet.toml");
+        std::fs::write(&path, "database_max_connections = 8\n").unwrap();
+        let settings = Settings::load(Some(&path), serde_json::json!({})).unwrap();
+        assert_eq!(settings.database_max_connections, 8);
+        let settings = Settings::load(
+            Some(&path),
+            serde_json::json!({"database_max_connections": 4}),
+        )
+        .unwrap();
+        assert_eq!(settings.database_max_connections, 4);
+        let none = Settings {
+            database_max_connections: 0,
+            ..Settings::default()
+        };
+        let errors = none.check().unwrap_err();
+        assert!(
+            errors
+                .0
+                .iter()
+                .any(|e| e.0.contains("database_max_connections")),
+            "{errors:?}"
+        );
     }
 
     #[test]

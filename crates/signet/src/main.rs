@@ -122,6 +122,11 @@ struct StoreArgs {
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
     database_url: Option<String>,
+    /// Most connections to PostgreSQL this process opens (plus one for its change listener)
+    /// [default: 16].
+    #[arg(long, value_name = "N")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    database_max_connections: Option<u32>,
     /// Create the data directory when it does not exist (otherwise every command but `serve`
     /// refuses a missing one).
     #[arg(long)]

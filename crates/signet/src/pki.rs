@@ -18,7 +18,7 @@ use std::path::{Path, PathBuf};
 use time::{Duration, OffsetDateTime};
 
 use crate::data_dir::{create_private_dir_all, private_file_options};
-use crate::store::{CrlRecord, DueRenewal, NewCertificate, Store};
+use crate::store::{CrlRecord, DueRenewal, NewCertificate, SignerStore};
 
 /// How long a CRL is valid; the CRL job refreshes it when half of that has passed.
 const CRL_VALIDITY: Duration = Duration::days(7);
@@ -451,7 +451,7 @@ impl Pki {
     /// Signs a new CRL over every revoked certificate and stores it.
     pub async fn refresh_crl(
         &self,
-        store: &dyn Store,
+        store: &dyn SignerStore,
         now: OffsetDateTime,
     ) -> anyhow::Result<CrlRecord> {
         let number = store.latest_crl().await?.map_or(1, |crl| crl.number + 1);
@@ -493,7 +493,7 @@ impl Pki {
     /// The CRL to serve: the newest stored one unless it is missing or past half its validity.
     pub async fn current_crl(
         &self,
-        store: &dyn Store,
+        store: &dyn SignerStore,
         now: OffsetDateTime,
     ) -> anyhow::Result<CrlRecord> {
         match store.latest_crl().await? {

@@ -67,7 +67,7 @@ pub struct Application {
 /// other users can reach (see [`crate::data_dir`]).
 pub async fn open_store(settings: &Settings) -> anyhow::Result<Arc<dyn Store>> {
     prepare_data_dir(&settings.data_dir)?;
-    store::connect(&settings.database_url()).await
+    store::connect_with(&settings.database_url(), settings.database_max_connections).await
 }
 
 /// Creates the data directory (0700) when it is missing, else checks the modes of what is there.

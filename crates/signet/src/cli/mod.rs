@@ -51,7 +51,11 @@ pub async fn open(args: &StoreArgs) -> anyhow::Result<(Settings, Arc<SqlStore>)>
     let settings = load_settings(args, args)?;
     require_data_dir(&settings, args.init)?;
     signet::startup::prepare_data_dir(&settings.data_dir)?;
-    let store = signet::store::connect_sql(&settings.database_url()).await?;
+    let store = signet::store::connect_sql_with(
+        &settings.database_url(),
+        settings.database_max_connections,
+    )
+    .await?;
     Ok((settings, store))
 }
 

@@ -11,7 +11,7 @@ use signet::clock::Clock;
 use signet::domain::{SignerId, SignerStatus};
 use signet::pki::{load_or_create_ca, Pki};
 use signet::store::operator::OperatorStore;
-use signet::store::{StatusChange, Store};
+use signet::store::{SignerStore, StatusChange, Store};
 
 use super::{open, print_rows, print_table, show_time, OutputArgs};
 use crate::StoreArgs;

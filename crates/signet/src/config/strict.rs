@@ -327,6 +327,12 @@ pub fn check_values(settings: &Settings) -> Vec<ConfigError> {
     {
         errors.push(ConfigError(format!("`blob_url` = {error}")));
     }
+    if settings.database_max_connections < 1 {
+        errors.push(ConfigError(format!(
+            "`database_max_connections` = {}: must be at least 1",
+            settings.database_max_connections
+        )));
+    }
     if settings.job_interval_seconds < 1 {
         errors.push(ConfigError(format!(
             "`job_interval_seconds` = {}: must be at least 1",

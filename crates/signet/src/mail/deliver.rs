@@ -12,7 +12,7 @@ use crate::jobs::outbox::{Deliver, DeliveryError};
 use crate::services::orders::OrderService;
 use crate::store::orders::{OrderPerson, OrderRecord};
 use crate::store::outbox::{mail_kind, Channel, OutboxMessage, SOLICITOR_RECIPIENT};
-use crate::store::Store;
+use crate::store::OrderStore;
 
 /// A mail server that stays down this long loses nothing sooner: invitations outlive most
 /// orders' due dates, and an outage is fixed long before.
@@ -20,7 +20,7 @@ const GIVE_UP_AFTER: time::Duration = time::Duration::days(30);
 
 /// Sends the outbox's mail.
 pub struct MailDeliver {
-    store: Arc<dyn Store>,
+    store: Arc<dyn OrderStore>,
     /// Signing links (`link_url`); only pure link derivation is used.
     orders: Arc<OrderService>,
     mailer: Mailer,
@@ -31,7 +31,7 @@ pub struct MailDeliver {
 
 impl MailDeliver {
     pub fn new(
-        store: Arc<dyn Store>,
+        store: Arc<dyn OrderStore>,
         orders: Arc<OrderService>,
         mailer: Mailer,
         language: Language,

@@ -16,7 +16,7 @@ use crate::clock::Clock;
 use crate::domain::order::SignerAuth;
 use crate::domain::OrderOption;
 use crate::store::orders::OrderRecord;
-use crate::store::{Store, StoreError};
+use crate::store::{SignerAccessStore, StoreError};
 
 /// How long a mailed code is good for.
 pub const CODE_LIFETIME: Duration = Duration::minutes(10);
@@ -95,7 +95,7 @@ pub struct CodeMail<'a> {
 }
 
 pub struct SignerAuthService {
-    store: Arc<dyn Store>,
+    store: Arc<dyn SignerAccessStore>,
     clock: Arc<dyn Clock>,
     orders: Arc<OrderService>,
     sender: Option<Arc<dyn CodeSender>>,
@@ -104,7 +104,7 @@ pub struct SignerAuthService {
 
 impl SignerAuthService {
     pub fn new(
-        store: Arc<dyn Store>,
+        store: Arc<dyn SignerAccessStore>,
         clock: Arc<dyn Clock>,
         orders: Arc<OrderService>,
         sender: Option<Arc<dyn CodeSender>>,

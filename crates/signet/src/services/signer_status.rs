@@ -8,12 +8,12 @@ use time::OffsetDateTime;
 
 use crate::domain::{SignerId, SignerStatus};
 use crate::pki::Pki;
-use crate::store::{StatusChange, Store};
+use crate::store::{SignerStore, StatusChange};
 use crate::telemetry::audit;
 
 /// Applies `requested` to the signer; refreshes the CRL when certificates were revoked.
 pub async fn change_signer_status(
-    store: &dyn Store,
+    store: &dyn SignerStore,
     pki: &Pki,
     signer_id: &SignerId,
     requested: SignerStatus,

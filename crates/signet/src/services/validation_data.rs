@@ -25,7 +25,7 @@ use signet_pdf::ValidationData;
 use super::external_revocation::ExternalRevocation;
 use crate::clock::Clock;
 use crate::pki::{LtvServices, Pki, OCSP_VALIDITY};
-use crate::store::{Store, StoreResult};
+use crate::store::{SignerStore, StoreResult};
 
 /// Why the validation data for a signature cannot be had. Each means: do not record the
 /// signature; the client may try again later (503 TIMESTAMP_UNAVAILABLE).
@@ -54,7 +54,7 @@ pub enum ValidationDataUnavailable {
 /// The status Signet's OCSP responder gives `serial` (of a certificate Signet's CA issued):
 /// revoked or good when Signet knows it, unknown otherwise.
 pub async fn certificate_status(
-    store: &dyn Store,
+    store: &dyn SignerStore,
     services: &LtvServices,
     serial: &SerialNumber,
 ) -> StoreResult<CertificateStatus> {
@@ -82,14 +82,14 @@ pub async fn certificate_status(
 
 /// Collects validation data from the store, the CA and the responder.
 pub struct ValidationDataCollector {
-    store: Arc<dyn Store>,
+    store: Arc<dyn SignerStore>,
     pki: Arc<Pki>,
     clock: Arc<dyn Clock>,
     external: Option<ExternalRevocation>,
 }
 
 impl ValidationDataCollector {
-    pub fn new(store: Arc<dyn Store>, pki: Arc<Pki>, clock: Arc<dyn Clock>) -> Self {
+    pub fn new(store: Arc<dyn SignerStore>, pki: Arc<Pki>, clock: Arc<dyn Clock>) -> Self {
         Self {
             store,
             pki,

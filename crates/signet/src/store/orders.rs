@@ -4,6 +4,7 @@
 use time::OffsetDateTime;
 
 use super::blobs::BlobKey;
+use super::StoreResult;
 use crate::directory::PersonAttributes;
 use crate::domain::order::OrderRefusal;
 use crate::domain::person::PersonSource;
@@ -196,4 +197,68 @@ pub struct LoginRecord {
     pub user_id: String,
     pub attributes: PersonAttributes,
     pub anonymized: bool,
+}
+
+/// Signing orders (the Automation API) and the logins of the people on them. Each change
+/// writes its events in its transaction.
+#[async_trait::async_trait]
+pub trait OrderStore: Send + Sync {
+    /// Stores a new order with its signers' tasks (the first priority group PENDING, the rest
+    /// QUEUED), creating logins for people met for the first time.
+    async fn create_order(&self, order: &NewOrder, now: OffsetDateTime) -> StoreResult<()>;
+    async fn find_order(&self, order_id: &OrderId) -> StoreResult<Option<OrderRecord>>;
+    /// Just the state: the application's polling question, answered with one indexed read.
+    async fn order_state(&self, order_id: &OrderId) -> StoreResult<Option<OrderState>>;
+    /// Deletes the order and its tasks (events stay); returns its document for the blob store.
+    async fn delete_order(
+        &self,
+        order_id: &OrderId,
+        now: OffsetDateTime,
+    ) -> StoreResult<Option<OrderDocument>>;
+    /// Changes metadata, replaces the unsigned document, or cancels a PENDING order.
+    async fn update_order(
+        &self,
+        order_id: &OrderId,
+        update: &OrderUpdate,
+        now: OffsetDateTime,
+    ) -> StoreResult<OrderChange>;
+    /// Replaces the signer list: signers who acted must stay, new ones may not precede the
+    /// group signing now. `options`, when given, replace the order's options.
+    async fn replace_order_signers(
+        &self,
+        order_id: &OrderId,
+        signers: &[NewOrderSigner],
+        options: Option<&[OrderOption]>,
+        now: OffsetDateTime,
+    ) -> StoreResult<OrderChange>;
+    /// Records a signer's signature if the order is still at the revision it was built on.
+    async fn record_order_signature(
+        &self,
+        order_id: &OrderId,
+        signature: &RecordedSignature,
+        now: OffsetDateTime,
+    ) -> StoreResult<SignatureOutcome>;
+    /// A signer rejects: the order ends REJECTED.
+    async fn reject_order(
+        &self,
+        order_id: &OrderId,
+        position: i64,
+        reason: Option<&str>,
+        now: OffsetDateTime,
+    ) -> StoreResult<SignatureOutcome>;
+    /// Claims up to `limit` PENDING orders whose due date has passed and expires them.
+    async fn expire_due_orders(&self, now: OffsetDateTime, limit: i64)
+        -> StoreResult<Vec<OrderId>>;
+    async fn anonymize(
+        &self,
+        target: &AnonymizeTarget,
+        now: OffsetDateTime,
+    ) -> StoreResult<AnonymizeOutcome>;
+    async fn find_login(&self, internal_id: &str) -> StoreResult<Option<LoginRecord>>;
+    /// The order whose signer's link has this token hash, and that signer's position, in one
+    /// read (the signer pages' lookup).
+    async fn find_order_by_token_hash(
+        &self,
+        token_hash: &str,
+    ) -> StoreResult<Option<(OrderRecord, i64)>>;
 }

@@ -11,11 +11,15 @@ use super::{Dialect, StoreError, StoreResult};
 /// How long the first connection may take before PostgreSQL counts as unreachable.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// Pool size when none is configured (`database_max_connections`).
+pub const DEFAULT_MAX_CONNECTIONS: u32 = 16;
+
 static MIGRATOR: Migrator = sqlx::migrate!("../../migrations/postgres");
 
 /// Connects to PostgreSQL at `url` and migrates it. A `search_path` given in the URL's
-/// `options` parameter is honoured, which is how tests give each run its own schema.
-pub async fn connect(url: &str) -> StoreResult<SqlStore> {
+/// `options` parameter is honoured, which is how tests give each run its own schema. The pool
+/// opens at most `max_connections` (the change listener's connection is not among them).
+pub async fn connect(url: &str, max_connections: u32) -> StoreResult<SqlStore> {
     sqlx::any::install_default_drivers();
     // One direct connection first, bounded: a host that never answers (a firewall dropping
     // packets, a server that accepts and stays silent) fails within CONNECT_TIMEOUT instead of
@@ -33,7 +37,7 @@ pub async fn connect(url: &str) -> StoreResult<SqlStore> {
         Err(_) => return Err(StoreError::Database(sqlx::Error::PoolTimedOut)),
     }
     let pool = AnyPoolOptions::new()
-        .max_connections(16)
+        .max_connections(max_connections)
         .acquire_timeout(Duration::from_secs(30))
         .connect_lazy(url)?;
     // Migrations take an advisory lock, so replicas starting together do not race.

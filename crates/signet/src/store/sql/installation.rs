@@ -3,7 +3,6 @@
 //! first start sees the winner's value.
 
 use async_trait::async_trait;
-use sqlx::Row;
 use time::OffsetDateTime;
 
 use super::{to_unix, SqlStore};
@@ -31,11 +30,10 @@ impl InstallationStore for SqlStore {
                     .bind(now)
                     .execute(&mut *tx)
                     .await?;
-                let row = sqlx::query(READ)
+                Ok(sqlx::query_scalar(READ)
                     .bind(fact.as_str())
                     .fetch_one(&mut *tx)
-                    .await?;
-                Ok(row.try_get("value")?)
+                    .await?)
             })
         })
         .await

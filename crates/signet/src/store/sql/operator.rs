@@ -2,8 +2,6 @@
 //! SQLite snapshot for backups.
 
 use async_trait::async_trait;
-use sqlx::any::AnyRow;
-use sqlx::Row;
 use std::path::Path;
 use time::OffsetDateTime;
 
@@ -13,50 +11,162 @@ use crate::store::operator::{
 };
 use crate::store::{Dialect, StoreError, StoreResult};
 
+const SELECT_ORDER_SIGNER_SUMMARIES: &str =
+    "SELECT position, source, priority_group, status, action_at FROM order_signers \
+             WHERE order_id = $1 ORDER BY position";
+const SELECT_API_KEYS: &str =
+    "SELECT id, key_hash, created_at FROM api_keys ORDER BY created_at, id";
+const REVOKE_API_KEY: &str =
+    "UPDATE api_keys SET key_hash = $1 WHERE id = $2 AND key_hash NOT LIKE 'revoked:%'";
+const SELECT_SIGNER_SUMMARIES: &str =
+    "SELECT signer_id, status, current_serial, not_after, created_at FROM signers \
+             ORDER BY created_at, signer_id LIMIT $1";
+const SELECT_ALL_BLOB_KEYS: &str =
+    "SELECT prepared_blob AS blob FROM documents WHERE prepared_blob IS NOT NULL \
+             UNION SELECT signed_blob AS blob FROM documents WHERE signed_blob IS NOT NULL \
+             UNION SELECT document_blob AS blob FROM orders";
+
 /// A revoked key's `key_hash` column: `revoked:<unix seconds>:<id>`. The hash itself is gone
 /// (no one can authenticate with the key again, even after a restore of an older cache), and
 /// the value stays unique because the id is. Kept in the existing column so that revocation
 /// needs no migration.
+/// Copies one read transaction's view of the database to a new file (SQLite only).
+const VACUUM_INTO: &str = "VACUUM INTO $1";
+
 const REVOKED_PREFIX: &str = "revoked:";
 
-const SELECT_ORDERS: &str =
-    "SELECT order_id, title, state, signatures, created_at, due_at FROM orders";
+/// An order's summary columns (a macro so the statements below stay `const` literals).
+macro_rules! select_orders {
+    () => {
+        "SELECT order_id, title, state, signatures, created_at, due_at FROM orders"
+    };
+}
+const SELECT_RECENT_ORDERS: &str = concat!(
+    select_orders!(),
+    " ORDER BY created_at DESC, order_id LIMIT $1"
+);
+const SELECT_ORDER_SUMMARY: &str = concat!(select_orders!(), " WHERE order_id = $1");
 
 fn optional_time(seconds: Option<i64>) -> StoreResult<Option<OffsetDateTime>> {
     seconds.map(from_unix).transpose()
 }
 
-fn order_from_row(row: &AnyRow) -> StoreResult<OrderSummary> {
-    Ok(OrderSummary {
-        order_id: row.try_get("order_id")?,
-        title: row.try_get("title")?,
-        state: row.try_get("state")?,
-        signatures: row.try_get("signatures")?,
-        created_at: from_unix(row.try_get("created_at")?)?,
-        due_at: from_unix(row.try_get("due_at")?)?,
-        signers: Vec::new(),
-    })
+/// An order's summary columns ([`select_orders`]).
+#[derive(sqlx::FromRow)]
+struct OrderSummaryRow {
+    order_id: String,
+    title: String,
+    state: String,
+    signatures: i64,
+    created_at: i64,
+    due_at: i64,
+}
+
+impl TryFrom<OrderSummaryRow> for OrderSummary {
+    type Error = StoreError;
+
+    /// The summary without its signers (read apart, by [`SqlStore::order_signers`]).
+    fn try_from(row: OrderSummaryRow) -> StoreResult<Self> {
+        Ok(OrderSummary {
+            order_id: row.order_id,
+            title: row.title,
+            state: row.state,
+            signatures: row.signatures,
+            created_at: from_unix(row.created_at)?,
+            due_at: from_unix(row.due_at)?,
+            signers: Vec::new(),
+        })
+    }
+}
+
+/// A task's summary columns ([`SELECT_ORDER_SIGNER_SUMMARIES`]).
+#[derive(sqlx::FromRow)]
+struct OrderSignerSummaryRow {
+    position: i64,
+    source: String,
+    priority_group: i64,
+    status: String,
+    action_at: Option<i64>,
+}
+
+impl TryFrom<OrderSignerSummaryRow> for OrderSignerSummary {
+    type Error = StoreError;
+
+    fn try_from(row: OrderSignerSummaryRow) -> StoreResult<Self> {
+        Ok(OrderSignerSummary {
+            position: row.position,
+            source: row.source,
+            priority_group: row.priority_group,
+            status: row.status,
+            action_at: optional_time(row.action_at)?,
+        })
+    }
+}
+
+/// An `api_keys` row ([`SELECT_API_KEYS`]).
+#[derive(sqlx::FromRow)]
+struct ApiKeyRow {
+    id: String,
+    key_hash: String,
+    created_at: i64,
+}
+
+impl TryFrom<ApiKeyRow> for ApiKeySummary {
+    type Error = StoreError;
+
+    fn try_from(row: ApiKeyRow) -> StoreResult<Self> {
+        let hash = row.key_hash;
+        let revoked_at = match hash.strip_prefix(REVOKED_PREFIX) {
+            Some(rest) => {
+                let seconds = rest
+                    .split(':')
+                    .next()
+                    .and_then(|s| s.parse::<i64>().ok())
+                    .ok_or_else(|| StoreError::Corrupt(format!("api key revocation {hash:?}")))?;
+                Some(from_unix(seconds)?)
+            }
+            None => None,
+        };
+        Ok(ApiKeySummary {
+            id: row.id,
+            created_at: from_unix(row.created_at)?,
+            revoked_at,
+        })
+    }
+}
+
+/// A signer's summary columns ([`SELECT_SIGNER_SUMMARIES`]).
+#[derive(sqlx::FromRow)]
+struct SignerSummaryRow {
+    signer_id: String,
+    status: String,
+    current_serial: String,
+    not_after: i64,
+    created_at: i64,
+}
+
+impl TryFrom<SignerSummaryRow> for SignerSummary {
+    type Error = StoreError;
+
+    fn try_from(row: SignerSummaryRow) -> StoreResult<Self> {
+        Ok(SignerSummary {
+            signer_id: row.signer_id,
+            status: row.status,
+            current_serial: row.current_serial,
+            not_after: from_unix(row.not_after)?,
+            created_at: from_unix(row.created_at)?,
+        })
+    }
 }
 
 impl SqlStore {
     async fn order_signers(&self, order_id: &str) -> StoreResult<Vec<OrderSignerSummary>> {
-        let rows = sqlx::query(
-            "SELECT position, source, priority_group, status, action_at FROM order_signers \
-             WHERE order_id = $1 ORDER BY position",
-        )
-        .bind(order_id.to_owned())
-        .fetch_all(&self.reader)
-        .await?;
-        rows.iter()
-            .map(|row| {
-                Ok(OrderSignerSummary {
-                    position: row.try_get("position")?,
-                    source: row.try_get("source")?,
-                    priority_group: row.try_get("priority_group")?,
-                    status: row.try_get("status")?,
-                    action_at: optional_time(row.try_get("action_at")?)?,
-                })
-            })
+        sqlx::query_as::<_, OrderSignerSummaryRow>(SELECT_ORDER_SIGNER_SUMMARIES)
+            .bind(order_id.to_owned())
+            .fetch_all(&self.reader)
+            .await?
+            .into_iter()
+            .map(OrderSignerSummary::try_from)
             .collect()
     }
 }
@@ -64,32 +174,11 @@ impl SqlStore {
 #[async_trait]
 impl OperatorStore for SqlStore {
     async fn list_api_keys(&self) -> StoreResult<Vec<ApiKeySummary>> {
-        let rows =
-            sqlx::query("SELECT id, key_hash, created_at FROM api_keys ORDER BY created_at, id")
-                .fetch_all(&self.reader)
-                .await?;
-        rows.iter()
-            .map(|row| {
-                let hash: String = row.try_get("key_hash")?;
-                let revoked_at = match hash.strip_prefix(REVOKED_PREFIX) {
-                    Some(rest) => {
-                        let seconds = rest
-                            .split(':')
-                            .next()
-                            .and_then(|s| s.parse::<i64>().ok())
-                            .ok_or_else(|| {
-                                StoreError::Corrupt(format!("api key revocation {hash:?}"))
-                            })?;
-                        Some(from_unix(seconds)?)
-                    }
-                    None => None,
-                };
-                Ok(ApiKeySummary {
-                    id: row.try_get("id")?,
-                    created_at: from_unix(row.try_get("created_at")?)?,
-                    revoked_at,
-                })
-            })
+        sqlx::query_as::<_, ApiKeyRow>(SELECT_API_KEYS)
+            .fetch_all(&self.reader)
+            .await?
+            .into_iter()
+            .map(ApiKeySummary::try_from)
             .collect()
     }
 
@@ -99,19 +188,18 @@ impl OperatorStore for SqlStore {
             id.to_owned(),
             format!("{REVOKED_PREFIX}{}:{id}", to_unix(now)),
         );
-        let revoked = self.write(move |tx| {
-            Box::pin(async move {
-                let done = sqlx::query(
-                    "UPDATE api_keys SET key_hash = $1 WHERE id = $2 AND key_hash NOT LIKE 'revoked:%'",
-                )
-                .bind(marker)
-                .bind(id)
-                .execute(&mut *tx)
-                .await?;
-                Ok(done.rows_affected() == 1)
+        let revoked = self
+            .write(move |tx| {
+                Box::pin(async move {
+                    let done = sqlx::query(REVOKE_API_KEY)
+                        .bind(marker)
+                        .bind(id)
+                        .execute(&mut *tx)
+                        .await?;
+                    Ok(done.rows_affected() == 1)
+                })
             })
-        })
-        .await?;
+            .await?;
         if revoked {
             // Servers (this process is usually the CLI) must refuse the key on the next request.
             self.changed().await;
@@ -120,35 +208,23 @@ impl OperatorStore for SqlStore {
     }
 
     async fn list_signers(&self, limit: i64) -> StoreResult<Vec<SignerSummary>> {
-        let rows = sqlx::query(
-            "SELECT signer_id, status, current_serial, not_after, created_at FROM signers \
-             ORDER BY created_at, signer_id LIMIT $1",
-        )
-        .bind(limit)
-        .fetch_all(&self.reader)
-        .await?;
-        rows.iter()
-            .map(|row| {
-                Ok(SignerSummary {
-                    signer_id: row.try_get("signer_id")?,
-                    status: row.try_get("status")?,
-                    current_serial: row.try_get("current_serial")?,
-                    not_after: from_unix(row.try_get("not_after")?)?,
-                    created_at: from_unix(row.try_get("created_at")?)?,
-                })
-            })
+        sqlx::query_as::<_, SignerSummaryRow>(SELECT_SIGNER_SUMMARIES)
+            .bind(limit)
+            .fetch_all(&self.reader)
+            .await?
+            .into_iter()
+            .map(SignerSummary::try_from)
             .collect()
     }
 
     async fn list_orders(&self, limit: i64) -> StoreResult<Vec<OrderSummary>> {
-        let sql = format!("{SELECT_ORDERS} ORDER BY created_at DESC, order_id LIMIT $1");
-        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+        let rows = sqlx::query_as::<_, OrderSummaryRow>(SELECT_RECENT_ORDERS)
             .bind(limit)
             .fetch_all(&self.reader)
             .await?;
         let mut orders = Vec::with_capacity(rows.len());
-        for row in &rows {
-            let mut order = order_from_row(row)?;
+        for row in rows {
+            let mut order = OrderSummary::try_from(row)?;
             order.signers = self.order_signers(&order.order_id).await?;
             orders.push(order);
         }
@@ -156,15 +232,14 @@ impl OperatorStore for SqlStore {
     }
 
     async fn order_summary(&self, order_id: &str) -> StoreResult<Option<OrderSummary>> {
-        let sql = format!("{SELECT_ORDERS} WHERE order_id = $1");
-        let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+        let row = sqlx::query_as::<_, OrderSummaryRow>(SELECT_ORDER_SUMMARY)
             .bind(order_id.to_owned())
             .fetch_optional(&self.reader)
             .await?;
         match row {
             None => Ok(None),
             Some(row) => {
-                let mut order = order_from_row(&row)?;
+                let mut order = OrderSummary::try_from(row)?;
                 order.signers = self.order_signers(order_id).await?;
                 Ok(Some(order))
             }
@@ -180,7 +255,7 @@ impl OperatorStore for SqlStore {
         })?;
         // A reader connection: VACUUM INTO copies one read transaction's view of the database,
         // so every write committed before it began is in the copy and none is half in it.
-        sqlx::query("VACUUM INTO $1")
+        sqlx::query(VACUUM_INTO)
             .bind(dest.to_owned())
             .execute(&self.reader)
             .await?;
@@ -188,15 +263,8 @@ impl OperatorStore for SqlStore {
     }
 
     async fn all_blob_keys(&self) -> StoreResult<Vec<String>> {
-        let rows = sqlx::query(
-            "SELECT prepared_blob AS blob FROM documents WHERE prepared_blob IS NOT NULL \
-             UNION SELECT signed_blob AS blob FROM documents WHERE signed_blob IS NOT NULL \
-             UNION SELECT document_blob AS blob FROM orders",
-        )
-        .fetch_all(&self.reader)
-        .await?;
-        rows.iter()
-            .map(|row| Ok(row.try_get::<String, _>("blob")?))
-            .collect()
+        Ok(sqlx::query_scalar(SELECT_ALL_BLOB_KEYS)
+            .fetch_all(&self.reader)
+            .await?)
     }
 }

@@ -2,8 +2,8 @@
 //! one write transaction together with the events it causes, so the audit trail never misses
 //! or invents an action.
 
-use sqlx::any::AnyRow;
-use sqlx::{AnyConnection, Row};
+use async_trait::async_trait;
+use sqlx::AnyConnection;
 use time::OffsetDateTime;
 
 use super::{corrupt, from_count, from_unix, outbox, parse_blob, to_count, to_unix, SqlStore};
@@ -15,11 +15,83 @@ use crate::domain::order::{
 use crate::domain::person::PersonSource;
 use crate::domain::{LinkType, OrderId, OrderOption, OrderState, PriorityGroup, TaskStatus};
 use crate::store::orders::{
-    AnonymizeOutcome, AnonymizeTarget, EventRecord, LoginRecord, NewOrder, NewOrderSigner,
-    OrderChange, OrderDocument, OrderPerson, OrderRecord, OrderSignerRecord, OrderUpdate,
+    AnonymizeOutcome, AnonymizeTarget, LoginRecord, NewOrder, NewOrderSigner, OrderChange,
+    OrderDocument, OrderPerson, OrderRecord, OrderSignerRecord, OrderStore, OrderUpdate,
     RecordedSignature, ResolvedPerson, SignatureOutcome,
 };
 use crate::store::{Dialect, StoreError, StoreResult};
+
+const INSERT_EVENT: &str =
+    "INSERT INTO events (event, at, actor, order_id, details) VALUES ($1, $2, $3, $4, $5) \
+         RETURNING id";
+const INSERT_LOGIN: &str =
+    "INSERT INTO logins (id, internal_id, source, user_id, first_name, last_name, mail, mobile, \
+         created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $9) \
+         ON CONFLICT (source, user_id) DO NOTHING";
+const SELECT_LOGIN_OF_PERSON: &str =
+    "SELECT id, internal_id FROM logins WHERE source = $1 AND user_id = $2";
+const REFRESH_LOGIN: &str =
+    "UPDATE logins SET first_name = COALESCE($1, first_name), last_name = COALESCE($2, last_name), \
+         mail = COALESCE($3, mail), mobile = COALESCE($4, mobile), updated_at = $5 WHERE id = $6";
+const INSERT_ORDER_SIGNER: &str =
+    "INSERT INTO order_signers (order_id, position, login_id, source, identifier, first_name, \
+         last_name, mail, mobile, priority_group, status, link_nonce, token_hash) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)";
+const SAVE_TASK_STATUS: &str =
+    "UPDATE order_signers SET status = $1 WHERE order_id = $2 AND position = $3 AND status <> $1";
+const FINISH_ORDER: &str =
+    "UPDATE orders SET state = $1, finished_at = $2, updated_at = $2 WHERE order_id = $3 AND state = 'PENDING'";
+const INSERT_ORDER: &str =
+    "INSERT INTO orders (order_id, title, description, state, link_type, tags, options, \
+                     solicitor_login, solicitor_identifier, solicitor_first_name, solicitor_last_name, \
+                     solicitor_mail, solicitor_mobile, document_name, document_blob, document_size, \
+                     document_sha256, signatures, revision, due_at, created_at, updated_at) \
+                     VALUES ($1, $2, $3, 'PENDING', $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, \
+                     $16, 0, 0, $17, $18, $18)";
+const DELETE_ORDER_SIGNERS: &str = "DELETE FROM order_signers WHERE order_id = $1";
+const DELETE_ORDER: &str = "DELETE FROM orders WHERE order_id = $1";
+const REPLACE_ORDER_DOCUMENT: &str =
+    "UPDATE orders SET document_name = $1, document_blob = $2, document_size = $3, \
+                         document_sha256 = $4, revision = revision + 1, updated_at = $5 WHERE order_id = $6";
+const SET_ORDER_TITLE: &str = "UPDATE orders SET title = $1, updated_at = $2 WHERE order_id = $3";
+const SET_ORDER_DESCRIPTION: &str =
+    "UPDATE orders SET description = $1, updated_at = $2 WHERE order_id = $3";
+const SET_ORDER_DUE_AT: &str = "UPDATE orders SET due_at = $1, updated_at = $2 WHERE order_id = $3";
+const SELECT_TASK_PERSONS: &str = "SELECT s.position, l.source, l.user_id FROM order_signers s \
+                     JOIN logins l ON l.id = s.login_id WHERE s.order_id = $1";
+const DELETE_ORDER_SIGNER: &str = "DELETE FROM order_signers WHERE order_id = $1 AND position = $2";
+const SET_TASK_GROUP: &str =
+    "UPDATE order_signers SET priority_group = $1 WHERE order_id = $2 AND position = $3";
+const SET_ORDER_OPTIONS: &str = "UPDATE orders SET options = $1 WHERE order_id = $2";
+const RECORD_ORDER_SIGNATURE: &str =
+    "UPDATE orders SET document_blob = $1, document_size = $2, document_sha256 = $3, \
+                     signatures = signatures + 1, revision = revision + 1, updated_at = $4, \
+                     archive_expires_at = $7 WHERE order_id = $5 AND revision = $6";
+const MARK_TASK_SIGNED: &str =
+    "UPDATE order_signers SET status = 'SIGNED', action_at = $1 WHERE order_id = $2 AND position = $3";
+const MARK_TASK_REJECTED: &str =
+    "UPDATE order_signers SET status = 'REJECTED', action_at = $1, reject_reason = $2 \
+                     WHERE order_id = $3 AND position = $4";
+const SELECT_DUE_ORDERS: &str =
+    "SELECT order_id FROM orders WHERE state = 'PENDING' AND due_at <= $1 ORDER BY due_at LIMIT $2";
+const SELECT_DUE_ORDERS_SKIP_LOCKED: &str =
+    "SELECT order_id FROM orders WHERE state = 'PENDING' AND due_at <= $1 ORDER BY due_at LIMIT $2 FOR UPDATE SKIP LOCKED";
+const SELECT_PENDING_ORDER_OF_LOGIN: &str =
+    "SELECT 1 AS found FROM orders o WHERE o.state = 'PENDING' AND (o.solicitor_login = $1 \
+                     OR EXISTS (SELECT 1 FROM order_signers s WHERE s.order_id = o.order_id AND s.login_id = $1 \
+                     AND s.status IN ('PENDING', 'QUEUED'))) LIMIT 1";
+const ANONYMIZE_LOGIN: &str =
+    "UPDATE logins SET internal_id = $1, user_id = $2, first_name = NULL, last_name = NULL, \
+                     mail = NULL, mobile = NULL, anonymized_at = $3, updated_at = $3 WHERE id = $4";
+const ANONYMIZE_SOLICITOR: &str =
+    "UPDATE orders SET solicitor_identifier = 'ANONYMIZED', solicitor_first_name = NULL, \
+                     solicitor_last_name = NULL, solicitor_mail = NULL, solicitor_mobile = NULL \
+                     WHERE solicitor_login = $1";
+const ANONYMIZE_SIGNERS: &str =
+    "UPDATE order_signers SET identifier = 'ANONYMIZED', first_name = NULL, last_name = NULL, \
+                     mail = NULL, mobile = NULL WHERE login_id = $1";
+const SELECT_TASKS: &str =
+    "SELECT position, priority_group, status FROM order_signers WHERE order_id = $1 ORDER BY position";
 
 /// The reference's event names.
 pub mod event {
@@ -53,16 +125,6 @@ fn parse_group(raw: i64) -> StoreResult<PriorityGroup> {
     PriorityGroup::new(raw).map_err(StoreError::Corrupt)
 }
 
-fn attributes_from_row(row: &AnyRow, prefix: &str) -> StoreResult<PersonAttributes> {
-    let column = |name: &str| format!("{prefix}{name}");
-    Ok(PersonAttributes {
-        first_name: row.try_get(column("first_name").as_str())?,
-        last_name: row.try_get(column("last_name").as_str())?,
-        mail: row.try_get(column("mail").as_str())?,
-        mobile: row.try_get(column("mobile").as_str())?,
-    })
-}
-
 fn json_list(raw: &str, what: &str) -> StoreResult<Vec<serde_json::Value>> {
     serde_json::from_str(raw).map_err(|e| StoreError::Corrupt(format!("{what}: {e}")))
 }
@@ -81,18 +143,14 @@ pub(crate) async fn insert_event(
     order_id: Option<&OrderId>,
     details: serde_json::Value,
 ) -> StoreResult<i64> {
-    let id: i64 = sqlx::query(
-        "INSERT INTO events (event, at, actor, order_id, details) VALUES ($1, $2, $3, $4, $5) \
-         RETURNING id",
-    )
-    .bind(name)
-    .bind(to_unix(at))
-    .bind(actor.map(str::to_owned))
-    .bind(order_id.map(ToString::to_string))
-    .bind(details.to_string())
-    .fetch_one(&mut *tx)
-    .await?
-    .try_get("id")?;
+    let id: i64 = sqlx::query_scalar(INSERT_EVENT)
+        .bind(name)
+        .bind(to_unix(at))
+        .bind(actor.map(str::to_owned))
+        .bind(order_id.map(ToString::to_string))
+        .bind(details.to_string())
+        .fetch_one(&mut *tx)
+        .await?;
     if let Some(order_id) = order_id {
         outbox::enqueue_webhooks(tx, id, name, at, actor, order_id, &details).await?;
     }
@@ -111,23 +169,19 @@ async fn upsert_login(
     let internal_id = uuid::Uuid::new_v4().to_string();
     let a = &person.attributes;
     // ON CONFLICT DO NOTHING: two orders naming one new person at once both end with one login.
-    let inserted = sqlx::query(
-        "INSERT INTO logins (id, internal_id, source, user_id, first_name, last_name, mail, mobile, \
-         created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $9) \
-         ON CONFLICT (source, user_id) DO NOTHING",
-    )
-    .bind(&id)
-    .bind(&internal_id)
-    .bind(person.source.as_str())
-    .bind(&person.user_id)
-    .bind(a.first_name.clone())
-    .bind(a.last_name.clone())
-    .bind(a.mail.clone())
-    .bind(a.mobile.clone())
-    .bind(to_unix(now))
-    .execute(&mut *tx)
-    .await?
-    .rows_affected()
+    let inserted = sqlx::query(INSERT_LOGIN)
+        .bind(&id)
+        .bind(&internal_id)
+        .bind(person.source.as_str())
+        .bind(&person.user_id)
+        .bind(a.first_name.clone())
+        .bind(a.last_name.clone())
+        .bind(a.mail.clone())
+        .bind(a.mobile.clone())
+        .bind(to_unix(now))
+        .execute(&mut *tx)
+        .await?
+        .rows_affected()
         == 1;
     if inserted {
         insert_event(
@@ -141,24 +195,20 @@ async fn upsert_login(
         .await?;
         return Ok((id, internal_id));
     }
-    let row = sqlx::query("SELECT id, internal_id FROM logins WHERE source = $1 AND user_id = $2")
+    let (id, internal_id): (String, String) = sqlx::query_as(SELECT_LOGIN_OF_PERSON)
         .bind(person.source.as_str())
         .bind(&person.user_id)
         .fetch_one(&mut *tx)
         .await?;
-    let (id, internal_id): (String, String) = (row.try_get("id")?, row.try_get("internal_id")?);
-    sqlx::query(
-        "UPDATE logins SET first_name = COALESCE($1, first_name), last_name = COALESCE($2, last_name), \
-         mail = COALESCE($3, mail), mobile = COALESCE($4, mobile), updated_at = $5 WHERE id = $6",
-    )
-    .bind(a.first_name.clone())
-    .bind(a.last_name.clone())
-    .bind(a.mail.clone())
-    .bind(a.mobile.clone())
-    .bind(to_unix(now))
-    .bind(&id)
-    .execute(&mut *tx)
-    .await?;
+    sqlx::query(REFRESH_LOGIN)
+        .bind(a.first_name.clone())
+        .bind(a.last_name.clone())
+        .bind(a.mail.clone())
+        .bind(a.mobile.clone())
+        .bind(to_unix(now))
+        .bind(&id)
+        .execute(&mut *tx)
+        .await?;
     Ok((id, internal_id))
 }
 
@@ -172,37 +222,40 @@ async fn insert_signer(
 ) -> StoreResult<()> {
     let (login_id, _) = upsert_login(&mut *tx, &signer.person, now, order_id).await?;
     let a = &signer.person.attributes;
-    sqlx::query(
-        "INSERT INTO order_signers (order_id, position, login_id, source, identifier, first_name, \
-         last_name, mail, mobile, priority_group, status, link_nonce, token_hash) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
-    )
-    .bind(order_id.to_string())
-    .bind(position)
-    .bind(login_id)
-    .bind(signer.person.source.as_str())
-    .bind(&signer.person.identifier)
-    .bind(a.first_name.clone())
-    .bind(a.last_name.clone())
-    .bind(a.mail.clone())
-    .bind(a.mobile.clone())
-    .bind(i64::from(signer.group.get()))
-    .bind(status.as_str())
-    .bind(&signer.link_nonce)
-    .bind(&signer.token_hash)
-    .execute(&mut *tx)
-    .await?;
+    sqlx::query(INSERT_ORDER_SIGNER)
+        .bind(order_id.to_string())
+        .bind(position)
+        .bind(login_id)
+        .bind(signer.person.source.as_str())
+        .bind(&signer.person.identifier)
+        .bind(a.first_name.clone())
+        .bind(a.last_name.clone())
+        .bind(a.mail.clone())
+        .bind(a.mobile.clone())
+        .bind(i64::from(signer.group.get()))
+        .bind(status.as_str())
+        .bind(&signer.link_nonce)
+        .bind(&signer.token_hash)
+        .execute(&mut *tx)
+        .await?;
     Ok(())
 }
 
-/// The columns of an order with its solicitor's current internal id.
-const SELECT_ORDER: &str =
-    "SELECT o.order_id, o.title, o.description, o.state, o.link_type, o.tags, \
-     o.options, o.solicitor_identifier, o.solicitor_first_name, o.solicitor_last_name, \
-     o.solicitor_mail, o.solicitor_mobile, o.document_name, o.document_blob, o.document_size, \
-     o.document_sha256, o.signatures, o.revision, o.due_at, o.created_at, o.updated_at, \
-     l.internal_id AS solicitor_internal_id, l.source AS solicitor_source \
-     FROM orders o JOIN logins l ON l.id = o.solicitor_login WHERE o.order_id = $1";
+/// An order with its solicitor's current internal id (a macro so the locking variant below
+/// stays a `const` literal).
+macro_rules! select_order {
+    () => {
+        "SELECT o.order_id, o.title, o.description, o.state, o.link_type, o.tags, \
+         o.options, o.solicitor_identifier, o.solicitor_first_name, o.solicitor_last_name, \
+         o.solicitor_mail, o.solicitor_mobile, o.document_name, o.document_blob, o.document_size, \
+         o.document_sha256, o.signatures, o.revision, o.due_at, o.created_at, o.updated_at, \
+         l.internal_id AS solicitor_internal_id, l.source AS solicitor_source \
+         FROM orders o JOIN logins l ON l.id = o.solicitor_login WHERE o.order_id = $1"
+    };
+}
+const SELECT_ORDER: &str = select_order!();
+/// [`SELECT_ORDER`] locking the order's row (PostgreSQL; SQLite's writer is alone already).
+const SELECT_ORDER_FOR_UPDATE: &str = concat!(select_order!(), " FOR UPDATE OF o");
 
 const SELECT_SIGNERS: &str =
     "SELECT s.position, s.source, s.identifier, s.first_name, s.last_name, \
@@ -226,66 +279,185 @@ const SELECT_ORDER_BY_TOKEN_HASH: &str =
      WHERE o.order_id = (SELECT t.order_id FROM order_signers t WHERE t.token_hash = $1) \
      ORDER BY s.position";
 
-fn order_from_rows(row: &AnyRow, signer_rows: &[AnyRow]) -> StoreResult<OrderRecord> {
-    let order_id: String = row.try_get("order_id")?;
-    let state: String = row.try_get("state")?;
-    let blob: Option<String> = Some(row.try_get("document_blob")?);
-    let sha256: String = row.try_get("document_sha256")?;
-    let options = json_list(&row.try_get::<String, _>("options")?, "order options")?
-        .iter()
-        .map(OrderOption::from_json)
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(corrupt("order option"))?;
-    let signatures: i64 = row.try_get("signatures")?;
-    let signers = signer_rows
-        .iter()
-        .map(|s| {
-            let status: String = s.try_get("status")?;
-            let action_at: Option<i64> = s.try_get("action_at")?;
-            Ok(OrderSignerRecord {
-                position: s.try_get("position")?,
-                person: OrderPerson {
-                    internal_id: s.try_get("internal_id")?,
-                    source: parse_source(&s.try_get::<String, _>("source")?)?,
-                    identifier: s.try_get("identifier")?,
-                    attributes: attributes_from_row(s, "")?,
+/// The login to anonymize, by internal id or by person; the `FOR UPDATE` variants lock it
+/// on PostgreSQL (SQLite's writer is alone already).
+const SELECT_LOGIN_BY_INTERNAL_ID: &str =
+    "SELECT id, internal_id, source FROM logins WHERE LOWER(internal_id) = LOWER($1)";
+const SELECT_LOGIN_BY_INTERNAL_ID_FOR_UPDATE: &str =
+    "SELECT id, internal_id, source FROM logins WHERE LOWER(internal_id) = LOWER($1) FOR UPDATE";
+const SELECT_LOGIN_BY_PERSON: &str =
+    "SELECT id, internal_id, source FROM logins WHERE source = $1 AND user_id = $2";
+const SELECT_LOGIN_BY_PERSON_FOR_UPDATE: &str =
+    "SELECT id, internal_id, source FROM logins WHERE source = $1 AND user_id = $2 FOR UPDATE";
+
+const SELECT_ORDER_STATE: &str = "SELECT state FROM orders WHERE order_id = $1";
+
+const SELECT_LOGIN: &str = "SELECT internal_id, source, user_id, first_name, last_name, mail, \
+     mobile, anonymized_at FROM logins WHERE LOWER(internal_id) = LOWER($1)";
+
+/// An `orders` row with its solicitor's login ([`SELECT_ORDER`]).
+#[derive(sqlx::FromRow)]
+struct OrderRow {
+    order_id: String,
+    title: String,
+    description: Option<String>,
+    state: String,
+    link_type: i64,
+    tags: String,
+    options: String,
+    solicitor_identifier: String,
+    solicitor_first_name: Option<String>,
+    solicitor_last_name: Option<String>,
+    solicitor_mail: Option<String>,
+    solicitor_mobile: Option<String>,
+    document_name: String,
+    document_blob: String,
+    document_size: i64,
+    document_sha256: String,
+    signatures: i64,
+    revision: i64,
+    due_at: i64,
+    created_at: i64,
+    updated_at: i64,
+    solicitor_internal_id: String,
+    solicitor_source: String,
+}
+
+/// An `order_signers` row with its login's internal id ([`SELECT_SIGNERS`]).
+#[derive(sqlx::FromRow)]
+struct OrderSignerRow {
+    position: i64,
+    source: String,
+    identifier: String,
+    first_name: Option<String>,
+    last_name: Option<String>,
+    mail: Option<String>,
+    mobile: Option<String>,
+    priority_group: i64,
+    status: String,
+    action_at: Option<i64>,
+    reject_reason: Option<String>,
+    link_nonce: String,
+    internal_id: String,
+}
+
+impl TryFrom<OrderSignerRow> for OrderSignerRecord {
+    type Error = StoreError;
+
+    fn try_from(row: OrderSignerRow) -> StoreResult<Self> {
+        Ok(OrderSignerRecord {
+            position: row.position,
+            person: OrderPerson {
+                internal_id: row.internal_id,
+                source: parse_source(&row.source)?,
+                identifier: row.identifier,
+                attributes: PersonAttributes {
+                    first_name: row.first_name,
+                    last_name: row.last_name,
+                    mail: row.mail,
+                    mobile: row.mobile,
                 },
-                group: parse_group(s.try_get("priority_group")?)?,
-                status: status.parse().map_err(corrupt("signer status"))?,
-                action_at: action_at.map(from_unix).transpose()?,
-                reject_reason: s.try_get("reject_reason")?,
-                link_nonce: s.try_get("link_nonce")?,
-            })
+            },
+            group: parse_group(row.priority_group)?,
+            status: row.status.parse().map_err(corrupt("signer status"))?,
+            action_at: row.action_at.map(from_unix).transpose()?,
+            reject_reason: row.reject_reason,
+            link_nonce: row.link_nonce,
         })
-        .collect::<StoreResult<Vec<_>>>()?;
-    Ok(OrderRecord {
-        order_id: OrderId::parse(&order_id).map_err(corrupt("order id"))?,
-        title: row.try_get("title")?,
-        description: row.try_get("description")?,
-        state: state.parse().map_err(corrupt("order state"))?,
-        link_type: LinkType::from_i64(row.try_get("link_type")?).map_err(corrupt("link type"))?,
-        tags: json_list(&row.try_get::<String, _>("tags")?, "order tags")?,
-        options,
-        solicitor: OrderPerson {
-            internal_id: row.try_get("solicitor_internal_id")?,
-            source: parse_source(&row.try_get::<String, _>("solicitor_source")?)?,
-            identifier: row.try_get("solicitor_identifier")?,
-            attributes: attributes_from_row(row, "solicitor_")?,
-        },
-        document: OrderDocument {
-            file_name: row.try_get("document_name")?,
-            blob: parse_blob(blob)?.ok_or_else(|| StoreError::Corrupt("no document".into()))?,
-            size: from_count(row.try_get("document_size")?)?,
-            sha256: sha256.parse().map_err(corrupt("document sha256"))?,
-        },
-        signatures: u32::try_from(signatures)
-            .map_err(|_| StoreError::Corrupt("signatures".into()))?,
-        revision: row.try_get("revision")?,
-        due_at: from_unix(row.try_get("due_at")?)?,
-        created_at: from_unix(row.try_get("created_at")?)?,
-        updated_at: from_unix(row.try_get("updated_at")?)?,
-        signers,
-    })
+    }
+}
+
+impl OrderRow {
+    /// The order record, with its signers' rows.
+    fn into_record(self, signers: Vec<OrderSignerRow>) -> StoreResult<OrderRecord> {
+        let options = json_list(&self.options, "order options")?
+            .iter()
+            .map(OrderOption::from_json)
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(corrupt("order option"))?;
+        Ok(OrderRecord {
+            order_id: OrderId::parse(&self.order_id).map_err(corrupt("order id"))?,
+            title: self.title,
+            description: self.description,
+            state: self.state.parse().map_err(corrupt("order state"))?,
+            link_type: LinkType::from_i64(self.link_type).map_err(corrupt("link type"))?,
+            tags: json_list(&self.tags, "order tags")?,
+            options,
+            solicitor: OrderPerson {
+                internal_id: self.solicitor_internal_id,
+                source: parse_source(&self.solicitor_source)?,
+                identifier: self.solicitor_identifier,
+                attributes: PersonAttributes {
+                    first_name: self.solicitor_first_name,
+                    last_name: self.solicitor_last_name,
+                    mail: self.solicitor_mail,
+                    mobile: self.solicitor_mobile,
+                },
+            },
+            document: OrderDocument {
+                file_name: self.document_name,
+                blob: parse_blob(Some(self.document_blob))?
+                    .ok_or_else(|| StoreError::Corrupt("no document".into()))?,
+                size: from_count(self.document_size)?,
+                sha256: self
+                    .document_sha256
+                    .parse()
+                    .map_err(corrupt("document sha256"))?,
+            },
+            signatures: u32::try_from(self.signatures)
+                .map_err(|_| StoreError::Corrupt("signatures".into()))?,
+            revision: self.revision,
+            due_at: from_unix(self.due_at)?,
+            created_at: from_unix(self.created_at)?,
+            updated_at: from_unix(self.updated_at)?,
+            signers: signers
+                .into_iter()
+                .map(OrderSignerRecord::try_from)
+                .collect::<StoreResult<Vec<_>>>()?,
+        })
+    }
+}
+
+/// One row of [`SELECT_ORDER_BY_TOKEN_HASH`]: the order's columns and one signer's.
+#[derive(sqlx::FromRow)]
+struct OrderWithSignerRow {
+    #[sqlx(flatten)]
+    order: OrderRow,
+    #[sqlx(flatten)]
+    signer: OrderSignerRow,
+    link_holder: i64,
+}
+
+/// A `logins` row ([`SELECT_LOGIN`]).
+#[derive(sqlx::FromRow)]
+struct LoginRow {
+    internal_id: String,
+    source: String,
+    user_id: String,
+    first_name: Option<String>,
+    last_name: Option<String>,
+    mail: Option<String>,
+    mobile: Option<String>,
+    anonymized_at: Option<i64>,
+}
+
+impl TryFrom<LoginRow> for LoginRecord {
+    type Error = StoreError;
+
+    fn try_from(row: LoginRow) -> StoreResult<Self> {
+        Ok(LoginRecord {
+            internal_id: row.internal_id,
+            source: parse_source(&row.source)?,
+            user_id: row.user_id,
+            attributes: PersonAttributes {
+                first_name: row.first_name,
+                last_name: row.last_name,
+                mail: row.mail,
+                mobile: row.mobile,
+            },
+            anonymized: row.anonymized_at.is_some(),
+        })
+    }
 }
 
 /// Reads an order inside a transaction, locking its row where the database can (so concurrent
@@ -296,21 +468,21 @@ async fn order_for_update(
     order_id: &OrderId,
 ) -> StoreResult<Option<OrderRecord>> {
     let sql = match dialect {
-        Dialect::Sqlite => SELECT_ORDER.to_owned(),
-        Dialect::Postgres => format!("{SELECT_ORDER} FOR UPDATE OF o"),
+        Dialect::Sqlite => SELECT_ORDER,
+        Dialect::Postgres => SELECT_ORDER_FOR_UPDATE,
     };
-    let Some(row) = sqlx::query(sqlx::AssertSqlSafe(sql))
+    let Some(row) = sqlx::query_as::<_, OrderRow>(sql)
         .bind(order_id.to_string())
         .fetch_optional(&mut *tx)
         .await?
     else {
         return Ok(None);
     };
-    let signers = sqlx::query(SELECT_SIGNERS)
+    let signers = sqlx::query_as::<_, OrderSignerRow>(SELECT_SIGNERS)
         .bind(order_id.to_string())
         .fetch_all(&mut *tx)
         .await?;
-    order_from_rows(&row, &signers).map(Some)
+    row.into_record(signers).map(Some)
 }
 
 /// Writes each task's (possibly changed) waiting status back; a task that became PENDING (its
@@ -323,15 +495,13 @@ async fn save_task_statuses(
     now: OffsetDateTime,
 ) -> StoreResult<()> {
     for (position, task) in positions.iter().zip(tasks) {
-        let changed = sqlx::query(
-            "UPDATE order_signers SET status = $1 WHERE order_id = $2 AND position = $3 AND status <> $1",
-        )
-        .bind(task.status.as_str())
-        .bind(order_id.to_string())
-        .bind(*position)
-        .execute(&mut *tx)
-        .await?
-        .rows_affected()
+        let changed = sqlx::query(SAVE_TASK_STATUS)
+            .bind(task.status.as_str())
+            .bind(order_id.to_string())
+            .bind(*position)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected()
             == 1;
         if changed && task.status == TaskStatus::Pending {
             outbox::enqueue_invitation(tx, order_id, *position, false, now).await?;
@@ -348,14 +518,12 @@ async fn finish_order(
     now: OffsetDateTime,
     actor: Option<&str>,
 ) -> StoreResult<()> {
-    sqlx::query(
-        "UPDATE orders SET state = $1, finished_at = $2, updated_at = $2 WHERE order_id = $3 AND state = 'PENDING'",
-    )
-    .bind(to.as_str())
-    .bind(to_unix(now))
-    .bind(order_id.to_string())
-    .execute(&mut *tx)
-    .await?;
+    sqlx::query(FINISH_ORDER)
+        .bind(to.as_str())
+        .bind(to_unix(now))
+        .bind(order_id.to_string())
+        .execute(&mut *tx)
+        .await?;
     let name = match to {
         OrderState::Accepted => event::ORDER_ACCEPTED,
         OrderState::Rejected => event::ORDER_REJECTED,
@@ -368,12 +536,9 @@ async fn finish_order(
     outbox::enqueue_outcome(tx, order_id, event_id, to, now).await
 }
 
-impl SqlStore {
-    pub(crate) async fn create_order_sql(
-        &self,
-        order: &NewOrder,
-        now: OffsetDateTime,
-    ) -> StoreResult<()> {
+#[async_trait]
+impl OrderStore for SqlStore {
+    async fn create_order(&self, order: &NewOrder, now: OffsetDateTime) -> StoreResult<()> {
         let order = order.clone();
         self.write(move |tx| {
             Box::pin(async move {
@@ -382,12 +547,7 @@ impl SqlStore {
                     upsert_login(&mut *tx, &order.solicitor, now, &id).await?;
                 let a = &order.solicitor.attributes;
                 sqlx::query(
-                    "INSERT INTO orders (order_id, title, description, state, link_type, tags, options, \
-                     solicitor_login, solicitor_identifier, solicitor_first_name, solicitor_last_name, \
-                     solicitor_mail, solicitor_mobile, document_name, document_blob, document_size, \
-                     document_sha256, signatures, revision, due_at, created_at, updated_at) \
-                     VALUES ($1, $2, $3, 'PENDING', $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, \
-                     $16, 0, 0, $17, $18, $18)",
+                    INSERT_ORDER,
                 )
                 .bind(id.to_string())
                 .bind(&order.title)
@@ -448,41 +608,32 @@ impl SqlStore {
         .await
     }
 
-    pub(crate) async fn find_order_sql(
-        &self,
-        order_id: &OrderId,
-    ) -> StoreResult<Option<OrderRecord>> {
-        let Some(row) = sqlx::query(SELECT_ORDER)
+    async fn find_order(&self, order_id: &OrderId) -> StoreResult<Option<OrderRecord>> {
+        let Some(row) = sqlx::query_as::<_, OrderRow>(SELECT_ORDER)
             .bind(order_id.to_string())
             .fetch_optional(&self.reader)
             .await?
         else {
             return Ok(None);
         };
-        let signers = sqlx::query(SELECT_SIGNERS)
+        let signers = sqlx::query_as::<_, OrderSignerRow>(SELECT_SIGNERS)
             .bind(order_id.to_string())
             .fetch_all(&self.reader)
             .await?;
-        order_from_rows(&row, &signers).map(Some)
+        row.into_record(signers).map(Some)
     }
 
-    pub(crate) async fn order_state_sql(
-        &self,
-        order_id: &OrderId,
-    ) -> StoreResult<Option<OrderState>> {
-        let row = sqlx::query("SELECT state FROM orders WHERE order_id = $1")
+    async fn order_state(&self, order_id: &OrderId) -> StoreResult<Option<OrderState>> {
+        let state: Option<String> = sqlx::query_scalar(SELECT_ORDER_STATE)
             .bind(order_id.to_string())
             .fetch_optional(&self.reader)
             .await?;
-        row.map(|row| {
-            row.try_get::<String, _>("state")?
-                .parse()
-                .map_err(corrupt("order state"))
-        })
-        .transpose()
+        state
+            .map(|state| state.parse().map_err(corrupt("order state")))
+            .transpose()
     }
 
-    pub(crate) async fn delete_order_sql(
+    async fn delete_order(
         &self,
         order_id: &OrderId,
         now: OffsetDateTime,
@@ -493,11 +644,11 @@ impl SqlStore {
                 let Some(order) = order_for_update(dialect, &mut *tx, &order_id).await? else {
                     return Ok(None);
                 };
-                sqlx::query("DELETE FROM order_signers WHERE order_id = $1")
+                sqlx::query(DELETE_ORDER_SIGNERS)
                     .bind(order_id.to_string())
                     .execute(&mut *tx)
                     .await?;
-                sqlx::query("DELETE FROM orders WHERE order_id = $1")
+                sqlx::query(DELETE_ORDER)
                     .bind(order_id.to_string())
                     .execute(&mut *tx)
                     .await?;
@@ -526,7 +677,7 @@ impl SqlStore {
         .await
     }
 
-    pub(crate) async fn update_order_sql(
+    async fn update_order(
         &self,
         order_id: &OrderId,
         update: &OrderUpdate,
@@ -549,8 +700,7 @@ impl SqlStore {
                 let mut superseded = Vec::new();
                 if let Some(document) = update.document.as_ref().filter(|_| plan.replace_document) {
                     sqlx::query(
-                        "UPDATE orders SET document_name = $1, document_blob = $2, document_size = $3, \
-                         document_sha256 = $4, revision = revision + 1, updated_at = $5 WHERE order_id = $6",
+                        REPLACE_ORDER_DOCUMENT,
                     )
                     .bind(&document.file_name)
                     .bind(document.blob.as_str())
@@ -565,7 +715,7 @@ impl SqlStore {
                         serde_json::json!({"fileName": document.file_name, "sha256": document.sha256.to_string()})).await?;
                 }
                 if let Some(title) = &update.title {
-                    sqlx::query("UPDATE orders SET title = $1, updated_at = $2 WHERE order_id = $3")
+                    sqlx::query(SET_ORDER_TITLE)
                         .bind(title)
                         .bind(to_unix(now))
                         .bind(order_id.to_string())
@@ -574,7 +724,7 @@ impl SqlStore {
                     insert_event(&mut *tx, event::ORDER_TITLE_UPDATED, now, None, Some(&order_id), serde_json::json!({})).await?;
                 }
                 if let Some(description) = &update.description {
-                    sqlx::query("UPDATE orders SET description = $1, updated_at = $2 WHERE order_id = $3")
+                    sqlx::query(SET_ORDER_DESCRIPTION)
                         .bind(description)
                         .bind(to_unix(now))
                         .bind(order_id.to_string())
@@ -583,7 +733,7 @@ impl SqlStore {
                     insert_event(&mut *tx, event::ORDER_DESCRIPTION_UPDATED, now, None, Some(&order_id), serde_json::json!({})).await?;
                 }
                 if let Some(due_at) = update.due_at {
-                    sqlx::query("UPDATE orders SET due_at = $1, updated_at = $2 WHERE order_id = $3")
+                    sqlx::query(SET_ORDER_DUE_AT)
                         .bind(to_unix(due_at))
                         .bind(to_unix(now))
                         .bind(order_id.to_string())
@@ -601,7 +751,7 @@ impl SqlStore {
         .await
     }
 
-    pub(crate) async fn replace_order_signers_sql(
+    async fn replace_order_signers(
         &self,
         order_id: &OrderId,
         signers: &[NewOrderSigner],
@@ -616,30 +766,39 @@ impl SqlStore {
                     return Ok(OrderChange::NotFound);
                 };
                 // Match the new list to the present tasks by person (source + login).
-                let logins = sqlx::query("SELECT s.position, l.source, l.user_id FROM order_signers s \
-                     JOIN logins l ON l.id = s.login_id WHERE s.order_id = $1")
+                let logins = sqlx::query_as::<_, (i64, String, String)>(SELECT_TASK_PERSONS)
                     .bind(order_id.to_string())
                     .fetch_all(&mut *tx)
                     .await?;
                 let mut current = Vec::with_capacity(logins.len());
-                for row in &logins {
-                    let position: i64 = row.try_get("position")?;
-                    let task = order.signers.iter().find(|s| s.position == position)
-                        .ok_or_else(|| StoreError::Corrupt("a task without its order row".into()))?;
+                for (position, source, user_id) in logins {
+                    let task = order
+                        .signers
+                        .iter()
+                        .find(|s| s.position == position)
+                        .ok_or_else(|| {
+                            StoreError::Corrupt("a task without its order row".into())
+                        })?;
                     current.push(CurrentTask {
                         position,
                         person: PersonKey {
-                            source: parse_source(&row.try_get::<String, _>("source")?)?,
-                            user_id: row.try_get("user_id")?,
+                            source: parse_source(&source)?,
+                            user_id,
                         },
                         identifier: task.person.identifier.clone(),
-                        task: Task { group: task.group, status: task.status },
+                        task: Task {
+                            group: task.group,
+                            status: task.status,
+                        },
                     });
                 }
                 let requested: Vec<RequestedSigner> = signers
                     .iter()
                     .map(|s| RequestedSigner {
-                        person: PersonKey { source: s.person.source, user_id: s.person.user_id.clone() },
+                        person: PersonKey {
+                            source: s.person.source,
+                            user_id: s.person.user_id.clone(),
+                        },
                         group: s.group,
                     })
                     .collect();
@@ -648,14 +807,14 @@ impl SqlStore {
                     Err(refusal) => return Ok(OrderChange::Illegal(refusal)),
                 };
                 for position in &plan.remove {
-                    sqlx::query("DELETE FROM order_signers WHERE order_id = $1 AND position = $2")
+                    sqlx::query(DELETE_ORDER_SIGNER)
                         .bind(order_id.to_string())
                         .bind(*position)
                         .execute(&mut *tx)
                         .await?;
                 }
                 for (position, group) in &plan.regroup {
-                    sqlx::query("UPDATE order_signers SET priority_group = $1 WHERE order_id = $2 AND position = $3")
+                    sqlx::query(SET_TASK_GROUP)
                         .bind(i64::from(group.get()))
                         .bind(order_id.to_string())
                         .bind(*position)
@@ -663,28 +822,45 @@ impl SqlStore {
                         .await?;
                 }
                 for (position, index) in &plan.add {
-                    insert_signer(&mut *tx, &order_id, *position, &signers[*index], TaskStatus::Queued, now).await?;
+                    insert_signer(
+                        &mut *tx,
+                        &order_id,
+                        *position,
+                        &signers[*index],
+                        TaskStatus::Queued,
+                        now,
+                    )
+                    .await?;
                 }
                 if let Some(options) = &options {
-                    sqlx::query("UPDATE orders SET options = $1 WHERE order_id = $2")
+                    sqlx::query(SET_ORDER_OPTIONS)
                         .bind(options)
                         .bind(order_id.to_string())
                         .execute(&mut *tx)
                         .await?;
                 }
                 let outcome = resettle(&mut *tx, &order_id, now).await?;
-                insert_event(&mut *tx, event::ORDER_SIGNERS_UPDATED, now, None, Some(&order_id),
-                    serde_json::json!({"added": plan.add.len(), "removed": plan.remove.len()})).await?;
+                insert_event(
+                    &mut *tx,
+                    event::ORDER_SIGNERS_UPDATED,
+                    now,
+                    None,
+                    Some(&order_id),
+                    serde_json::json!({"added": plan.add.len(), "removed": plan.remove.len()}),
+                )
+                .await?;
                 if let Some(to) = outcome.final_state() {
                     finish_order(&mut *tx, &order_id, to, now, None).await?;
                 }
-                Ok(OrderChange::Applied { superseded: Vec::new() })
+                Ok(OrderChange::Applied {
+                    superseded: Vec::new(),
+                })
             })
         })
         .await
     }
 
-    pub(crate) async fn record_order_signature_sql(
+    async fn record_order_signature(
         &self,
         order_id: &OrderId,
         signature: &RecordedSignature,
@@ -706,9 +882,7 @@ impl SqlStore {
                 }
                 let d = &signature.document;
                 sqlx::query(
-                    "UPDATE orders SET document_blob = $1, document_size = $2, document_sha256 = $3, \
-                     signatures = signatures + 1, revision = revision + 1, updated_at = $4, \
-                     archive_expires_at = $7 WHERE order_id = $5 AND revision = $6",
+                    RECORD_ORDER_SIGNATURE,
                 )
                 .bind(d.blob.as_str())
                 .bind(to_count(d.size)?)
@@ -719,7 +893,7 @@ impl SqlStore {
                 .bind(signature.archive_expires_at.map(to_unix))
                 .execute(&mut *tx)
                 .await?;
-                sqlx::query("UPDATE order_signers SET status = 'SIGNED', action_at = $1 WHERE order_id = $2 AND position = $3")
+                sqlx::query(MARK_TASK_SIGNED)
                     .bind(to_unix(now))
                     .bind(order_id.to_string())
                     .bind(signature.position)
@@ -741,7 +915,7 @@ impl SqlStore {
         .await
     }
 
-    pub(crate) async fn reject_order_sql(
+    async fn reject_order(
         &self,
         order_id: &OrderId,
         position: i64,
@@ -761,8 +935,7 @@ impl SqlStore {
                     Ok(to) => to,
                     Err(refusal) => return Ok(SignatureOutcome::Illegal(refusal)),
                 };
-                sqlx::query("UPDATE order_signers SET status = 'REJECTED', action_at = $1, reject_reason = $2 \
-                     WHERE order_id = $3 AND position = $4")
+                sqlx::query(MARK_TASK_REJECTED)
                     .bind(to_unix(now))
                     .bind(reason.clone())
                     .bind(order_id.to_string())
@@ -770,13 +943,16 @@ impl SqlStore {
                     .execute(&mut *tx)
                     .await?;
                 finish_order(&mut *tx, &order_id, to, now, Some(&task.person.internal_id)).await?;
-                Ok(SignatureOutcome::Recorded { state: to, superseded: Vec::new() })
+                Ok(SignatureOutcome::Recorded {
+                    state: to,
+                    superseded: Vec::new(),
+                })
             })
         })
         .await
     }
 
-    pub(crate) async fn expire_due_orders_sql(
+    async fn expire_due_orders(
         &self,
         now: OffsetDateTime,
         limit: i64,
@@ -787,13 +963,17 @@ impl SqlStore {
                 // PostgreSQL: orders another replica is expiring are skipped, not waited for;
                 // once it commits they are no longer PENDING, so each expires exactly once.
                 let sql = match dialect {
-                    Dialect::Sqlite => "SELECT order_id FROM orders WHERE state = 'PENDING' AND due_at <= $1 ORDER BY due_at LIMIT $2",
-                    Dialect::Postgres => "SELECT order_id FROM orders WHERE state = 'PENDING' AND due_at <= $1 ORDER BY due_at LIMIT $2 FOR UPDATE SKIP LOCKED",
+                    Dialect::Sqlite => SELECT_DUE_ORDERS,
+                    Dialect::Postgres => SELECT_DUE_ORDERS_SKIP_LOCKED,
                 };
-                let rows = sqlx::query(sql).bind(to_unix(now)).bind(limit).fetch_all(&mut *tx).await?;
-                let mut expired = Vec::with_capacity(rows.len());
-                for row in &rows {
-                    let id = OrderId::parse(&row.try_get::<String, _>("order_id")?).map_err(corrupt("order id"))?;
+                let ids: Vec<String> = sqlx::query_scalar(sql)
+                    .bind(to_unix(now))
+                    .bind(limit)
+                    .fetch_all(&mut *tx)
+                    .await?;
+                let mut expired = Vec::with_capacity(ids.len());
+                for id in ids {
+                    let id = OrderId::parse(&id).map_err(corrupt("order id"))?;
                     finish_order(&mut *tx, &id, OrderState::Expired, now, None).await?;
                     expired.push(id);
                 }
@@ -803,7 +983,7 @@ impl SqlStore {
         .await
     }
 
-    pub(crate) async fn anonymize_sql(
+    async fn anonymize(
         &self,
         target: &AnonymizeTarget,
         now: OffsetDateTime,
@@ -811,163 +991,112 @@ impl SqlStore {
         let (dialect, target) = (self.dialect, target.clone());
         self.write(move |tx| {
             Box::pin(async move {
-                let lock = match dialect {
-                    Dialect::Sqlite => "",
-                    Dialect::Postgres => " FOR UPDATE",
+                let (by_internal_id, by_person) = match dialect {
+                    Dialect::Sqlite => (SELECT_LOGIN_BY_INTERNAL_ID, SELECT_LOGIN_BY_PERSON),
+                    Dialect::Postgres => (
+                        SELECT_LOGIN_BY_INTERNAL_ID_FOR_UPDATE,
+                        SELECT_LOGIN_BY_PERSON_FOR_UPDATE,
+                    ),
                 };
                 let row = match &target {
                     AnonymizeTarget::InternalId(internal) => {
-                        sqlx::query(sqlx::AssertSqlSafe(format!(
-                            "SELECT id, internal_id, source FROM logins WHERE LOWER(internal_id) = LOWER($1){lock}"
-                        )))
-                        .bind(internal.clone())
-                        .fetch_optional(&mut *tx)
-                        .await?
+                        sqlx::query_as::<_, (String, String, String)>(by_internal_id)
+                            .bind(internal.clone())
+                            .fetch_optional(&mut *tx)
+                            .await?
                     }
                     AnonymizeTarget::Person { source, user_id } => {
-                        sqlx::query(sqlx::AssertSqlSafe(format!(
-                            "SELECT id, internal_id, source FROM logins WHERE source = $1 AND user_id = $2{lock}"
-                        )))
-                        .bind(source.as_str())
-                        .bind(user_id.clone())
-                        .fetch_optional(&mut *tx)
-                        .await?
+                        sqlx::query_as::<_, (String, String, String)>(by_person)
+                            .bind(source.as_str())
+                            .bind(user_id.clone())
+                            .fetch_optional(&mut *tx)
+                            .await?
                     }
                 };
                 let Some(row) = row else {
                     return Ok(AnonymizeOutcome::NotFound);
                 };
-                let (login, old_internal): (String, String) = (row.try_get("id")?, row.try_get("internal_id")?);
-                let pending = sqlx::query(
-                    "SELECT 1 AS found FROM orders o WHERE o.state = 'PENDING' AND (o.solicitor_login = $1 \
-                     OR EXISTS (SELECT 1 FROM order_signers s WHERE s.order_id = o.order_id AND s.login_id = $1 \
-                     AND s.status IN ('PENDING', 'QUEUED'))) LIMIT 1",
-                )
-                .bind(&login)
-                .fetch_optional(&mut *tx)
-                .await?;
+                let (login, old_internal, _source) = row;
+                let pending = sqlx::query(SELECT_PENDING_ORDER_OF_LOGIN)
+                    .bind(&login)
+                    .fetch_optional(&mut *tx)
+                    .await?;
                 if pending.is_some() {
                     return Ok(AnonymizeOutcome::HasPendingOrders);
                 }
                 let new_internal = uuid::Uuid::new_v4().to_string();
                 // The person's id in its source (a personal number, a user name) is personal data
                 // too: it goes with the rest, so the same person later gets a fresh login.
-                sqlx::query(
-                    "UPDATE logins SET internal_id = $1, user_id = $2, first_name = NULL, last_name = NULL, \
-                     mail = NULL, mobile = NULL, anonymized_at = $3, updated_at = $3 WHERE id = $4",
+                sqlx::query(ANONYMIZE_LOGIN)
+                    .bind(&new_internal)
+                    .bind(format!("anonymized:{}", uuid::Uuid::new_v4().simple()))
+                    .bind(to_unix(now))
+                    .bind(&login)
+                    .execute(&mut *tx)
+                    .await?;
+                sqlx::query(ANONYMIZE_SOLICITOR)
+                    .bind(&login)
+                    .execute(&mut *tx)
+                    .await?;
+                sqlx::query(ANONYMIZE_SIGNERS)
+                    .bind(&login)
+                    .execute(&mut *tx)
+                    .await?;
+                insert_event(
+                    &mut *tx,
+                    event::USER_ANONYMIZED,
+                    now,
+                    Some(&new_internal),
+                    None,
+                    serde_json::json!({"previousInternalId": old_internal}),
                 )
-                .bind(&new_internal)
-                .bind(format!("anonymized:{}", uuid::Uuid::new_v4().simple()))
-                .bind(to_unix(now))
-                .bind(&login)
-                .execute(&mut *tx)
                 .await?;
-                sqlx::query(
-                    "UPDATE orders SET solicitor_identifier = 'ANONYMIZED', solicitor_first_name = NULL, \
-                     solicitor_last_name = NULL, solicitor_mail = NULL, solicitor_mobile = NULL \
-                     WHERE solicitor_login = $1",
-                )
-                .bind(&login)
-                .execute(&mut *tx)
-                .await?;
-                sqlx::query(
-                    "UPDATE order_signers SET identifier = 'ANONYMIZED', first_name = NULL, last_name = NULL, \
-                     mail = NULL, mobile = NULL WHERE login_id = $1",
-                )
-                .bind(&login)
-                .execute(&mut *tx)
-                .await?;
-                insert_event(&mut *tx, event::USER_ANONYMIZED, now, Some(&new_internal), None,
-                    serde_json::json!({"previousInternalId": old_internal})).await?;
-                Ok(AnonymizeOutcome::Done { internal_id: new_internal })
+                Ok(AnonymizeOutcome::Done {
+                    internal_id: new_internal,
+                })
             })
         })
         .await
     }
 
-    pub(crate) async fn order_events_sql(
-        &self,
-        order_id: &OrderId,
-    ) -> StoreResult<Vec<EventRecord>> {
-        let rows = sqlx::query("SELECT id, event, at, actor, order_id, details FROM events WHERE order_id = $1 ORDER BY id")
-            .bind(order_id.to_string())
-            .fetch_all(&self.reader)
-            .await?;
-        rows.iter().map(event_from_row).collect()
-    }
-
-    pub(crate) async fn events_named_sql(&self, name: &str) -> StoreResult<Vec<EventRecord>> {
-        let rows = sqlx::query("SELECT id, event, at, actor, order_id, details FROM events WHERE event = $1 ORDER BY id")
-            .bind(name)
-            .fetch_all(&self.reader)
-            .await?;
-        rows.iter().map(event_from_row).collect()
-    }
-
     /// The order whose signer holds this link, with that signer's position, in one query: the
     /// order's columns and every signer's, joined (their column names do not overlap), so a
     /// signer page costs one read, and an unknown token costs the same read as a known one.
-    pub(crate) async fn find_order_by_token_hash_sql(
+    async fn find_order_by_token_hash(
         &self,
         token_hash: &str,
     ) -> StoreResult<Option<(OrderRecord, i64)>> {
-        let rows = sqlx::query(SELECT_ORDER_BY_TOKEN_HASH)
+        let rows = sqlx::query_as::<_, OrderWithSignerRow>(SELECT_ORDER_BY_TOKEN_HASH)
             .bind(token_hash)
             .fetch_all(&self.reader)
             .await?;
-        let Some(first) = rows.first() else {
+        let Some(position) = rows
+            .iter()
+            .rfind(|row| row.link_holder != 0)
+            .map(|row| row.signer.position)
+        else {
             return Ok(None);
         };
-        let mut holder = None;
-        for row in &rows {
-            if row.try_get::<i64, _>("link_holder")? != 0 {
-                holder = Some(row.try_get::<i64, _>("position")?);
-            }
+        let mut order = None;
+        let mut signers = Vec::with_capacity(rows.len());
+        for row in rows {
+            order.get_or_insert(row.order);
+            signers.push(row.signer);
         }
-        let Some(position) = holder else {
+        let Some(order) = order else {
             return Ok(None);
         };
-        Ok(Some((order_from_rows(first, &rows)?, position)))
+        Ok(Some((order.into_record(signers)?, position)))
     }
 
-    pub(crate) async fn find_login_sql(
-        &self,
-        internal_id: &str,
-    ) -> StoreResult<Option<LoginRecord>> {
-        let row = sqlx::query("SELECT internal_id, source, user_id, first_name, last_name, mail, mobile, anonymized_at \
-             FROM logins WHERE LOWER(internal_id) = LOWER($1)")
+    async fn find_login(&self, internal_id: &str) -> StoreResult<Option<LoginRecord>> {
+        sqlx::query_as::<_, LoginRow>(SELECT_LOGIN)
             .bind(internal_id)
             .fetch_optional(&self.reader)
-            .await?;
-        row.map(|row| {
-            let anonymized_at: Option<i64> = row.try_get("anonymized_at")?;
-            Ok(LoginRecord {
-                internal_id: row.try_get("internal_id")?,
-                source: parse_source(&row.try_get::<String, _>("source")?)?,
-                user_id: row.try_get("user_id")?,
-                attributes: attributes_from_row(&row, "")?,
-                anonymized: anonymized_at.is_some(),
-            })
-        })
-        .transpose()
-    }
-}
-
-fn event_from_row(row: &AnyRow) -> StoreResult<EventRecord> {
-    let details: Option<String> = row.try_get("details")?;
-    Ok(EventRecord {
-        id: row.try_get("id")?,
-        event: row.try_get("event")?,
-        at: from_unix(row.try_get("at")?)?,
-        actor: row.try_get("actor")?,
-        order_id: row.try_get("order_id")?,
-        details: details
-            .as_deref()
-            .map(serde_json::from_str)
+            .await?
+            .map(LoginRecord::try_from)
             .transpose()
-            .map_err(|e| StoreError::Corrupt(format!("event details: {e}")))?
-            .unwrap_or(serde_json::Value::Null),
-    })
+    }
 }
 
 /// Re-reads the order's tasks, settles the plan and writes the waiting statuses back.
@@ -976,20 +1105,17 @@ async fn resettle(
     order_id: &OrderId,
     now: OffsetDateTime,
 ) -> StoreResult<PlanOutcome> {
-    let rows = sqlx::query("SELECT position, priority_group, status FROM order_signers WHERE order_id = $1 ORDER BY position")
+    let rows: Vec<(i64, i64, String)> = sqlx::query_as(SELECT_TASKS)
         .bind(order_id.to_string())
         .fetch_all(&mut *tx)
         .await?;
     let mut positions = Vec::with_capacity(rows.len());
     let mut tasks = Vec::with_capacity(rows.len());
-    for row in &rows {
-        positions.push(row.try_get::<i64, _>("position")?);
+    for (position, group, status) in rows {
+        positions.push(position);
         tasks.push(Task {
-            group: parse_group(row.try_get("priority_group")?)?,
-            status: row
-                .try_get::<String, _>("status")?
-                .parse()
-                .map_err(corrupt("signer status"))?,
+            group: parse_group(group)?,
+            status: status.parse().map_err(corrupt("signer status"))?,
         });
     }
     let outcome = settle(&mut tasks);

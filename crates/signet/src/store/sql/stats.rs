@@ -4,7 +4,6 @@
 //! metrics renderer keeps rare by caching the counts for a few seconds.
 
 use async_trait::async_trait;
-use sqlx::Row;
 use time::OffsetDateTime;
 
 use super::{to_unix, SqlStore};
@@ -21,10 +20,7 @@ const EXPIRING: &str = "SELECT COUNT(*) AS n FROM signers \
 
 impl SqlStore {
     async fn grouped(&self, statement: &'static str) -> StoreResult<Vec<(String, i64)>> {
-        let rows = sqlx::query(statement).fetch_all(&self.reader).await?;
-        rows.iter()
-            .map(|row| Ok((row.try_get("label")?, row.try_get("n")?)))
-            .collect()
+        Ok(sqlx::query_as(statement).fetch_all(&self.reader).await?)
     }
 }
 
@@ -36,11 +32,10 @@ impl StatsStore for SqlStore {
     }
 
     async fn status_counts(&self, expiring_before: OffsetDateTime) -> StoreResult<StatusCounts> {
-        let certificates_expiring = sqlx::query(EXPIRING)
+        let certificates_expiring: i64 = sqlx::query_scalar(EXPIRING)
             .bind(to_unix(expiring_before))
             .fetch_one(&self.reader)
-            .await?
-            .try_get("n")?;
+            .await?;
         Ok(StatusCounts {
             documents: self.grouped(DOCUMENTS).await?,
             orders: self.grouped(ORDERS).await?,
