@@ -578,6 +578,23 @@ impl fmt::Debug for Settings {
 mod tests {
     use super::*;
 
+    /// [`Settings::load`] with no `SIGNET_*` variable in the environment, under figment's
+    /// process-wide lock: the tests that set variables through [`figment::Jail`] run at the same
+    /// time, and their variables would otherwise leak into this load.
+    #[expect(
+        clippy::result_large_err,
+        reason = "figment::Jail fixes the closure's error type"
+    )]
+    fn load_alone(config: Option<&Path>, overrides: serde_json::Value) -> anyhow::Result<Settings> {
+        let mut loaded = None;
+        figment::Jail::expect_with(|jail| {
+            jail.clear_env();
+            loaded = Some(Settings::load(config, overrides));
+            Ok(())
+        });
+        loaded.expect("the jail ran the load")
+    }
+
     #[test]
     fn debug_output_hides_database_passwords() {
         let settings = Settings {
@@ -611,7 +628,7 @@ mod tests {
              bind_password = \"hunter2\"\n",
         )
         .unwrap();
-        let settings = Settings::load(Some(&path), serde_json::json!({})).unwrap();
+        let settings = load_alone(Some(&path), serde_json::json!({})).unwrap();
         assert!(settings.automation_api.enabled);
         assert_eq!(settings.automation_api.listen.port(), 9081);
         assert_eq!(settings.ldap.url.as_deref(), Some("ldap://127.0.0.1:389"));
@@ -628,12 +645,11 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("signet.toml");
         std::fs::write(&path, "signer_auth = \"email-otp\"\n").unwrap();
-        let settings = Settings::load(Some(&path), serde_json::json!({})).unwrap();
+        let settings = load_alone(Some(&path), serde_json::json!({})).unwrap();
         assert_eq!(settings.signer_auth, SignerAuth::EmailOtp);
-        let settings =
-            Settings::load(Some(&path), serde_json::json!({"signer_auth": "link"})).unwrap();
+        let settings = load_alone(Some(&path), serde_json::json!({"signer_auth": "link"})).unwrap();
         assert_eq!(settings.signer_auth, SignerAuth::Link);
-        assert!(Settings::load(None, serde_json::json!({"signer_auth": "sms"})).is_err());
+        assert!(load_alone(None, serde_json::json!({"signer_auth": "sms"})).is_err());
         assert_eq!(Settings::default().signer_auth, SignerAuth::Link);
     }
 
@@ -643,9 +659,9 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("signet.toml");
         std::fs::write(&path, "database_max_connections = 8\n").unwrap();
-        let settings = Settings::load(Some(&path), serde_json::json!({})).unwrap();
+        let settings = load_alone(Some(&path), serde_json::json!({})).unwrap();
         assert_eq!(settings.database_max_connections, 8);
-        let settings = Settings::load(
+        let settings = load_alone(
             Some(&path),
             serde_json::json!({"database_max_connections": 4}),
         )
@@ -670,7 +686,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("signet.toml");
         std::fs::write(&path, "header_timeout_seconds = 5\nmax_connections = 200\n").unwrap();
-        let settings = Settings::load(Some(&path), serde_json::json!({})).unwrap();
+        let settings = load_alone(Some(&path), serde_json::json!({})).unwrap();
         assert_eq!(settings.header_timeout_seconds, 5);
         assert_eq!(settings.max_connections, 200);
         assert_eq!(settings.body_timeout_seconds, 30);
@@ -687,7 +703,7 @@ mod tests {
              secret = \"whsec_c2VjcmV0c2VjcmV0c2VjcmV0c2VjcmV0\"\n",
         )
         .unwrap();
-        let settings = Settings::load(Some(&path), serde_json::json!({})).unwrap();
+        let settings = load_alone(Some(&path), serde_json::json!({})).unwrap();
         assert_eq!(
             settings.webhooks.urls,
             ["http://a.example/h", "https://b.example/h"]
@@ -749,7 +765,7 @@ mod tests {
              ca = \"/etc/signet/tsa-root.pem\"\n",
         )
         .unwrap();
-        let settings = Settings::load(Some(&path), serde_json::json!({})).unwrap();
+        let settings = load_alone(Some(&path), serde_json::json!({})).unwrap();
         assert_eq!(settings.signature_level, SignatureLevel::PadesBT);
         assert_eq!(
             settings.tsa.ca.as_deref(),
@@ -768,7 +784,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("signet.toml");
         std::fs::write(&path, "signature_level = \"PADES_B_X\"\n").unwrap();
-        let error = Settings::load(Some(&path), serde_json::json!({}))
+        let error = load_alone(Some(&path), serde_json::json!({}))
             .unwrap_err()
             .to_string();
         assert!(error.contains("PADES_B_X"), "{error}");
@@ -780,7 +796,7 @@ mod tests {
             Settings::default().signature_level,
             SignatureLevel::PadesBLT
         );
-        let settings = Settings::load(
+        let settings = load_alone(
             None,
             serde_json::json!({"signature_level": "PADES_B_B", "tsa": {"url": "http://t/"}}),
         )
