@@ -32,7 +32,7 @@ use crate::services::reads::CachedReads;
 use crate::services::signing_links::LinkKey;
 use crate::services::timestamps::TimestampAuthority;
 use crate::services::validation_data::ValidationDataCollector;
-use crate::state::AppState;
+use crate::state::{AppState, SharedState};
 use crate::store::blob_backend::Blobs;
 use crate::store::outbox::{OutboxPolicy, OutboxStore};
 use crate::store::{self, Store};
@@ -201,7 +201,7 @@ impl Application {
         // (and the CLI's) changes; SQLite and in-memory stores need no task.
         store.changes().listen(settings.database_url());
         let reads = Arc::new(CachedReads::new(store.clone()));
-        let state = AppState {
+        let state = AppState::new(SharedState {
             store,
             blobs,
             pki,
@@ -214,7 +214,7 @@ impl Application {
             mailer,
             timestamps,
             levels,
-        };
+        });
         Ok(Self {
             listener,
             automation_listener,

@@ -12,9 +12,28 @@ use crate::services::timestamps::TimestampAuthority;
 use crate::store::blob_backend::Blobs;
 use crate::store::Store;
 
-/// Cheap to clone: everything inside is shared.
+/// What every handler shares, behind one `Arc`: axum clones the state for each extractor and
+/// middleware of every request, and one reference count (not one per service, all on cache
+/// lines every core writes) keeps that clone to a single atomic increment.
 #[derive(Clone)]
-pub struct AppState {
+pub struct AppState(Arc<SharedState>);
+
+impl AppState {
+    pub fn new(shared: SharedState) -> Self {
+        Self(Arc::new(shared))
+    }
+}
+
+impl std::ops::Deref for AppState {
+    type Target = SharedState;
+
+    fn deref(&self) -> &SharedState {
+        &self.0
+    }
+}
+
+/// The services and settings inside [`AppState`].
+pub struct SharedState {
     pub store: Arc<dyn Store>,
     /// Document bytes on disk.
     pub blobs: Arc<Blobs>,

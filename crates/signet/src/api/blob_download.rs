@@ -1,6 +1,7 @@
-//! A stored document as an HTTP response, whichever backend holds it: files go through
-//! [`ranged::serve`] unchanged (the fast path); objects are streamed from the bucket as they
-//! arrive, a `Range` request becoming a ranged GET per range, with the same headers, the same
+//! A stored document as an HTTP response, whichever backend holds it: a small file is answered
+//! from the read cache's copy in memory ([`CachedReads::signed_file`], read from disk once), a
+//! larger one through [`ranged::serve`] (the fast path: one read, or a stream); objects are
+//! streamed from the bucket as they arrive, a `Range` request becoming a ranged GET per range, with the same headers, the same
 //! `If-Range` rule and the same 416 body. A missing object is `NotFound`, so the callers'
 //! "the row changed meanwhile: read it again" loops work on both.
 
@@ -14,13 +15,17 @@ use futures::stream::{self, StreamExt};
 use std::ops::Range;
 
 use crate::api::ranged::{self, StoredFile};
+use crate::services::reads::CachedReads;
 use crate::store::blob_backend::Blobs;
 use crate::store::blobs::BlobKey;
 use crate::store::objects::ObjectBlobs;
 
-/// Answers a GET for the blob `key` of `len` bytes, honouring `Range` and `If-Range`.
+/// Answers a GET for the blob `key` of `len` bytes, honouring `Range` and `If-Range`. Every
+/// caller serves a finished version (a signed CloudSigner document, one version of an order's
+/// PDF), whose bytes are never rewritten under its key: that is what lets `reads` keep them.
 pub async fn serve(
     blobs: &Blobs,
+    reads: &CachedReads,
     key: &BlobKey,
     len: u64,
     content_type: &'static str,
@@ -35,7 +40,10 @@ pub async fn serve(
                 content_type,
                 etag,
             };
-            ranged::serve(file, headers).await
+            match reads.signed_file(key, len, &file.path).await? {
+                Some(bytes) => ranged::serve_from_memory(file, bytes, headers),
+                None => ranged::serve(file, headers).await,
+            }
         }
         Blobs::Objects(objects) => {
             serve_object(objects, key, len, content_type, etag, headers).await

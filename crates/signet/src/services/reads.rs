@@ -1,5 +1,6 @@
 //! Cached reads for the authenticated read path: valid API keys, a signer's details, a signed
-//! document's row and (up to 256 KiB) its bytes. Each answer read from the database is kept, tagged with the store's change
+//! document's row, and (up to 256 KiB) the bytes of finished files (signed documents, order
+//! versions). Each answer read from the database is kept, tagged with the store's change
 //! generation read *before* the database was asked; it is served again only while the
 //! generation is unchanged. Every commit that could change such an answer (a key revoked, a
 //! signer enrolled again, its status changed, renewed or expired, a signed document deleted or
@@ -14,7 +15,7 @@
 use axum::body::Bytes;
 use std::collections::HashMap;
 use std::hash::Hash;
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, OnceLock, RwLock};
 
 use crate::domain::{DocumentId, DocumentStatus, SignerId};
 use crate::store::blobs::BlobKey;
@@ -38,6 +39,10 @@ const MAX_FILES: usize = 256;
 pub struct SignerView {
     pub signer: SignerRecord,
     pub certificates: Vec<CertificateRecord>,
+    /// The API's rendering of this view (its JSON body), made by the first request that shows
+    /// it: a cached view never changes (a change replaces it), so neither does its rendering, and
+    /// the PEM encoding and serialisation are then paid once per change, not once per request.
+    pub rendered: OnceLock<Bytes>,
 }
 
 /// The cached reads of one store.
@@ -62,17 +67,19 @@ impl CachedReads {
         }
     }
 
-    /// The bytes of the signed file `blob` (`size` bytes, at `path`) when it is small enough to
-    /// keep in memory ([`MAX_CACHED_FILE`]); `None` for a larger one, which the caller streams.
-    /// A signed file's bytes never change under its key (a new version gets a new key), so the
-    /// only question is whether the key is still named: the entry is tagged with the generation
-    /// like the rest, and the archive job's switch (which removes the old file after it commits)
-    /// bumps it. A file gone from disk is a `NotFound` error for the caller to re-read the row.
+    /// The bytes of the finished file `blob` (`size` bytes, at `path`: a signed document, or one
+    /// version of an order's PDF) when it is small enough to keep in memory ([`MAX_CACHED_FILE`]);
+    /// `None` for a larger one, which the caller streams. A finished file's bytes never change
+    /// under its key (a new version gets a new key), so the only question is whether the key is
+    /// still named, and the caller asks that first: it serves the key its row names (an order's
+    /// row read afresh; a signed document's from this cache, emptied by the archive job's switch,
+    /// which removes the old file after it commits, and by a deletion). A file gone from disk is a
+    /// `NotFound` error for the caller to re-read the row.
     pub async fn signed_file(
         &self,
         blob: &BlobKey,
         size: u64,
-        path: std::path::PathBuf,
+        path: &std::path::Path,
     ) -> std::io::Result<Option<Bytes>> {
         if size > MAX_CACHED_FILE {
             return Ok(None);
@@ -81,6 +88,7 @@ impl CachedReads {
         if let Some(bytes) = self.files.get(generation, blob) {
             return Ok(Some(bytes));
         }
+        let path = path.to_owned();
         let bytes =
             tokio::task::spawn_blocking(move || crate::api::ranged::read_exactly(&path, size))
                 .await
@@ -118,6 +126,7 @@ impl CachedReads {
         let view = Arc::new(SignerView {
             signer,
             certificates,
+            rendered: OnceLock::new(),
         });
         self.signers
             .insert(generation, signer_id.clone(), view.clone());

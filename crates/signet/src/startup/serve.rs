@@ -186,7 +186,13 @@ pub async fn serve_with(
                 tokio::spawn(async move {
                     let connection = async move {
                         match tls {
-                            None => serve_connection(stream, router, tracker, None).await,
+                            None => {
+                                // hyper writes a response's head and body as they come; with
+                                // Nagle on, the last short segment of one can wait for the
+                                // client's delayed ACK (TLS connections set this in the handshake).
+                                let _ = stream.set_nodelay(true);
+                                serve_connection(stream, router, tracker, None).await
+                            }
                             Some(tls) => {
                                 let handshake =
                                     tokio::time::timeout(header_timeout, tls.handshake(stream));

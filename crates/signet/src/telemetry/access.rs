@@ -52,10 +52,9 @@ pub async fn observe(State(observe): State<Observe>, request: Request, next: Nex
         _ => fresh_request_id(),
     };
     parts.headers.insert(REQUEST_ID, request_id.clone());
-    let route: Arc<str> = match parts.extensions.get::<MatchedPath>() {
-        Some(path) => Arc::from(path.as_str()),
-        None => Arc::from("unmatched"),
-    };
+    // The router's own shared copy of the template (a reference count, no allocation).
+    let matched = parts.extensions.get::<MatchedPath>().cloned();
+    let route = matched.as_ref().map_or("unmatched", MatchedPath::as_str);
     let method = method_name(&parts.method);
     let id = request_id.to_str().unwrap_or("-");
     let span = tracing::info_span!("request", method, route = %route, request.id = %id);
@@ -108,7 +107,7 @@ pub async fn observe(State(observe): State<Observe>, request: Request, next: Nex
         );
     });
     if observe.metrics {
-        super::metrics::http_request(&route, method, status, elapsed);
+        super::metrics::http_request(route, method, status, elapsed);
     }
     response.headers_mut().insert(REQUEST_ID, request_id);
     response
@@ -124,9 +123,12 @@ fn is_sane_request_id(value: &HeaderValue) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b':'))
 }
 
+/// A random (version 4) UUID from the thread's generator: `Uuid::new_v4` asks the kernel for
+/// every id, a system call on each request, and a request id needs no more than uniqueness.
 fn fresh_request_id() -> HeaderValue {
     let mut buffer = uuid::Uuid::encode_buffer();
-    let text = uuid::Uuid::new_v4().hyphenated().encode_lower(&mut buffer);
+    let id = uuid::Builder::from_random_bytes(rand::random()).into_uuid();
+    let text = id.hyphenated().encode_lower(&mut buffer);
     HeaderValue::from_str(text).unwrap_or(HeaderValue::from_static("-"))
 }
 

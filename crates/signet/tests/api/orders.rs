@@ -501,26 +501,26 @@ async fn signers_on_two_processes_lose_no_signature() {
         };
         // A second process: its own database connections and its own in-process locks, over
         // the same database, files and link key.
-        let mut other = app.state.clone();
-        other.store = signet::store::connect(&app.database_url).await.unwrap();
-        other.orders = std::sync::Arc::new(signet::services::orders::OrderService::new(
-            other.store.clone(),
-            other.blobs.clone(),
-            other.pki.clone(),
-            other.clock.clone(),
-            other.directory.clone(),
+        let state = &app.state;
+        let other_store = signet::store::connect(&app.database_url).await.unwrap();
+        let other_orders = std::sync::Arc::new(signet::services::orders::OrderService::new(
+            other_store,
+            state.blobs.clone(),
+            state.pki.clone(),
+            state.clock.clone(),
+            state.directory.clone(),
             signet::services::signing_links::LinkKey::load_or_create(app.data_dir.path()).unwrap(),
-            other.public_url.clone(),
+            state.public_url.clone(),
         ));
         let order_id = OrderId::parse(&id).unwrap();
         let tasks = (0..4).map(|i| {
-            let state = if i % 2 == 0 {
-                app.state.clone()
+            let orders = if i % 2 == 0 {
+                state.orders.clone()
             } else {
-                other.clone()
+                other_orders.clone()
             };
             let signer = internal(i);
-            tokio::spawn(async move { state.orders.sign_as(order_id, &signer).await })
+            tokio::spawn(async move { orders.sign_as(order_id, &signer).await })
         });
         for result in futures::future::join_all(tasks).await {
             result.unwrap().unwrap();

@@ -302,12 +302,13 @@ pub async fn document(
     let response = state
         .orders
         .serve_document(order_id, |source| {
-            let (blobs, headers) = (state.blobs.clone(), &headers);
+            let (blobs, reads, headers) = (state.blobs.clone(), state.reads.clone(), &headers);
             async move {
                 let etag = format!("\"{}\"", source.document.sha256);
                 let document = &source.document;
                 blob_download::serve(
                     &blobs,
+                    &reads,
                     &document.blob,
                     document.size,
                     "application/pdf",

@@ -19,7 +19,6 @@ use super::error::{ApiError, ErrorCode};
 use super::extract::{ApiJson, ApiPath};
 use crate::api::blob_download;
 use crate::api::openapi::schemas::{DocumentUploadForm, ErrorBody};
-use crate::api::ranged::{self, StoredFile};
 use crate::api::upload::{PartHead, UploadReader};
 use crate::domain::{DocumentId, DocumentStatus, Sha256Digest, SignatureLevel, SignerId};
 use crate::services::levels::{LevelError, LevelFinisher};
@@ -1014,27 +1013,16 @@ async fn download(
                 .trim_end_matches(".pdf")
                 .replace('/', "-")
         );
-        // Files: a small signed file is answered from memory (read once), a larger one streams
-        // from disk. Objects stream from the bucket.
-        let served = match state.blobs.files() {
-            Some(files) => {
-                let file = StoredFile {
-                    path: files.path(blob),
-                    len: size,
-                    content_type: "application/pdf",
-                    etag,
-                };
-                match state.reads.signed_file(blob, size, file.path.clone()).await {
-                    Ok(Some(bytes)) => ranged::serve_from_memory(file, bytes, &headers),
-                    Ok(None) => ranged::serve(file, &headers).await,
-                    Err(e) => Err(e),
-                }
-            }
-            None => {
-                blob_download::serve(&state.blobs, blob, size, "application/pdf", etag, &headers)
-                    .await
-            }
-        };
+        let served = blob_download::serve(
+            &state.blobs,
+            &state.reads,
+            blob,
+            size,
+            "application/pdf",
+            etag,
+            &headers,
+        )
+        .await;
         match served {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound && !retried => retried = true,
             served => return served.map_err(io_error("reading the signed PDF")),

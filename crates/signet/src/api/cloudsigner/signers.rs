@@ -1,6 +1,9 @@
 //! `/signers`: enrollment through the internal CA, status changes, details.
 
+use axum::body::Bytes;
 use axum::extract::State;
+use axum::http::header::CONTENT_TYPE;
+use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
@@ -11,6 +14,7 @@ use super::error::{ApiError, ErrorCode};
 use super::extract::{ApiJson, ApiPath};
 use crate::api::openapi::schemas::ErrorBody;
 use crate::domain::{SignerId, SignerStatus, UserId};
+use crate::services::reads::SignerView;
 use crate::state::AppState;
 use crate::store::{EnrollOutcome, Enrollment, StatusChange};
 use crate::telemetry::audit;
@@ -279,13 +283,29 @@ pub struct HistoricCertificate {
 async fn details(
     State(state): State<AppState>,
     ApiPath(raw_id): ApiPath<String>,
-) -> Result<Json<SignerDetails>, ApiError> {
+) -> Result<Response, ApiError> {
     let signer_id = parse_signer_id(&raw_id)?;
     let view = state
         .reads
         .signer(&signer_id)
         .await?
         .ok_or_else(|| ApiError::not_found(format!("no signer {signer_id}")))?;
+    let body = match view.rendered.get() {
+        Some(body) => body.clone(),
+        None => {
+            let body = Bytes::from(
+                serde_json::to_vec(&signer_details(&view))
+                    .map_err(|e| anyhow::Error::new(e).context("rendering a signer"))?,
+            );
+            view.rendered.get_or_init(|| body).clone()
+        }
+    };
+    // What `Json` would answer, from the bytes rendered once per view.
+    Ok(([(CONTENT_TYPE, "application/json")], body).into_response())
+}
+
+/// The JSON of a signer and its certificates.
+fn signer_details(view: &SignerView) -> SignerDetails {
     let (signer, history) = (&view.signer, &view.certificates);
     let certificate = history
         .iter()
@@ -306,11 +326,11 @@ async fn details(
                 })
                 .collect(),
         });
-    Ok(Json(SignerDetails {
+    SignerDetails {
         signer_id: signer.signer_id.to_string(),
         external_signer_id: signer.signer_id.to_string(),
         user_id: signer.user_id.to_string(),
         signer_status: signer.status.as_str(),
         certificate,
-    }))
+    }
 }

@@ -543,6 +543,7 @@ async fn document(
         let document = &access.order.document;
         let served = blob_download::serve(
             &state.blobs,
+            &state.reads,
             &document.blob,
             document.size,
             "application/pdf",
