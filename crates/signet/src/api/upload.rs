@@ -21,8 +21,15 @@ use axum::http::StatusCode;
 use bytes::BytesMut;
 use futures::StreamExt;
 use memchr::memmem;
+use sha2::{Digest, Sha256};
+use std::sync::Arc;
+use tokio::io::AsyncWriteExt;
 
 use crate::api::cloudsigner::error::{ApiError, ErrorCode};
+use crate::domain::Sha256Digest;
+pub use crate::services::received::{Received, ReceivedFile};
+use crate::store::blob_backend::Blobs;
+use crate::store::blobs::TempBlob;
 
 /// Longest boundary RFC 2046 (§5.1.1) allows.
 pub const MAX_BOUNDARY: usize = 70;
@@ -524,6 +531,11 @@ pub enum UploadError {
     BodyTooLarge,
     #[error("the request body could not be read: {0}")]
     Body(String),
+    #[error("the document is larger than the limit of {limit} bytes")]
+    FileTooLarge { limit: u64 },
+    /// Writing the received file failed: Signet's fault, not the client's.
+    #[error("{0}: {1}")]
+    Storage(&'static str, #[source] std::io::Error),
 }
 
 impl From<UploadError> for ApiError {
@@ -543,6 +555,10 @@ impl From<UploadError> for ApiError {
                 ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, ErrorCode::Generic, message)
             }
             UploadError::Malformed(_) | UploadError::Body(_) => ApiError::generic(message),
+            UploadError::FileTooLarge { limit } => ApiError::document_too_large(limit),
+            UploadError::Storage(context, error) => {
+                ApiError::Internal(anyhow::Error::new(error).context(context))
+            }
         }
     }
 }
@@ -689,6 +705,116 @@ impl UploadReader {
             let _ = tokio::time::timeout(LINGER, drain).await;
         });
     }
+}
+
+/// How [`UploadReader::receive_file`] takes a file part.
+#[derive(Debug, Clone, Copy)]
+pub struct FileIntake {
+    /// Most bytes accepted (`max_upload_bytes`); one more is [`UploadError::FileTooLarge`].
+    pub limit: u64,
+    /// Files up to this size stay in memory; a larger one spills to a temporary blob as it
+    /// arrives. 0 writes every file to a temporary blob from its first byte.
+    pub in_memory_up_to: usize,
+    /// Hash the bytes while they stream (callers whose engine hashes them later need not).
+    pub sha256: bool,
+}
+
+/// Uploads up to this size are kept in memory while they arrive: each trip to the blocking pool
+/// costs thread hand-offs, so a small file is parsed and written once, where it is prepared.
+pub const IN_MEMORY_UPLOAD: usize = 1024 * 1024;
+
+/// The file name a part names, for the record: its last path segment, trimmed, at most 255
+/// characters; `document.pdf` when it names none.
+pub fn upload_file_name(sent: Option<&str>) -> String {
+    sent.map(|name| name.rsplit(['/', '\\']).next().unwrap_or(name).trim())
+        .filter(|name| !name.is_empty())
+        .unwrap_or("document.pdf")
+        .chars()
+        .take(255)
+        .collect()
+}
+
+impl UploadReader {
+    /// Streams the current part (a file) into memory or a temporary blob under `blobs`,
+    /// counting it against `intake.limit` (and hashing it when asked) as it arrives, so memory
+    /// stays bounded whatever the size. The one way both APIs receive a file: the limit and the
+    /// errors are the same for each.
+    pub async fn receive_file(
+        &mut self,
+        blobs: &Arc<Blobs>,
+        head: &PartHead,
+        intake: FileIntake,
+    ) -> Result<ReceivedFile, UploadError> {
+        let file_name = upload_file_name(head.file_name.as_deref());
+        let mut hasher = intake.sha256.then(Sha256::new);
+        let mut size = 0u64;
+        let mut buffer = Vec::new();
+        let mut spilled = if intake.in_memory_up_to == 0 {
+            Some(spill(blobs, &[]).await?)
+        } else {
+            None
+        };
+        while let Some(chunk) = self.chunk().await? {
+            size += chunk.len() as u64;
+            if size > intake.limit {
+                return Err(UploadError::FileTooLarge {
+                    limit: intake.limit,
+                });
+            }
+            if let Some(hasher) = hasher.as_mut() {
+                hasher.update(&chunk);
+            }
+            if let Some((_, writer)) = spilled.as_mut() {
+                writer
+                    .write_all(&chunk)
+                    .await
+                    .map_err(|e| UploadError::Storage("writing the upload", e))?;
+            } else if buffer.len() + chunk.len() <= intake.in_memory_up_to {
+                buffer.extend_from_slice(&chunk);
+            } else {
+                buffer.extend_from_slice(&chunk);
+                spilled = Some(spill(blobs, &buffer).await?);
+                buffer = Vec::new();
+            }
+        }
+        let content = match spilled {
+            None => Received::InMemory(buffer),
+            Some((temp, mut writer)) => {
+                writer
+                    .flush()
+                    .await
+                    .map_err(|e| UploadError::Storage("writing the upload", e))?;
+                let file = writer.into_inner().into_std().await;
+                Received::Spilled { temp, file }
+            }
+        };
+        Ok(ReceivedFile {
+            content,
+            file_name,
+            size,
+            sha256: hasher.map(|hasher| Sha256Digest::from_bytes(hasher.finalize().into())),
+        })
+    }
+}
+
+/// A new temporary blob, with `received` (what was kept in memory so far) written to it.
+async fn spill(
+    blobs: &Arc<Blobs>,
+    received: &[u8],
+) -> Result<(TempBlob, tokio::io::BufWriter<tokio::fs::File>), UploadError> {
+    let blobs = blobs.clone();
+    let span = tracing::Span::current();
+    let (temp, file) = tokio::task::spawn_blocking(move || span.in_scope(|| blobs.create_temp()))
+        .await
+        .map_err(|e| UploadError::Storage("creating a temporary file", std::io::Error::other(e)))?
+        .map_err(|e| UploadError::Storage("creating a temporary file", e))?;
+    let mut writer =
+        tokio::io::BufWriter::with_capacity(256 * 1024, tokio::fs::File::from_std(file));
+    writer
+        .write_all(received)
+        .await
+        .map_err(|e| UploadError::Storage("writing the upload", e))?;
+    Ok((temp, writer))
 }
 
 /// Most bytes of a refused body read and dropped after the refusal (see [`UploadReader::refuse`]).

@@ -7,6 +7,7 @@ pub mod levels;
 pub mod orders;
 pub mod readiness;
 pub mod reads;
+pub mod received;
 pub mod signature_revocation;
 pub mod signer_auth;
 pub mod signer_status;

@@ -12,7 +12,6 @@ use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine;
 use serde::{Deserialize, Serialize};
 use signet_pdf::{ByteRange, PdfError, PrepareOptions};
-use tokio::io::AsyncWriteExt;
 use tracing::Instrument;
 
 use super::error::{ApiError, ErrorCode};
@@ -20,12 +19,14 @@ use super::extract::{ApiJson, ApiPath};
 use crate::api::blob_download;
 use crate::api::openapi::schemas::{DocumentUploadForm, ErrorBody};
 use crate::api::ranged::{self, StoredFile};
-use crate::api::upload::{PartHead, UploadReader};
+use crate::api::upload::{
+    FileIntake, PartHead, Received, ReceivedFile, UploadReader, IN_MEMORY_UPLOAD,
+};
 use crate::domain::{DocumentId, DocumentStatus, Sha256Digest, SignatureLevel, SignerId};
 use crate::services::levels::{LevelError, LevelFinisher};
 use crate::state::AppState;
 use crate::store::blob_backend::Blobs;
-use crate::store::blobs::{BlobKey, BlobStore, TempBlob};
+use crate::store::blobs::{BlobKey, BlobStore};
 use crate::store::{DocumentRecord, SignedFile};
 
 /// Multipart framing and the small text parts may add this much to the declared length before
@@ -119,27 +120,6 @@ struct UploadParts {
     file: Option<ReceivedFile>,
 }
 
-/// The `file` part, streamed into a temporary blob.
-struct ReceivedFile {
-    content: Received,
-    file_name: String,
-    size: u64,
-}
-
-/// Where an upload's bytes are: small ones stay in memory until the one blocking step that
-/// prepares them (each trip to the blocking pool costs thread hand-offs); larger ones spill to a
-/// temporary file as they arrive, so memory stays bounded whatever the size.
-enum Received {
-    InMemory(Vec<u8>),
-    Spilled {
-        temp: TempBlob,
-        handle: std::fs::File,
-    },
-}
-
-/// Uploads up to this size are kept in memory while they arrive.
-const SPILL_THRESHOLD: usize = 1024 * 1024;
-
 async fn text_part(reader: &mut UploadReader, name: &str) -> Result<String, ApiError> {
     Ok(reader.text(name, MAX_TEXT_PART).await?.trim().to_owned())
 }
@@ -164,62 +144,12 @@ async fn receive_file(
             declared_type
         )));
     }
-    let file_name = head
-        .file_name
-        .as_deref()
-        .map(|name| name.rsplit(['/', '\\']).next().unwrap_or(name).trim())
-        .filter(|name| !name.is_empty())
-        .unwrap_or("document.pdf")
-        .chars()
-        .take(255)
-        .collect::<String>();
-    let mut size = 0u64;
-    let mut buffer = Vec::new();
-    let mut spilled: Option<(TempBlob, tokio::io::BufWriter<tokio::fs::File>)> = None;
-    while let Some(chunk) = reader.chunk().await? {
-        size += chunk.len() as u64;
-        if size > limit {
-            return Err(ApiError::document_too_large(limit));
-        }
-        if let Some((_, writer)) = spilled.as_mut() {
-            writer
-                .write_all(&chunk)
-                .await
-                .map_err(io_error("writing the upload"))?;
-        } else if buffer.len() + chunk.len() <= SPILL_THRESHOLD {
-            buffer.extend_from_slice(&chunk);
-        } else {
-            let blobs = state.blobs.clone();
-            let (temp, handle) =
-                blocking(move || blobs.create_temp().map_err(io_error("temp file"))).await?;
-            let mut writer =
-                tokio::io::BufWriter::with_capacity(256 * 1024, tokio::fs::File::from_std(handle));
-            for piece in [&buffer[..], &chunk[..]] {
-                writer
-                    .write_all(piece)
-                    .await
-                    .map_err(io_error("writing the upload"))?;
-            }
-            buffer = Vec::new();
-            spilled = Some((temp, writer));
-        }
-    }
-    let content = match spilled {
-        None => Received::InMemory(buffer),
-        Some((temp, mut writer)) => {
-            writer
-                .flush()
-                .await
-                .map_err(io_error("writing the upload"))?;
-            let handle = writer.into_inner().into_std().await;
-            Received::Spilled { temp, handle }
-        }
+    let intake = FileIntake {
+        limit,
+        in_memory_up_to: IN_MEMORY_UPLOAD,
+        sha256: false,
     };
-    Ok(ReceivedFile {
-        content,
-        file_name,
-        size,
-    })
+    Ok(reader.receive_file(&state.blobs, head, intake).await?)
 }
 
 /// Reads every part; a large file is streamed to disk, never held in memory.
@@ -338,6 +268,7 @@ async fn upload(
         content,
         file_name,
         size,
+        ..
     } = file;
     let (prepared, signed_attributes, prepared_blob) = blocking(move || {
         let not_pdf =
@@ -355,7 +286,10 @@ async fn upload(
                         .map_err(ApiError::from_pdf)?;
                 (temp, handle, prepared)
             }
-            Received::Spilled { temp, mut handle } => {
+            Received::Spilled {
+                temp,
+                file: mut handle,
+            } => {
                 use std::io::{Read, Seek, SeekFrom};
                 let mut magic = [0u8; 5];
                 handle
