@@ -2,6 +2,7 @@
 //! and takes its own dependencies (store, blobs, CA, clock), never `AppState`, so every surface
 //! and job calls the same operations.
 
+pub mod documents;
 pub mod external_revocation;
 pub mod levels;
 pub mod orders;
