@@ -4,10 +4,12 @@
 //! The upload routes lift the router's body limit (a PDF may be 50 MB), so whatever reads their
 //! bodies must hold its own limits while the bytes arrive, never after buffering them: a part's
 //! header block (8 KiB), the number of parts (256), the boundary (RFC 2046: at most 70 bytes),
-//! the bytes before the first boundary (8 KiB), each text part (its caller's limit, see
-//! [`UploadReader::text`]), and the file (counted by its caller against `max_upload_bytes` while
-//! it streams to disk). A general-purpose parser that buffered a header block or a text part
-//! whole let one request cost hundreds of MiB.
+//! the bytes before the first boundary (8 KiB), each text part (its caller's limit, and the form's
+//! [`TextBudget`], see [`UploadReader::text_field`]), and the file (counted against
+//! `max_upload_bytes` while it streams to memory or a temporary blob, see
+//! [`UploadReader::receive_file`]). Both APIs take their text and file parts through these two
+//! functions, so the limits and the error bodies are the same for each. A general-purpose
+//! parser that buffered a header block or a text part whole let one request cost hundreds of MiB.
 //!
 //! Two layers: [`MultipartParser`], a pure, synchronous, incremental parser (feed bytes, take
 //! events) that property tests and fuzzers drive directly, and [`UploadReader`], a thin async
@@ -531,6 +533,10 @@ pub enum UploadError {
     BodyTooLarge,
     #[error("the request body could not be read: {0}")]
     Body(String),
+    #[error("the form's text fields are longer than {limit} bytes together")]
+    FormTextTooLong { limit: usize },
+    #[error("too many fields in one request")]
+    TooManyFields,
     #[error("the document is larger than the limit of {limit} bytes")]
     FileTooLarge { limit: u64 },
     /// Writing the received file failed: Signet's fault, not the client's.
@@ -550,7 +556,9 @@ impl From<UploadError> for ApiError {
             UploadError::Malformed(error @ MultipartError::TooManyParts(_)) => {
                 ApiError::validation(error.to_string())
             }
-            UploadError::FieldTooLong { .. } => ApiError::validation(message),
+            UploadError::FieldTooLong { .. }
+            | UploadError::FormTextTooLong { .. }
+            | UploadError::TooManyFields => ApiError::validation(message),
             UploadError::BodyTooLarge => {
                 ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, ErrorCode::Generic, message)
             }
@@ -704,6 +712,58 @@ impl UploadReader {
             };
             let _ = tokio::time::timeout(LINGER, drain).await;
         });
+    }
+}
+
+/// The text limits of one form beyond each field's own: all its text fields together, and how
+/// many there may be. Both APIs read text parts through [`UploadReader::text_field`] with one.
+#[derive(Debug, Clone, Copy)]
+pub struct TextBudget {
+    max_total: usize,
+    max_fields: usize,
+    total: usize,
+    fields: usize,
+}
+
+impl TextBudget {
+    /// At most `max_total` bytes of text in at most `max_fields` text fields.
+    pub const fn new(max_total: usize, max_fields: usize) -> Self {
+        TextBudget {
+            max_total,
+            max_fields,
+            total: 0,
+            fields: 0,
+        }
+    }
+
+    /// No limit beyond each part's own and the parser's number of parts
+    /// ([`MultipartLimits::max_parts`]), which bound the text already.
+    pub const fn parts_only() -> Self {
+        Self::new(usize::MAX, usize::MAX)
+    }
+}
+
+impl UploadReader {
+    /// The current part as a text field of at most `limit` bytes (see [`text`](Self::text)),
+    /// counted against the form's `budget`.
+    pub async fn text_field(
+        &mut self,
+        name: &str,
+        limit: usize,
+        budget: &mut TextBudget,
+    ) -> Result<String, UploadError> {
+        let text = self.text(name, limit).await?;
+        budget.total = budget.total.saturating_add(text.len());
+        if budget.total > budget.max_total {
+            return Err(UploadError::FormTextTooLong {
+                limit: budget.max_total,
+            });
+        }
+        if budget.fields >= budget.max_fields {
+            return Err(UploadError::TooManyFields);
+        }
+        budget.fields += 1;
+        Ok(text)
     }
 }
 
@@ -996,6 +1056,107 @@ mod tests {
             proptest::option::of("[a-z]{1,8}\\.pdf"),
             framing_bytes(0..300),
         )
+    }
+
+    fn reader_for(body: Vec<u8>) -> UploadReader {
+        let request = Request::builder()
+            .header(CONTENT_TYPE, "multipart/form-data; boundary=B")
+            .body(axum::body::Body::from(body))
+            .unwrap();
+        UploadReader::new(request).unwrap()
+    }
+
+    fn file_blobs() -> (tempfile::TempDir, Arc<Blobs>) {
+        let dir = tempfile::tempdir().unwrap();
+        let files = crate::store::blobs::BlobStore::open(dir.path()).unwrap();
+        (dir, Arc::new(Blobs::Files(files)))
+    }
+
+    #[tokio::test]
+    async fn a_form_past_its_text_budget_is_refused_field_by_field() {
+        let parts: [(&str, Option<&str>, &[u8]); 3] = [
+            ("a", None, b"12345"),
+            ("b", None, b"12345"),
+            ("c", None, b"1"),
+        ];
+        let mut reader = reader_for(form("B", &parts));
+        let mut budget = TextBudget::new(10, 2);
+        for _ in 0..2 {
+            reader.next_part().await.unwrap().unwrap();
+            reader.text_field("x", 100, &mut budget).await.unwrap();
+        }
+        reader.next_part().await.unwrap().unwrap();
+        let refused = reader.text_field("c", 100, &mut budget).await;
+        assert!(matches!(
+            refused,
+            Err(UploadError::FormTextTooLong { limit: 10 })
+        ));
+
+        let mut reader = reader_for(form("B", &parts));
+        let mut budget = TextBudget::new(100, 2);
+        for _ in 0..2 {
+            reader.next_part().await.unwrap().unwrap();
+            reader.text_field("x", 100, &mut budget).await.unwrap();
+        }
+        reader.next_part().await.unwrap().unwrap();
+        let refused = reader.text_field("c", 100, &mut budget).await;
+        assert!(matches!(refused, Err(UploadError::TooManyFields)));
+    }
+
+    #[tokio::test]
+    async fn a_received_file_stays_in_memory_up_to_its_size_and_spills_past_it() {
+        let (_dir, blobs) = file_blobs();
+        let data = b"%PDF-1.7 twelve bytes and more".to_vec();
+        for (in_memory_up_to, spills) in [(1024, false), (4, true), (0, true)] {
+            let parts: [(&str, Option<&str>, &[u8]); 1] = [("file", Some("a/b\\c.pdf"), &data)];
+            let mut reader = reader_for(form("B", &parts));
+            let head = reader.next_part().await.unwrap().unwrap();
+            let intake = FileIntake {
+                limit: 1024,
+                in_memory_up_to,
+                sha256: true,
+            };
+            let received = reader.receive_file(&blobs, &head, intake).await.unwrap();
+            assert_eq!(received.file_name, "c.pdf");
+            assert_eq!(received.size, data.len() as u64);
+            assert_eq!(
+                received.sha256,
+                Some(Sha256Digest::from_bytes(Sha256::digest(&data).into()))
+            );
+            let bytes = match received.content {
+                Received::InMemory(bytes) => {
+                    assert!(!spills);
+                    bytes
+                }
+                Received::Spilled { temp, .. } => {
+                    assert!(spills);
+                    std::fs::read(temp.path()).unwrap()
+                }
+            };
+            assert_eq!(bytes, data);
+        }
+    }
+
+    #[tokio::test]
+    async fn a_file_past_the_limit_is_refused_with_the_document_upload_error() {
+        let (_dir, blobs) = file_blobs();
+        let parts: [(&str, Option<&str>, &[u8]); 1] = [("file", None, &[b'x'; 100])];
+        let mut reader = reader_for(form("B", &parts));
+        let head = reader.next_part().await.unwrap().unwrap();
+        let intake = FileIntake {
+            limit: 99,
+            in_memory_up_to: 0,
+            sha256: false,
+        };
+        let refused = reader.receive_file(&blobs, &head, intake).await;
+        let Err(error @ UploadError::FileTooLarge { limit: 99 }) = refused else {
+            panic!("expected FileTooLarge");
+        };
+        let ApiError::Client { status, code, .. } = ApiError::from(error) else {
+            panic!("expected a client error");
+        };
+        assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
+        assert_eq!(code.as_str(), "DOCUMENT_UPLOAD_ERROR");
     }
 
     proptest! {

@@ -8,7 +8,7 @@ use axum::http::StatusCode;
 use serde_json::Value;
 
 use crate::api::cloudsigner::error::{ApiError, ErrorCode};
-use crate::api::upload::{FileIntake, PartHead, Received, ReceivedFile, UploadReader};
+use crate::api::upload::{FileIntake, PartHead, Received, ReceivedFile, TextBudget, UploadReader};
 use crate::state::AppState;
 
 /// Longest free-text or JSON field accepted (a description, a person's JSON, tags, an option).
@@ -62,26 +62,22 @@ impl OrderForm {
     }
 }
 
-/// Reads the current part as a text field, within its [`text_limit`] and, with the fields
-/// before it, within [`MAX_FORM_TEXT`].
+/// Reads the current part as a text field, within its [`text_limit`] and the form's budget
+/// ([`MAX_FORM_TEXT`] of text in at most [`MAX_REPEATED`] fields).
 async fn read_text_field(
     reader: &mut UploadReader,
     name: String,
     fields: &mut Vec<(String, String)>,
-    total: &mut usize,
+    budget: &mut TextBudget,
 ) -> Result<(), ApiError> {
-    let text = reader.text(&name, text_limit(&name)).await?;
-    *total += text.len();
-    if *total > MAX_FORM_TEXT {
-        return Err(ApiError::validation(format!(
-            "the form's text fields are longer than {MAX_FORM_TEXT} bytes together"
-        )));
-    }
-    if fields.len() >= MAX_REPEATED {
-        return Err(ApiError::validation("too many fields in one request"));
-    }
+    let text = reader.text_field(&name, text_limit(&name), budget).await?;
     fields.push((name, text));
     Ok(())
+}
+
+/// The text budget of one form.
+const fn form_budget() -> TextBudget {
+    TextBudget::new(MAX_FORM_TEXT, MAX_REPEATED)
 }
 
 /// Streams the current part (the PDF) into a temporary file, hashing and counting it, through
@@ -135,7 +131,7 @@ async fn read_form_parts(
     file_field: &str,
 ) -> Result<OrderForm, ApiError> {
     let mut form = OrderForm::default();
-    let mut text_total = 0;
+    let mut budget = form_budget();
     while let Some(head) = reader.next_part().await? {
         let name = head.name.clone().unwrap_or_default();
         if name == file_field {
@@ -147,7 +143,7 @@ async fn read_form_parts(
             form.upload = Some(receive_upload(state, reader, &head).await?);
             continue;
         }
-        read_text_field(reader, name, &mut form.fields, &mut text_total).await?;
+        read_text_field(reader, name, &mut form.fields, &mut budget).await?;
     }
     Ok(form)
 }
@@ -212,7 +208,7 @@ pub async fn read_small_body(state: &AppState, request: Request) -> Result<Small
 /// The text fields of a small multipart form (files are refused).
 async fn read_small_fields(reader: &mut UploadReader) -> Result<Vec<(String, String)>, ApiError> {
     let mut fields = Vec::new();
-    let mut text_total = 0;
+    let mut budget = form_budget();
     while let Some(head) = reader.next_part().await? {
         let name = head.name.unwrap_or_default();
         if head.file_name.is_some() {
@@ -220,7 +216,7 @@ async fn read_small_fields(reader: &mut UploadReader) -> Result<Vec<(String, Str
                 "field {name} must be text, not a file"
             )));
         }
-        read_text_field(reader, name, &mut fields, &mut text_total).await?;
+        read_text_field(reader, name, &mut fields, &mut budget).await?;
     }
     Ok(fields)
 }

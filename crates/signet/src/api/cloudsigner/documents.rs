@@ -19,7 +19,9 @@ use super::extract::{ApiJson, ApiPath};
 use crate::api::blob_download;
 use crate::api::openapi::schemas::{DocumentUploadForm, ErrorBody};
 use crate::api::ranged::{self, StoredFile};
-use crate::api::upload::{FileIntake, PartHead, ReceivedFile, UploadReader, IN_MEMORY_UPLOAD};
+use crate::api::upload::{
+    FileIntake, PartHead, ReceivedFile, TextBudget, UploadReader, IN_MEMORY_UPLOAD,
+};
 use crate::domain::{DocumentId, DocumentStatus, SignatureLevel, SignerId};
 use crate::services::documents::{DocumentError, NewDocument, UploadRefusal};
 use crate::state::AppState;
@@ -106,8 +108,16 @@ struct UploadParts {
     file: Option<ReceivedFile>,
 }
 
-async fn text_part(reader: &mut UploadReader, name: &str) -> Result<String, ApiError> {
-    Ok(reader.text(name, MAX_TEXT_PART).await?.trim().to_owned())
+async fn text_part(
+    reader: &mut UploadReader,
+    name: &str,
+    budget: &mut TextBudget,
+) -> Result<String, ApiError> {
+    Ok(reader
+        .text_field(name, MAX_TEXT_PART, budget)
+        .await?
+        .trim()
+        .to_owned())
 }
 
 /// Streams the `file` part into memory or a temporary blob, counting as it goes (the engine
@@ -156,14 +166,16 @@ async fn read_each_part(
     limit: u64,
 ) -> Result<UploadParts, ApiError> {
     let mut parts = UploadParts::default();
+    // The upload's few text parts are bounded by their own limit and the number of parts.
+    let mut budget = TextBudget::parts_only();
     while let Some(head) = reader.next_part().await? {
         let name = head.name.clone().unwrap_or_default();
         match name.as_str() {
             "signerId" | "externalSignerId" => {
-                parts.signer_id = Some(text_part(reader, &name).await?)
+                parts.signer_id = Some(text_part(reader, &name, &mut budget).await?)
             }
-            "externalId" => parts.external_id = Some(text_part(reader, &name).await?),
-            "name" => parts.name = Some(text_part(reader, &name).await?),
+            "externalId" => parts.external_id = Some(text_part(reader, &name, &mut budget).await?),
+            "name" => parts.name = Some(text_part(reader, &name, &mut budget).await?),
             "file" => {
                 if parts.file.is_some() {
                     return Err(ApiError::validation("only one file part is accepted"));
@@ -173,7 +185,7 @@ async fn read_each_part(
             // Unknown parts are read and ignored, as the source's clients may send extras; they
             // are held to the text parts' limit all the same.
             _ => {
-                text_part(reader, &name).await?;
+                text_part(reader, &name, &mut budget).await?;
             }
         }
     }
