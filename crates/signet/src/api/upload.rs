@@ -1072,35 +1072,37 @@ mod tests {
         (dir, Arc::new(Blobs::Files(files)))
     }
 
-    #[tokio::test]
-    async fn a_form_past_its_text_budget_is_refused_field_by_field() {
+    /// Reads the fields `a` (5 bytes), `b` (5 bytes) and `c` (1 byte) under `budget`: what
+    /// reading `c` gives once the first two passed.
+    async fn third_field_under(mut budget: TextBudget) -> Result<String, UploadError> {
         let parts: [(&str, Option<&str>, &[u8]); 3] = [
             ("a", None, b"12345"),
             ("b", None, b"12345"),
             ("c", None, b"1"),
         ];
         let mut reader = reader_for(form("B", &parts));
-        let mut budget = TextBudget::new(10, 2);
-        for _ in 0..2 {
+        for name in ["a", "b"] {
             reader.next_part().await.unwrap().unwrap();
-            reader.text_field("x", 100, &mut budget).await.unwrap();
+            reader.text_field(name, 100, &mut budget).await.unwrap();
         }
         reader.next_part().await.unwrap().unwrap();
-        let refused = reader.text_field("c", 100, &mut budget).await;
+        reader.text_field("c", 100, &mut budget).await
+    }
+
+    #[tokio::test]
+    async fn a_form_past_its_text_budget_is_refused_field_by_field() {
         assert!(matches!(
-            refused,
+            third_field_under(TextBudget::new(10, 2)).await,
             Err(UploadError::FormTextTooLong { limit: 10 })
         ));
-
-        let mut reader = reader_for(form("B", &parts));
-        let mut budget = TextBudget::new(100, 2);
-        for _ in 0..2 {
-            reader.next_part().await.unwrap().unwrap();
-            reader.text_field("x", 100, &mut budget).await.unwrap();
-        }
-        reader.next_part().await.unwrap().unwrap();
-        let refused = reader.text_field("c", 100, &mut budget).await;
-        assert!(matches!(refused, Err(UploadError::TooManyFields)));
+        assert!(matches!(
+            third_field_under(TextBudget::new(100, 2)).await,
+            Err(UploadError::TooManyFields)
+        ));
+        assert_eq!(
+            third_field_under(TextBudget::new(11, 3)).await.unwrap(),
+            "1"
+        );
     }
 
     #[tokio::test]
