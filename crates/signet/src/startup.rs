@@ -26,6 +26,7 @@ use crate::jobs::JobRunner;
 use crate::mail::deliver::MailDeliver;
 use crate::mail::Mailer;
 use crate::pki::{load_or_create_ca, write_private, Pki};
+use crate::services::documents::DocumentService;
 use crate::services::levels::LevelFinisher;
 use crate::services::orders::OrderService;
 use crate::services::reads::CachedReads;
@@ -185,6 +186,13 @@ impl Application {
             )
             .with_signature_level(levels.clone(), settings.signature_level),
         );
+        let documents = Arc::new(DocumentService::new(
+            store.clone(),
+            blobs.clone(),
+            pki.clone(),
+            clock.clone(),
+            levels.clone(),
+        ));
         let outbox = Arc::new(
             build_outbox(
                 &settings,
@@ -211,6 +219,7 @@ impl Application {
             reads,
             directory,
             orders,
+            documents,
             mailer,
             timestamps,
             levels,

@@ -6,6 +6,7 @@ use crate::clock::Clock;
 use crate::config::Settings;
 use crate::directory::Directory;
 use crate::pki::Pki;
+use crate::services::documents::DocumentService;
 use crate::services::orders::OrderService;
 use crate::services::reads::CachedReads;
 use crate::services::timestamps::TimestampAuthority;
@@ -49,6 +50,8 @@ pub struct SharedState {
     pub directory: Arc<dyn Directory>,
     /// Signing orders: signing, rejecting, links.
     pub orders: Arc<OrderService>,
+    /// CloudSigner documents: upload and prepare, sign, reject, delete.
+    pub documents: Arc<DocumentService>,
     /// The SMTP mailer, when one is configured (the outbox's mail and the signer codes share
     /// its connection pool).
     pub mailer: Option<crate::mail::Mailer>,

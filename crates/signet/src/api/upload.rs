@@ -4,10 +4,12 @@
 //! The upload routes lift the router's body limit (a PDF may be 50 MB), so whatever reads their
 //! bodies must hold its own limits while the bytes arrive, never after buffering them: a part's
 //! header block (8 KiB), the number of parts (256), the boundary (RFC 2046: at most 70 bytes),
-//! the bytes before the first boundary (8 KiB), each text part (its caller's limit, see
-//! [`UploadReader::text`]), and the file (counted by its caller against `max_upload_bytes` while
-//! it streams to disk). A general-purpose parser that buffered a header block or a text part
-//! whole let one request cost hundreds of MiB.
+//! the bytes before the first boundary (8 KiB), each text part (its caller's limit, and the form's
+//! [`TextBudget`], see [`UploadReader::text_field`]), and the file (counted against
+//! `max_upload_bytes` while it streams to memory or a temporary blob, see
+//! [`UploadReader::receive_file`]). Both APIs take their text and file parts through these two
+//! functions, so the limits and the error bodies are the same for each. A general-purpose
+//! parser that buffered a header block or a text part whole let one request cost hundreds of MiB.
 //!
 //! Two layers: [`MultipartParser`], a pure, synchronous, incremental parser (feed bytes, take
 //! events) that property tests and fuzzers drive directly, and [`UploadReader`], a thin async
@@ -21,8 +23,15 @@ use axum::http::StatusCode;
 use bytes::BytesMut;
 use futures::StreamExt;
 use memchr::memmem;
+use sha2::{Digest, Sha256};
+use std::sync::Arc;
+use tokio::io::AsyncWriteExt;
 
 use crate::api::cloudsigner::error::{ApiError, ErrorCode};
+use crate::domain::Sha256Digest;
+pub use crate::services::received::{Received, ReceivedFile};
+use crate::store::blob_backend::Blobs;
+use crate::store::blobs::TempBlob;
 
 /// Longest boundary RFC 2046 (§5.1.1) allows.
 pub const MAX_BOUNDARY: usize = 70;
@@ -524,6 +533,15 @@ pub enum UploadError {
     BodyTooLarge,
     #[error("the request body could not be read: {0}")]
     Body(String),
+    #[error("the form's text fields are longer than {limit} bytes together")]
+    FormTextTooLong { limit: usize },
+    #[error("too many fields in one request")]
+    TooManyFields,
+    #[error("the document is larger than the limit of {limit} bytes")]
+    FileTooLarge { limit: u64 },
+    /// Writing the received file failed: Signet's fault, not the client's.
+    #[error("{0}: {1}")]
+    Storage(&'static str, #[source] std::io::Error),
 }
 
 impl From<UploadError> for ApiError {
@@ -538,11 +556,17 @@ impl From<UploadError> for ApiError {
             UploadError::Malformed(error @ MultipartError::TooManyParts(_)) => {
                 ApiError::validation(error.to_string())
             }
-            UploadError::FieldTooLong { .. } => ApiError::validation(message),
+            UploadError::FieldTooLong { .. }
+            | UploadError::FormTextTooLong { .. }
+            | UploadError::TooManyFields => ApiError::validation(message),
             UploadError::BodyTooLarge => {
                 ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, ErrorCode::Generic, message)
             }
             UploadError::Malformed(_) | UploadError::Body(_) => ApiError::generic(message),
+            UploadError::FileTooLarge { limit } => ApiError::document_too_large(limit),
+            UploadError::Storage(context, error) => {
+                ApiError::Internal(anyhow::Error::new(error).context(context))
+            }
         }
     }
 }
@@ -689,6 +713,168 @@ impl UploadReader {
             let _ = tokio::time::timeout(LINGER, drain).await;
         });
     }
+}
+
+/// The text limits of one form beyond each field's own: all its text fields together, and how
+/// many there may be. Both APIs read text parts through [`UploadReader::text_field`] with one.
+#[derive(Debug, Clone, Copy)]
+pub struct TextBudget {
+    max_total: usize,
+    max_fields: usize,
+    total: usize,
+    fields: usize,
+}
+
+impl TextBudget {
+    /// At most `max_total` bytes of text in at most `max_fields` text fields.
+    pub const fn new(max_total: usize, max_fields: usize) -> Self {
+        TextBudget {
+            max_total,
+            max_fields,
+            total: 0,
+            fields: 0,
+        }
+    }
+
+    /// No limit beyond each part's own and the parser's number of parts
+    /// ([`MultipartLimits::max_parts`]), which bound the text already.
+    pub const fn parts_only() -> Self {
+        Self::new(usize::MAX, usize::MAX)
+    }
+}
+
+impl UploadReader {
+    /// The current part as a text field of at most `limit` bytes (see [`text`](Self::text)),
+    /// counted against the form's `budget`.
+    pub async fn text_field(
+        &mut self,
+        name: &str,
+        limit: usize,
+        budget: &mut TextBudget,
+    ) -> Result<String, UploadError> {
+        let text = self.text(name, limit).await?;
+        budget.total = budget.total.saturating_add(text.len());
+        if budget.total > budget.max_total {
+            return Err(UploadError::FormTextTooLong {
+                limit: budget.max_total,
+            });
+        }
+        if budget.fields >= budget.max_fields {
+            return Err(UploadError::TooManyFields);
+        }
+        budget.fields += 1;
+        Ok(text)
+    }
+}
+
+/// How [`UploadReader::receive_file`] takes a file part.
+#[derive(Debug, Clone, Copy)]
+pub struct FileIntake {
+    /// Most bytes accepted (`max_upload_bytes`); one more is [`UploadError::FileTooLarge`].
+    pub limit: u64,
+    /// Files up to this size stay in memory; a larger one spills to a temporary blob as it
+    /// arrives. 0 writes every file to a temporary blob from its first byte.
+    pub in_memory_up_to: usize,
+    /// Hash the bytes while they stream (callers whose engine hashes them later need not).
+    pub sha256: bool,
+}
+
+/// Uploads up to this size are kept in memory while they arrive: each trip to the blocking pool
+/// costs thread hand-offs, so a small file is parsed and written once, where it is prepared.
+pub const IN_MEMORY_UPLOAD: usize = 1024 * 1024;
+
+/// The file name a part names, for the record: its last path segment, trimmed, at most 255
+/// characters; `document.pdf` when it names none.
+pub fn upload_file_name(sent: Option<&str>) -> String {
+    sent.map(|name| name.rsplit(['/', '\\']).next().unwrap_or(name).trim())
+        .filter(|name| !name.is_empty())
+        .unwrap_or("document.pdf")
+        .chars()
+        .take(255)
+        .collect()
+}
+
+impl UploadReader {
+    /// Streams the current part (a file) into memory or a temporary blob under `blobs`,
+    /// counting it against `intake.limit` (and hashing it when asked) as it arrives, so memory
+    /// stays bounded whatever the size. The one way both APIs receive a file: the limit and the
+    /// errors are the same for each.
+    pub async fn receive_file(
+        &mut self,
+        blobs: &Arc<Blobs>,
+        head: &PartHead,
+        intake: FileIntake,
+    ) -> Result<ReceivedFile, UploadError> {
+        let file_name = upload_file_name(head.file_name.as_deref());
+        let mut hasher = intake.sha256.then(Sha256::new);
+        let mut size = 0u64;
+        let mut buffer = Vec::new();
+        let mut spilled = if intake.in_memory_up_to == 0 {
+            Some(spill(blobs, &[]).await?)
+        } else {
+            None
+        };
+        while let Some(chunk) = self.chunk().await? {
+            size += chunk.len() as u64;
+            if size > intake.limit {
+                return Err(UploadError::FileTooLarge {
+                    limit: intake.limit,
+                });
+            }
+            if let Some(hasher) = hasher.as_mut() {
+                hasher.update(&chunk);
+            }
+            if let Some((_, writer)) = spilled.as_mut() {
+                writer
+                    .write_all(&chunk)
+                    .await
+                    .map_err(|e| UploadError::Storage("writing the upload", e))?;
+            } else if buffer.len() + chunk.len() <= intake.in_memory_up_to {
+                buffer.extend_from_slice(&chunk);
+            } else {
+                buffer.extend_from_slice(&chunk);
+                spilled = Some(spill(blobs, &buffer).await?);
+                buffer = Vec::new();
+            }
+        }
+        let content = match spilled {
+            None => Received::InMemory(buffer),
+            Some((temp, mut writer)) => {
+                writer
+                    .flush()
+                    .await
+                    .map_err(|e| UploadError::Storage("writing the upload", e))?;
+                let file = writer.into_inner().into_std().await;
+                Received::Spilled { temp, file }
+            }
+        };
+        Ok(ReceivedFile {
+            content,
+            file_name,
+            size,
+            sha256: hasher.map(|hasher| Sha256Digest::from_bytes(hasher.finalize().into())),
+        })
+    }
+}
+
+/// A new temporary blob, with `received` (what was kept in memory so far) written to it.
+async fn spill(
+    blobs: &Arc<Blobs>,
+    received: &[u8],
+) -> Result<(TempBlob, tokio::io::BufWriter<tokio::fs::File>), UploadError> {
+    let blobs = blobs.clone();
+    let span = tracing::Span::current();
+    let (temp, file) = tokio::task::spawn_blocking(move || span.in_scope(|| blobs.create_temp()))
+        .await
+        .map_err(|e| UploadError::Storage("creating a temporary file", std::io::Error::other(e)))?
+        .map_err(|e| UploadError::Storage("creating a temporary file", e))?;
+    let mut writer =
+        tokio::io::BufWriter::with_capacity(256 * 1024, tokio::fs::File::from_std(file));
+    writer
+        .write_all(received)
+        .await
+        .map_err(|e| UploadError::Storage("writing the upload", e))?;
+    Ok((temp, writer))
 }
 
 /// Most bytes of a refused body read and dropped after the refusal (see [`UploadReader::refuse`]).
@@ -870,6 +1056,109 @@ mod tests {
             proptest::option::of("[a-z]{1,8}\\.pdf"),
             framing_bytes(0..300),
         )
+    }
+
+    fn reader_for(body: Vec<u8>) -> UploadReader {
+        let request = Request::builder()
+            .header(CONTENT_TYPE, "multipart/form-data; boundary=B")
+            .body(axum::body::Body::from(body))
+            .unwrap();
+        UploadReader::new(request).unwrap()
+    }
+
+    fn file_blobs() -> (tempfile::TempDir, Arc<Blobs>) {
+        let dir = tempfile::tempdir().unwrap();
+        let files = crate::store::blobs::BlobStore::open(dir.path()).unwrap();
+        (dir, Arc::new(Blobs::Files(files)))
+    }
+
+    /// Reads the fields `a` (5 bytes), `b` (5 bytes) and `c` (1 byte) under `budget`: what
+    /// reading `c` gives once the first two passed.
+    async fn third_field_under(mut budget: TextBudget) -> Result<String, UploadError> {
+        let parts: [(&str, Option<&str>, &[u8]); 3] = [
+            ("a", None, b"12345"),
+            ("b", None, b"12345"),
+            ("c", None, b"1"),
+        ];
+        let mut reader = reader_for(form("B", &parts));
+        for name in ["a", "b"] {
+            reader.next_part().await.unwrap().unwrap();
+            reader.text_field(name, 100, &mut budget).await.unwrap();
+        }
+        reader.next_part().await.unwrap().unwrap();
+        reader.text_field("c", 100, &mut budget).await
+    }
+
+    #[tokio::test]
+    async fn a_form_past_its_text_budget_is_refused_field_by_field() {
+        assert!(matches!(
+            third_field_under(TextBudget::new(10, 2)).await,
+            Err(UploadError::FormTextTooLong { limit: 10 })
+        ));
+        assert!(matches!(
+            third_field_under(TextBudget::new(100, 2)).await,
+            Err(UploadError::TooManyFields)
+        ));
+        assert_eq!(
+            third_field_under(TextBudget::new(11, 3)).await.unwrap(),
+            "1"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_received_file_stays_in_memory_up_to_its_size_and_spills_past_it() {
+        let (_dir, blobs) = file_blobs();
+        let data = b"%PDF-1.7 twelve bytes and more".to_vec();
+        for (in_memory_up_to, spills) in [(1024, false), (4, true), (0, true)] {
+            let parts: [(&str, Option<&str>, &[u8]); 1] = [("file", Some("a/b\\c.pdf"), &data)];
+            let mut reader = reader_for(form("B", &parts));
+            let head = reader.next_part().await.unwrap().unwrap();
+            let intake = FileIntake {
+                limit: 1024,
+                in_memory_up_to,
+                sha256: true,
+            };
+            let received = reader.receive_file(&blobs, &head, intake).await.unwrap();
+            assert_eq!(received.file_name, "c.pdf");
+            assert_eq!(received.size, data.len() as u64);
+            assert_eq!(
+                received.sha256,
+                Some(Sha256Digest::from_bytes(Sha256::digest(&data).into()))
+            );
+            let bytes = match received.content {
+                Received::InMemory(bytes) => {
+                    assert!(!spills);
+                    bytes
+                }
+                Received::Spilled { temp, .. } => {
+                    assert!(spills);
+                    std::fs::read(temp.path()).unwrap()
+                }
+            };
+            assert_eq!(bytes, data);
+        }
+    }
+
+    #[tokio::test]
+    async fn a_file_past_the_limit_is_refused_with_the_document_upload_error() {
+        let (_dir, blobs) = file_blobs();
+        let parts: [(&str, Option<&str>, &[u8]); 1] = [("file", None, &[b'x'; 100])];
+        let mut reader = reader_for(form("B", &parts));
+        let head = reader.next_part().await.unwrap().unwrap();
+        let intake = FileIntake {
+            limit: 99,
+            in_memory_up_to: 0,
+            sha256: false,
+        };
+        let refused = reader.receive_file(&blobs, &head, intake).await;
+        let Err(error @ UploadError::FileTooLarge { limit: 99 }) = refused else {
+            panic!("expected FileTooLarge");
+        };
+        let ApiError::Client { status, code, .. } = ApiError::from(error) else {
+            panic!("expected a client error");
+        };
+        assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
+        assert_eq!(code.as_str(), "DOCUMENT_UPLOAD_ERROR");
     }
 
     proptest! {

@@ -2,11 +2,13 @@
 //! and takes its own dependencies (store, blobs, CA, clock), never `AppState`, so every surface
 //! and job calls the same operations.
 
+pub mod documents;
 pub mod external_revocation;
 pub mod levels;
 pub mod orders;
 pub mod readiness;
 pub mod reads;
+pub mod received;
 pub mod signature_revocation;
 pub mod signer_auth;
 pub mod signer_status;

@@ -6,11 +6,9 @@ use axum::extract::Request;
 use axum::http::header::CONTENT_TYPE;
 use axum::http::StatusCode;
 use serde_json::Value;
-use tokio::io::AsyncWriteExt;
 
 use crate::api::cloudsigner::error::{ApiError, ErrorCode};
-use crate::api::upload::UploadReader;
-use crate::domain::Sha256Digest;
+use crate::api::upload::{FileIntake, PartHead, Received, ReceivedFile, TextBudget, UploadReader};
 use crate::state::AppState;
 
 /// Longest free-text or JSON field accepted (a description, a person's JSON, tags, an option).
@@ -64,78 +62,55 @@ impl OrderForm {
     }
 }
 
-fn io_error(context: &'static str) -> impl Fn(std::io::Error) -> ApiError {
-    move |e| ApiError::Internal(anyhow::Error::new(e).context(context))
-}
-
-/// Reads the current part as a text field, within its [`text_limit`] and, with the fields
-/// before it, within [`MAX_FORM_TEXT`].
+/// Reads the current part as a text field, within its [`text_limit`] and the form's budget
+/// ([`MAX_FORM_TEXT`] of text in at most [`MAX_REPEATED`] fields).
 async fn read_text_field(
     reader: &mut UploadReader,
     name: String,
     fields: &mut Vec<(String, String)>,
-    total: &mut usize,
+    budget: &mut TextBudget,
 ) -> Result<(), ApiError> {
-    let text = reader.text(&name, text_limit(&name)).await?;
-    *total += text.len();
-    if *total > MAX_FORM_TEXT {
-        return Err(ApiError::validation(format!(
-            "the form's text fields are longer than {MAX_FORM_TEXT} bytes together"
-        )));
-    }
-    if fields.len() >= MAX_REPEATED {
-        return Err(ApiError::validation("too many fields in one request"));
-    }
+    let text = reader.text_field(&name, text_limit(&name), budget).await?;
     fields.push((name, text));
     Ok(())
 }
 
-/// Streams the current part (the PDF) into a temporary file, hashing and counting it.
+/// The text budget of one form.
+const fn form_budget() -> TextBudget {
+    TextBudget::new(MAX_FORM_TEXT, MAX_REPEATED)
+}
+
+/// Streams the current part (the PDF) into a temporary file, hashing and counting it, through
+/// the reader's one file receiver.
 async fn receive_upload(
     state: &AppState,
     reader: &mut UploadReader,
-    file_name: Option<&str>,
+    head: &PartHead,
 ) -> Result<UploadedFile, ApiError> {
-    let limit = state.settings.max_upload_bytes;
-    let file_name = file_name
-        .map(|n| n.rsplit(['/', '\\']).next().unwrap_or(n).trim().to_owned())
-        .filter(|n| !n.is_empty())
-        .unwrap_or_else(|| "document.pdf".to_owned())
-        .chars()
-        .take(255)
-        .collect::<String>();
-    let blobs = state.blobs.clone();
-    let (temp, handle) = tokio::task::spawn_blocking(move || blobs.create_temp())
-        .await
-        .map_err(|e| ApiError::Internal(e.into()))?
-        .map_err(io_error("creating a temporary file"))?;
-    let mut writer =
-        tokio::io::BufWriter::with_capacity(256 * 1024, tokio::fs::File::from_std(handle));
-    let mut hasher = <sha2::Sha256 as sha2::Digest>::new();
-    let mut size = 0u64;
-    while let Some(chunk) = reader.chunk().await? {
-        size += chunk.len() as u64;
-        if size > limit {
-            return Err(ApiError::document_too_large(limit));
-        }
-        sha2::Digest::update(&mut hasher, &chunk);
-        writer
-            .write_all(&chunk)
-            .await
-            .map_err(io_error("writing the upload"))?;
+    let intake = FileIntake {
+        limit: state.settings.max_upload_bytes,
+        // The order service checks and stores the file from disk.
+        in_memory_up_to: 0,
+        sha256: true,
+    };
+    let received = reader.receive_file(&state.blobs, head, intake).await?;
+    match received {
+        ReceivedFile {
+            content: Received::Spilled { temp, file },
+            file_name,
+            size,
+            sha256: Some(sha256),
+        } => Ok(UploadedFile {
+            temp,
+            file,
+            file_name,
+            size,
+            sha256,
+        }),
+        _ => Err(ApiError::Internal(anyhow::anyhow!(
+            "an order upload was received without its temporary file or digest"
+        ))),
     }
-    writer
-        .flush()
-        .await
-        .map_err(io_error("writing the upload"))?;
-    let file = writer.into_inner().into_std().await;
-    Ok(UploadedFile {
-        temp,
-        file,
-        file_name,
-        size,
-        sha256: Sha256Digest::from_bytes(sha2::Digest::finalize(hasher).into()),
-    })
 }
 
 /// Reads a multipart order form; the file field is `file_field` (`upload`).
@@ -156,19 +131,19 @@ async fn read_form_parts(
     file_field: &str,
 ) -> Result<OrderForm, ApiError> {
     let mut form = OrderForm::default();
-    let mut text_total = 0;
+    let mut budget = form_budget();
     while let Some(head) = reader.next_part().await? {
-        let name = head.name.unwrap_or_default();
+        let name = head.name.clone().unwrap_or_default();
         if name == file_field {
             if form.upload.is_some() {
                 return Err(ApiError::validation(format!(
                     "field {file_field} may be given only once"
                 )));
             }
-            form.upload = Some(receive_upload(state, reader, head.file_name.as_deref()).await?);
+            form.upload = Some(receive_upload(state, reader, &head).await?);
             continue;
         }
-        read_text_field(reader, name, &mut form.fields, &mut text_total).await?;
+        read_text_field(reader, name, &mut form.fields, &mut budget).await?;
     }
     Ok(form)
 }
@@ -233,7 +208,7 @@ pub async fn read_small_body(state: &AppState, request: Request) -> Result<Small
 /// The text fields of a small multipart form (files are refused).
 async fn read_small_fields(reader: &mut UploadReader) -> Result<Vec<(String, String)>, ApiError> {
     let mut fields = Vec::new();
-    let mut text_total = 0;
+    let mut budget = form_budget();
     while let Some(head) = reader.next_part().await? {
         let name = head.name.unwrap_or_default();
         if head.file_name.is_some() {
@@ -241,7 +216,7 @@ async fn read_small_fields(reader: &mut UploadReader) -> Result<Vec<(String, Str
                 "field {name} must be text, not a file"
             )));
         }
-        read_text_field(reader, name, &mut fields, &mut text_total).await?;
+        read_text_field(reader, name, &mut fields, &mut budget).await?;
     }
     Ok(fields)
 }

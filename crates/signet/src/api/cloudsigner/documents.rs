@@ -1,6 +1,8 @@
 //! `/documents`: upload a PDF for a signer (Signet prepares the signature revision and returns
 //! the data to be signed), reject, delete, post the device's signature (verified, then embedded
-//! as a PAdES signature), and download the signed PDF with range requests.
+//! as a PAdES signature), and download the signed PDF with range requests. The handlers parse
+//! the request, call the documents service (`services/documents.rs`, which owns the protocol)
+//! and map its answer and its [`DocumentError`] to the response.
 
 use axum::extract::State;
 use axum::http::header::CONTENT_LENGTH;
@@ -11,21 +13,18 @@ use axum::{Json, Router};
 use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine;
 use serde::{Deserialize, Serialize};
-use signet_pdf::{ByteRange, PdfError, PrepareOptions};
-use tokio::io::AsyncWriteExt;
-use tracing::Instrument;
 
 use super::error::{ApiError, ErrorCode};
 use super::extract::{ApiJson, ApiPath};
 use crate::api::blob_download;
 use crate::api::openapi::schemas::{DocumentUploadForm, ErrorBody};
-use crate::api::upload::{PartHead, UploadReader};
-use crate::domain::{DocumentId, DocumentStatus, Sha256Digest, SignatureLevel, SignerId};
-use crate::services::levels::{LevelError, LevelFinisher};
+use crate::api::upload::{
+    FileIntake, PartHead, ReceivedFile, TextBudget, UploadReader, IN_MEMORY_UPLOAD,
+};
+use crate::domain::{DocumentId, DocumentStatus, SignatureLevel, SignerId};
+use crate::services::documents::{DocumentError, NewDocument, UploadRefusal};
 use crate::state::AppState;
-use crate::store::blob_backend::Blobs;
-use crate::store::blobs::{BlobKey, BlobStore, TempBlob};
-use crate::store::{DocumentRecord, SignedFile};
+use crate::store::DocumentRecord;
 
 /// Multipart framing and the small text parts may add this much to the declared length before
 /// the upload is refused outright from `Content-Length`.
@@ -95,16 +94,6 @@ impl From<&DocumentRecord> for DocumentSummary {
     }
 }
 
-/// Runs blocking work (file I/O, parsing, hashing) off the async executor, in the caller's span.
-async fn blocking<T: Send + 'static>(
-    work: impl FnOnce() -> Result<T, ApiError> + Send + 'static,
-) -> Result<T, ApiError> {
-    let span = tracing::Span::current();
-    tokio::task::spawn_blocking(move || span.in_scope(work))
-        .await
-        .map_err(|e| ApiError::Internal(anyhow::Error::new(e).context("blocking task failed")))?
-}
-
 fn io_error(context: &'static str) -> impl Fn(std::io::Error) -> ApiError {
     move |e| ApiError::Internal(anyhow::Error::new(e).context(context))
 }
@@ -118,29 +107,16 @@ struct UploadParts {
     file: Option<ReceivedFile>,
 }
 
-/// The `file` part, streamed into a temporary blob.
-struct ReceivedFile {
-    content: Received,
-    file_name: String,
-    size: u64,
-}
-
-/// Where an upload's bytes are: small ones stay in memory until the one blocking step that
-/// prepares them (each trip to the blocking pool costs thread hand-offs); larger ones spill to a
-/// temporary file as they arrive, so memory stays bounded whatever the size.
-enum Received {
-    InMemory(Vec<u8>),
-    Spilled {
-        temp: TempBlob,
-        handle: std::fs::File,
-    },
-}
-
-/// Uploads up to this size are kept in memory while they arrive.
-const SPILL_THRESHOLD: usize = 1024 * 1024;
-
-async fn text_part(reader: &mut UploadReader, name: &str) -> Result<String, ApiError> {
-    Ok(reader.text(name, MAX_TEXT_PART).await?.trim().to_owned())
+async fn text_part(
+    reader: &mut UploadReader,
+    name: &str,
+    budget: &mut TextBudget,
+) -> Result<String, ApiError> {
+    Ok(reader
+        .text_field(name, MAX_TEXT_PART, budget)
+        .await?
+        .trim()
+        .to_owned())
 }
 
 /// Streams the `file` part into memory or a temporary blob, counting as it goes (the engine
@@ -163,62 +139,12 @@ async fn receive_file(
             declared_type
         )));
     }
-    let file_name = head
-        .file_name
-        .as_deref()
-        .map(|name| name.rsplit(['/', '\\']).next().unwrap_or(name).trim())
-        .filter(|name| !name.is_empty())
-        .unwrap_or("document.pdf")
-        .chars()
-        .take(255)
-        .collect::<String>();
-    let mut size = 0u64;
-    let mut buffer = Vec::new();
-    let mut spilled: Option<(TempBlob, tokio::io::BufWriter<tokio::fs::File>)> = None;
-    while let Some(chunk) = reader.chunk().await? {
-        size += chunk.len() as u64;
-        if size > limit {
-            return Err(ApiError::document_too_large(limit));
-        }
-        if let Some((_, writer)) = spilled.as_mut() {
-            writer
-                .write_all(&chunk)
-                .await
-                .map_err(io_error("writing the upload"))?;
-        } else if buffer.len() + chunk.len() <= SPILL_THRESHOLD {
-            buffer.extend_from_slice(&chunk);
-        } else {
-            let blobs = state.blobs.clone();
-            let (temp, handle) =
-                blocking(move || blobs.create_temp().map_err(io_error("temp file"))).await?;
-            let mut writer =
-                tokio::io::BufWriter::with_capacity(256 * 1024, tokio::fs::File::from_std(handle));
-            for piece in [&buffer[..], &chunk[..]] {
-                writer
-                    .write_all(piece)
-                    .await
-                    .map_err(io_error("writing the upload"))?;
-            }
-            buffer = Vec::new();
-            spilled = Some((temp, writer));
-        }
-    }
-    let content = match spilled {
-        None => Received::InMemory(buffer),
-        Some((temp, mut writer)) => {
-            writer
-                .flush()
-                .await
-                .map_err(io_error("writing the upload"))?;
-            let handle = writer.into_inner().into_std().await;
-            Received::Spilled { temp, handle }
-        }
+    let intake = FileIntake {
+        limit,
+        in_memory_up_to: IN_MEMORY_UPLOAD,
+        sha256: false,
     };
-    Ok(ReceivedFile {
-        content,
-        file_name,
-        size,
-    })
+    Ok(reader.receive_file(&state.blobs, head, intake).await?)
 }
 
 /// Reads every part; a large file is streamed to disk, never held in memory.
@@ -239,14 +165,16 @@ async fn read_each_part(
     limit: u64,
 ) -> Result<UploadParts, ApiError> {
     let mut parts = UploadParts::default();
+    // The upload's few text parts are bounded by their own limit and the number of parts.
+    let mut budget = TextBudget::parts_only();
     while let Some(head) = reader.next_part().await? {
         let name = head.name.clone().unwrap_or_default();
         match name.as_str() {
             "signerId" | "externalSignerId" => {
-                parts.signer_id = Some(text_part(reader, &name).await?)
+                parts.signer_id = Some(text_part(reader, &name, &mut budget).await?)
             }
-            "externalId" => parts.external_id = Some(text_part(reader, &name).await?),
-            "name" => parts.name = Some(text_part(reader, &name).await?),
+            "externalId" => parts.external_id = Some(text_part(reader, &name, &mut budget).await?),
+            "name" => parts.name = Some(text_part(reader, &name, &mut budget).await?),
             "file" => {
                 if parts.file.is_some() {
                     return Err(ApiError::validation("only one file part is accepted"));
@@ -256,7 +184,7 @@ async fn read_each_part(
             // Unknown parts are read and ignored, as the source's clients may send extras; they
             // are held to the text parts' limit all the same.
             _ => {
-                text_part(reader, &name).await?;
+                text_part(reader, &name, &mut budget).await?;
             }
         }
     }
@@ -305,155 +233,64 @@ async fn upload(
     let file = parts
         .file
         .ok_or_else(|| ApiError::validation("field file (the PDF) is required"))?;
-    if file.size == 0 {
-        return Err(ApiError::document_upload("the file is empty"));
-    }
-    let (signer, certificate) = state
-        .store
-        .find_signer_with_certificate(&signer_id)
-        .await?
-        .ok_or_else(|| ApiError::not_found(format!("no signer {signer_id}")))?;
-    if !signer.status.can_sign() {
-        return Err(ApiError::illegal(format!(
-            "signer {signer_id} is {} and cannot sign; only an ACTIVE signer can",
-            signer.status
-        )));
-    }
-
-    let document_id = DocumentId::new_random();
-    tracing::Span::current().record("document.id", tracing::field::display(&document_id));
-    // Room for a signature timestamp whatever the level: the client names the level only when it
-    // posts the signature, and the placeholder cannot grow then. 8 KiB of DER (16 KiB of hex
-    // zeros) more per prepared file is cheaper than a document that has to be uploaded again.
-    let mut options = PrepareOptions::new(state.clock.now()).with_timestamp_reserve();
-    // Unique per upload: the same PDF uploaded twice in one second for one signer must not get
-    // the same data to be signed, or a signature for one could be posted for the other.
-    options.update_id = Some(*document_id.as_bytes());
-    // Dropped with this future when the client hangs up: the preparation stops too.
-    let _cancel_on_hang_up = options.cancel.cancel_on_drop();
-    let blobs = state.blobs.clone();
-    let certificate_der = certificate.der.clone();
-    let ReceivedFile {
-        content,
-        file_name,
-        size,
-    } = file;
-    let (prepared, signed_attributes, prepared_blob) = blocking(move || {
-        let not_pdf =
-            || ApiError::document_upload("the file is not a PDF: it does not start with %PDF-");
-        // A small upload is parsed from memory and written once, with its revision; a large
-        // one is already on disk and gets the revision appended to it.
-        let (temp, handle, prepared) = match content {
-            Received::InMemory(bytes) => {
-                if !bytes.starts_with(b"%PDF-") {
-                    return Err(not_pdf());
-                }
-                let (temp, mut handle) = blobs.create_temp().map_err(io_error("temp file"))?;
-                let prepared =
-                    signet_pdf::prepare(std::io::Cursor::new(&bytes[..]), &mut handle, &options)
-                        .map_err(ApiError::from_pdf)?;
-                (temp, handle, prepared)
-            }
-            Received::Spilled { temp, mut handle } => {
-                use std::io::{Read, Seek, SeekFrom};
-                let mut magic = [0u8; 5];
-                handle
-                    .seek(SeekFrom::Start(0))
-                    .map_err(io_error("reading the upload"))?;
-                let magic_len = handle
-                    .read(&mut magic)
-                    .map_err(io_error("reading the upload"))?;
-                if &magic[..magic_len] != b"%PDF-" {
-                    return Err(not_pdf());
-                }
-                let prepared = signet_pdf::prepare_appending(&mut handle, &options)
-                    .map_err(ApiError::from_pdf)?;
-                (temp, handle, prepared)
-            }
-        };
-        let signed_attributes =
-            signet_crypto::cms::signed_attributes_der(&prepared.digest, &certificate_der).map_err(
-                |e| ApiError::Internal(anyhow::Error::new(e).context("SignedAttributes")),
-            )?;
-        let key = BlobKey::prepared(document_id);
-        blobs
-            .persist(temp, &handle, &key)
-            .map_err(io_error("storing the prepared PDF"))?;
-        Ok((prepared, signed_attributes, key))
-    })
-    .await?;
-
-    let record = DocumentRecord {
-        document_id,
-        signer_id: signer_id.clone(),
-        external_id: parts.external_id.filter(|v| !v.is_empty()),
-        name: parts.name.filter(|v| !v.is_empty()),
-        file_name,
-        size,
-        // The engine hashes the upload once, on the way to the byte-range digest.
-        sha256: Sha256Digest::from_bytes(prepared.input_sha256),
-        status: DocumentStatus::Waiting,
-        signed_attributes,
-        byte_range: prepared.byte_range.0,
-        certificate_serial: certificate.serial,
-        prepared_blob: Some(prepared_blob),
-        signed_blob: None,
-        signed_size: None,
-        created_at: state.clock.now(),
-    };
-    if let Err(error) = state.store.insert_document(&record).await {
-        let _ = state.blobs.remove_document(document_id);
-        return Err(error.into());
-    }
-    tracing::info!(size, "document prepared");
+    let record = state
+        .documents
+        .upload(NewDocument {
+            signer_id,
+            external_id: parts.external_id,
+            name: parts.name,
+            file,
+        })
+        .await?;
     Ok(Json(UploadResponse {
-        document_id: document_id.to_string(),
-        signer_id: signer_id.to_string(),
-        external_signer_id: signer_id.to_string(),
+        document_id: record.document_id.to_string(),
+        signer_id: record.signer_id.to_string(),
+        external_signer_id: record.signer_id.to_string(),
         external_id: record.external_id,
         name: record.name,
         file_name: record.file_name,
-        size,
+        size: record.size,
         hash: BASE64.encode(&record.signed_attributes),
         document_sha256: record.sha256.to_string(),
     })
     .into_response())
 }
 
-/// A document the client may still see: unknown ids and deleted documents are both 404.
-async fn live_document(state: &AppState, raw_id: &str) -> Result<DocumentRecord, ApiError> {
-    let not_found = || ApiError::not_found(format!("no document {raw_id}"));
-    let document_id = DocumentId::parse(raw_id).map_err(|_| not_found())?;
-    match state.store.find_document(&document_id).await? {
-        Some(document) if document.status != DocumentStatus::Deleted => Ok(document),
-        _ => Err(not_found()),
+/// The refusal of the documents service as the API answers it; `raw_id` is the document id as
+/// the path gave it (a 404 names it as sent).
+fn document_error(raw_id: &str) -> impl FnOnce(DocumentError) -> ApiError + '_ {
+    move |error| match error {
+        DocumentError::NotFound(_) => ApiError::not_found(format!("no document {raw_id}")),
+        other => other.into(),
     }
 }
 
-/// Reads the live document and moves it to `to` with a compare-and-set on the status it was
-/// read in: the document as read when the move applied, `None` when a racing request changed
-/// the status first. A move the status machine refuses is an illegal operation.
-async fn move_live_document(
-    state: &AppState,
-    raw_id: &str,
-    to: DocumentStatus,
-) -> Result<Option<DocumentRecord>, ApiError> {
-    let document = live_document(state, raw_id).await?;
-    let to = document
-        .status
-        .transition(to)
-        .map_err(|e| ApiError::illegal(e.to_string()))?;
-    let changed = state
-        .store
-        .change_document_status(
-            &document.document_id,
-            document.status,
-            to,
-            None,
-            state.clock.now(),
-        )
-        .await?;
-    Ok(changed.then_some(document))
+impl From<DocumentError> for ApiError {
+    fn from(error: DocumentError) -> Self {
+        let message = error.to_string();
+        match error {
+            DocumentError::NotFound(_) | DocumentError::NoSigner(_) => ApiError::not_found(message),
+            DocumentError::Upload(UploadRefusal::Pdf(error)) => ApiError::from_pdf(error),
+            DocumentError::Upload(_) => ApiError::document_upload(message),
+            DocumentError::Refused(_) => ApiError::illegal(message),
+            DocumentError::InvalidSignature(_) => ApiError::new(
+                StatusCode::BAD_REQUEST,
+                ErrorCode::DocumentInvalidSignature,
+                message,
+            ),
+            DocumentError::TimestampUnavailable(_) => ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                ErrorCode::TimestampUnavailable,
+                message,
+            ),
+            DocumentError::Internal(error) => ApiError::Internal(error),
+        }
+    }
+}
+
+/// The document id a path names; one that is not an id names no document (404).
+fn parse_document_id(raw_id: &str) -> Result<DocumentId, ApiError> {
+    DocumentId::parse(raw_id).map_err(|_| ApiError::not_found(format!("no document {raw_id}")))
 }
 
 /// `PUT /documents/{id}` body.
@@ -493,13 +330,12 @@ async fn reject(
         }
         None => return Err(ApiError::validation("field status is required")),
     }
-    let document = move_live_document(&state, &raw_id, DocumentStatus::Rejected)
-        .await?
-        .ok_or_else(|| {
-            ApiError::illegal(
-                "the document changed while it was being rejected; read it and try again",
-            )
-        })?;
+    let document_id = parse_document_id(&raw_id)?;
+    let document = state
+        .documents
+        .reject(document_id)
+        .await
+        .map_err(document_error(&raw_id))?;
     Ok(Json(DocumentSummary::from(&document)))
 }
 
@@ -520,32 +356,12 @@ async fn delete(
     State(state): State<AppState>,
     ApiPath(raw_id): ApiPath<String>,
 ) -> Result<StatusCode, ApiError> {
-    // A delete succeeds whatever the state (the spec's 204). A racing request may change the
-    // state between the read and the compare-and-set (a signature landing: WAITING → SIGNED);
-    // read it again and delete what it has become. Every state but DELETED leads to DELETED and
-    // a document changes state at most twice, so three rounds settle it; once another delete
-    // has won, `live_document` answers 404. An in-flight signature whose commit loses to this
-    // delete finds the row DELETED and answers its own refusal; one that won is simply deleted.
-    let mut deleted = None;
-    for _ in 0..3 {
-        deleted = move_live_document(&state, &raw_id, DocumentStatus::Deleted).await?;
-        if deleted.is_some() {
-            break;
-        }
-    }
-    let document = deleted.ok_or_else(|| {
-        ApiError::Internal(anyhow::anyhow!(
-            "the document kept changing state while it was being deleted"
-        ))
-    })?;
-    let blobs = state.blobs.clone();
-    let document_id = document.document_id;
-    blocking(move || {
-        blobs
-            .remove_document(document_id)
-            .map_err(io_error("removing the document's files"))
-    })
-    .await?;
+    let document_id = parse_document_id(&raw_id)?;
+    state
+        .documents
+        .delete(document_id)
+        .await
+        .map_err(document_error(&raw_id))?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -564,227 +380,6 @@ struct SignRequest {
 struct SignResponse {
     document_id: String,
     uri: String,
-}
-
-fn invalid_signature(message: impl Into<String>) -> ApiError {
-    ApiError::new(
-        StatusCode::BAD_REQUEST,
-        ErrorCode::DocumentInvalidSignature,
-        message,
-    )
-}
-
-/// A prepared file being filled with its signature, in place, under an exclusive lock.
-///
-/// Signing writes only the `/Contents` placeholder, which lies outside the signed byte range,
-/// so the prepared file becomes the signed file without a copy. The lock (`flock`, held until
-/// the row's WAITING → SIGNED compare-and-set is known) makes racing attempts exclusive: a
-/// second one fails to take it, or takes it after the winner and finds the placeholder filled
-/// and the document SIGNED. A filled placeholder on a WAITING document is what an attempt
-/// that never committed (a crash, a failed commit) leaves; the next attempt clears and
-/// refills it. Bytes a client can download are therefore never rewritten.
-///
-/// Levels from B-LT up append revisions (`/DSS`, a document timestamp) after the prepared file's
-/// end; an attempt that fails (no timestamp, no validation data) cuts the file back to that end
-/// and empties the placeholder before it lets go of the lock, and a refill does the same first.
-struct Fill {
-    file: std::fs::File,
-    blob: BlobKey,
-    byte_range: ByteRange,
-    cms: Vec<u8>,
-    level: SignatureLevel,
-    levels: std::sync::Arc<LevelFinisher>,
-    runtime: tokio::runtime::Handle,
-    /// `blob` is a new object holding the signed file (object storage), not the prepared file
-    /// filled in place.
-    new_version: bool,
-    /// The prepared object the signed one supersedes, removed after the commit.
-    superseded: Option<BlobKey>,
-    /// The file's length once finished.
-    len: u64,
-    /// When its document timestamp must be renewed by (B-LTA).
-    archive_expires_at: Option<time::OffsetDateTime>,
-    /// The placeholder was already filled: see [`Fill::refill`].
-    stale: bool,
-}
-
-/// What a fill writes: the CMS for the placeholder and the level to raise it to.
-struct Signature {
-    byte_range: ByteRange,
-    cms: Vec<u8>,
-    level: SignatureLevel,
-    levels: std::sync::Arc<LevelFinisher>,
-    runtime: tokio::runtime::Handle,
-}
-
-impl Fill {
-    /// Opens and locks the prepared file and fills its placeholder with `cms` at `level`,
-    /// durably, unless it is already filled (`stale`). Blocking.
-    fn claim(files: &BlobStore, blob: &BlobKey, signature: Signature) -> Result<Self, ApiError> {
-        let Signature {
-            byte_range,
-            cms,
-            level,
-            levels,
-            runtime,
-        } = signature;
-        let lost =
-            || ApiError::illegal("the document was signed or deleted by another request meanwhile");
-        let file = std::fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .open(files.path(blob))
-            .map_err(|e| match e.kind() {
-                // A racing request deleted this document first.
-                std::io::ErrorKind::NotFound => lost(),
-                _ => io_error("opening the prepared PDF")(e),
-            })?;
-        file.try_lock().map_err(|e| match e {
-            std::fs::TryLockError::WouldBlock => {
-                ApiError::illegal("the document is being signed by another request")
-            }
-            std::fs::TryLockError::Error(e) => io_error("locking the prepared PDF")(e),
-        })?;
-        let mut fill = Fill {
-            file,
-            blob: blob.clone(),
-            byte_range,
-            cms,
-            level,
-            levels,
-            runtime,
-            len: byte_range.file_len(),
-            archive_expires_at: None,
-            stale: false,
-            new_version: false,
-            superseded: None,
-        };
-        if !signet_pdf::placeholder_is_empty(&mut fill.file, &byte_range).map_err(embed_error)? {
-            fill.stale = true;
-            return Ok(fill);
-        }
-        fill.finish()?;
-        Ok(fill)
-    }
-
-    /// On object storage, where nothing is rewritten in place: copies the prepared object to a
-    /// temporary file, fills that and stores it as a new version of the document
-    /// (`documents/<id>/signed-<version>.pdf`), durable before the row may name it. Racing
-    /// attempts each write their own version; the compare-and-set on the row picks one.
-    /// Blocking.
-    fn new_version(
-        blobs: &Blobs,
-        prepared: &BlobKey,
-        document_id: DocumentId,
-        signature: Signature,
-    ) -> Result<Self, ApiError> {
-        let (temp, file) = blobs.copy_to_temp(prepared).map_err(|e| match e.kind() {
-            // A racing request signed or deleted this document first.
-            std::io::ErrorKind::NotFound => {
-                ApiError::illegal("the document was signed or deleted by another request meanwhile")
-            }
-            _ => io_error("reading the prepared PDF")(e),
-        })?;
-        let mut fill = Fill {
-            file,
-            blob: BlobKey::document_version(document_id, uuid::Uuid::new_v4()),
-            byte_range: signature.byte_range,
-            cms: signature.cms,
-            level: signature.level,
-            levels: signature.levels,
-            runtime: signature.runtime,
-            len: signature.byte_range.file_len(),
-            archive_expires_at: None,
-            stale: false,
-            new_version: true,
-            superseded: Some(prepared.clone()),
-        };
-        // A prepared file carried over from the file backend (migrate-blobs) may hold the
-        // filled placeholder of an attempt that never committed: start from the prepared state.
-        if !signet_pdf::placeholder_is_empty(&mut fill.file, &fill.byte_range)
-            .map_err(embed_error)?
-        {
-            fill.reset()?;
-        }
-        fill.finish()?;
-        blobs
-            .persist(temp, &fill.file, &fill.blob)
-            .map_err(io_error("storing the signed PDF"))?;
-        Ok(fill)
-    }
-
-    /// Fills the empty placeholder and raises the signature to its level; on failure the file
-    /// is put back as it was prepared.
-    fn finish(&mut self) -> Result<(), ApiError> {
-        match self.levels.finish(
-            &self.runtime,
-            &mut self.file,
-            &self.byte_range,
-            &self.cms,
-            self.level,
-        ) {
-            Ok(finished) => {
-                self.len = finished.len;
-                self.archive_expires_at = finished.archive_expires_at;
-                self.sync()
-            }
-            Err(error) => {
-                if let Err(reset) = self.reset() {
-                    tracing::error!(error = ?reset, "could not put the prepared PDF back");
-                }
-                Err(level_error(error))
-            }
-        }
-    }
-
-    /// Cuts the file back to the prepared revision and empties its placeholder.
-    fn reset(&mut self) -> Result<(), ApiError> {
-        self.file
-            .set_len(self.byte_range.file_len())
-            .map_err(io_error("cutting the PDF back"))?;
-        if !signet_pdf::placeholder_is_empty(&mut self.file, &self.byte_range)
-            .map_err(embed_error)?
-        {
-            signet_pdf::clear_placeholder(&mut self.file, &self.byte_range).map_err(embed_error)?;
-        }
-        self.sync()
-    }
-
-    /// Clears a placeholder (and revisions after it) left by an attempt that never committed
-    /// and fills it with this attempt's signature. Blocking; call only with the document still
-    /// WAITING.
-    fn refill(mut self) -> Result<Self, ApiError> {
-        self.reset()?;
-        self.finish()?;
-        self.stale = false;
-        Ok(self)
-    }
-
-    /// The fill reaches the disk before the row says SIGNED. The file's length and name are
-    /// unchanged (both made durable at upload), so its data is all there is to flush.
-    fn sync(&self) -> Result<(), ApiError> {
-        self.file
-            .sync_data()
-            .map_err(io_error("storing the signed PDF"))
-    }
-}
-
-/// A level that cannot be reached now is the outside world's (503, the document stays
-/// WAITING); anything else is ours.
-fn level_error(error: LevelError) -> ApiError {
-    if error.is_unavailable() {
-        ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            ErrorCode::TimestampUnavailable,
-            format!("{error}; the document is still WAITING, try again later"),
-        )
-    } else {
-        ApiError::Internal(anyhow::Error::new(error).context("finishing the signature"))
-    }
-}
-
-fn embed_error(e: PdfError) -> ApiError {
-    ApiError::Internal(anyhow::Error::new(e).context("embedding the CMS"))
 }
 
 /// Posts the device's signature: verified, then embedded as a PAdES signature at the level asked.
@@ -824,133 +419,12 @@ async fn sign(
     let device_signature = BASE64
         .decode(encoded)
         .map_err(|e| ApiError::validation(format!("field signature is not base64: {e}")))?;
-
-    let not_found = || ApiError::not_found(format!("no document {raw_id}"));
-    let document_id = DocumentId::parse(&raw_id).map_err(|_| not_found())?;
-    let (document, signer_status, certificate) = state
-        .store
-        .find_document_for_signing(&document_id)
-        .await?
-        .filter(|(document, _, _)| document.status != DocumentStatus::Deleted)
-        .ok_or_else(not_found)?;
-    document
-        .status
-        .transition(DocumentStatus::Signed)
-        .map_err(|e| ApiError::illegal(e.to_string()))?;
-    if !signer_status.can_sign() {
-        return Err(ApiError::illegal(format!(
-            "signer {} is {signer_status} and cannot sign",
-            document.signer_id
-        )));
-    }
-    if certificate.revoked_at.is_some() {
-        return Err(ApiError::illegal(
-            "the certificate this document was prepared for has been revoked (the signer \
-             enrolled a new key); upload the document again",
-        ));
-    }
-
-    let prepared_blob = document
-        .prepared_blob
-        .clone()
-        .ok_or_else(|| ApiError::Internal(anyhow::anyhow!("waiting document without its file")))?;
-    let ca_der = state.pki.ca().certificate_der().to_vec();
-    let byte_range = ByteRange(document.byte_range);
-    let levels = state.levels.clone();
-    let runtime = tokio::runtime::Handle::current();
-    let verify_and_fill = move |blobs: std::sync::Arc<Blobs>| -> Result<Fill, ApiError> {
-        let verified = signet_crypto::verify::verify_with_certificate(
-            &certificate.der,
-            &document.signed_attributes,
-            &device_signature,
-        )
-        .map_err(|e| {
-            invalid_signature(format!(
-                "the signature does not verify against the signer's certificate over the \
-                 data to be signed (hash): {e}"
-            ))
-        })?;
-        let cms = signet_crypto::cms::signed_data_der(
-            &document.signed_attributes,
-            &verified.signature,
-            verified.algorithm,
-            &certificate.der,
-            &[&ca_der],
-        )
-        .map_err(|e| ApiError::Internal(anyhow::Error::new(e).context("building SignedData")))?;
-        let signature = Signature {
-            byte_range,
-            cms,
-            level,
-            levels,
-            runtime,
-        };
-        match blobs.files() {
-            Some(files) => Fill::claim(files, &prepared_blob, signature),
-            None => Fill::new_version(&blobs, &prepared_blob, document_id, signature),
-        }
-    };
-    // From the claim to the commit this runs as its own task: a client that hangs up must not
-    // release the lock while the commit is still queued (see `Fill`).
-    let task_state = state.clone();
-    tokio::spawn(
-        async move {
-            let state = task_state;
-            let blobs = state.blobs.clone();
-            let mut fill = blocking(move || verify_and_fill(blobs)).await?;
-            if fill.stale {
-                // Under the lock no live attempt is running, so a filled placeholder is left from
-                // one that never committed, unless the document has left WAITING since.
-                let current = state.store.find_document(&document_id).await?;
-                if current.is_none_or(|current| current.status != DocumentStatus::Waiting) {
-                    return Err(ApiError::illegal(
-                        "the document was signed, rejected or deleted by another request meanwhile",
-                    ));
-                }
-                fill = blocking(move || fill.refill()).await?;
-            }
-            let signed = SignedFile {
-                blob: fill.blob.clone(),
-                size: fill.len,
-                archive_expires_at: fill.archive_expires_at,
-            };
-            let won = state
-                .store
-                .change_document_status(
-                    &document_id,
-                    DocumentStatus::Waiting,
-                    DocumentStatus::Signed,
-                    Some(&signed),
-                    state.clock.now(),
-                )
-                .await;
-            // Only now may another attempt take the file.
-            let (new_version, superseded) = (fill.new_version, fill.superseded.clone());
-            let signed_blob = fill.blob.clone();
-            drop(fill);
-            // On an object store the signature is a new object: removed again when its commit
-            // lost, and the prepared object it supersedes removed once the row no longer names
-            // it. A commit that failed may still have landed (a connection lost after COMMIT),
-            // so its object is left to the orphan sweep, which asks the row.
-            if !won? {
-                if new_version {
-                    let _ = state.blobs.remove(&signed_blob);
-                }
-                return Err(ApiError::illegal(
-                    "the document was signed, rejected or deleted by another request meanwhile",
-                ));
-            }
-            if let Some(superseded) = superseded {
-                let _ = state.blobs.remove(&superseded);
-            }
-            Ok(())
-        }
-        .in_current_span(),
-    )
-    .await
-    .map_err(|e| ApiError::Internal(anyhow::Error::new(e).context("signing task failed")))??;
-    tracing::info!("document signed");
-    crate::telemetry::metrics::signature_made("cloudsigner", level);
+    let document_id = parse_document_id(&raw_id)?;
+    state
+        .documents
+        .sign(document_id, device_signature, level)
+        .await
+        .map_err(document_error(&raw_id))?;
     Ok(Json(SignResponse {
         document_id: document_id.to_string(),
         uri: format!("{}/documents/{document_id}/file", state.public_url),
