@@ -7,7 +7,8 @@
 # A, B, A, B, … ROUNDS times, and prints each side's runs, their medians and B/A.
 #
 # Usage: bench/compare-revisions.sh REV_A REV_B [step]     (step: run-all's, default documents)
-# Env:   ROUNDS (3: runs per side, alternated), LOADGEN_BIN (a prebuilt load generator; else
+# Env:   ROUNDS (3: runs per side, alternated), PROFILE (release; dev builds faster, to try the
+#        script, not to measure), LOADGEN_BIN (a prebuilt load generator; else
 #        this tree's is built once), and run-all's own (RUNS=1 per round is the
 #        default here; DOCUMENTS, CONCURRENCY, LEVELS …). The figure compared is the documents/s
 #        of each load generator line ("-> N req/s"); with LEVELS unset only PADES_B_LT is run.
@@ -18,6 +19,9 @@ rev_a="$1" rev_b="$2" step="${3:-documents}"
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cache="${SIGNET_CI_CACHE:-$HOME/.cache/signet-ci}"
 rounds="${ROUNDS:-3}"
+# Cargo's profile for both servers: release to measure; dev only to try the script quickly.
+profile="${PROFILE:-release}"
+profile_dir="$([ "$profile" = dev ] && echo debug || echo "$profile")"
 work="$(mktemp -d)"
 worktrees=()
 cleanup() {
@@ -34,8 +38,8 @@ build() {
   git -C "$repo" worktree add --detach -q "$tree" "$commit"
   worktrees+=("$tree")
   echo "== building $side = $rev ($(git -C "$repo" log -1 --format='%h %s' "$commit"))" >&2
-  (cd "$tree" && CARGO_TARGET_DIR="$cache/compare-target-$side" cargo build -q --release -p signet >&2)
-  cp "$cache/compare-target-$side/release/signet" "$work/signet-$side"
+  (cd "$tree" && CARGO_TARGET_DIR="$cache/compare-target-$side" cargo build -q --profile "$profile" -p signet >&2)
+  cp "$cache/compare-target-$side/$profile_dir/signet" "$work/signet-$side"
   echo "$work/signet-$side"
 }
 bin_a="$(build A "$rev_a")"

@@ -912,8 +912,21 @@ impl Fleet {
         }
     }
 
-    /// Every JSON line any replica logged with `message`, with the replica's index.
-    fn logged(&self, message: &str) -> Vec<(usize, Value)> {
+    /// Every JSON line any replica logged with `message`, with the replica's index, once there
+    /// are at least `expected` (bounded by [`JOBS_DEADLINE`]): a line is logged after its commit,
+    /// and read from the child's pipe a moment later, so the rows may change before it shows.
+    async fn logged(&self, message: &str, expected: usize) -> Vec<(usize, Value)> {
+        let deadline = std::time::Instant::now() + JOBS_DEADLINE;
+        loop {
+            let lines = self.logged_now(message);
+            if lines.len() >= expected || std::time::Instant::now() > deadline {
+                return lines;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    fn logged_now(&self, message: &str) -> Vec<(usize, Value)> {
         self.replicas
             .iter()
             .enumerate()
@@ -1076,7 +1089,9 @@ async fn orders_and_signers_falling_due_under_three_replicas_each_expire_exactly
     assert!(hooks.iter().all(|(_, n)| *n == 1), "{hooks:?}");
 
     // One replica logged each expiry; the signers are EXPIRED on every replica.
-    let orders_done = fleet.logged("order expired: its due date passed");
+    let orders_done = fleet
+        .logged("order expired: its due date passed", orders.len())
+        .await;
     let logged = tally(
         &orders,
         orders_done
@@ -1085,7 +1100,12 @@ async fn orders_and_signers_falling_due_under_three_replicas_each_expire_exactly
     );
     assert!(logged.iter().all(|(_, n)| *n == 1), "{logged:?}");
     report_split("orders expired", &orders_done);
-    let signers_done = fleet.logged("signer expired: certificate ran out without renewal");
+    let signers_done = fleet
+        .logged(
+            "signer expired: certificate ran out without renewal",
+            signers.len(),
+        )
+        .await;
     let logged = tally(
         &signers,
         signers_done
@@ -1117,8 +1137,20 @@ fn document_timestamps(pdf: &[u8]) -> usize {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn b_lta_files_falling_due_under_three_replicas_each_get_exactly_one_archive_timestamp() {
+    one_archive_timestamp_each(Storage::shared_data_dir()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn b_lta_files_falling_due_under_three_replicas_each_get_exactly_one_archive_timestamp_on_object_storage(
+) {
+    if let Some(storage) = Storage::object_store() {
+        one_archive_timestamp_each(storage).await;
+    }
+}
+
+async fn one_archive_timestamp_each(storage: Storage) {
     let env = [("SIGNET_SIGNATURE_LEVEL", "PADES_B_LTA"), JOBS_EVERY_SECOND];
-    let Some(fleet) = Fleet::start_with(3, Storage::shared_data_dir(), &env).await else {
+    let Some(fleet) = Fleet::start_with(3, storage, &env).await else {
         return;
     };
     let api = fleet.api();
@@ -1224,7 +1256,9 @@ async fn b_lta_files_falling_due_under_three_replicas_each_get_exactly_one_archi
         let pdf = write_pdf(fleet.storage.scratch(), &format!("archived-{n}.pdf"), new);
         crate::levels::assert_long_term_valid(&pdf, &ca, 1, 2);
     }
-    let renewed = fleet.logged("added an archive timestamp");
+    let renewed = fleet
+        .logged("added an archive timestamp", before.len())
+        .await;
     assert_eq!(renewed.len(), before.len(), "{renewed:?}");
     report_split("archive timestamps", &renewed);
 }
