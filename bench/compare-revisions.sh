@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Two revisions of the server side by side in one sitting, so that "before" and "after" a change
 # (a refactor that must not slow the embedded default) meet the same machine load: builds each
-# revision's release `signet` in a temporary git worktree with a target directory of its own
-# under ~/.cache/signet-ci/ (kept, so a second comparison builds incrementally), then runs
+# revision's release `signet` in a git worktree under ~/.cache/signet-ci/ (removed at the end)
+# with a target directory of its own there (kept, so a second comparison builds incrementally),
+# then runs
 # `bench/run-all.sh STEP` of this tree against each binary (SERVER_BIN), alternating
 # A, B, A, B, … ROUNDS times, and prints each side's runs, their medians and B/A.
 #
@@ -30,20 +31,23 @@ cleanup() {
 }
 trap cleanup EXIT
 
-# Builds `rev`'s release server; prints the binary's path (a copy in $work, named by side).
+# Builds `rev`'s server into $work/signet-SIDE. Not called in a subshell: it records the worktree
+# for the clean-up.
 build() {
   local side="$1" rev="$2" commit tree
   commit="$(git -C "$repo" rev-parse --verify "$rev^{commit}")"
-  tree="$work/tree-$side"
+  # A fixed path, so the kept target directory's fingerprints still match next time.
+  tree="$cache/compare-tree-$side"
+  git -C "$repo" worktree remove --force "$tree" 2>/dev/null || rm -rf "$tree"
   git -C "$repo" worktree add --detach -q "$tree" "$commit"
   worktrees+=("$tree")
   echo "== building $side = $rev ($(git -C "$repo" log -1 --format='%h %s' "$commit"))" >&2
   (cd "$tree" && CARGO_TARGET_DIR="$cache/compare-target-$side" cargo build -q --profile "$profile" -p signet >&2)
   cp "$cache/compare-target-$side/$profile_dir/signet" "$work/signet-$side"
-  echo "$work/signet-$side"
 }
-bin_a="$(build A "$rev_a")"
-bin_b="$(build B "$rev_b")"
+build A "$rev_a"
+build B "$rev_b"
+bin_a="$work/signet-A" bin_b="$work/signet-B"
 # One load generator, this tree's, for both sides (built once, not in between the runs).
 if [ -z "${LOADGEN_BIN:-}" ]; then
   (cd "$repo" && cargo build -q --release -p signet-loadgen)

@@ -38,21 +38,33 @@ EOF
     cli() { RUST_LOG=garage=warn "$garage" -c "$dir/garage.toml" "$@"; }
     RUST_LOG=garage=warn "$garage" -c "$dir/garage.toml" server </dev/null >"$dir/garage.log" 2>&1 &
     pid=$!
-    node=""
-    for _ in $(seq 300); do
-      node="$(cli node id -q 2>/dev/null | cut -d@ -f1 || true)"
-      [ -n "$node" ] && break
-      kill -0 "$pid" 2>/dev/null || { cat "$dir/garage.log" >&2; exit 1; }
+    fail() { echo "garage: $1" >&2; cat "$dir/garage.log" >&2; kill "$pid" 2>/dev/null; exit 1; }
+    # The admin commands below need its RPC up: wait for the S3 port, as the tests' harness does,
+    # then retry each command a little while the node settles.
+    for _ in $(seq 600); do
+      (exec 3<>"/dev/tcp/127.0.0.1/$s3_port") 2>/dev/null && break
+      kill -0 "$pid" 2>/dev/null || fail "exited"
       sleep 0.1
     done
-    [ -n "$node" ] || { echo "garage did not answer" >&2; cat "$dir/garage.log" >&2; kill "$pid"; exit 1; }
-    cli layout assign -z dc1 -c 1G "$node" >/dev/null
-    cli layout apply --version 1 >/dev/null
-    key="$(cli key create signet-bench)"
+    retry() {
+      local _
+      for _ in $(seq 50); do "$@" >/dev/null 2>&1 && return 0; sleep 0.2; done
+      "$@" >/dev/null || fail "$* failed"
+    }
+    node=""
+    for _ in $(seq 100); do
+      node="$(cli node id -q 2>/dev/null | cut -d@ -f1 || true)"
+      [ -n "$node" ] && break
+      sleep 0.2
+    done
+    [ -n "$node" ] || fail "no node id"
+    retry cli layout assign -z dc1 -c 1G "$node"
+    retry cli layout apply --version 1
+    key="$(cli key create signet-bench)" || fail "key create failed"
     key_id="$(awk -F: '/Key ID:/{gsub(/ /, "", $2); print $2}' <<<"$key")"
     secret="$(awk -F: '/Secret key:/{gsub(/ /, "", $2); print $2}' <<<"$key")"
-    cli bucket create "$bucket" >/dev/null
-    cli bucket allow --read --write --owner "$bucket" --key signet-bench >/dev/null
+    retry cli bucket create "$bucket"
+    retry cli bucket allow --read --write --owner "$bucket" --key signet-bench
     cat >"$dir/env" <<EOF
 export AWS_ENDPOINT_URL=http://127.0.0.1:$s3_port
 export AWS_ACCESS_KEY_ID=$key_id
