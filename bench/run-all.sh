@@ -3,26 +3,38 @@
 #   1. POST /signers with fresh P-256 CSRs (release server, SQLite)          -> enrollments/s, p99
 #   2. the device flow per 100 KiB document: upload -> sign -> download,
 #      at the default level (PADES_B_LT) beside PADES_B_B                       -> documents/s, p99
-#   3. a 50 MB upload + sign: the server's peak RSS growth (VmHWM)            -> MiB
+#   3. a 50 MB upload + sign: the server's peak RSS growth (VmHWM), with the documents in files
+#      and in a local S3 bucket (Garage, bench/garage.sh; skipped with a notice without it) -> MiB
 #   4. the engine beside pyHanko (1-page PDF) and beside one SHA-256 pass (20 MB PDF)
 #   5. the hostile PDFs of the hardening issue through both APIs: answer, time, peak RSS growth
 #   6. one signature end to end at PADES_B_B beside PADES_B_LTA (built-in TSA)  -> ms, ratio
 #   7. TLS beside plain HTTP, two servers side by side: the device flow over kept-alive
 #      connections, and new connections/s (full TLS 1.3 handshakes, ECDSA P-256 server key)
-#   8. replicas: the device flow on SQLite (one server) beside PostgreSQL with 1, 2 and 3
-#      replicas on one shared data directory, the load generator spreading every request over
-#      them round robin (as a load balancer would)                         -> documents/s, p99
+#   8. replicas: the device flow on SQLite + files (one server) beside PostgreSQL with 1, 2 and 3
+#      replicas, first on one shared data directory, then with the documents in a local Garage
+#      bucket (bench/garage.sh), the load generator spreading every request over the replicas
+#      round robin (as a load balancer would); one table at the end -> documents/s, p99 (medians)
 #   9. the read path beside nginx serving the same signed file (bench/read-path.sh): ca.pem,
 #      GET /signers/{id}, the download whole and with a 100-byte Range   -> requests/s, ratios
 # Each server gets a fresh data directory; each load figure is printed per run (report the
 # median). The CPU split after each run says how much the server, the generator and everything
 # else on the machine took, so a run disturbed by other work can be told apart.
 #
+# Two revisions side by side (before/after a refactor, same hour, runs alternated):
+#   bench/compare-revisions.sh REV_A REV_B [step]   (builds both into temporary worktrees and
+#   runs this script's step, default documents, with SERVER_BIN pointing at each in turn)
+#
 # Usage: bench/run-all.sh [enroll|documents|rss|engine|bombs|levels|tls|replicas|reads]...
 #        (default: all nine)
 # Env:   RUNS (3), ENROLLMENTS (20000), DOCUMENTS (5000), CONCURRENCY (64), LEVELS, SIGNATURES (500),
 #        CONNECTIONS (20000), BENCH_POSTGRES_URL (postgres://postgres@127.0.0.1:5432/test: the
 #        replicas step makes a schema of its own there per run and drops it after),
+#        REPLICA_SETUPS (the replicas step's rows: "sqlite pg-files:1 pg-files:2 pg-files:3
+#        pg-s3:1 pg-s3:2 pg-s3:3"), WARMUP (documents before measuring: 3000 in the documents
+#        step, 1000 before each replicas row),
+#        SERVER_BIN (a prebuilt signet server to measure instead of building this tree's),
+#        LOADGEN_BIN (a prebuilt signet-loadgen; with both set nothing is built), SIGNET_TEST_GARAGE (the garage binary, default
+#        ~/.cache/signet-ci/garage/bin/garage), GARAGE_S3_PORT/GARAGE_RPC_PORT (3900/3901),
 #        CARGO_TARGET_DIR (release builds go there; keep it apart from the debug build's)
 set -euo pipefail
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -33,8 +45,10 @@ work="$(mktemp -d)"
 server_pid=""
 other_pid=""
 replica_pids=()
+garage_dir=""
 cleanup() {
   if [ -n "$server_pid" ]; then kill "$server_pid" 2>/dev/null || true; fi
+  if [ -n "$garage_dir" ]; then "$repo/bench/garage.sh" stop "$garage_dir" || true; fi
   if [ ${#replica_pids[@]} -gt 0 ]; then kill "${replica_pids[@]}" 2>/dev/null || true; fi
   if [ -n "$other_pid" ]; then kill "$other_pid" 2>/dev/null || true; fi
   rm -rf "$work"
@@ -42,16 +56,48 @@ cleanup() {
 trap cleanup EXIT
 
 cd "$repo"
-cargo build -q --release -p signet -p signet-loadgen
-signet="$target/release/signet"
-loadgen="$target/release/signet-loadgen"
+# What to build: the server unless SERVER_BIN names one, the load generator unless LOADGEN_BIN does.
+packages=()
+[ -n "${SERVER_BIN:-}" ] || packages+=(-p signet)
+[ -n "${LOADGEN_BIN:-}" ] || packages+=(-p signet-loadgen)
+if [ ${#packages[@]} -gt 0 ]; then cargo build -q --release "${packages[@]}"; fi
+signet="$(realpath "${SERVER_BIN:-$target/release/signet}")"
+loadgen="$(realpath "${LOADGEN_BIN:-$target/release/signet-loadgen}")"
 
 echo "== machine: $(nproc) cores, $(uname -r), load average $(cut -d' ' -f1-3 /proc/loadavg)"
+echo "== server: $signet"
 
-# Starts a release server on a fresh data directory; sets server_pid, url and SIGNET_API_KEY.
+# Starts the local Garage (bench/garage.sh) once and exports its AWS_* settings; returns 1, with
+# a notice, when there is no Garage binary.
+start_garage() {
+  if [ -n "$garage_dir" ]; then return 0; fi
+  local env
+  if ! env="$("$repo/bench/garage.sh" start "$work/garage")"; then
+    echo "   (no Garage: the object-storage rows are skipped)"
+    return 1
+  fi
+  garage_dir="$work/garage"
+  # shellcheck disable=SC1090
+  source "$env"
+}
+
+# The median of the numbers given as arguments.
+median() {
+  if [ $# -eq 0 ]; then echo "-"; return; fi
+  printf '%s\n' "$@" | sort -g | awk '{a[NR] = $1} END {
+    if (NR == 0) print "-"; else if (NR % 2) print a[(NR + 1) / 2]; else print (a[NR / 2] + a[NR / 2 + 1]) / 2 }'
+}
+
+# The documents/s and p99 (ms) of a load generator line.
+rate_of() { sed -n 's/.* -> \([0-9.]*\) req\/s.*/\1/p' <<<"$1"; }
+p99_of() { sed -n 's/.* p99 \([0-9.]*\) ms.*/\1/p' <<<"$1"; }
+
+# Starts a release server on a fresh data directory (further arguments go to `serve`); sets
+# server_pid, url and SIGNET_API_KEY.
 start_server() {
-  local data="$work/data-$1" port="$2"
-  "$signet" serve --data-dir "$data" --listen "127.0.0.1:$port" >"$work/server-$1.log" 2>&1 &
+  local name="$1" data="$work/data-$1" port="$2"
+  shift 2
+  "$signet" serve --data-dir "$data" --listen "127.0.0.1:$port" "$@" >"$work/server-$name.log" 2>&1 &
   server_pid=$!
   for _ in $(seq 100); do [ -s "$data/initial-api-key" ] && break; sleep 0.1; done
   url="http://127.0.0.1:$port"
@@ -104,7 +150,7 @@ documents() {
     "$concurrency connections"
   start_server documents 18181
   # The first thousands of documents run slower (thread pools, caches, the new data directory).
-  "$loadgen" --url "$url" --concurrency "$concurrency" documents --documents 3000 >/dev/null
+  "$loadgen" --url "$url" --concurrency "$concurrency" documents --documents "${WARMUP:-3000}" >/dev/null
   # Each run at the server's default level (PADES_B_LT: signature timestamp and /DSS from the
   # built-in TSA and OCSP responder) and at PADES_B_B beside it, alternating on one server, so
   # the machine's other load falls on both alike. LEVELS overrides the pair.
@@ -134,19 +180,29 @@ levels() {
 }
 
 rss() {
-  echo "== 3. 50 MB upload + sign (+ download), one at a time: server peak RSS growth"
-  start_server rss 18182
-  "$loadgen" --url "$url" --concurrency 1 documents --documents 2 --size-kib 100 >/dev/null
-  for _ in $(seq "$runs"); do
-    # Writing 5 to clear_refs resets VmHWM (the peak) to the current RSS.
-    echo 5 >"/proc/$server_pid/clear_refs"
-    local before peak
-    before=$(awk '/^VmRSS/{print $2}' "/proc/$server_pid/status")
-    "$loadgen" --url "$url" --concurrency 1 documents --documents 1 --size-kib 48828 | tail -1
-    peak=$(awk '/^VmHWM/{print $2}' "/proc/$server_pid/status")
-    echo "   RSS before ${before} kB, peak ${peak} kB: growth $(((peak - before) / 1024)) MiB"
+  echo "== 3. 50 MB upload + sign (+ download), one at a time: server peak RSS growth," \
+    "documents in files and in a local S3 bucket (Garage)"
+  local backend args
+  for backend in files s3; do
+    args=()
+    if [ "$backend" = s3 ]; then
+      start_garage || continue
+      args=(--blob-url "s3://$GARAGE_BUCKET/rss")
+    fi
+    echo "   $backend:"
+    start_server "rss-$backend" 18182 "${args[@]}"
+    "$loadgen" --url "$url" --concurrency 1 documents --documents 2 --size-kib 100 >/dev/null
+    for _ in $(seq "$runs"); do
+      # Writing 5 to clear_refs resets VmHWM (the peak) to the current RSS.
+      echo 5 >"/proc/$server_pid/clear_refs"
+      local before peak
+      before=$(awk '/^VmRSS/{print $2}' "/proc/$server_pid/status")
+      "$loadgen" --url "$url" --concurrency 1 documents --documents 1 --size-kib 48828 | tail -1
+      peak=$(awk '/^VmHWM/{print $2}' "/proc/$server_pid/status")
+      echo "   $backend: RSS before ${before} kB, peak ${peak} kB: growth $(((peak - before) / 1024)) MiB"
+    done
+    stop_server
   done
-  stop_server
 }
 
 reads() {
@@ -262,50 +318,82 @@ tls() {
   other_pid=""
 }
 
-# Several replicas on one PostgreSQL schema and one data directory, beside SQLite.
+# Several replicas on one PostgreSQL schema, sharing one data directory (the key files, and the
+# documents unless they are in the bucket), beside SQLite + files; one table of medians at the end.
 replicas() {
+  local setups="${REPLICA_SETUPS:-sqlite pg-files:1 pg-files:2 pg-files:3 pg-s3:1 pg-s3:2 pg-s3:3}"
   echo "== 8. replicas: device flow per 100 KiB document at the default level, $concurrency" \
-    "connections spread round robin over the replicas; SQLite beside PostgreSQL with 1, 2, 3"
+    "connections spread round robin over the replicas: $setups"
   local pg="${BENCH_POSTGRES_URL:-postgres://postgres@127.0.0.1:5432/test}"
-  local count run=0 schema data urls port database sep
+  local setup kind count run=0 schema data urls port database sep line label i
+  local -a blob_args
+  local -A rates=() p99s=()
+  case " $setups " in *" pg-s3:"*) start_garage || setups="$(tr ' ' '\n' <<<"$setups" | grep -v '^pg-s3:' | tr '\n' ' ')" ;; esac
   for _ in $(seq "$runs"); do
-    for count in sqlite 1 2 3; do
+    for setup in $setups; do
       run=$((run + 1))
+      kind="${setup%%:*}"
+      count="${setup#*:}"
+      [ "$kind" = sqlite ] && count=1
       schema="signet_bench_$$_$run"
       data="$work/data-replicas-$run"
       replica_pids=()
       urls=""
-      if [ "$count" = sqlite ]; then
+      blob_args=()
+      if [ "$kind" = sqlite ]; then
         database="sqlite:$data/signet.db"
       else
         psql -q "$pg" -c "CREATE SCHEMA $schema"
         case "$pg" in *\?*) sep='&' ;; *) sep='?' ;; esac
         database="$pg${sep}options=-c%20search_path%3D$schema"
       fi
+      # A fresh prefix per row: every row starts on an empty bucket as on an empty directory.
+      if [ "$kind" = pg-s3 ]; then blob_args=(--blob-url "s3://$GARAGE_BUCKET/replicas-$$-$run"); fi
       # The first replica alone makes the schema, the CA and the first API key.
-      for i in $(seq "${count/sqlite/1}"); do
+      for i in $(seq "$count"); do
         port=$((18190 + i))
         SIGNET_DATABASE_URL="$database" "$signet" serve --data-dir "$data" \
-          --listen "127.0.0.1:$port" >"$work/server-replicas-$run-$i.log" 2>&1 &
+          --listen "127.0.0.1:$port" "${blob_args[@]}" >"$work/server-replicas-$run-$i.log" 2>&1 &
         replica_pids+=($!)
-        for _ in $(seq 100); do
+        for _ in $(seq 300); do
           grep -q "signet is listening" "$work/server-replicas-$run-$i.log" && break
+          kill -0 "${replica_pids[-1]}" 2>/dev/null || { cat "$work/server-replicas-$run-$i.log" >&2; return 1; }
           sleep 0.1
         done
         urls="${urls:+$urls,}http://127.0.0.1:$port"
       done
       export SIGNET_API_KEY="$(cat "$data/initial-api-key")"
-      "$loadgen" --url "$urls" --concurrency "$concurrency" documents --documents 1000 >/dev/null
-      printf '   %-10s ' "$([ "$count" = sqlite ] && echo "SQLite" || echo "PG x$count")"
-      "$loadgen" --url "$urls" --concurrency "$concurrency" documents \
-        --documents "${DOCUMENTS:-5000}" | tail -1
+      "$loadgen" --url "$urls" --concurrency "$concurrency" documents --documents "${WARMUP:-1000}" >/dev/null
+      case "$kind" in
+        sqlite) label="SQLite + files" ;;
+        pg-files) label="PostgreSQL + shared dir x$count" ;;
+        pg-s3) label="PostgreSQL + Garage x$count" ;;
+      esac
+      line="$("$loadgen" --url "$urls" --concurrency "$concurrency" documents \
+        --documents "${DOCUMENTS:-5000}" | tail -1)"
+      printf '   %-32s %s\n' "$label" "$line"
+      rates[$setup]="${rates[$setup]:-} $(rate_of "$line")"
+      p99s[$setup]="${p99s[$setup]:-} $(p99_of "$line")"
       kill "${replica_pids[@]}"
       wait "${replica_pids[@]}" 2>/dev/null || true
       replica_pids=()
-      if [ "$count" != sqlite ]; then PGOPTIONS=--client-min-messages=warning psql -q "$pg" -c "DROP SCHEMA $schema CASCADE"; fi
+      if [ "$kind" != sqlite ]; then PGOPTIONS=--client-min-messages=warning psql -q "$pg" -c "DROP SCHEMA $schema CASCADE"; fi
     done
   done
   echo "   load average now: $(cut -d' ' -f1-3 /proc/loadavg)"
+  echo "   medians of $runs run(s), ${DOCUMENTS:-5000} documents each:"
+  printf '   %-22s %-9s %12s %10s\n' "database + documents" replicas "documents/s" "p99 ms"
+  for setup in $setups; do
+    kind="${setup%%:*}"
+    count="${setup#*:}"
+    case "$kind" in
+      sqlite) label="SQLite + files" count=1 ;;
+      pg-files) label="PostgreSQL + dir" ;;
+      pg-s3) label="PostgreSQL + Garage" ;;
+    esac
+    # shellcheck disable=SC2086
+    printf '   %-22s %-9s %12s %10s\n' "$label" "$count" "$(median ${rates[$setup]})" "$(median ${p99s[$setup]})"
+  done
 }
 
 steps=("$@")

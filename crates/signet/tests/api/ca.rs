@@ -26,15 +26,7 @@ async fn the_ca_certificate_and_crl_need_no_authentication() {
 #[tokio::test]
 async fn a_revoked_certificate_appears_in_the_crl_with_its_reason() {
     let app = spawn_app().await;
-    let ca = app
-        .client
-        .get(app.url("/ca/ca.pem"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let ca = app.ca_pem().await;
     let device = device_key(KeyKind::P256, "lost-phone");
     app.enroll("lost-phone", &device.csr_pem).await;
     let other = device_key(KeyKind::P256, "kept-phone");
@@ -58,15 +50,7 @@ async fn a_revoked_certificate_appears_in_the_crl_with_its_reason() {
         .await;
     assert_eq!(response.status(), 200);
 
-    let der = app
-        .client
-        .get(app.url("/ca/crl.der"))
-        .send()
-        .await
-        .unwrap()
-        .bytes()
-        .await
-        .unwrap();
+    let der = app.crl_der().await;
     let text = openssl::crl_text(&der, &ca);
     assert!(text.contains("verify OK"), "{text}");
     assert!(
@@ -80,15 +64,7 @@ async fn a_revoked_certificate_appears_in_the_crl_with_its_reason() {
 #[tokio::test]
 async fn the_ca_is_created_once_and_reused_across_restarts() {
     let app = spawn_app().await;
-    let first = app
-        .client
-        .get(app.url("/ca/ca.pem"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let first = app.ca_pem().await;
     let key_path = app.data_dir.path().join("ca").join("ca.key");
     #[cfg(unix)]
     {
@@ -98,14 +74,6 @@ async fn the_ca_is_created_once_and_reused_across_restarts() {
     }
     let (data_dir, url, clock) = app.stop().await;
     let app = crate::helpers::start(data_dir, url, clock).await;
-    let second = app
-        .client
-        .get(app.url("/ca/ca.pem"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let second = app.ca_pem().await;
     assert_eq!(first, second);
 }

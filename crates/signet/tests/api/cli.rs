@@ -1,17 +1,15 @@
 //! The `signet` binary itself: first start on the embedded default, api-key create, ca show.
 
 use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Stdio;
 
-const SIGNET: &str = env!("CARGO_BIN_EXE_signet");
+use crate::support::{free_port, signet_command, stderr_until};
 
 fn signet(args: &[&str], data_dir: &std::path::Path) -> std::process::Output {
-    Command::new(SIGNET)
+    signet_command()
         .args(args)
         .arg("--data-dir")
         .arg(data_dir)
-        .env_remove("SIGNET_DATABASE_URL")
         .output()
         .unwrap()
 }
@@ -55,32 +53,21 @@ fn ca_show_prints_the_same_certificate_every_time() {
 #[test]
 fn serve_with_no_configuration_creates_a_key_file_and_answers_with_it() {
     let dir = tempfile::tempdir().unwrap();
-    let port = {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        listener.local_addr().unwrap().port()
-    };
-    let mut child = Command::new(SIGNET)
+    let port = free_port();
+    let mut child = signet_command()
         .arg("serve")
         .current_dir(dir.path())
         .env("SIGNET_LISTEN", format!("127.0.0.1:{port}"))
-        .env_remove("SIGNET_DATABASE_URL")
-        .env_remove("SIGNET_DATA_DIR")
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let stderr = child.stderr.take().unwrap();
-    let mut key_file = None;
-    let deadline = Instant::now() + Duration::from_secs(60);
-    for line in BufReader::new(stderr).lines() {
-        let line = line.unwrap();
-        if let Some(rest) = line.split("written to ").nth(1) {
-            key_file = Some(rest.split(" (").next().unwrap().to_owned());
-        }
-        if line.contains("signet is listening") || Instant::now() > deadline {
-            break;
-        }
-    }
-    let key_file = key_file.expect("first start must say where the API key is");
+    let key_file = stderr_until(&mut child, "signet is listening")
+        .iter()
+        .find_map(|line| {
+            let rest = line.split("written to ").nth(1)?;
+            Some(rest.split(" (").next().unwrap().to_owned())
+        })
+        .expect("first start must say where the API key is");
     let key_path = dir.path().join(key_file.trim_start_matches("./"));
     let key = std::fs::read_to_string(&key_path)
         .unwrap()
@@ -121,7 +108,7 @@ fn serve_until_listening(
     args: &[&str],
     envs: &[(&str, String)],
 ) -> (Vec<String>, std::process::Child) {
-    let mut command = Command::new(SIGNET);
+    let mut command = signet_command();
     command
         .arg("serve")
         .args(args)
@@ -129,33 +116,13 @@ fn serve_until_listening(
         .arg(dir)
         .env("SIGNET_LISTEN", "127.0.0.1:0")
         .env("SIGNET_LOG", "info")
-        .env_remove("SIGNET_DATABASE_URL")
-        .env_remove("SIGNET_AUTOMATION_API_ENABLED")
         .stderr(Stdio::piped());
     for (name, value) in envs {
         command.env(name, value);
     }
     let mut child = command.spawn().unwrap();
-    let stderr = child.stderr.take().unwrap();
-    let mut lines = Vec::new();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let mut reader = BufReader::new(stderr).lines();
-    for line in reader.by_ref() {
-        let line = line.unwrap();
-        let done = line.contains("signet is listening");
-        lines.push(line);
-        if done || Instant::now() > deadline {
-            break;
-        }
-    }
-    // Keep reading: a server whose standard error is closed under it cannot log.
-    std::thread::spawn(move || reader.for_each(drop));
+    let lines = stderr_until(&mut child, "signet is listening");
     (lines, child)
-}
-
-fn free_port() -> u16 {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    listener.local_addr().unwrap().port()
 }
 
 #[test]
@@ -216,12 +183,11 @@ fn the_automation_api_is_enabled_by_flag_or_by_environment() {
 fn a_server_whose_log_pipe_closes_keeps_serving() {
     let dir = tempfile::tempdir().unwrap();
     let port = free_port();
-    let mut child = Command::new(SIGNET)
+    let mut child = signet_command()
         .args(["serve", "--data-dir"])
         .arg(dir.path())
         .env("SIGNET_LISTEN", format!("127.0.0.1:{port}"))
         .env("SIGNET_LOG", "debug")
-        .env_remove("SIGNET_DATABASE_URL")
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();

@@ -107,15 +107,7 @@ async fn download(app: &TestApp, document_id: &str) -> Vec<u8> {
 
 /// Writes the server's CA certificate next to `dir` for the oracles.
 async fn ca_file(app: &TestApp, dir: &Path) -> PathBuf {
-    let pem = app
-        .client
-        .get(app.url("/ca/ca.pem"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let pem = app.ca_pem().await;
     let path = dir.join("signet-ca.pem");
     std::fs::write(&path, pem).unwrap();
     path

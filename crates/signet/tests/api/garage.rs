@@ -10,7 +10,9 @@
 //! settings.object_store_env = Some(garage.env());
 //! ```
 
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
+
+use crate::support::free_port;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -55,14 +57,6 @@ fn binary() -> Option<PathBuf> {
         path.display()
     );
     None
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 impl Garage {

@@ -236,6 +236,16 @@ impl TestApp {
             .unwrap()
     }
 
+    /// The CA certificate the server publishes (`GET /ca/ca.pem`, no credentials).
+    pub async fn ca_pem(&self) -> String {
+        crate::support::get_text(&self.client, &self.url("/ca/ca.pem")).await
+    }
+
+    /// The CRL the server publishes (`GET /ca/crl.der`, no credentials).
+    pub async fn crl_der(&self) -> Vec<u8> {
+        crate::support::get_bytes(&self.client, &self.url("/ca/crl.der")).await
+    }
+
     /// Enrolls a signer and asserts the documented success body.
     pub async fn enroll(&self, signer_id: &str, csr_pem: &str) {
         let response = self

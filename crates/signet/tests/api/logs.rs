@@ -3,19 +3,17 @@
 //! EXTERNAL signer (personal number, e-mail) signed through its page, none of the secrets or
 //! personal values of those requests appears anywhere in it.
 
-use base64::engine::general_purpose::STANDARD as BASE64;
-use base64::Engine;
-use reqwest::multipart::{Form, Part};
 use serde_json::{json, Value};
 use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use crate::openssl::{self, device_key, KeyKind};
+use crate::openssl::{device_key, KeyKind};
 use crate::pages::{browserless, csrf_of};
-
-const SIGNET: &str = env!("CARGO_BIN_EXE_signet");
+use crate::support::{
+    device_signature, get_json, get_text, pdf_upload_form, signet_command, stderr_until,
+};
 
 /// A `signet serve` child process with its log collected line by line.
 pub struct Served {
@@ -57,7 +55,7 @@ impl Served {
         if !people.exists() {
             std::fs::write(&people, crate::helpers::TEST_PEOPLE).unwrap();
         }
-        let mut command = Command::new(SIGNET);
+        let mut command = signet_command();
         command
             .args(["serve", "--enable-automation-api", "--data-dir"])
             .arg(data_dir)
@@ -67,8 +65,6 @@ impl Served {
             .env("SIGNET_AUTOMATION_LISTEN", "127.0.0.1:0")
             .env("SIGNET_LOG_FORMAT", "json")
             .env("SIGNET_LOG", "info,signet=debug")
-            .env_remove("SIGNET_DATABASE_URL")
-            .env_remove("SIGNET_METRICS_LISTEN")
             .stdout(Stdio::null())
             .stderr(Stdio::piped());
         for (name, value) in envs {
@@ -151,17 +147,10 @@ async fn the_json_log_has_access_and_audit_lines_and_no_secret_or_personal_value
         .await
         .unwrap();
     assert_eq!(enrolled.status(), 200);
-    let form = Form::new().text("signerId", "log-device-1").part(
-        "file",
-        Part::bytes(signet_testkit::pdfs::classic_pdf(1))
-            .file_name("contract.pdf")
-            .mime_str("application/pdf")
-            .unwrap(),
-    );
     let uploaded: Value = client
         .post(format!("{main}/documents/upload"))
         .bearer_auth(&served.api_key)
-        .multipart(form)
+        .multipart(pdf_upload_form("log-device-1", 1))
         .send()
         .await
         .unwrap()
@@ -169,26 +158,12 @@ async fn the_json_log_has_access_and_audit_lines_and_no_secret_or_personal_value
         .await
         .unwrap();
     let document_id = uploaded["documentId"].as_str().unwrap().to_owned();
-    let tbs = device.dir.path().join("tbs.der");
-    let signature_file = device.dir.path().join("tbs.sig");
-    std::fs::write(
-        &tbs,
-        BASE64.decode(uploaded["hash"].as_str().unwrap()).unwrap(),
-    )
-    .unwrap();
-    openssl::run(
-        &[
-            "dgst",
-            "-sha256",
-            "-sign",
-            device.key.to_str().unwrap(),
-            "-out",
-            signature_file.to_str().unwrap(),
-            tbs.to_str().unwrap(),
-        ],
+    let signature = device_signature(
+        &device.key,
         device.dir.path(),
+        "tbs",
+        uploaded["hash"].as_str().unwrap(),
     );
-    let signature = BASE64.encode(std::fs::read(&signature_file).unwrap());
     let signed = client
         .post(format!("{main}/documents/{document_id}/signature"))
         .bearer_auth(&served.api_key)
@@ -229,28 +204,14 @@ async fn the_json_log_has_access_and_audit_lines_and_no_secret_or_personal_value
         .unwrap();
     assert_eq!(response.status(), 200);
     let order_id = response.text().await.unwrap();
-    let order: Value = client
-        .get(format!("{}/orders/{order_id}", served.automation))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let order = get_json(&client, &format!("{}/orders/{order_id}", served.automation)).await;
     let link = order["signers"][0]["signingUrl"]
         .as_str()
         .unwrap()
         .to_owned();
     let token = link.rsplit('/').next().unwrap().to_owned();
     let pages = browserless();
-    let confirm = pages
-        .get(format!("{link}/confirm"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let confirm = get_text(&pages, &format!("{link}/confirm")).await;
     let csrf = csrf_of(&confirm);
     let posted = pages
         .post(format!("{link}/sign"))
@@ -337,26 +298,16 @@ async fn the_json_log_has_access_and_audit_lines_and_no_secret_or_personal_value
 #[test]
 fn the_text_log_has_no_colour_codes_when_it_is_not_a_terminal() {
     let dir = tempfile::tempdir().unwrap();
-    let mut child = Command::new(SIGNET)
+    let mut child = signet_command()
         .args(["serve", "--data-dir"])
         .arg(dir.path())
         .env("SIGNET_LISTEN", "127.0.0.1:0")
         .env("SIGNET_LOG_FORMAT", "text")
-        .env_remove("SIGNET_LOG")
         .env_remove("NO_COLOR")
-        .env_remove("SIGNET_DATABASE_URL")
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let mut lines = Vec::new();
-    for line in BufReader::new(child.stderr.take().unwrap()).lines() {
-        let line = line.unwrap();
-        let done = line.contains("signet is listening");
-        lines.push(line);
-        if done {
-            break;
-        }
-    }
+    let lines = stderr_until(&mut child, "signet is listening");
     let _ = child.kill();
     let _ = child.wait();
     let log = lines.join("\n");
@@ -367,7 +318,7 @@ fn the_text_log_has_no_colour_codes_when_it_is_not_a_terminal() {
 #[test]
 fn an_unknown_log_format_is_refused_by_name() {
     let dir = tempfile::tempdir().unwrap();
-    let output = Command::new(SIGNET)
+    let output = signet_command()
         .args(["serve", "--data-dir"])
         .arg(dir.path())
         .env("SIGNET_LOG_FORMAT", "jsno")

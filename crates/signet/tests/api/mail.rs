@@ -4,6 +4,7 @@
 
 use crate::helpers::{database_url_for, start_with, Db, TestApp};
 use crate::orders::{order_form, person};
+use crate::support::free_port;
 use serde_json::{json, Value};
 use signet::clock::ManualClock;
 use signet::domain::OrderId;
@@ -27,15 +28,6 @@ fn python() -> PathBuf {
     let venv = std::env::var("SIGNET_ORACLE_VENV")
         .expect("SIGNET_ORACLE_VENV must name the venv with aiosmtpd");
     Path::new(&venv).join("bin/python")
-}
-
-/// A port nothing listens on (yet).
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 impl SmtpSink {

@@ -40,6 +40,7 @@ mod signer_story;
 mod signers;
 mod slapd;
 mod store_story;
+mod support;
 mod tls;
 mod tsa_client;
 mod uploads;

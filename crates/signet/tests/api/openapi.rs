@@ -10,13 +10,13 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
 
-use reqwest::multipart::{Form, Part};
 use serde_json::{json, Value};
 use tokio::io::AsyncWriteExt;
 
 use crate::helpers::{assert_error, spawn_app, start_with, TestApp};
 use crate::openssl::{device_key, KeyKind};
 use crate::orders::person;
+use crate::support::{get_json, get_text, pdf_upload_form};
 
 fn venv_tool(name: &str) -> PathBuf {
     signet_testkit::venv().join("bin").join(name)
@@ -113,15 +113,7 @@ async fn every_route_is_described_at_the_root_and_under_the_products_prefix() {
             "{path}"
         );
     }
-    let automation: Value = app
-        .client
-        .get(format!("{}/openapi.json", app.automation))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let automation = get_json(&app.client, &format!("{}/openapi.json", app.automation)).await;
     for path in [
         "/orders",
         "/orders/{orderId}",
@@ -174,13 +166,7 @@ async fn the_bodies_signet_builds_by_hand_match_their_documented_schemas_exactly
     let device = device_key(KeyKind::P256, "openapi-device");
     app.enroll("openapi-device", &device.csr_pem).await;
     assert_matches(&main, "SignerDetails", &app.signer("openapi-device").await).await;
-    let form = Form::new().text("signerId", "openapi-device").part(
-        "file",
-        Part::bytes(signet_testkit::pdfs::classic_pdf(1))
-            .file_name("a.pdf")
-            .mime_str("application/pdf")
-            .unwrap(),
-    );
+    let form = pdf_upload_form("openapi-device", 1);
     let response = app
         .client
         .post(app.url("/documents"))
@@ -276,15 +262,7 @@ async fn swagger_ui_is_served_from_the_binary_on_both_listeners_under_a_strict_p
             assert_eq!(response.status(), 200, "{file}");
             assert!(!response.bytes().await.unwrap().is_empty());
         }
-        let start = app
-            .client
-            .get(format!("{base}/docs/start.js"))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
+        let start = get_text(&app.client, &format!("{base}/docs/start.js")).await;
         assert!(start.contains("\"openapi.json\""), "{start}");
         let missing = app
             .client
@@ -390,13 +368,7 @@ async fn schemathesis_finds_nothing_in_either_api() {
     app.enroll("openapi-device", &device.csr_pem).await;
     let mut documents = Vec::new();
     for _ in 0..3 {
-        let form = Form::new().text("signerId", "openapi-device").part(
-            "file",
-            Part::bytes(signet_testkit::pdfs::classic_pdf(1))
-                .file_name("a.pdf")
-                .mime_str("application/pdf")
-                .unwrap(),
-        );
+        let form = pdf_upload_form("openapi-device", 1);
         let response = app
             .client
             .post(app.url("/documents"))

@@ -34,6 +34,17 @@ pub fn run(args: &[&str], cwd: &Path) -> std::process::Output {
     output
 }
 
+/// `openssl <args>` in `cwd`, which must succeed; what it printed, standard output then standard
+/// error (some answers, such as `ocsp`'s "Response verify OK", come on standard error).
+pub fn text(args: &[&str], cwd: &Path) -> String {
+    let output = run(args, cwd);
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    )
+}
+
 pub fn generate_key(kind: KeyKind, dir: &Path) -> PathBuf {
     let key = dir.join("device.key");
     let key_arg = key.to_str().unwrap();

@@ -4,22 +4,16 @@
 //! signatures go on, restored into a fresh directory that serves every acknowledged document
 //! with a signature pyHanko accepts.
 
-use base64::engine::general_purpose::STANDARD as BASE64;
-use base64::Engine;
-use reqwest::multipart::{Form, Part};
 use serde_json::{json, Value};
-use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, Output, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::helpers::{assert_error, spawn_app_on, Db, TestApp};
 use crate::openssl::{self, device_key, DeviceKey, KeyKind};
 use crate::orders::person;
-use signet_testkit::pdfs::classic_pdf;
-
-const SIGNET: &str = env!("CARGO_BIN_EXE_signet");
+use crate::support::{free_port, pdf_upload_form, signet_command, stderr_until};
 
 /// `signet <args> --data-dir <app's> --database-url <app's>`, without the caller's settings.
 ///
@@ -27,19 +21,15 @@ const SIGNET: &str = env!("CARGO_BIN_EXE_signet");
 /// it while one of the server's SQLite writes is half-way would keep the write lock from the
 /// command for good.
 async fn signet_on(app_dir: &Path, database_url: &str, args: &[&str]) -> Output {
-    let mut command = tokio::process::Command::new(SIGNET);
-    command
+    tokio::process::Command::from(signet_command())
         .args(args)
         .arg("--data-dir")
         .arg(app_dir)
         .arg("--database-url")
-        .arg(database_url);
-    for (name, _) in std::env::vars() {
-        if name.starts_with("SIGNET_") {
-            command.env_remove(name);
-        }
-    }
-    command.output().await.unwrap()
+        .arg(database_url)
+        .output()
+        .await
+        .unwrap()
 }
 
 fn ok(output: Output) -> String {
@@ -213,21 +203,6 @@ async fn a_revoked_api_key_is_refused_by_the_running_server_on_postgres() {
     revoked_keys_get_401(Db::Postgres).await;
 }
 
-fn openssl_in(dir: &Path, args: &[&str]) -> String {
-    let output = Command::new("openssl")
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .unwrap();
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    assert!(output.status.success(), "openssl {args:?}: {text}");
-    text
-}
-
 async fn signer_revoked_in_crl_and_ocsp(db: Db) {
     let Some(app) = spawn_app_on(db).await else {
         return;
@@ -275,24 +250,8 @@ async fn signer_revoked_in_crl_and_ocsp(db: Db) {
     assert_eq!(app.signer("kept-phone").await["signerStatus"], "ACTIVE");
 
     // The CRL the running server serves lists it, signed by the CA.
-    let ca = app
-        .client
-        .get(app.url("/ca/ca.pem"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    let crl = app
-        .client
-        .get(app.url("/ca/crl.der"))
-        .send()
-        .await
-        .unwrap()
-        .bytes()
-        .await
-        .unwrap();
+    let ca = app.ca_pem().await;
+    let crl = app.crl_der().await;
     let text = openssl::crl_text(&crl, &ca);
     assert!(text.contains("verify OK"), "{text}");
     assert!(text.to_uppercase().contains(&serial), "{text}");
@@ -306,14 +265,13 @@ async fn signer_revoked_in_crl_and_ocsp(db: Db) {
         details["certificate"]["pem"].as_str().unwrap(),
     )
     .unwrap();
-    let url = openssl_in(
-        dir.path(),
+    let url = openssl::text(
         &["x509", "-in", "signer.pem", "-noout", "-ocsp_uri"],
+        dir.path(),
     );
     let path = dir.path().to_owned();
     let text = tokio::task::spawn_blocking(move || {
-        openssl_in(
-            &path,
+        openssl::text(
             &[
                 "ocsp",
                 "-issuer",
@@ -325,6 +283,7 @@ async fn signer_revoked_in_crl_and_ocsp(db: Db) {
                 "-CAfile",
                 "ca.pem",
             ],
+            &path,
         )
     })
     .await
@@ -429,17 +388,8 @@ impl Server {
     /// Starts `signet serve` on `data_dir` and waits until it listens; `api_key` is the one
     /// the first start wrote (or `None` to read it from the data directory).
     fn start(data_dir: &Path, api_key: Option<String>) -> Server {
-        let port = {
-            let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-            listener.local_addr().unwrap().port()
-        };
-        let mut command = Command::new(SIGNET);
-        for (name, _) in std::env::vars() {
-            if name.starts_with("SIGNET_") {
-                command.env_remove(name);
-            }
-        }
-        let mut child = command
+        let port = free_port();
+        let mut child = signet_command()
             .args(["serve", "--signature-level", "PADES_B_B", "--data-dir"])
             .arg(data_dir)
             .args(["--listen", &format!("127.0.0.1:{port}")])
@@ -447,24 +397,11 @@ impl Server {
             .stderr(Stdio::piped())
             .spawn()
             .unwrap();
-        let stderr = child.stderr.take().unwrap();
-        let mut lines = BufReader::new(stderr).lines();
-        let deadline = Instant::now() + Duration::from_secs(120);
-        let mut log = Vec::new();
-        for line in lines.by_ref() {
-            let line = line.unwrap();
-            let done = line.contains("signet is listening");
-            log.push(line);
-            if done {
-                break;
-            }
-            assert!(Instant::now() < deadline, "not listening: {log:?}");
-        }
+        let log = stderr_until(&mut child, "signet is listening");
         assert!(
             log.iter().any(|l| l.contains("signet is listening")),
             "{log:?}"
         );
-        std::thread::spawn(move || lines.for_each(drop));
         let api_key = api_key.unwrap_or_else(|| {
             std::fs::read_to_string(data_dir.join("initial-api-key"))
                 .unwrap()
@@ -505,23 +442,7 @@ impl Server {
 }
 
 fn device_sign(device: &DeviceKey, hash_b64: &str, name: &str) -> String {
-    let dir = device.dir.path();
-    let data = dir.join(format!("{name}.der"));
-    let signature = dir.join(format!("{name}.sig"));
-    std::fs::write(&data, BASE64.decode(hash_b64).unwrap()).unwrap();
-    openssl::run(
-        &[
-            "dgst",
-            "-sha256",
-            "-sign",
-            device.key.to_str().unwrap(),
-            "-out",
-            signature.to_str().unwrap(),
-            data.to_str().unwrap(),
-        ],
-        dir,
-    );
-    BASE64.encode(std::fs::read(signature).unwrap())
+    crate::support::device_signature(&device.key, device.dir.path(), name, hash_b64)
 }
 
 /// What the server acknowledged: an upload (WAITING) or a signature (SIGNED).
@@ -543,18 +464,11 @@ async fn upload_and_sign_loop(
     let mut n = 0;
     while !stop.load(std::sync::atomic::Ordering::SeqCst) {
         n += 1;
-        let form = Form::new().text("signerId", "backup-phone").part(
-            "file",
-            Part::bytes(classic_pdf(1 + n % 3))
-                .file_name("contract.pdf")
-                .mime_str("application/pdf")
-                .unwrap(),
-        );
         let response = server
             .client
             .post(format!("{}/documents/upload", server.address))
             .bearer_auth(&server.api_key)
-            .multipart(form)
+            .multipart(pdf_upload_form("backup-phone", 1 + n % 3))
             .send()
             .await
             .unwrap();
@@ -591,13 +505,7 @@ async fn upload_and_sign_loop(
 }
 
 fn signet_plain(args: &[&str], data_dir: &Path) -> Output {
-    let mut command = Command::new(SIGNET);
-    for (name, _) in std::env::vars() {
-        if name.starts_with("SIGNET_") {
-            command.env_remove(name);
-        }
-    }
-    command
+    signet_command()
         .args(args)
         .arg("--data-dir")
         .arg(data_dir)
@@ -638,13 +546,7 @@ async fn a_backup_taken_under_load_restores_every_acknowledged_document_intact()
     let backup_dir = root.path().join("backup");
     let (live_dir, dest) = (live.clone(), backup_dir.clone());
     let backup = tokio::task::spawn_blocking(move || {
-        let mut command = Command::new(SIGNET);
-        for (name, _) in std::env::vars() {
-            if name.starts_with("SIGNET_") {
-                command.env_remove(name);
-            }
-        }
-        command
+        signet_command()
             .arg("backup")
             .arg("--data-dir")
             .arg(&live_dir)

@@ -12,24 +12,19 @@ use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use base64::engine::general_purpose::STANDARD as BASE64;
-use base64::Engine;
-use reqwest::multipart::{Form, Part};
 use reqwest::Client;
 use serde_json::{json, Value};
 use signet::store::blobs::BlobKey;
 use signet::store::objects::ObjectBlobs;
-use signet_testkit::pdfs::classic_pdf;
 use tempfile::TempDir;
 
 use crate::garage::Garage;
 use crate::helpers::fresh_postgres_url;
 use crate::logs::Served;
-use crate::openssl::{self, device_key, DeviceKey, KeyKind};
+use crate::openssl::{device_key, DeviceKey, KeyKind};
 use crate::orders::{order_form, person};
 use crate::pages::{browserless, csrf_of};
-
-const SIGNET: &str = env!("CARGO_BIN_EXE_signet");
+use crate::support::{self, get_bytes, get_json, get_text, pdf_upload_form};
 
 /// Where the replicas keep their files, and what else each one is told.
 pub struct Storage {
@@ -200,6 +195,18 @@ impl Fleet {
             .expect("a running replica")
     }
 
+    /// The id replica `index` logged at start-up (its temporary directory's name).
+    pub fn replica_id(&self, index: usize) -> String {
+        self.replica(index)
+            .log()
+            .iter()
+            .find_map(|line| {
+                let value: Value = serde_json::from_str(line).ok()?;
+                value["replica.id"].as_str().map(str::to_owned)
+            })
+            .expect("the replica logs its id")
+    }
+
     /// Base URL of replica `index` (modulo the fleet's size).
     pub fn main(&self, index: usize) -> &str {
         &self.replica(index).main
@@ -232,17 +239,10 @@ impl Api {
 
     /// Uploads a two-page PDF; the whole response.
     async fn upload(&self, base: &str, signer_id: &str) -> reqwest::Result<reqwest::Response> {
-        let form = Form::new().text("signerId", signer_id.to_owned()).part(
-            "file",
-            Part::bytes(classic_pdf(2))
-                .file_name("contract.pdf")
-                .mime_str("application/pdf")
-                .unwrap(),
-        );
         self.client
             .post(format!("{base}/documents/upload"))
             .bearer_auth(&self.api_key)
-            .multipart(form)
+            .multipart(pdf_upload_form(signer_id, 2))
             .send()
             .await
     }
@@ -296,15 +296,7 @@ impl Fleet {
 
     /// The CA certificate, written to a file for the judges.
     async fn ca_pem_file(&self) -> PathBuf {
-        let pem = self
-            .client
-            .get(format!("{}/ca/ca.pem", self.main(0)))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
+        let pem = get_text(&self.client, &format!("{}/ca/ca.pem", self.main(0))).await;
         let path = self.storage.scratch().join("ca.pem");
         std::fs::write(&path, pem).unwrap();
         path
@@ -315,22 +307,7 @@ impl Fleet {
 /// its own (concurrent flows share one key).
 fn device_sign(device: &DeviceKey, hash_b64: &str) -> String {
     let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("tbs.der");
-    let signature = dir.path().join("tbs.sig");
-    std::fs::write(&data, BASE64.decode(hash_b64).unwrap()).unwrap();
-    openssl::run(
-        &[
-            "dgst",
-            "-sha256",
-            "-sign",
-            device.key.to_str().unwrap(),
-            "-out",
-            signature.to_str().unwrap(),
-            data.to_str().unwrap(),
-        ],
-        dir.path(),
-    );
-    BASE64.encode(std::fs::read(signature).unwrap())
+    support::device_signature(&device.key, dir.path(), "tbs", hash_b64)
 }
 
 fn write_pdf(dir: &Path, name: &str, bytes: &[u8]) -> PathBuf {
@@ -415,16 +392,7 @@ async fn enroll_upload_sign_and_range_across(storage: Storage) {
     // Every replica serves the same CA.
     let mut cas = HashSet::new();
     for index in 0..3 {
-        let pem = fleet
-            .client
-            .get(format!("{}/ca/ca.pem", fleet.main(index)))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
-        cas.insert(pem);
+        cas.insert(get_text(&fleet.client, &format!("{}/ca/ca.pem", fleet.main(index))).await);
     }
     assert_eq!(cas.len(), 1);
 
@@ -489,15 +457,11 @@ async fn three_signers_at_once(storage: Storage) {
         .unwrap();
     assert_eq!(created.status(), 200);
     let order_id = created.text().await.unwrap();
-    let order: Value = fleet
-        .client
-        .get(format!("{}/orders/{order_id}", fleet.automation(1)))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let order = get_json(
+        &fleet.client,
+        &format!("{}/orders/{order_id}", fleet.automation(1)),
+    )
+    .await;
     let links: Vec<String> = (0..3)
         .map(|i| {
             order["signers"][i]["signingUrl"]
@@ -527,15 +491,11 @@ async fn three_signers_at_once(storage: Storage) {
         .text()
         .await
         .unwrap();
-    let order_2: Value = fleet
-        .client
-        .get(format!("{}/orders/{order_id_2}", fleet.automation(2)))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let order_2 = get_json(
+        &fleet.client,
+        &format!("{}/orders/{order_id_2}", fleet.automation(2)),
+    )
+    .await;
     let link = order_2["signers"][0]["signingUrl"].as_str().unwrap();
     let (on_first, on_second) = (via(link, fleet.main(0)), via(link, fleet.main(1)));
     let (first, second) = tokio::join!(
@@ -546,26 +506,18 @@ async fn three_signers_at_once(storage: Storage) {
 
     let ca = fleet.ca_pem_file().await;
     for (id, signatures, automation) in [(&order_id, 3, 2), (&order_id_2, 1, 0)] {
-        let order: Value = fleet
-            .client
-            .get(format!("{}/orders/{id}", fleet.automation(automation)))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let order = get_json(
+            &fleet.client,
+            &format!("{}/orders/{id}", fleet.automation(automation)),
+        )
+        .await;
         assert_eq!(order["state"], "ACCEPTED", "{order}");
         assert_eq!(order["document"]["signatures"], signatures, "{order}");
-        let document = fleet
-            .client
-            .get(format!("{}/orders/{id}/document", fleet.automation(1)))
-            .send()
-            .await
-            .unwrap()
-            .bytes()
-            .await
-            .unwrap();
+        let document = get_bytes(
+            &fleet.client,
+            &format!("{}/orders/{id}/document", fleet.automation(1)),
+        )
+        .await;
         let pdf = write_pdf(fleet.storage.scratch(), &format!("{id}.pdf"), &document);
         signet_testkit::assert_pyhanko_accepts(&pdf, &ca, signatures, &[]);
     }
@@ -671,15 +623,7 @@ async fn kill_mid_burst(storage: Storage) {
     let api = fleet.api();
     let device = std::sync::Arc::new(device_key(KeyKind::P256, "burst"));
     api.enroll(fleet.main(0), "burst", &device.csr_pem).await;
-    let victim_id = fleet
-        .replica(1)
-        .log()
-        .iter()
-        .find_map(|line| {
-            let value: Value = serde_json::from_str(line).ok()?;
-            value["replica.id"].as_str().map(str::to_owned)
-        })
-        .expect("the replica logs its id");
+    let victim_id = fleet.replica_id(1);
 
     // A burst of upload-and-sign flows over all three replicas; replica 1 dies in the middle.
     let bases: Vec<String> = (0..3).map(|i| fleet.main(i).to_owned()).collect();
@@ -764,16 +708,7 @@ async fn kill_mid_burst(storage: Storage) {
     // The killed replica starts again, and its restart sweeps the dead process's temporary
     // directory (what it was uploading when it died) while leaving the live ones' alone.
     let tmp = blobs.join("tmp");
-    let live: Vec<String> = [0, 2]
-        .iter()
-        .map(|&i| {
-            fleet.replica(i).log().iter().find_map(|line| {
-                let value: Value = serde_json::from_str(line).ok()?;
-                value["replica.id"].as_str().map(str::to_owned)
-            })
-        })
-        .map(Option::unwrap)
-        .collect();
+    let live: Vec<String> = [0, 2].iter().map(|&i| fleet.replica_id(i)).collect();
     assert!(
         tmp.join(format!("{victim_id}.lock")).exists(),
         "kill -9 leaves its lock file"
@@ -814,10 +749,9 @@ async fn a_replica_whose_ca_is_not_the_installations_refuses_to_start() {
     assert!(status.success());
     // ...whose CA was replaced by another installation's (`signet ca show --init` makes one).
     let other = fleet.storage.scratch().join("other");
-    let made = std::process::Command::new(SIGNET)
+    let made = support::signet_command()
         .args(["ca", "show", "--init", "--data-dir"])
         .arg(&other)
-        .env_remove("SIGNET_DATABASE_URL")
         .output()
         .unwrap();
     assert!(made.status.success(), "{made:?}");
@@ -874,15 +808,11 @@ async fn every_replica_sends_the_outbox_and_each_webhook_arrives_exactly_once() 
             .unwrap();
         assert_eq!(created.status(), 200);
         let id = created.text().await.unwrap();
-        let order: Value = fleet
-            .client
-            .get(format!("{}/orders/{id}", fleet.automation(i)))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let order = get_json(
+            &fleet.client,
+            &format!("{}/orders/{id}", fleet.automation(i)),
+        )
+        .await;
         let link = order["signers"][0]["signingUrl"].as_str().unwrap();
         assert_eq!(
             sign_through_page(&pages, &via(link, fleet.main(i + 1))).await,
@@ -930,4 +860,405 @@ async fn every_replica_sends_the_outbox_and_each_webhook_arrives_exactly_once() 
         );
     }
     assert_eq!(seen.len() as i64, rows);
+}
+
+// ---- the jobs, exactly once across replicas ---------------------------------------------------
+
+/// The job loop of every replica ticks each second (order expiry, signer expiry, archive
+/// timestamps), so all three race for the same due rows as soon as they fall due.
+const JOBS_EVERY_SECOND: (&str, &str) = ("SIGNET_JOB_INTERVAL_SECONDS", "1");
+
+/// How long a test waits for the replicas' jobs to reach a state (a bound on waiting, not a
+/// timed assertion: each job pass runs every second, the deadline is many passes away).
+const JOBS_DEADLINE: Duration = Duration::from_secs(120);
+
+/// Seconds since the epoch, as the tables keep times.
+fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64
+}
+
+impl Fleet {
+    /// A connection to the fleet's schema, for the test's own questions and for moving a due
+    /// date forward (the one thing a black-box test cannot wait for).
+    async fn database(&self) -> sqlx::PgConnection {
+        use sqlx::Connection;
+        sqlx::PgConnection::connect(&self.database_url)
+            .await
+            .unwrap()
+    }
+
+    /// Waits (bounded by [`JOBS_DEADLINE`]) until `sql`, a `SELECT COUNT(*) AS n …`, answers 0.
+    async fn wait_until_none(&self, what: &str, sql: &'static str) {
+        use sqlx::Row;
+        let mut conn = self.database().await;
+        let deadline = std::time::Instant::now() + JOBS_DEADLINE;
+        loop {
+            let left: i64 = sqlx::query(sql)
+                .fetch_one(&mut conn)
+                .await
+                .unwrap()
+                .get("n");
+            if left == 0 {
+                return;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{left} {what} after {JOBS_DEADLINE:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// Every JSON line any replica logged with `message`, with the replica's index, once there
+    /// are at least `expected` (bounded by [`JOBS_DEADLINE`]): a line is logged after its commit,
+    /// and read from the child's pipe a moment later, so the rows may change before it shows.
+    async fn logged(&self, message: &str, expected: usize) -> Vec<(usize, Value)> {
+        let deadline = std::time::Instant::now() + JOBS_DEADLINE;
+        loop {
+            let lines = self.logged_now(message);
+            if lines.len() >= expected || std::time::Instant::now() > deadline {
+                return lines;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    fn logged_now(&self, message: &str) -> Vec<(usize, Value)> {
+        self.replicas
+            .iter()
+            .enumerate()
+            .flat_map(|(index, replica)| {
+                replica
+                    .iter()
+                    .flat_map(|replica| replica.log())
+                    .filter_map(|line| serde_json::from_str::<Value>(&line).ok())
+                    .filter(|value| value["message"] == message)
+                    .map(move |value| (index, value))
+                    .collect::<Vec<_>>()
+            })
+            .collect()
+    }
+}
+
+/// How often each of `ids` occurs in `found`; fails on an id not in `ids`.
+fn tally(ids: &[String], found: impl IntoIterator<Item = String>) -> Vec<(&str, usize)> {
+    let mut counts: Vec<(&str, usize)> = ids.iter().map(|id| (id.as_str(), 0)).collect();
+    for id in found {
+        let slot = counts
+            .iter_mut()
+            .find(|(known, _)| *known == id)
+            .unwrap_or_else(|| panic!("{id} was not one of the test's"));
+        slot.1 += 1;
+    }
+    counts
+}
+
+/// Which replica did how many of the job's items (printed, not asserted: the split is the
+/// scheduler's).
+fn report_split(what: &str, done: &[(usize, Value)]) {
+    let mut per_replica = [0usize; 3];
+    for (index, _) in done {
+        per_replica[*index] += 1;
+    }
+    eprintln!("{what} per replica: {per_replica:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn orders_and_signers_falling_due_under_three_replicas_each_expire_exactly_once() {
+    use sqlx::Row;
+    let storage = Storage::shared_data_dir();
+    // The receiver checks signatures with the secret the first replica generates.
+    let receiver = crate::webhooks::Receiver::for_data_dir(&storage.data_dir(0), 0);
+    let url = receiver.url();
+    let env = [
+        ("SIGNET_WEBHOOK_URL", url.as_str()),
+        ("SIGNET_OUTBOX_POLL_MILLIS", "50"),
+        JOBS_EVERY_SECOND,
+    ];
+    let Some(fleet) = Fleet::start_with(3, storage, &env).await else {
+        return;
+    };
+
+    // Arrange: PENDING orders created through every replica, and enrolled signers.
+    let mut orders = Vec::new();
+    for i in 0..24 {
+        let created = fleet
+            .client
+            .post(format!("{}/orders", fleet.automation(i)))
+            .multipart(order_form(&[person("INTERNAL", "jdoe", None)]))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(created.status(), 200);
+        orders.push(created.text().await.unwrap());
+    }
+    let api = fleet.api();
+    let device = device_key(KeyKind::P256, "expiring");
+    let signers: Vec<String> = (0..12).map(|i| format!("expiring-{i}")).collect();
+    for (i, signer) in signers.iter().enumerate() {
+        api.enroll(fleet.main(i), signer, &device.csr_pem).await;
+    }
+
+    // Act: their due dates (an order's due date, a signer's certificate end) come in the next
+    // three seconds, spread so that several job passes on every replica find some due.
+    let mut conn = fleet.database().await;
+    for (i, id) in orders.iter().enumerate() {
+        sqlx::query("UPDATE orders SET due_at = $1 WHERE order_id = $2")
+            .bind(unix_now() + 1 + (i % 3) as i64)
+            .bind(id)
+            .execute(&mut conn)
+            .await
+            .unwrap();
+    }
+    for (i, signer) in signers.iter().enumerate() {
+        sqlx::query("UPDATE signers SET not_after = $1 WHERE signer_id = $2")
+            .bind(unix_now() + 1 + (i % 3) as i64)
+            .bind(signer)
+            .execute(&mut conn)
+            .await
+            .unwrap();
+    }
+    fleet
+        .wait_until_none(
+            "orders still PENDING",
+            "SELECT COUNT(*) AS n FROM orders WHERE state = 'PENDING'",
+        )
+        .await;
+    fleet
+        .wait_until_none(
+            "signers not EXPIRED",
+            "SELECT COUNT(*) AS n FROM signers WHERE status <> 'EXPIRED'",
+        )
+        .await;
+    fleet
+        .wait_until_none(
+            "webhooks still pending",
+            "SELECT COUNT(*) AS n FROM outbox WHERE channel = 'WEBHOOK' AND delivered_at IS NULL",
+        )
+        .await;
+
+    // Assert: every replica shows each order EXPIRED with one ORDER_EXPIRED event...
+    for (i, id) in orders.iter().enumerate() {
+        let order = get_json(
+            &fleet.client,
+            &format!("{}/orders/{id}", fleet.automation(i + 1)),
+        )
+        .await;
+        assert_eq!(order["state"], "EXPIRED", "{order}");
+        let events = get_json(
+            &fleet.client,
+            &format!("{}/orders/{id}/events", fleet.automation(i + 2)),
+        )
+        .await;
+        let expired = events
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|e| e["event"] == "ORDER_EXPIRED")
+            .count();
+        assert_eq!(expired, 1, "{id}: {events:?}");
+    }
+    // ...and so does the events table as a whole.
+    let rows = sqlx::query("SELECT order_id FROM events WHERE event = 'ORDER_EXPIRED'")
+        .fetch_all(&mut conn)
+        .await
+        .unwrap();
+    let in_table = tally(&orders, rows.iter().map(|row| row.get("order_id")));
+    assert!(in_table.iter().all(|(_, n)| *n == 1), "{in_table:?}");
+
+    // One ORDER_EXPIRED webhook per order, each message delivered once.
+    let requests = receiver.requests_as_received();
+    let mut message_ids = HashSet::new();
+    for request in &requests {
+        assert_eq!(request["verified"], true, "{request}");
+        assert!(
+            message_ids.insert(request["id"].as_str().unwrap().to_owned()),
+            "delivered twice: {request}"
+        );
+    }
+    let hooks = tally(
+        &orders,
+        requests
+            .iter()
+            .filter(|r| r["body"]["type"] == "ORDER_EXPIRED")
+            .map(|r| r["body"]["data"]["orderId"].as_str().unwrap().to_owned()),
+    );
+    assert!(hooks.iter().all(|(_, n)| *n == 1), "{hooks:?}");
+
+    // One replica logged each expiry; the signers are EXPIRED on every replica.
+    let orders_done = fleet
+        .logged("order expired: its due date passed", orders.len())
+        .await;
+    let logged = tally(
+        &orders,
+        orders_done
+            .iter()
+            .map(|(_, line)| line["order.id"].as_str().unwrap().to_owned()),
+    );
+    assert!(logged.iter().all(|(_, n)| *n == 1), "{logged:?}");
+    report_split("orders expired", &orders_done);
+    let signers_done = fleet
+        .logged(
+            "signer expired: certificate ran out without renewal",
+            signers.len(),
+        )
+        .await;
+    let logged = tally(
+        &signers,
+        signers_done
+            .iter()
+            .map(|(_, line)| line["signer.id"].as_str().unwrap().to_owned()),
+    );
+    assert!(logged.iter().all(|(_, n)| *n == 1), "{logged:?}");
+    report_split("signers expired", &signers_done);
+    for (i, signer) in signers.iter().enumerate() {
+        let shown: Value = fleet
+            .client
+            .get(format!("{}/signers/{signer}", fleet.main(i + 1)))
+            .bearer_auth(&fleet.api_key)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(shown["signerStatus"], "EXPIRED", "{shown}");
+    }
+}
+
+/// `/Type /DocTimeStamp` dictionaries in a PDF: one per document timestamp.
+fn document_timestamps(pdf: &[u8]) -> usize {
+    let needle = b"/Type /DocTimeStamp";
+    pdf.windows(needle.len()).filter(|w| *w == needle).count()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn b_lta_files_falling_due_under_three_replicas_each_get_exactly_one_archive_timestamp() {
+    one_archive_timestamp_each(Storage::shared_data_dir()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn b_lta_files_falling_due_under_three_replicas_each_get_exactly_one_archive_timestamp_on_object_storage(
+) {
+    if let Some(storage) = Storage::object_store() {
+        one_archive_timestamp_each(storage).await;
+    }
+}
+
+async fn one_archive_timestamp_each(storage: Storage) {
+    let env = [("SIGNET_SIGNATURE_LEVEL", "PADES_B_LTA"), JOBS_EVERY_SECOND];
+    let Some(fleet) = Fleet::start_with(3, storage, &env).await else {
+        return;
+    };
+    let api = fleet.api();
+
+    // Arrange: B-LTA documents signed through every replica, and one-signer orders signed
+    // through their pages; each file ends with one document timestamp. More files than one
+    // claim takes (16), so the replicas' passes share them out.
+    let device = device_key(KeyKind::P256, "archivist");
+    api.enroll(fleet.main(0), "archivist", &device.csr_pem)
+        .await;
+    let mut documents = Vec::new();
+    for i in 0..18 {
+        let (document_id, hash) = api.uploaded(fleet.main(i), "archivist").await;
+        let signed = api
+            .post_signature(
+                fleet.main(i + 1),
+                &document_id,
+                &device_sign(&device, &hash),
+            )
+            .await
+            .unwrap();
+        assert_eq!(signed.status(), 200, "{}", signed.text().await.unwrap());
+        documents.push(document_id);
+    }
+    let pages = browserless();
+    let mut orders = Vec::new();
+    for i in 0..3 {
+        let id = fleet
+            .client
+            .post(format!("{}/orders", fleet.automation(i)))
+            .multipart(order_form(&[person("INTERNAL", "jdoe", None)]))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        let order = get_json(
+            &fleet.client,
+            &format!("{}/orders/{id}", fleet.automation(i)),
+        )
+        .await;
+        let link = order["signers"][0]["signingUrl"].as_str().unwrap();
+        assert_eq!(
+            sign_through_page(&pages, &via(link, fleet.main(i + 1))).await,
+            303
+        );
+        orders.push(id);
+    }
+    let order_file = |i: usize, id: &str| {
+        let (client, base) = (fleet.client.clone(), fleet.automation(i).to_owned());
+        let url = format!("{base}/orders/{id}/document");
+        async move { get_bytes(&client, &url).await }
+    };
+    let mut before = Vec::new();
+    for (i, id) in documents.iter().enumerate() {
+        let (status, bytes) = api.download(fleet.main(i), id).await;
+        assert_eq!(status, 200);
+        before.push(bytes);
+    }
+    for (i, id) in orders.iter().enumerate() {
+        before.push(order_file(i, id).await);
+    }
+    assert!(before.iter().all(|pdf| document_timestamps(pdf) == 1));
+
+    // Act: the files' document timestamps end tomorrow, well inside the 60-day margin, as if
+    // the TSA certificate that made them were three years old (the in-process test with a
+    // manual clock shows that case itself); the replicas' job passes find them due at once.
+    let tomorrow = unix_now() + 24 * 60 * 60;
+    let mut conn = fleet.database().await;
+    for table in ["documents", "orders"] {
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "UPDATE {table} SET archive_expires_at = $1 WHERE archive_expires_at IS NOT NULL"
+        )))
+        .bind(tomorrow)
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    }
+    let due = "SELECT (SELECT COUNT(*) FROM documents WHERE archive_expires_at <= \
+               EXTRACT(EPOCH FROM NOW()) + 86400 * 90) + (SELECT COUNT(*) FROM orders WHERE \
+               archive_expires_at <= EXTRACT(EPOCH FROM NOW()) + 86400 * 90) AS n";
+    fleet.wait_until_none("files still due", due).await;
+
+    // Assert: each file, read through another replica, got exactly one more document timestamp,
+    // appended, and validates in pyHanko (and the other judges) with both.
+    let ca = fleet.ca_pem_file().await;
+    let mut after = Vec::new();
+    for (i, id) in documents.iter().enumerate() {
+        let (status, bytes) = api.download(fleet.main(i + 2), id).await;
+        assert_eq!(status, 200);
+        after.push(bytes);
+    }
+    for (i, id) in orders.iter().enumerate() {
+        after.push(order_file(i + 2, id).await);
+    }
+    for (n, (old, new)) in before.iter().zip(&after).enumerate() {
+        assert_eq!(document_timestamps(new), 2, "file {n}");
+        assert!(
+            new.starts_with(old),
+            "file {n} was rewritten, not appended to"
+        );
+        let pdf = write_pdf(fleet.storage.scratch(), &format!("archived-{n}.pdf"), new);
+        crate::levels::assert_long_term_valid(&pdf, &ca, 1, 2);
+    }
+    let renewed = fleet
+        .logged("added an archive timestamp", before.len())
+        .await;
+    assert_eq!(renewed.len(), before.len(), "{renewed:?}");
+    report_split("archive timestamps", &renewed);
 }

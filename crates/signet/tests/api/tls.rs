@@ -10,7 +10,6 @@ use signet::domain::OrderId;
 use signet::startup::tls::{ClientAuth, TlsFiles, TlsListener};
 use signet::startup::Application;
 use signet_testkit::pdfs::classic_pdf;
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::Arc;
@@ -19,6 +18,7 @@ use tempfile::TempDir;
 
 use crate::helpers::{database_url_for, start_with, Db, TestApp};
 use crate::openssl::{device_key, KeyKind};
+use crate::support::{free_port, signet_command, stderr_until};
 
 /// A CA made by `openssl` in a temporary directory, and the certificates it signs.
 struct TestCa {
@@ -110,18 +110,9 @@ impl TestCa {
     }
 }
 
-fn openssl(dir: &Path, args: &[&str]) -> String {
-    let output = Command::new("openssl")
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .unwrap();
-    assert!(
-        output.status.success(),
-        "openssl {args:?}: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8_lossy(&output.stdout).into_owned()
+/// `openssl <args>` in `dir`, which must succeed.
+fn openssl(dir: &Path, args: &[&str]) {
+    crate::openssl::run(args, dir);
 }
 
 /// The subject CN of the certificate a new TLS connection to `address` is served.
@@ -558,38 +549,19 @@ async fn a_client_certificate_from_the_client_ca_authenticates_on_the_cloudsigne
     drop(other);
 }
 
-const SIGNET: &str = env!("CARGO_BIN_EXE_signet");
-
-fn free_port() -> u16 {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    listener.local_addr().unwrap().port()
-}
-
 /// `signet serve` on a fresh data directory with `args`: the child and its standard error,
 /// read line by line until `until` is seen (or the process ends, or 60 s pass).
 fn serve(data: &Path, args: &[&str], until: &str) -> (std::process::Child, Vec<String>) {
-    let mut child = Command::new(SIGNET)
+    let mut child = signet_command()
         .arg("serve")
         .arg("--data-dir")
         .arg(data)
         .args(args)
         .env("SIGNET_LOG", "info")
-        .env_remove("SIGNET_DATABASE_URL")
-        .env_remove("SIGNET_AUTOMATION_API_ENABLED")
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let stderr = child.stderr.take().unwrap();
-    let mut lines = Vec::new();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    for line in BufReader::new(stderr).lines() {
-        let line = line.unwrap();
-        let done = line.contains(until);
-        lines.push(line);
-        if done || Instant::now() > deadline {
-            break;
-        }
-    }
+    let lines = stderr_until(&mut child, until);
     (child, lines)
 }
 
