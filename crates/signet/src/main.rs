@@ -326,6 +326,13 @@ async fn main() -> anyhow::Result<()> {
     restrict_umask();
     let cli = Cli::parse();
     init_tracing()?;
+    let result = run(cli).await;
+    // Log lines still waiting for the log's thread go out before the error (if any) is printed.
+    signet::telemetry::logging::flush();
+    result
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     match cli.command {
         Command::Serve(args) => {
@@ -343,6 +350,7 @@ async fn main() -> anyhow::Result<()> {
             app.run(shutdown_signal()).await?;
             // The listeners drained (or their grace ran out): leave now, without waiting for
             // blocking work an abandoned request left behind.
+            signet::telemetry::logging::flush();
             std::process::exit(0)
         }
         Command::ApiKey(ApiKeyCommand::Create(args)) => {
@@ -412,6 +420,7 @@ async fn shutdown_signal() {
     tokio::spawn(async {
         stop_signal().await;
         tracing::warn!("second signal: exiting at once");
+        signet::telemetry::logging::flush();
         std::process::exit(1);
     });
 }

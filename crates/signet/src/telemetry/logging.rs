@@ -1,7 +1,8 @@
 //! The process's log: `SIGNET_LOG` picks what is logged (an `EnvFilter`), `SIGNET_LOG_FORMAT`
 //! how (`text`, the default, or `json`, one object per line). Both are read from the
 //! environment before the configuration: the log must exist to report a configuration it
-//! cannot read. Colour codes only go to a terminal (and never with `NO_COLOR` set).
+//! cannot read. Colour codes only go to a terminal (and never with `NO_COLOR` set). Lines are
+//! written by a background thread ([`super::log_writer`]); call [`flush`] before exiting.
 
 use std::io::IsTerminal;
 
@@ -43,14 +44,26 @@ pub fn init_from_env() -> Result<(), String> {
     Ok(())
 }
 
+/// Writes the log lines still waiting for the background thread.
+pub fn flush() {
+    super::log_writer::flush();
+}
+
 /// Installs the subscriber (once per process; later calls do nothing).
 pub fn init(format: LogFormat, colour: bool) {
+    use tracing_subscriber::fmt::writer::BoxMakeWriter;
     use tracing_subscriber::EnvFilter;
     let filter =
         EnvFilter::try_from_env("SIGNET_LOG").unwrap_or_else(|_| EnvFilter::new(DEFAULT_FILTER));
+    // Lines go to standard error from a background thread (see `log_writer`), or straight
+    // there when that thread cannot be started.
+    let writer = match super::log_writer::LogWriter::install() {
+        Some(writer) => BoxMakeWriter::new(writer),
+        None => BoxMakeWriter::new(std::io::stderr),
+    };
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
+        .with_writer(writer)
         // Its own report of a failed write is an eprintln!, which panics when standard error
         // is closed (a log pipe that went away): a server must keep serving without its log.
         .log_internal_errors(false);

@@ -6,5 +6,6 @@
 
 pub mod access;
 pub mod audit;
+mod log_writer;
 pub mod logging;
 pub mod metrics;
