@@ -7,6 +7,7 @@ mod connection;
 pub mod describe;
 pub mod serve;
 pub mod tls;
+pub mod zero_copy;
 
 use anyhow::Context;
 use std::future::Future;

@@ -1,8 +1,9 @@
 //! A stored document as an HTTP response, whichever backend holds it: a small file is answered
-//! from the read cache's copy in memory ([`CachedReads::signed_file`], read from disk once), a
-//! larger one through [`ranged::serve`] (the fast path: one read, or a stream); objects are
-//! streamed from the bucket as they arrive, a `Range` request becoming a ranged GET per range, with the same headers, the same
-//! `If-Range` rule and the same 416 body. A missing object is `NotFound`, so the callers'
+//! from the read cache ([`CachedReads::signed_file`], read from disk once; on a plain connection
+//! its bytes leave from the page cache, see [`crate::startup::zero_copy`]), a larger one through
+//! [`ranged::serve`] (the fast path: one read, or a stream); objects are streamed from the
+//! bucket as they arrive, a `Range` request becoming a ranged GET per range, with the same
+//! headers, the same `If-Range` rule and the same 416 body. A missing object is `NotFound`, so the callers'
 //! "the row changed meanwhile: read it again" loops work on both.
 
 use axum::body::{Body, Bytes};
@@ -15,23 +16,37 @@ use futures::stream::{self, StreamExt};
 use std::ops::Range;
 
 use crate::api::ranged::{self, StoredFile};
-use crate::services::reads::CachedReads;
+use crate::services::reads::{CachedReads, ReadAt};
 use crate::store::blob_backend::Blobs;
 use crate::store::blobs::BlobKey;
 use crate::store::objects::ObjectBlobs;
 
-/// Answers a GET for the blob `key` of `len` bytes, honouring `Range` and `If-Range`. Every
-/// caller serves a finished version (a signed CloudSigner document, one version of an order's
-/// PDF), whose bytes are never rewritten under its key: that is what lets `reads` keep them.
+/// A finished version of a stored document, as a download serves it.
+pub struct Download<'a> {
+    pub key: &'a BlobKey,
+    /// Its length in bytes, as recorded.
+    pub len: u64,
+    pub content_type: &'static str,
+    /// A strong ETag, quotes included.
+    pub etag: String,
+}
+
+/// Answers a GET for `download`, honouring `Range` and `If-Range`. Every caller serves a
+/// finished version (a signed CloudSigner document, one version of an order's PDF), whose bytes
+/// are never rewritten under its key: that is what lets `reads` keep them (read at `at`).
 pub async fn serve(
     blobs: &Blobs,
     reads: &CachedReads,
-    key: &BlobKey,
-    len: u64,
-    content_type: &'static str,
-    etag: String,
+    at: ReadAt,
+    download: Download<'_>,
     headers: &HeaderMap,
 ) -> std::io::Result<Response> {
+    let Download {
+        key,
+        len,
+        content_type,
+        etag,
+    } = download;
     match blobs {
         Blobs::Files(files) => {
             let file = StoredFile {
@@ -40,8 +55,8 @@ pub async fn serve(
                 content_type,
                 etag,
             };
-            match reads.signed_file(key, len, &file.path).await? {
-                Some(bytes) => ranged::serve_from_memory(file, bytes, headers),
+            match reads.signed_file(key, len, &file.path, at).await? {
+                Some(cached) => ranged::serve_from_memory(file, cached, headers),
                 None => ranged::serve(file, headers).await,
             }
         }

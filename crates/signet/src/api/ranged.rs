@@ -20,6 +20,8 @@ use tokio::io::{AsyncReadExt, AsyncSeekExt};
 use tokio_util::io::ReaderStream;
 
 use crate::api::cloudsigner::error::{error_response, ErrorCode};
+use crate::services::reads::CachedFile;
+use crate::startup::zero_copy::SendFromFile;
 
 /// More ranges than this in one request are ignored (the whole file is sent): a client never
 /// needs them, and each one costs a seek and a part header.
@@ -136,13 +138,30 @@ pub async fn serve(file: StoredFile, headers: &HeaderMap) -> std::io::Result<Res
     }
 }
 
-/// [`serve`] for a file whose bytes are already in memory (`bytes` is the whole file, `file.len`
-/// bytes): every answer is a slice of them, no copy and no trip to the blocking pool.
+/// [`serve`] for a file the read cache holds (its bytes, the whole file of `file.len` bytes, and
+/// the file open): every answer is a slice of the bytes, no copy and no trip to the blocking
+/// pool. A whole file or a single range also names its run of the open file
+/// ([`SendFromFile`]), so a plain connection sends it from the page cache instead.
 pub fn serve_from_memory(
     file: StoredFile,
-    bytes: Bytes,
+    cached: CachedFile,
     headers: &HeaderMap,
 ) -> std::io::Result<Response> {
+    let CachedFile {
+        bytes,
+        file: opened,
+    } = cached;
+    // A whole file or one range is one run of the file's bytes: a plain connection may send it
+    // from the page cache (the body stays the bytes for every other connection).
+    let from_file = |range: Range<u64>, response: std::io::Result<Response>| {
+        response.map(|mut response| {
+            response.extensions_mut().insert(SendFromFile {
+                file: opened.clone(),
+                range,
+            });
+            response
+        })
+    };
     if bytes.len() as u64 != file.len {
         return Err(std::io::Error::other(format!(
             "{} bytes in memory for a file of {}",
@@ -156,14 +175,20 @@ pub fn serve_from_memory(
         bytes.slice(start..end)
     };
     match plan(&file, headers) {
-        Plan::Whole => finish(
-            base(StatusCode::OK, &file)
-                .header(CONTENT_TYPE, file.content_type)
-                .header(CONTENT_LENGTH, file.len),
-            Body::from(bytes.clone()),
+        Plan::Whole => from_file(
+            0..file.len,
+            finish(
+                base(StatusCode::OK, &file)
+                    .header(CONTENT_TYPE, file.content_type)
+                    .header(CONTENT_LENGTH, file.len),
+                Body::from(bytes.clone()),
+            ),
         ),
         Plan::Unsatisfiable => Ok(unsatisfiable(&file)),
-        Plan::Single(range) => finish(single_head(&file, &range), Body::from(slice(&range))),
+        Plan::Single(range) => from_file(
+            range.clone(),
+            finish(single_head(&file, &range), Body::from(slice(&range))),
+        ),
         Plan::Multiple(ranges) => {
             let (builder, parts) = multipart_frame(&file, &ranges);
             let mut chunks = Vec::with_capacity(ranges.len() * 2 + 1);
@@ -211,12 +236,19 @@ async fn whole(file: StoredFile) -> std::io::Result<Response> {
 /// Reads the file at `path`, which must be `len` bytes long (the length the headers promise).
 /// Blocking.
 pub fn read_exactly(path: &std::path::Path, len: u64) -> std::io::Result<Vec<u8>> {
+    open_and_read(path, len).map(|(_, bytes)| bytes)
+}
+
+/// [`read_exactly`], also returning the open file (its position at the end). Blocking.
+pub fn open_and_read(
+    path: &std::path::Path,
+    len: u64,
+) -> std::io::Result<(std::fs::File, Vec<u8>)> {
     use std::io::Read;
     let capacity = usize::try_from(len).map_err(std::io::Error::other)?;
     let mut bytes = Vec::with_capacity(capacity);
-    std::fs::File::open(path)?
-        .take(len + 1)
-        .read_to_end(&mut bytes)?;
+    let mut file = std::fs::File::open(path)?;
+    (&mut file).take(len + 1).read_to_end(&mut bytes)?;
     if bytes.len() != capacity {
         return Err(std::io::Error::other(format!(
             "{} is {} bytes, not the {len} recorded",
@@ -224,7 +256,7 @@ pub fn read_exactly(path: &std::path::Path, len: u64) -> std::io::Result<Vec<u8>
             bytes.len()
         )));
     }
-    Ok(bytes)
+    Ok((file, bytes))
 }
 
 /// Reads `len` bytes at `at` of the file at `path`, which must be `file_len` bytes long (the

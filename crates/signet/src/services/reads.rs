@@ -45,6 +45,14 @@ pub struct SignerView {
     pub rendered: OnceLock<Bytes>,
 }
 
+/// The change generation one request reads its cached answers at: read once when the request
+/// starts (by the API-key check) and used for every lookup of that request, so a request costs
+/// one read of the change signal, not one per lookup. Every answer it gets is one the database
+/// gave after this generation was read, so the request sees the state as of its start or later;
+/// a change committed while it runs is seen by the next request.
+#[derive(Debug, Clone, Copy)]
+pub struct ReadAt(Option<Generation>);
+
 /// The cached reads of one store.
 pub struct CachedReads {
     store: Arc<dyn Store>,
@@ -52,7 +60,15 @@ pub struct CachedReads {
     keys: GenerationCache<String, ()>,
     signers: GenerationCache<SignerId, Arc<SignerView>>,
     documents: GenerationCache<DocumentId, Arc<DocumentRecord>>,
-    files: GenerationCache<BlobKey, Bytes>,
+    files: GenerationCache<BlobKey, CachedFile>,
+}
+
+/// A finished file held for serving: its bytes, and the file they were read from, kept open so
+/// a plain connection can send them from the page cache (see [`crate::startup::zero_copy`]).
+#[derive(Clone, Debug)]
+pub struct CachedFile {
+    pub bytes: Bytes,
+    pub file: Arc<std::fs::File>,
 }
 
 impl CachedReads {
@@ -65,6 +81,11 @@ impl CachedReads {
             documents: GenerationCache::new(MAX_DOCUMENTS),
             files: GenerationCache::new(MAX_FILES),
         }
+    }
+
+    /// The generation to read at now (see [`ReadAt`]).
+    pub fn read_at(&self) -> ReadAt {
+        ReadAt(self.changes.current())
     }
 
     /// The bytes of the finished file `blob` (`size` bytes, at `path`: a signed document, or one
@@ -80,27 +101,31 @@ impl CachedReads {
         blob: &BlobKey,
         size: u64,
         path: &std::path::Path,
-    ) -> std::io::Result<Option<Bytes>> {
+        at: ReadAt,
+    ) -> std::io::Result<Option<CachedFile>> {
         if size > MAX_CACHED_FILE {
             return Ok(None);
         }
-        let generation = self.changes.current();
-        if let Some(bytes) = self.files.get(generation, blob) {
-            return Ok(Some(bytes));
+        let generation = at.0;
+        if let Some(cached) = self.files.get(generation, blob) {
+            return Ok(Some(cached));
         }
         let path = path.to_owned();
-        let bytes =
-            tokio::task::spawn_blocking(move || crate::api::ranged::read_exactly(&path, size))
+        let (file, bytes) =
+            tokio::task::spawn_blocking(move || crate::api::ranged::open_and_read(&path, size))
                 .await
                 .map_err(std::io::Error::other)??;
-        let bytes = Bytes::from(bytes);
-        self.files.insert(generation, blob.clone(), bytes.clone());
-        Ok(Some(bytes))
+        let cached = CachedFile {
+            bytes: Bytes::from(bytes),
+            file: Arc::new(file),
+        };
+        self.files.insert(generation, blob.clone(), cached.clone());
+        Ok(Some(cached))
     }
 
     /// Whether `key_hash` is the hash of an API key that is not revoked.
-    pub async fn api_key_valid(&self, key_hash: &str) -> StoreResult<bool> {
-        let generation = self.changes.current();
+    pub async fn api_key_valid(&self, key_hash: &str, at: ReadAt) -> StoreResult<bool> {
+        let generation = at.0;
         if self.keys.get(generation, key_hash).is_some() {
             return Ok(true);
         }
@@ -114,8 +139,12 @@ impl CachedReads {
     }
 
     /// The signer and its certificates, or `None` when there is no such signer.
-    pub async fn signer(&self, signer_id: &SignerId) -> StoreResult<Option<Arc<SignerView>>> {
-        let generation = self.changes.current();
+    pub async fn signer(
+        &self,
+        signer_id: &SignerId,
+        at: ReadAt,
+    ) -> StoreResult<Option<Arc<SignerView>>> {
+        let generation = at.0;
         if let Some(view) = self.signers.get(generation, signer_id) {
             return Ok(Some(view));
         }
@@ -140,8 +169,9 @@ impl CachedReads {
         &self,
         document_id: &DocumentId,
         fresh: bool,
+        at: ReadAt,
     ) -> StoreResult<Option<Arc<DocumentRecord>>> {
-        let generation = self.changes.current();
+        let generation = at.0;
         if !fresh {
             if let Some(document) = self.documents.get(generation, document_id) {
                 return Ok(Some(document));

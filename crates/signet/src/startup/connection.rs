@@ -39,6 +39,7 @@ use tower::ServiceExt;
 
 use super::serve::Timeouts;
 use super::tls::ClientCertificate;
+use super::zero_copy::{SendFileTo, SendFromFile, SendQueue, StandInBody};
 use crate::api::cloudsigner::error::ErrorCode;
 
 /// Longest request target (path and query) the application is shown; longer ones get a 414.
@@ -238,14 +239,18 @@ pub struct WatchedIo<S = TcpStream> {
     tracker: Arc<Tracker>,
     /// hyper's own refusal, once it starts writing one: collected, then sent rewritten.
     refusal: Option<Refusal>,
+    /// On a plain TCP connection, the file segments that stand-in body bytes are sent from
+    /// (see [`super::zero_copy`]).
+    zero_copy: Option<SendQueue>,
 }
 
-impl<S: AsyncRead + AsyncWrite + Unpin> WatchedIo<S> {
-    pub fn new(inner: S, tracker: Arc<Tracker>) -> Self {
+impl<S: AsyncRead + SendFileTo> WatchedIo<S> {
+    pub fn new(inner: S, tracker: Arc<Tracker>, zero_copy: Option<SendQueue>) -> Self {
         Self {
             inner,
             tracker,
             refusal: None,
+            zero_copy,
         }
     }
 
@@ -303,7 +308,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> AsyncRead for WatchedIo<S> {
     }
 }
 
-impl<S: AsyncRead + AsyncWrite + Unpin> AsyncWrite for WatchedIo<S> {
+impl<S: AsyncRead + SendFileTo> AsyncWrite for WatchedIo<S> {
     fn poll_write(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -313,7 +318,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin> AsyncWrite for WatchedIo<S> {
         if this.capture_refusal(buf) {
             return Poll::Ready(Ok(buf.len()));
         }
-        let result = Pin::new(&mut this.inner).poll_write(cx, buf);
+        let result = match &this.zero_copy {
+            Some(queue) => {
+                queue.poll_write(Pin::new(&mut this.inner), cx, &[io::IoSlice::new(buf)])
+            }
+            None => Pin::new(&mut this.inner).poll_write(cx, buf),
+        };
         this.observe_write(&result);
         result
     }
@@ -332,7 +342,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> AsyncWrite for WatchedIo<S> {
             }
             return Poll::Ready(Ok(taken));
         }
-        let result = Pin::new(&mut this.inner).poll_write_vectored(cx, bufs);
+        let result = match &this.zero_copy {
+            Some(queue) => queue.poll_write(Pin::new(&mut this.inner), cx, bufs),
+            None => Pin::new(&mut this.inner).poll_write_vectored(cx, bufs),
+        };
         this.observe_write(&result);
         result
     }
@@ -511,6 +524,8 @@ pub struct ConnService {
     tracker: Arc<Tracker>,
     /// What the client of a TLS connection showed, given to each request as an extension.
     client_certificate: Option<ClientCertificate>,
+    /// On a plain TCP connection, where a response's file segments wait for the socket.
+    zero_copy: Option<SendQueue>,
 }
 
 impl ConnService {
@@ -519,7 +534,15 @@ impl ConnService {
             router,
             tracker,
             client_certificate: None,
+            zero_copy: None,
         }
+    }
+
+    /// Responses that carry [`SendFromFile`] are sent from the file through `queue` (the
+    /// connection's [`WatchedIo`] holds the same queue).
+    pub fn with_zero_copy(mut self, queue: Option<SendQueue>) -> Self {
+        self.zero_copy = queue;
+        self
     }
 
     /// Every request of this connection carries `certificate` (see [`ClientCertificate`]).
@@ -556,8 +579,14 @@ impl hyper::service::Service<Request<Incoming>> for ConnService {
         let body_timeout = self.tracker.timeouts.body;
         let request = request.map(|body| AxumBody::new(StallingBody::new(body, body_timeout)));
         let response = self.router.clone().oneshot(request);
+        let zero_copy = self.zero_copy.clone();
         Box::pin(async move {
-            let response = response.await?;
+            let mut response = response.await?;
+            let send = response.extensions_mut().remove::<SendFromFile>();
+            if let (Some(queue), Some(send)) = (zero_copy, send) {
+                // The same bytes, sent from the page cache instead of from the body's memory.
+                *response.body_mut() = AxumBody::new(StandInBody::new(send, queue));
+            }
             Ok(response.map(|inner| TrackedBody { inner, tracker }))
         })
     }

@@ -26,8 +26,9 @@ use tokio::time::Instant;
 
 use super::connection::{self, ConnService, Tracker, WatchedIo};
 use super::tls::{ClientCertificate, TlsListener};
+use super::zero_copy::{SendFileTo, SendQueue};
 use crate::config::Settings;
-use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::io::AsyncRead;
 
 /// How long a client may take, per connection (see [`Settings`] for each).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -191,7 +192,8 @@ pub async fn serve_with(
                                 // Nagle on, the last short segment of one can wait for the
                                 // client's delayed ACK (TLS connections set this in the handshake).
                                 let _ = stream.set_nodelay(true);
-                                serve_connection(stream, router, tracker, None).await
+                                let zero_copy = Some(SendQueue::default());
+                                serve_connection(stream, router, tracker, None, zero_copy).await
                             }
                             Some(tls) => {
                                 let handshake =
@@ -211,7 +213,7 @@ pub async fn serve_with(
                                     () = shut_down => None,
                                 };
                                 if let Some((stream, client)) = session {
-                                    serve_connection(stream, router, tracker, client).await;
+                                    serve_connection(stream, router, tracker, client, None).await;
                                 }
                             }
                         }
@@ -338,13 +340,18 @@ async fn serve_connection<S>(
     router: Router,
     tracker: Arc<Tracker>,
     client_certificate: Option<ClientCertificate>,
+    zero_copy: Option<SendQueue>,
 ) where
-    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    S: AsyncRead + SendFileTo + Send + 'static,
 {
-    let io = TokioIo::new(WatchedIo::new(stream, tracker.clone()));
-    let service =
-        ConnService::new(router, tracker.clone()).with_client_certificate(client_certificate);
+    let io = TokioIo::new(WatchedIo::new(stream, tracker.clone(), zero_copy.clone()));
+    let service = ConnService::new(router, tracker.clone())
+        .with_client_certificate(client_certificate)
+        .with_zero_copy(zero_copy);
     let mut builder = hyper::server::conn::http1::Builder::new();
+    // Vectored writes queue a body's frames as they are instead of copying them into one
+    // buffer: cheaper for every large body, and what zero-copy responses rely on.
+    builder.writev(true);
     // hyper's own header timeout is off (it has no timer): the watchdog keeps the head deadline
     // apart from the idle one.
     builder.max_header_size(connection::MAX_HEAD_BYTES);

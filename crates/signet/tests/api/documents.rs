@@ -8,7 +8,7 @@ use reqwest::Response;
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
 
-use crate::helpers::{assert_error, spawn_app, spawn_app_on, Db, TestApp};
+use crate::helpers::{assert_error, spawn_app, spawn_app_on, stored_signed_file, Db, TestApp};
 use crate::openssl::{self, device_key, DeviceKey, KeyKind};
 use signet_testkit::pdfs::classic_pdf;
 
@@ -817,13 +817,18 @@ async fn a_delete_racing_a_signature_is_always_204_and_leaves_nothing_behind() {
     }
 }
 
-/// Uploads and signs a document; returns its id and signed bytes.
-async fn signed_document(app: &TestApp) -> (String, Vec<u8>) {
+/// Uploads and signs a document; returns its id and signed bytes, checked twice against the
+/// stored file (the first download reads it from disk, the second is served from the read cache,
+/// sent from the page cache on a plain connection and from memory over TLS).
+pub(crate) async fn signed_document(app: &TestApp) -> (String, Vec<u8>) {
     let device = enrolled(app, "phone", KeyKind::P256).await;
     let uploaded = upload(app, "phone", classic_pdf(3)).await;
     sign_ok(app, &device, &uploaded).await;
     let id = uploaded["documentId"].as_str().unwrap().to_owned();
+    let stored = stored_signed_file(app, &id).await;
     let bytes = download(app, &id).await;
+    assert!(bytes == stored, "the download is the stored file");
+    assert!(download(app, &id).await == stored, "and so is the next one");
     (id, bytes)
 }
 

@@ -180,6 +180,15 @@ pub async fn start_with(
     }
 }
 
+/// The bytes of a signed document's file as the file backend stores them (the default
+/// `file://<data-dir>/blobs`), read from disk: what every download of it must return.
+pub async fn stored_signed_file(app: &TestApp, document_id: &str) -> Vec<u8> {
+    let id = signet::domain::DocumentId::parse(document_id).unwrap();
+    let document = app.state.store.find_document(&id).await.unwrap().unwrap();
+    let blob = document.signed_blob.expect("a signed document");
+    std::fs::read(app.data_dir.path().join("blobs").join(blob.as_str())).unwrap()
+}
+
 /// Reads a ManualClock through the trait without importing it in every test.
 pub trait NowForTests {
     fn now_for_tests(&self) -> OffsetDateTime;

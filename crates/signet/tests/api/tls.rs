@@ -549,6 +549,39 @@ async fn a_client_certificate_from_the_client_ca_authenticates_on_the_cloudsigne
     drop(other);
 }
 
+/// Over TLS nothing can be sent from the page cache: a signed document's bytes come from the
+/// read cache's memory, whole and by ranges, exactly the stored file's.
+#[tokio::test]
+async fn a_signed_document_downloads_whole_and_by_ranges_over_tls_as_stored() {
+    let ca = TestCa::new("download-ca");
+    let (cert, key) = ca.issue("server", "serverAuth");
+    let mut app = spawn_tls_app(|settings| {
+        settings.tls.cert = Some(cert);
+        settings.tls.key = Some(key);
+    })
+    .await;
+    let root = reqwest::Certificate::from_pem(&std::fs::read(ca.pem()).unwrap()).unwrap();
+    app.client = reqwest::Client::builder()
+        .add_root_certificate(root)
+        .build()
+        .unwrap();
+    // Downloads it twice and compares both with the stored file.
+    let (id, file) = crate::documents::signed_document(&app).await;
+    for (range, expected) in [("bytes=0-99", 0..100), ("bytes=1000-", 1000..file.len())] {
+        let response = app
+            .client
+            .get(app.url(&format!("/documents/{id}/file")))
+            .bearer_auth(&app.api_key)
+            .header("range", range)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 206, "{range}");
+        let body = response.bytes().await.unwrap();
+        assert!(body[..] == file[expected], "{range}");
+    }
+}
+
 /// `signet serve` on a fresh data directory with `args`: the child and its standard error,
 /// read line by line until `until` is seen (or the process ends, or 60 s pass).
 fn serve(data: &Path, args: &[&str], until: &str) -> (std::process::Child, Vec<String>) {

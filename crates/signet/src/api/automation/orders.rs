@@ -309,10 +309,13 @@ pub async fn document(
                 blob_download::serve(
                     &blobs,
                     &reads,
-                    &document.blob,
-                    document.size,
-                    "application/pdf",
-                    etag,
+                    reads.read_at(),
+                    blob_download::Download {
+                        key: &document.blob,
+                        len: document.size,
+                        content_type: "application/pdf",
+                        etag,
+                    },
                     headers,
                 )
                 .await

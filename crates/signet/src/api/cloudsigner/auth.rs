@@ -1,13 +1,15 @@
 //! Authentication for the CloudSigner surface: a bearer API key, or a client certificate that
 //! chains to the main listener's client CA (`--client-ca`; see `startup::tls`).
 
-use axum::extract::{Request, State};
+use axum::extract::{FromRequestParts, Request, State};
 use axum::http::header::AUTHORIZATION;
+use axum::http::request::Parts;
 use axum::middleware::Next;
 use axum::response::Response;
 
 use super::error::ApiError;
 use crate::api_key::hash_api_key;
+use crate::services::reads::ReadAt;
 use crate::startup::tls::ClientCertificate;
 use crate::state::AppState;
 
@@ -16,9 +18,13 @@ use crate::state::AppState;
 /// (the client is then named by the certificate's subject CN, see [`ClientCertificate`]).
 pub async fn require_api_key(
     State(state): State<AppState>,
-    request: Request,
+    mut request: Request,
     next: Next,
 ) -> Result<Response, ApiError> {
+    // The one read of the change signal this request makes: the key check and the handler's
+    // cached lookups all read at it (see [`ReadAt`]).
+    let at = state.reads.read_at();
+    request.extensions_mut().insert(at);
     let header = request.headers().get(AUTHORIZATION);
     if header.is_none() {
         match request.extensions().get::<ClientCertificate>() {
@@ -40,10 +46,26 @@ pub async fn require_api_key(
         .and_then(bearer_token)
         .filter(|key| !key.is_empty())
         .ok_or_else(|| ApiError::unauthorized("send an API key as Authorization: Bearer <key>"))?;
-    if !state.reads.api_key_valid(&hash_api_key(key)).await? {
+    if !state.reads.api_key_valid(&hash_api_key(key), at).await? {
         return Err(ApiError::unauthorized("the API key is not valid"));
     }
     Ok(next.run(request).await)
+}
+
+/// A handler's [`ReadAt`]: the one [`require_api_key`] read, or (on a route without it) now.
+impl FromRequestParts<AppState> for ReadAt {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        Ok(parts
+            .extensions
+            .get::<ReadAt>()
+            .copied()
+            .unwrap_or_else(|| state.reads.read_at()))
+    }
 }
 
 /// The token of a `Bearer` credential: the scheme is case-insensitive (RFC 9110 §11.1), and one

@@ -23,6 +23,7 @@ use crate::api::upload::{
 };
 use crate::domain::{DocumentId, DocumentStatus, SignatureLevel, SignerId};
 use crate::services::documents::{DocumentError, NewDocument, UploadRefusal};
+use crate::services::reads::ReadAt;
 use crate::state::AppState;
 use crate::store::DocumentRecord;
 
@@ -458,6 +459,7 @@ async fn sign(
 #[tracing::instrument(skip_all, fields(document.id = %raw_id))]
 async fn download(
     State(state): State<AppState>,
+    mut at: ReadAt,
     ApiPath(raw_id): ApiPath<String>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
@@ -468,7 +470,7 @@ async fn download(
     let mut retried = false;
     loop {
         // A signed document's row comes from the read cache; the retry reads it afresh.
-        let document = match state.reads.document(&document_id, retried).await? {
+        let document = match state.reads.document(&document_id, retried, at).await? {
             Some(document) if document.status != DocumentStatus::Deleted => document,
             _ => return Err(not_found()),
         };
@@ -490,15 +492,22 @@ async fn download(
         let served = blob_download::serve(
             &state.blobs,
             &state.reads,
-            blob,
-            size,
-            "application/pdf",
-            etag,
+            at,
+            blob_download::Download {
+                key: blob,
+                len: size,
+                content_type: "application/pdf",
+                etag,
+            },
             &headers,
         )
         .await;
         match served {
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound && !retried => retried = true,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && !retried => {
+                // The row changed since the request started: read it, and its file, as of now.
+                retried = true;
+                at = state.reads.read_at();
+            }
             served => return served.map_err(io_error("reading the signed PDF")),
         }
     }

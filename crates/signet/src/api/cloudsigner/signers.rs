@@ -14,7 +14,7 @@ use super::error::{ApiError, ErrorCode};
 use super::extract::{ApiJson, ApiPath};
 use crate::api::openapi::schemas::ErrorBody;
 use crate::domain::{SignerId, SignerStatus, UserId};
-use crate::services::reads::SignerView;
+use crate::services::reads::{ReadAt, SignerView};
 use crate::state::AppState;
 use crate::store::{EnrollOutcome, Enrollment, StatusChange};
 use crate::telemetry::audit;
@@ -282,12 +282,13 @@ pub struct HistoricCertificate {
 #[tracing::instrument(skip_all, fields(signer.id = %raw_id))]
 async fn details(
     State(state): State<AppState>,
+    at: ReadAt,
     ApiPath(raw_id): ApiPath<String>,
 ) -> Result<Response, ApiError> {
     let signer_id = parse_signer_id(&raw_id)?;
     let view = state
         .reads
-        .signer(&signer_id)
+        .signer(&signer_id, at)
         .await?
         .ok_or_else(|| ApiError::not_found(format!("no signer {signer_id}")))?;
     let body = match view.rendered.get() {

@@ -544,10 +544,13 @@ async fn document(
         let served = blob_download::serve(
             &state.blobs,
             &state.reads,
-            &document.blob,
-            document.size,
-            "application/pdf",
-            format!("\"{}\"", document.sha256),
+            state.reads.read_at(),
+            blob_download::Download {
+                key: &document.blob,
+                len: document.size,
+                content_type: "application/pdf",
+                etag: format!("\"{}\"", document.sha256),
+            },
             &headers,
         );
         match served.await {
