@@ -235,7 +235,7 @@ async fn whole(file: StoredFile) -> std::io::Result<Response> {
 
 /// Reads the file at `path`, which must be `len` bytes long (the length the headers promise).
 /// Blocking.
-pub fn read_exactly(path: &std::path::Path, len: u64) -> std::io::Result<Vec<u8>> {
+fn read_exactly(path: &std::path::Path, len: u64) -> std::io::Result<Vec<u8>> {
     open_and_read(path, len).map(|(_, bytes)| bytes)
 }
 

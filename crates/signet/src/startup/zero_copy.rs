@@ -152,22 +152,16 @@ impl SendFileTo for TcpStream {
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        loop {
-            ready!(self.poll_write_ready(cx))?;
-            let written = self.try_io(Interest::WRITABLE, || {
-                rustix::net::sendmsg(
-                    &*self,
-                    bufs,
-                    &mut rustix::net::SendAncillaryBuffer::default(),
-                    rustix::net::SendFlags::MORE | rustix::net::SendFlags::NOSIGNAL,
-                )
-                .map_err(io::Error::from)
-            });
-            match written {
-                Err(error) if error.kind() == io::ErrorKind::WouldBlock => continue,
-                written => return Poll::Ready(written),
-            }
-        }
+        let socket = &*self;
+        poll_when_writable(socket, cx, || {
+            rustix::net::sendmsg(
+                socket,
+                bufs,
+                &mut rustix::net::SendAncillaryBuffer::default(),
+                rustix::net::SendFlags::MORE | rustix::net::SendFlags::NOSIGNAL,
+            )
+            .map_err(io::Error::from)
+        })
     }
 
     fn poll_send_file(
@@ -177,16 +171,26 @@ impl SendFileTo for TcpStream {
         offset: u64,
         count: usize,
     ) -> Poll<io::Result<usize>> {
-        loop {
-            ready!(self.poll_write_ready(cx))?;
+        let socket = &*self;
+        poll_when_writable(socket, cx, || {
             let mut at = offset;
-            let sent = self.try_io(Interest::WRITABLE, || {
-                rustix::fs::sendfile(&*self, file, Some(&mut at), count).map_err(io::Error::from)
-            });
-            match sent {
-                Err(error) if error.kind() == io::ErrorKind::WouldBlock => continue,
-                sent => return Poll::Ready(sent),
-            }
+            rustix::fs::sendfile(socket, file, Some(&mut at), count).map_err(io::Error::from)
+        })
+    }
+}
+
+/// Runs the non-blocking `write` once `socket` is writable, and again after each readiness
+/// that turns out spurious (`WouldBlock`, which also clears tokio's readiness flag).
+fn poll_when_writable<T>(
+    socket: &TcpStream,
+    cx: &mut Context<'_>,
+    mut write: impl FnMut() -> io::Result<T>,
+) -> Poll<io::Result<T>> {
+    loop {
+        ready!(socket.poll_write_ready(cx))?;
+        match socket.try_io(Interest::WRITABLE, &mut write) {
+            Err(error) if error.kind() == io::ErrorKind::WouldBlock => continue,
+            written => return Poll::Ready(written),
         }
     }
 }
