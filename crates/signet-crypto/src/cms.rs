@@ -154,7 +154,7 @@ pub fn sign_with_key(
     // compare the public keys (cheap) rather than verify a signature (two scalar multiplications).
     let spki = crate::verify::certificate_spki_der(signer_certificate_der)
         .map_err(|e| CmsError::Key(format!("signer certificate: {e}")))?;
-    let certified_key = spki::SubjectPublicKeyInfoRef::from_der(&spki)
+    let certified_key = crate::der_bounds::decode::<spki::SubjectPublicKeyInfoRef>(&spki)
         .map_err(|e| CmsError::Key(format!("signer certificate key: {e}")))?
         .subject_public_key
         .raw_bytes()
@@ -180,7 +180,7 @@ pub fn sign_with_key(
 /// The signature value of the single SignerInfo in a DER ContentInfo { SignedData }: what a
 /// signature timestamp covers (RFC 3161 Appendix A hashes these content octets).
 pub fn signature_value(signed_data_der: &[u8]) -> Result<Vec<u8>, CmsError> {
-    let info = cms::content_info::ContentInfo::from_der(signed_data_der)?;
+    let info = crate::der_bounds::decode::<cms::content_info::ContentInfo>(signed_data_der)?;
     let signed: cms::signed_data::SignedData = info.content.decode_as()?;
     match signed.signer_infos.0.as_slice() {
         [signer] => Ok(signer.signature.as_bytes().to_vec()),
@@ -196,7 +196,7 @@ pub fn signature_value(signed_data_der: &[u8]) -> Result<Vec<u8>, CmsError> {
 /// collector puts into the DSS (with revocation data for each).
 pub fn certificates(signed_data_der: &[u8]) -> Result<Vec<Vec<u8>>, CmsError> {
     use cms::cert::CertificateChoices;
-    let info = cms::content_info::ContentInfo::from_der(signed_data_der)?;
+    let info = crate::der_bounds::decode::<cms::content_info::ContentInfo>(signed_data_der)?;
     let signed: cms::signed_data::SignedData = info.content.decode_as()?;
     let mut out = Vec::new();
     for choice in signed.certificates.iter().flat_map(|set| set.0.iter()) {
@@ -211,7 +211,7 @@ pub fn certificates(signed_data_der: &[u8]) -> Result<Vec<Vec<u8>>, CmsError> {
 /// SignerInfo in a DER ContentInfo { SignedData }, as DER ContentInfos: where a B-T signature's
 /// TSA certificates are found ([`certificates`] of each token).
 pub fn signature_timestamp_tokens(signed_data_der: &[u8]) -> Result<Vec<Vec<u8>>, CmsError> {
-    let info = cms::content_info::ContentInfo::from_der(signed_data_der)?;
+    let info = crate::der_bounds::decode::<cms::content_info::ContentInfo>(signed_data_der)?;
     let signed: cms::signed_data::SignedData = info.content.decode_as()?;
     let mut out = Vec::new();
     for signer in signed.signer_infos.0.iter() {
@@ -237,7 +237,7 @@ pub fn add_signature_timestamp(
     token_der: &[u8],
 ) -> Result<Vec<u8>, CmsError> {
     let malformed = |what: &str| CmsError::SignedAttributes(format!("not a SignedData: {what}"));
-    cms::content_info::ContentInfo::from_der(token_der)
+    crate::der_bounds::decode::<cms::content_info::ContentInfo>(token_der)
         .map_err(|e| CmsError::SignedAttributes(format!("the token is not a ContentInfo: {e}")))?;
     // ContentInfo ::= SEQUENCE { contentType, [0] EXPLICIT SignedData }
     let outer = Tlv::read(signed_data_der).ok_or_else(|| malformed("ContentInfo"))?;
@@ -363,7 +363,7 @@ pub fn signature_algorithm_der(algorithm: SignatureAlgorithm) -> Vec<u8> {
 }
 
 fn parse_certificate(der: &[u8], index: usize) -> Result<Certificate, CmsError> {
-    Certificate::from_der(der).map_err(|e| CmsError::Certificate {
+    crate::der_bounds::decode::<Certificate>(der).map_err(|e| CmsError::Certificate {
         index,
         reason: e.to_string(),
     })
@@ -372,7 +372,7 @@ fn parse_certificate(der: &[u8], index: usize) -> Result<Certificate, CmsError> 
 /// Checks that the stored bytes are one DER `SET OF Attribute` with a messageDigest, so a
 /// mix-up (say, the digest itself stored instead) fails here rather than in a validator.
 fn check_signed_attributes(der: &[u8]) -> Result<(), CmsError> {
-    let attributes = SetOfVec::<Attribute>::from_der(der)
+    let attributes = crate::der_bounds::decode::<SetOfVec<Attribute>>(der)
         .map_err(|e| CmsError::SignedAttributes(e.to_string()))?;
     if !attributes.iter().any(|a| a.oid == ID_MESSAGE_DIGEST) {
         return Err(CmsError::SignedAttributes(

@@ -6,6 +6,7 @@
 pub mod ca;
 pub mod cms;
 pub mod csr;
+pub mod der_bounds;
 pub mod ocsp;
 pub mod oid;
 pub mod revocation;

@@ -14,7 +14,7 @@ use const_oid::db::rfc5280::ID_KP_OCSP_SIGNING;
 use const_oid::db::rfc5912::{ECDSA_WITH_SHA_256, ID_SHA_1, ID_SHA_256, ID_SHA_384, ID_SHA_512};
 use const_oid::db::rfc6960::ID_PKIX_OCSP_NONCE;
 use der::asn1::{BitString, GeneralizedTime, ObjectIdentifier, OctetString};
-use der::{Decode, Encode};
+use der::Encode;
 use ring::signature::{self as ring_signature, EcdsaKeyPair};
 use spki::AlgorithmIdentifierOwned;
 use time::{Duration, OffsetDateTime};
@@ -59,7 +59,7 @@ impl OcspRequest {
                 "an OCSP request is at most {MAX_REQUEST_BYTES} bytes"
             )));
         }
-        let request = x509_ocsp::OcspRequest::from_der(der)
+        let request = crate::der_bounds::decode::<x509_ocsp::OcspRequest>(der)
             .map_err(|e| MalformedRequest(format!("not a DER OCSPRequest: {e}")))?;
         let tbs = request.tbs_request;
         if tbs.request_list.is_empty() {
@@ -92,9 +92,9 @@ impl OcspRequest {
     /// nonce. For a client collecting revocation data for the DSS (PAdES B-LT), or for a server
     /// asking its own responder without going over HTTP.
     pub fn for_certificate(certificate_der: &[u8], issuer_der: &[u8]) -> Result<Self, OcspError> {
-        let certificate = Certificate::from_der(certificate_der)
+        let certificate = crate::der_bounds::decode::<Certificate>(certificate_der)
             .map_err(|e| OcspError::Certificate(format!("certificate: {e}")))?;
-        let issuer = Certificate::from_der(issuer_der)
+        let issuer = crate::der_bounds::decode::<Certificate>(issuer_der)
             .map_err(|e| OcspError::Certificate(format!("issuer certificate: {e}")))?;
         // A CertID names the issuer by hashes only; a wrong issuer would ask about a
         // certificate the responder never issued, so check the signature, not just the names.
@@ -251,9 +251,9 @@ impl OcspResponder {
             &rng,
         )
         .map_err(|e| OcspError::Setup(format!("not a PKCS#8 P-256 key: {e}")))?;
-        let issuer = Certificate::from_der(issuer_certificate_der)
+        let issuer = crate::der_bounds::decode::<Certificate>(issuer_certificate_der)
             .map_err(|e| OcspError::Setup(format!("issuer certificate: {e}")))?;
-        let responder = Certificate::from_der(responder_certificate_der)
+        let responder = crate::der_bounds::decode::<Certificate>(responder_certificate_der)
             .map_err(|e| OcspError::Setup(format!("responder certificate: {e}")))?;
         let responder_key = responder
             .tbs_certificate
@@ -460,6 +460,7 @@ fn check_delegation(issuer_der: &[u8], responder_der: &[u8]) -> Result<(), Strin
 #[cfg(test)]
 mod tests {
     use super::*;
+    use der::Decode;
 
     #[test]
     fn error_responses_decode_with_their_status() {

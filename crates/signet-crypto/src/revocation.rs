@@ -5,7 +5,7 @@
 //! and saying it is not revoked. The fetching is the caller's (this crate does no I/O).
 
 use const_oid::db::rfc6960::ID_PKIX_OCSP_BASIC;
-use der::{Decode, Encode};
+use der::Encode;
 use time::OffsetDateTime;
 use x509_ocsp::{BasicOcspResponse, CertStatus, OcspResponse, OcspResponseStatus};
 use x509_parser::extensions::{DistributionPointName, GeneralName, ParsedExtension};
@@ -121,7 +121,7 @@ pub fn verify_ocsp_response(
 ) -> Result<VerifiedOcsp, RevocationError> {
     let malformed = |e: der::Error| RevocationError::MalformedOcsp(e.to_string());
     let invalid = |m: &str| RevocationError::OcspInvalid(m.to_owned());
-    let response = OcspResponse::from_der(response_der).map_err(malformed)?;
+    let response = crate::der_bounds::decode::<OcspResponse>(response_der).map_err(malformed)?;
     if response.response_status != OcspResponseStatus::Successful {
         return Err(RevocationError::OcspStatus(format!(
             "{:?}",
@@ -134,7 +134,8 @@ pub fn verify_ocsp_response(
     if bytes.response_type != ID_PKIX_OCSP_BASIC {
         return Err(invalid("not a basic OCSP response"));
     }
-    let basic = BasicOcspResponse::from_der(bytes.response.as_bytes()).map_err(malformed)?;
+    let basic = crate::der_bounds::decode::<BasicOcspResponse>(bytes.response.as_bytes())
+        .map_err(malformed)?;
     let tbs_der = basic.tbs_response_data.to_der().map_err(malformed)?;
 
     // Who signed: the issuer, or a responder it delegated to.

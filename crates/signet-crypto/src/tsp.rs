@@ -247,7 +247,7 @@ impl TimeStampRequest {
                 format!("a timestamp request is at most {MAX_REQUEST_BYTES} bytes"),
             ));
         }
-        let request = TimeStampReq::from_der(der).map_err(|e| {
+        let request = crate::der_bounds::decode::<TimeStampReq>(der).map_err(|e| {
             Rejection::new(
                 FailureInfo::BadDataFormat,
                 format!("not a DER TimeStampReq: {e}"),
@@ -405,7 +405,7 @@ impl TimeStampAuthority {
             &rng,
         )
         .map_err(|e| TspError::Setup(format!("not a PKCS#8 P-256 key: {e}")))?;
-        let certificate = Certificate::from_der(certificate_der)
+        let certificate = crate::der_bounds::decode::<Certificate>(certificate_der)
             .map_err(|e| TspError::Setup(format!("not a DER certificate: {e}")))?;
         let tbs = &certificate.tbs_certificate;
         if tbs.subject_public_key_info.subject_public_key.raw_bytes()
@@ -718,7 +718,7 @@ pub fn verify_response(
             "the response is more than {MAX_RESPONSE_BYTES} bytes"
         )));
     }
-    let response = TimeStampResponse::from_der(response_der)
+    let response = crate::der_bounds::decode::<TimeStampResponse>(response_der)
         .map_err(|e| TspError::Malformed(format!("not a DER TimeStampResp: {e}")))?;
     // 0 granted, 1 grantedWithMods; 2 rejection, 3 waiting, 4 and 5 revocation notices.
     if response.status.status > 1 {
@@ -760,7 +760,8 @@ pub fn verify_token(
         let what = what.to_owned();
         move |e: der::Error| TspError::Malformed(format!("{what}: {e}"))
     };
-    let info = ContentInfo::from_der(token_der).map_err(malformed("token ContentInfo"))?;
+    let info = crate::der_bounds::decode::<ContentInfo>(token_der)
+        .map_err(malformed("token ContentInfo"))?;
     if info.content_type != ID_SIGNED_DATA {
         return Err(TspError::Malformed("the token is not a SignedData".into()));
     }
@@ -780,7 +781,8 @@ pub fn verify_token(
         .map_err(malformed("eContent"))?
         .as_bytes()
         .to_vec();
-    let tst_info = TstInfo::from_der(&tst_info_der).map_err(malformed("TSTInfo"))?;
+    let tst_info =
+        crate::der_bounds::decode::<TstInfo>(&tst_info_der).map_err(malformed("TSTInfo"))?;
 
     // What the token says.
     let imprint = &tst_info.message_imprint;
@@ -832,7 +834,7 @@ pub fn verify_token(
     let signer_der = candidates
         .iter()
         .find(|der| {
-            let Ok(certificate) = Certificate::from_der(der) else {
+            let Ok(certificate) = crate::der_bounds::decode::<Certificate>(der) else {
                 return false;
             };
             let tbs = &certificate.tbs_certificate;
@@ -998,7 +1000,7 @@ pub(crate) fn verify_signature(
     message: &[u8],
     signature: &[u8],
 ) -> Result<(), TspError> {
-    let certificate = Certificate::from_der(certificate_der)
+    let certificate = crate::der_bounds::decode::<Certificate>(certificate_der)
         .map_err(|e| TspError::Malformed(format!("TSA certificate: {e}")))?;
     let spki = &certificate.tbs_certificate.subject_public_key_info;
     let key = spki.subject_public_key.raw_bytes();

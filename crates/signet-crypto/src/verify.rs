@@ -8,7 +8,6 @@
 //! time, assembly): it is on the path of every signed document.
 
 use const_oid::db::rfc5912::{ID_EC_PUBLIC_KEY, RSA_ENCRYPTION, SECP_256_R_1, SECP_384_R_1};
-use der::Decode;
 use ring::signature::{self as ring_signature, UnparsedPublicKey};
 use spki::SubjectPublicKeyInfoRef;
 
@@ -141,7 +140,7 @@ pub fn verify_sha256_signature(
     message: &[u8],
     signature: &[u8],
 ) -> Result<VerifiedSignature, SignatureError> {
-    let spki = SubjectPublicKeyInfoRef::from_der(spki_der)
+    let spki = crate::der_bounds::decode::<SubjectPublicKeyInfoRef>(spki_der)
         .map_err(|e| SignatureError::Malformed(format!("public key info: {e}")))?;
     let public_key = spki.subject_public_key.raw_bytes();
     let oid = spki.algorithm.oid;
@@ -181,7 +180,7 @@ pub fn verify_with_certificate(
 /// The DER `SubjectPublicKeyInfo` of a DER certificate.
 pub fn certificate_spki_der(certificate_der: &[u8]) -> Result<Vec<u8>, SignatureError> {
     use der::Encode;
-    let certificate = x509_cert::Certificate::from_der(certificate_der)
+    let certificate = crate::der_bounds::decode::<x509_cert::Certificate>(certificate_der)
         .map_err(|e| SignatureError::Malformed(format!("certificate: {e}")))?;
     certificate
         .tbs_certificate

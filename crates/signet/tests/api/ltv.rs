@@ -331,6 +331,23 @@ async fn the_get_form_answers_like_the_post_form() {
     if status == 200 {
         assert_eq!(body.as_ref(), [0x30, 0x03, 0x0A, 0x01, 0x01]);
     }
+
+    // The fuzzer's length bomb (an `Any` declaring 256 MiB in a 267-byte request): refused as
+    // malformed from its headers alone, before anything is allocated for it.
+    let bomb = include_bytes!("../../../../fuzz/regressions/ocsp_request/oom-any-declares-256-mib");
+    let response = app
+        .client
+        .post(app.url("/ca/ocsp"))
+        .header("content-type", "application/ocsp-request")
+        .body(bomb.to_vec())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(
+        response.bytes().await.unwrap().as_ref(),
+        [0x30, 0x03, 0x0A, 0x01, 0x01]
+    );
 }
 
 // openssl's HTTP client blocks this thread while the server answers on another.
