@@ -91,21 +91,21 @@ pub async fn observe(State(observe): State<Observe>, request: Request, next: Nex
             }
         }
     }
-    .instrument(span.clone());
+    .instrument(span);
     let mut response = handled.await;
     let elapsed = started.elapsed();
     let status = response.status().as_u16();
-    span.in_scope(|| {
-        tracing::info!(
-            target: "signet::access",
-            method,
-            route = %route,
-            status,
-            latency_ms = elapsed.as_secs_f64() * 1000.0,
-            request.id = %id,
-            "request"
-        );
-    });
+    // Outside the request's span: the line carries the span's fields itself, and inside it every
+    // formatter would write them twice (once as the span's, once as the event's).
+    tracing::info!(
+        target: "signet::access",
+        method,
+        route = %route,
+        status,
+        latency_ms = elapsed.as_secs_f64() * 1000.0,
+        request.id = %id,
+        "request"
+    );
     if observe.metrics {
         super::metrics::http_request(route, method, status, elapsed);
     }
