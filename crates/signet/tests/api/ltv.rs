@@ -333,21 +333,29 @@ async fn the_get_form_answers_like_the_post_form() {
     }
 
     // The fuzzer's length bomb (an `Any` declaring 256 MiB in a 267-byte request): refused as
-    // malformed from its headers alone, before anything is allocated for it.
-    let bomb = include_bytes!("../../../../fuzz/regressions/ocsp_request/oom-any-declares-256-mib");
-    let response = app
-        .client
-        .post(app.url("/ca/ocsp"))
-        .header("content-type", "application/ocsp-request")
-        .body(bomb.to_vec())
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 200);
-    assert_eq!(
-        response.bytes().await.unwrap().as_ref(),
-        [0x30, 0x03, 0x0A, 0x01, 0x01]
-    );
+    // malformed from its headers alone, before anything is allocated for it; and a requestor named
+    // by 400 attributes in reverse order, which the decoder's sort of a SET would spend quadratic
+    // time on: refused by counting, never sorted.
+    for bomb in [
+        &include_bytes!("../../../../fuzz/regressions/ocsp_request/oom-any-declares-256-mib")[..],
+        &include_bytes!(
+            "../../../../fuzz/regressions/ocsp_request/slow-rdn-of-400-attributes-in-reverse"
+        )[..],
+    ] {
+        let response = app
+            .client
+            .post(app.url("/ca/ocsp"))
+            .header("content-type", "application/ocsp-request")
+            .body(bomb.to_vec())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200);
+        assert_eq!(
+            response.bytes().await.unwrap().as_ref(),
+            [0x30, 0x03, 0x0A, 0x01, 0x01]
+        );
+    }
 }
 
 // openssl's HTTP client blocks this thread while the server answers on another.
